@@ -1,0 +1,253 @@
+"""Rotation and scaling protocols (the paper's code: 0..20 degrees, 20 scales 0.11..1.98).
+
+The authors' code tests robustness beyond translation by rotating each test
+image by 0..20 degrees and rescaling it by 20 factors between 0.11 and 1.98,
+with mirror padding where the transformed image does not cover the frame and a
+centre crop where it overflows it; the frame size never changes. Here:
+
+- :func:`rotate` samples the rotated image with ``torch.nn.functional.grid_sample``
+  (bilinear, ``padding_mode="reflection"``, ``align_corners=False``), which is
+  the symmetric mirror padding (edge pixel repeated) of ``numpy.pad(mode="symmetric")``
+  and gives the same numbers as ``scipy.ndimage.rotate(reshape=False, order=1,
+  mode="reflect")`` (tested).
+- :func:`rescale` resizes with ``torch.nn.functional.interpolate`` (bilinear,
+  antialiased when shrinking), then mirror-pads (any width, :func:`mirror_pad`)
+  or centre-crops back to the original size.
+- :func:`evaluate_transforms` runs a classifier (or several heads sharing one
+  trunk) over a list of angles or factors and returns accuracy and loss per
+  value and head, as a tidy DataFrame.
+
+Which exact 20 factors the paper uses is not known: :data:`PAPER_SCALES` is
+``numpy.linspace(0.11, 1.98, 20)`` (our choice, stated in notebook 06).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+#: Rotation angles of the paper's code, in degrees (0, 1, ..., 20).
+PAPER_ANGLES: tuple[float, ...] = tuple(float(a) for a in range(21))
+#: 20 scale factors from 0.11 to 1.98 (``linspace``; the exact list is not published).
+PAPER_SCALES: tuple[float, ...] = tuple(round(float(s), 4) for s in np.linspace(0.11, 1.98, 20))
+#: Transform kinds understood by :func:`apply_transform`.
+KINDS: tuple[str, ...] = ("rotation", "scale")
+
+Predict = Callable[[Tensor], Mapping[str, Tensor]]
+
+
+def _check_images(images: Tensor) -> None:
+    if not isinstance(images, Tensor) or images.dim() != 4:
+        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"images must be a (N, C, H, W) tensor, got {shape}; add a batch dimension with x[None]")
+    if not images.is_floating_point():
+        raise ValueError(f"images must be floating point (e.g. in [0, 1]), got dtype {images.dtype}; use x.float() / 255")
+
+
+def symmetric_index(n: int, start: int, stop: int, device: torch.device | None = None) -> Tensor:
+    """Indices into ``range(n)`` for positions ``start..stop-1`` of an endlessly mirrored axis.
+
+    Symmetric mirroring repeats the edge sample (``... 1 0 | 0 1 ... n-1 | n-1 n-2 ...``),
+    as ``numpy.pad(mode="symmetric")``; the pattern has period ``2 n``, so any
+    padding width works, even wider than the image.
+
+    Returns:
+        ``(stop - start,)`` int64 tensor with values in ``[0, n)``.
+    """
+    if n < 1:
+        raise ValueError(f"cannot mirror an empty axis (n={n})")
+    pos = torch.arange(start, stop, device=device) % (2 * n)  # (L,)
+    return torch.where(pos < n, pos, 2 * n - 1 - pos)
+
+
+def mirror_pad(images: Tensor, pad: int | Sequence[int]) -> Tensor:
+    """Symmetric mirror padding of any width (``numpy.pad(mode="symmetric")`` on H and W).
+
+    Args:
+        images: ``(N, C, H, W)``.
+        pad: one width for all sides, or ``(left, right, top, bottom)`` as in ``F.pad``;
+            negative widths crop.
+
+    Returns:
+        ``(N, C, H + top + bottom, W + left + right)``.
+    """
+    _check_images(images)
+    if isinstance(pad, int):
+        left = right = top = bottom = pad
+    else:
+        if len(pad) != 4:
+            raise ValueError(f"pad must be an int or (left, right, top, bottom), got {pad!r}")
+        left, right, top, bottom = (int(p) for p in pad)
+    h, w = images.shape[-2:]
+    if h + top + bottom < 1 or w + left + right < 1:
+        raise ValueError(f"padding {pad!r} leaves nothing of a {h}x{w} image")
+    rows = symmetric_index(h, -top, h + bottom, images.device)
+    cols = symmetric_index(w, -left, w + right, images.device)
+    return images.index_select(-2, rows).index_select(-1, cols)
+
+
+def rotate(images: Tensor, angle_deg: float) -> Tensor:
+    """Rotate about the image centre by ``angle_deg`` degrees, mirror padding, same size.
+
+    The convention is that of ``scipy.ndimage.rotate(img, angle, reshape=False)``:
+    output pixel ``(y, x)`` samples the input at ``c + R(angle) (p - c)`` in
+    ``(x, y)`` coordinates (positive angles turn the content counter-clockwise as
+    displayed with the origin at the top left). Bilinear interpolation; positions
+    outside the image read the symmetric mirror image.
+
+    Args:
+        images: ``(N, C, H, W)`` float.
+        angle_deg: angle in degrees (any real value).
+
+    Returns:
+        ``(N, C, H, W)``, same dtype and device.
+    """
+    _check_images(images)
+    if not math.isfinite(float(angle_deg)):
+        raise ValueError(f"angle must be a finite number of degrees, got {angle_deg!r}")
+    if float(angle_deg) % 360 == 0:
+        return images.clone()
+    n, _, h, w = images.shape
+    theta = math.radians(float(angle_deg))
+    c, s = math.cos(theta), math.sin(theta)
+    # affine_grid works in normalised coordinates ([-1, 1] over W and H, align_corners=False);
+    # a rotation in pixel units becomes anisotropic there when H != W.
+    mat = torch.tensor([[c, -s * h / w, 0.0], [s * w / h, c, 0.0]], dtype=images.dtype, device=images.device)
+    grid = F.affine_grid(mat.expand(n, 2, 3), list(images.shape), align_corners=False)  # (N, H, W, 2)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def rescale(images: Tensor, factor: float) -> Tensor:
+    """Zoom about the centre by ``factor``, keeping the frame size.
+
+    The image is resized to ``round(factor * H) x round(factor * W)`` (bilinear,
+    antialiased when shrinking), then mirror-padded (factor < 1) or centre-cropped
+    (factor > 1) back to ``H x W``; odd margins put the extra pixel at the bottom/right.
+
+    Args:
+        images: ``(N, C, H, W)`` float.
+        factor: scale factor > 0 (1 is the identity).
+
+    Returns:
+        ``(N, C, H, W)``.
+    """
+    _check_images(images)
+    factor = float(factor)
+    if not math.isfinite(factor) or factor <= 0:
+        raise ValueError(f"scale factor must be a positive number, got {factor!r}")
+    h, w = images.shape[-2:]
+    nh, nw = max(1, round(h * factor)), max(1, round(w * factor))
+    if (nh, nw) == (h, w):
+        return images.clone()
+    resized = F.interpolate(images, size=(nh, nw), mode="bilinear", align_corners=False,
+                            antialias=factor < 1)  # (N, C, nh, nw)
+    top, left = (h - nh) // 2, (w - nw) // 2
+    return mirror_pad(resized, (left, w - nw - left, top, h - nh - top))
+
+
+def apply_transform(images: Tensor, kind: str, value: float) -> Tensor:
+    """``rotate(images, value)`` for ``kind="rotation"``, ``rescale(images, value)`` for ``"scale"``."""
+    if kind == "rotation":
+        return rotate(images, value)
+    if kind == "scale":
+        return rescale(images, value)
+    raise ValueError(f"unknown transform kind {kind!r}; choose one of {KINDS}")
+
+
+def identity_value(kind: str) -> float:
+    """The value of ``kind`` that leaves an image unchanged (0 degrees, factor 1)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown transform kind {kind!r}; choose one of {KINDS}")
+    return 0.0 if kind == "rotation" else 1.0
+
+
+@torch.no_grad()
+def evaluate_transforms(
+    predict: Predict | torch.nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    kind: str,
+    values: Iterable[float],
+    batch_size: int = 256,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Accuracy and cross-entropy of each head on transformed copies of a test set.
+
+    Args:
+        predict: ``images (B, C, H, W) -> {head: logits (B, K)}`` (several heads
+            sharing one trunk evaluated once), or a single ``nn.Module`` returning
+            logits (reported as head ``"model"``).
+        images: ``(N, C, H, W)`` test images (kept on their device; batches go to ``device``).
+        labels: ``(N,)`` int64 class indices.
+        kind: ``"rotation"`` (values in degrees) or ``"scale"`` (factors).
+        values: the angles or factors to test.
+        batch_size: images per forward pass.
+        device: where the transforms and the model run (default: the images' device).
+
+    Returns:
+        DataFrame with one row per (value, head): ``kind, value, head, accuracy,
+        loss, n`` (loss = mean cross-entropy in nats, accuracy in [0, 1]).
+    """
+    _check_images(images)
+    if labels.shape != (images.shape[0],):
+        raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
+    if kind not in KINDS:
+        raise ValueError(f"unknown transform kind {kind!r}; choose one of {KINDS}")
+    values = [float(v) for v in values]
+    if not values:
+        raise ValueError("values is empty: give at least one angle or scale factor")
+    if isinstance(predict, torch.nn.Module):
+        module = predict
+        module.eval()
+
+        def predict(x: Tensor) -> Mapping[str, Tensor]:  # noqa: F811 - adapter
+            return {"model": module(x)}
+
+    device = torch.device(device) if device is not None else images.device
+    from .utils import progress as progress_bar
+
+    rows: list[dict] = []
+    for value in progress_bar(values, desc=kind, disable=not progress):
+        correct: dict[str, float] = {}
+        loss: dict[str, float] = {}
+        for start in range(0, images.shape[0], batch_size):
+            x = apply_transform(images[start:start + batch_size].to(device), kind, value)
+            y = labels[start:start + batch_size].to(device)
+            for head, logits in predict(x).items():
+                logits = logits.float()
+                correct[head] = correct.get(head, 0.0) + (logits.argmax(1) == y).sum().item()
+                loss[head] = loss.get(head, 0.0) + F.cross_entropy(logits, y, reduction="sum").item()
+        n = images.shape[0]
+        for head in correct:
+            rows.append({"kind": kind, "value": value, "head": head,
+                         "accuracy": correct[head] / n, "loss": loss[head] / n, "n": n})
+    return pd.DataFrame(rows)
+
+
+def robustness_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (kind, head): accuracy at the identity, mean accuracy over the values, worst accuracy,
+    and the mean relative accuracy drop ``1 - mean(acc) / acc(identity)``.
+
+    Args:
+        table: output of :func:`evaluate_transforms` (one or several kinds concatenated);
+            each kind must include its identity value (0 degrees / factor 1).
+    """
+    rows = []
+    for (kind, head), group in table.groupby(["kind", "head"], sort=False):
+        ident = group[np.isclose(group["value"], identity_value(kind))]
+        if ident.empty:
+            raise ValueError(f"{kind} results for head {head!r} lack the identity value "
+                             f"{identity_value(kind)}; include it in values")
+        acc0 = float(ident["accuracy"].iloc[0])
+        mean = float(group["accuracy"].mean())
+        rows.append({"kind": kind, "head": head, "accuracy_identity": acc0, "accuracy_mean": mean,
+                     "accuracy_worst": float(group["accuracy"].min()),
+                     "relative_drop": 1 - mean / acc0 if acc0 > 0 else float("nan")})
+    return pd.DataFrame(rows)

@@ -1,0 +1,129 @@
+"""Rotation/scaling protocols checked against numpy/scipy references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.ndimage as ndi
+import torch
+
+from shiftinv import transforms
+
+
+def _img(n: int = 2, c: int = 3, h: int = 13, w: int = 17, seed: int = 0) -> torch.Tensor:
+    return torch.rand(n, c, h, w, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def test_paper_grids() -> None:
+    assert transforms.PAPER_ANGLES[0] == 0 and transforms.PAPER_ANGLES[-1] == 20
+    assert len(transforms.PAPER_ANGLES) == 21
+    assert len(transforms.PAPER_SCALES) == 20
+    assert transforms.PAPER_SCALES[0] == pytest.approx(0.11)
+    assert transforms.PAPER_SCALES[-1] == pytest.approx(1.98)
+    assert np.all(np.diff(transforms.PAPER_SCALES) > 0)
+
+
+@pytest.mark.parametrize("pad", [0, 3, 13, 40, (5, 0, 2, 30)])
+def test_mirror_pad_equals_numpy_symmetric(pad) -> None:
+    x = _img(h=7, w=11)
+    out = transforms.mirror_pad(x, pad).numpy()
+    left, right, top, bottom = (pad,) * 4 if isinstance(pad, int) else pad
+    ref = np.pad(x.numpy(), ((0, 0), (0, 0), (top, bottom), (left, right)), mode="symmetric")
+    np.testing.assert_array_equal(out, ref)
+
+
+def test_mirror_pad_negative_crops() -> None:
+    x = _img(h=9, w=9)
+    assert torch.equal(transforms.mirror_pad(x, (-2, -1, -3, 0)), x[..., 3:, 2:-1])
+
+
+@pytest.mark.parametrize("angle", [1.0, 7.5, 20.0, -33.0, 90.0])
+@pytest.mark.parametrize("shape", [(13, 17), (16, 16)])
+def test_rotate_matches_scipy_reflect(angle: float, shape: tuple[int, int]) -> None:
+    x = _img(h=shape[0], w=shape[1])
+    out = transforms.rotate(x, angle).numpy()
+    ref = np.stack([np.stack([ndi.rotate(ch, angle, reshape=False, order=1, mode="reflect") for ch in im])
+                    for im in x.numpy()])
+    np.testing.assert_allclose(out, ref, atol=1e-9)
+
+
+def test_rotate_identity_and_full_turns() -> None:
+    x = _img()
+    assert torch.equal(transforms.rotate(x, 0), x)
+    assert torch.equal(transforms.rotate(x, 360), x)
+    # a quarter turn of a square image is an exact pixel permutation
+    sq = _img(h=12, w=12)
+    np.testing.assert_allclose(transforms.rotate(sq, 90).numpy(), np.rot90(sq.numpy(), k=1, axes=(2, 3)), atol=1e-9)
+
+
+def test_rescale_identity_and_constant() -> None:
+    x = _img()
+    assert torch.equal(transforms.rescale(x, 1.0), x)
+    const = torch.full((1, 3, 20, 20), 0.25, dtype=torch.float64)
+    for f in transforms.PAPER_SCALES:
+        out = transforms.rescale(const, f)
+        assert out.shape == const.shape
+        torch.testing.assert_close(out, const)
+
+
+def test_rescale_shrink_is_mirror_padded_resize() -> None:
+    x = _img(h=20, w=20)
+    out = transforms.rescale(x, 0.5)  # 10x10 image in the centre, mirrored around it
+    small = torch.nn.functional.interpolate(x, size=(10, 10), mode="bilinear", antialias=True, align_corners=False)
+    torch.testing.assert_close(out[..., 5:15, 5:15], small)
+    ref = np.pad(small.numpy(), ((0, 0), (0, 0), (5, 5), (5, 5)), mode="symmetric")
+    np.testing.assert_allclose(out.numpy(), ref)
+    # smaller than a third of the frame: the mirror pattern repeats (padding wider than the image)
+    tiny = transforms.rescale(x, 0.11)
+    assert tiny.shape == x.shape and torch.isfinite(tiny).all()
+
+
+def test_rescale_grow_is_centre_crop() -> None:
+    x = _img(h=8, w=8)
+    out = transforms.rescale(x, 2.0)
+    big = torch.nn.functional.interpolate(x, size=(16, 16), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(out, big[..., 4:12, 4:12])
+
+
+def test_bad_input_errors() -> None:
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        transforms.rotate(torch.rand(3, 8, 8), 5)
+    with pytest.raises(ValueError, match="floating point"):
+        transforms.rescale(torch.zeros(1, 1, 8, 8, dtype=torch.uint8), 0.5)
+    with pytest.raises(ValueError, match="positive"):
+        transforms.rescale(_img(), 0)
+    with pytest.raises(ValueError, match="unknown transform kind"):
+        transforms.apply_transform(_img(), "shear", 1)
+    with pytest.raises(ValueError, match="empty"):
+        transforms.evaluate_transforms(torch.nn.Identity(), _img(), torch.zeros(2, dtype=torch.long), "scale", [])
+
+
+class _CentreMass(torch.nn.Module):
+    """Two-class 'classifier': is the bright square in the left half? Sensitive to rotation/scale."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = x.shape[-1]
+        left = x[..., : w // 2].mean(dim=(1, 2, 3))
+        right = x[..., w // 2:].mean(dim=(1, 2, 3))
+        return 20 * torch.stack([left - right, right - left], dim=1)
+
+
+def test_evaluate_transforms_table_and_summary() -> None:
+    x = torch.zeros(4, 1, 16, 16)
+    x[:2, :, 6:10, 1:5] = 1  # left
+    x[2:, :, 6:10, 11:15] = 1  # right
+    y = torch.tensor([0, 0, 1, 1])
+    model = _CentreMass()
+    rot = transforms.evaluate_transforms(model, x, y, "rotation", [0, 90, 180], batch_size=3)
+    assert list(rot.columns) == ["kind", "value", "head", "accuracy", "loss", "n"]
+    acc = dict(zip(rot["value"], rot["accuracy"]))
+    assert acc[0.0] == 1.0 and acc[180.0] == 0.0  # half a turn swaps left and right
+    heads = transforms.evaluate_transforms(lambda b: {"a": model(b), "b": -model(b)}, x, y, "scale", [1.0, 0.5])
+    assert set(heads["head"]) == {"a", "b"} and len(heads) == 4
+    summary = transforms.robustness_summary(pd.concat([rot, heads]))
+    row = summary[(summary.kind == "rotation")].iloc[0]
+    assert row.accuracy_identity == 1.0 and row.accuracy_worst == 0.0
+    assert row.relative_drop == pytest.approx(1 - (1 + acc[90.0] + 0) / 3)
+    with pytest.raises(ValueError, match="identity"):
+        transforms.robustness_summary(rot[rot.value != 0])
