@@ -87,7 +87,7 @@ def test_subpixel_by_integers_equals_integer_shifts(images: torch.Tensor, dx: in
 
 
 def test_fractional_shifts_compose_and_interpolate() -> None:
-    x = torch.linspace(0, 2 * np.pi, 33)[:-1]
+    x = torch.linspace(0, 2 * np.pi, 33, dtype=torch.float64)[:-1]
     signal = torch.sin(3 * x).double().expand(1, 1, 4, 32).clone()  # band-limited along x
     half = translate(signal, 0.5, 0, mode="circular")
     assert torch.allclose(translate(half, 0.5, 0, mode="circular"), torch.roll(signal, 1, -1), atol=1e-10)
@@ -105,7 +105,7 @@ def test_shift_windows_batches_match_translate(images: torch.Tensor) -> None:
         assert out.shape == (9, 2, 9, 12) and out.is_contiguous(memory_format=torch.channels_last)
         for s, (dx, dy) in enumerate(grid):
             assert torch.equal(out[s * 3 : (s + 1) * 3], translate(images, dx, dy, mode)), (mode, dx, dy)
-    out = shift_windows(images, torch.tensor(grid), "crop", out_size=5)
+    out = shift_windows(images, torch.tensor([(-2, 1), (0, 0), (3, 2)]), "crop", out_size=5)
     assert out.shape == (9, 2, 5, 5) and out.is_contiguous()
 
 
