@@ -278,7 +278,7 @@ def translate(
 
 
 def shift_grid(radius: int | tuple[int, int], step: int = 1) -> list[tuple[int, int]]:
-    """Every ``(dx, dy)`` with ``|dx| <= rx``, ``|dy| <= ry`` (step ``step``), ``dy``-major.
+    """Every ``(dx, dy)`` with ``|dx| <= rx``, ``|dy| <= ry`` on multiples of ``step``, ``dy``-major.
 
     ``shift_grid(50)`` is the paper's 101 x 101 = 10,201 shifts; the order is
     row-major over the map (row = ``dy``, column = ``dx``).
@@ -286,7 +286,9 @@ def shift_grid(radius: int | tuple[int, int], step: int = 1) -> list[tuple[int, 
     rx, ry = (radius, radius) if isinstance(radius, int) else radius
     if rx < 0 or ry < 0 or step < 1:
         raise ValueError(f"radius must be >= 0 and step >= 1, got radius={radius}, step={step}")
-    return [(dx, dy) for dy in range(-ry, ry + 1, step) for dx in range(-rx, rx + 1, step)]
+    xs = range(-(rx // step) * step, rx + 1, step)  # multiples of step: (0, 0) is always in the grid
+    ys = range(-(ry // step) * step, ry + 1, step)
+    return [(dx, dy) for dy in ys for dx in xs]
 
 
 def diagonal_shifts(start: int, stop: int) -> list[tuple[int, int]]:
