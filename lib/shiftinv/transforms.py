@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .shifts import symmetric_index
+
 #: Rotation angles of the paper's code, in degrees (0, 1, ..., 20).
 PAPER_ANGLES: tuple[float, ...] = tuple(float(a) for a in range(21))
 #: 20 scale factors from 0.11 to 1.98 (``linspace``; the exact list is not published).
@@ -50,24 +52,11 @@ def _check_images(images: Tensor) -> None:
         raise ValueError(f"images must be floating point (e.g. in [0, 1]), got dtype {images.dtype}; use x.float() / 255")
 
 
-def symmetric_index(n: int, start: int, stop: int, device: torch.device | None = None) -> Tensor:
-    """Indices into ``range(n)`` for positions ``start..stop-1`` of an endlessly mirrored axis.
-
-    Symmetric mirroring repeats the edge sample (``... 1 0 | 0 1 ... n-1 | n-1 n-2 ...``),
-    as ``numpy.pad(mode="symmetric")``; the pattern has period ``2 n``, so any
-    padding width works, even wider than the image.
-
-    Returns:
-        ``(stop - start,)`` int64 tensor with values in ``[0, n)``.
-    """
-    if n < 1:
-        raise ValueError(f"cannot mirror an empty axis (n={n})")
-    pos = torch.arange(start, stop, device=device) % (2 * n)  # (L,)
-    return torch.where(pos < n, pos, 2 * n - 1 - pos)
-
-
 def mirror_pad(images: Tensor, pad: int | Sequence[int]) -> Tensor:
     """Symmetric mirror padding of any width (``numpy.pad(mode="symmetric")`` on H and W).
+
+    The mirrored extension is periodic (period ``2 H``), so widths larger than the
+    image work too (needed to shrink an image to 0.11 of its size).
 
     Args:
         images: ``(N, C, H, W)``.
@@ -87,8 +76,8 @@ def mirror_pad(images: Tensor, pad: int | Sequence[int]) -> Tensor:
     h, w = images.shape[-2:]
     if h + top + bottom < 1 or w + left + right < 1:
         raise ValueError(f"padding {pad!r} leaves nothing of a {h}x{w} image")
-    rows = symmetric_index(h, -top, h + bottom, images.device)
-    cols = symmetric_index(w, -left, w + right, images.device)
+    rows = symmetric_index(torch.arange(-top, h + bottom, device=images.device), h)  # (H',) in [0, H)
+    cols = symmetric_index(torch.arange(-left, w + right, device=images.device), w)
     return images.index_select(-2, rows).index_select(-1, cols)
 
 
