@@ -104,14 +104,17 @@ def _as_shift_tensor(shifts: Sequence[tuple[int, int]] | Tensor, device: torch.d
 
 
 def _window_indices(
-    shifts: Tensor, mode: str, src_h: int, src_w: int, out_h: int, out_w: int
+    shifts: Tensor, mode: str, src_h: int, src_w: int, out_h: int, out_w: int, validate: bool = True
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-    """Row/column source indices (S, out_h) / (S, out_w) and in-range masks (canvas modes)."""
+    """Row/column source indices (S, out_h) / (S, out_w) and in-range masks (canvas modes).
+
+    ``validate=False`` skips the range checks (they synchronise a GPU with the host).
+    """
     dx, dy = shifts[:, 0:1], shifts[:, 1:2]  # (S, 1)
     ys = torch.arange(out_h, device=shifts.device)[None, :]  # (1, h)
     xs = torch.arange(out_w, device=shifts.device)[None, :]
     if mode == "mosaic":
-        if (dx.abs() > src_w).any() or (dy.abs() > src_h).any():
+        if validate and ((dx.abs() > src_w).any() or (dy.abs() > src_h).any()):
             raise ValueError(
                 f"mode 'mosaic' pads by the image size ({src_h}x{src_w}), so |dx| <= {src_w} and |dy| <= {src_h}; "
                 f"got shifts up to |dx|={int(dx.abs().max())}, |dy|={int(dy.abs().max())}"
@@ -122,7 +125,7 @@ def _window_indices(
     if mode == "crop":
         top = (src_h - out_h) // 2 - dy  # (S, 1): window moves up when content moves down
         left = (src_w - out_w) // 2 - dx
-        if (top < 0).any() or (left < 0).any() or (top + out_h > src_h).any() or (left + out_w > src_w).any():
+        if validate and ((top < 0).any() or (left < 0).any() or (top + out_h > src_h).any() or (left + out_w > src_w).any()):
             raise ValueError(
                 f"mode 'crop': a {out_h}x{out_w} window centred in a {src_h}x{src_w} source can move by at most "
                 f"{(src_h - out_h) // 2} px vertically and {(src_w - out_w) // 2} px horizontally (less on the far "
@@ -134,7 +137,7 @@ def _window_indices(
     top = (out_h - src_h) // 2 + dy
     left = (out_w - src_w) // 2 + dx
     rows, cols = ys - top, xs - left  # source position of each canvas pixel
-    if out_h > src_h or out_w > src_w:
+    if validate and (out_h > src_h or out_w > src_w):
         if (top < 0).any() or (left < 0).any() or (top + src_h > out_h).any() or (left + src_w > out_w).any():
             raise ValueError(
                 f"mode {mode!r}: a {src_h}x{src_w} image in a {out_h}x{out_w} canvas must stay fully inside it; "
@@ -152,6 +155,7 @@ def shift_windows(
     *,
     out_size: tuple[int, int] | int | None = None,
     channels_last: bool = False,
+    validate: bool = True,
 ) -> Tensor:
     """All ``S`` shifts of ``N`` images at once: ``(S * N, C, h, w)``, shift-major.
 
@@ -168,6 +172,8 @@ def shift_windows(
             canvas for ``"zero"``/``"mean"`` (default: image size); ignored otherwise.
         channels_last: return a ``channels_last`` tensor (free: the gather
             produces that layout; otherwise it is made contiguous NCHW).
+        validate: check that every shift fits the mode (a host sync on GPU;
+            the sweep checks all shifts once up front and passes ``False``).
 
     Returns:
         (S * N, C, h, w) tensor of the images' dtype.
@@ -175,7 +181,7 @@ def shift_windows(
     _check_images(images)
     _check_mode(mode)
     n, c, src_h, src_w = images.shape
-    s = _as_shift_tensor(shifts, images.device)
+    s = shifts if (not validate and isinstance(shifts, Tensor)) else _as_shift_tensor(shifts, images.device)
     if isinstance(out_size, int):
         out_size = (out_size, out_size)
     if mode == "crop":
@@ -188,7 +194,7 @@ def shift_windows(
             raise ValueError(f"canvas {out_size} is smaller than the images ({src_h}x{src_w})")
     else:
         out_h, out_w = src_h, src_w
-    rows, cols, row_ok, col_ok = _window_indices(s, mode, src_h, src_w, out_h, out_w)
+    rows, cols, row_ok, col_ok = _window_indices(s, mode, src_h, src_w, out_h, out_w, validate)
     num_s = s.shape[0]
     # advanced indices separated by a slice -> broadcast dims first: (S, N, h, w, C)
     idx_n = torch.arange(n, device=images.device).view(1, n, 1, 1)

@@ -1,0 +1,267 @@
+"""The sweep engine against the straightforward per-model, per-shift loop; resume; sharding."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch import Tensor, nn
+
+from shiftinv import sweep as sweep_mod
+from shiftinv.shifts import shift_grid
+from shiftinv.sweep import SweepResult, reference_sweep, sweep, sweep_models
+
+
+# ----------------------------------------------------------------------------- stand-ins (models.py protocol)
+
+
+class TinyTrunk(nn.Module):
+    """trunk(x, taps) -> {tap: map}; runs only up to the deepest tap; counts its calls."""
+
+    names = ("conv1", "pool1", "conv2", "pool2")
+
+    def __init__(self, seed: int = 0, circular: bool = False) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        pad = "circular" if circular else "zeros"
+        self.layers = nn.ModuleList([
+            nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, padding_mode=pad), nn.ReLU()),
+            nn.MaxPool2d(2),
+            nn.Sequential(nn.Conv2d(4, 6, 3, padding=1, padding_mode=pad), nn.ReLU()),
+            nn.MaxPool2d(2),
+        ])
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+        self.calls = 0
+        self.fail_after: int | None = None
+
+    def index(self, tap: str) -> int:
+        return self.names.index(tap)
+
+    def stride(self, tap: str) -> int:
+        return 2 ** sum(1 for n in self.names[: self.index(tap) + 1] if n.startswith("pool"))
+
+    def forward(self, x: Tensor, taps: Sequence[str]) -> dict[str, Tensor]:
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise RuntimeError("simulated interruption")
+        out, last = {}, max(self.index(t) for t in taps)
+        for i in range(last + 1):
+            x = self.layers[i](x)
+            if self.names[i] in taps:
+                out[self.names[i]] = x
+        return {t: out[t] for t in taps}
+
+
+class TinyHead(nn.Module):
+    def __init__(self, gap: Sequence[str], flatten: str | None, size: int, k: int = 5, seed: int = 1) -> None:
+        super().__init__()
+        chans = {"conv1": 4, "pool1": 4, "conv2": 6, "pool2": 6}
+        self.gap, self.flatten = tuple(gap), flatten
+        self.taps = tuple(dict.fromkeys(self.gap + ((flatten,) if flatten else ())))
+        n = sum(chans[t] for t in self.gap) + (6 * (size // 4) ** 2 if flatten else 0)
+        torch.manual_seed(seed)
+        self.linear = nn.Linear(n, k)
+
+    def forward(self, feats: Mapping[str, Tensor]) -> Tensor:
+        parts = [feats[t].mean(dim=(2, 3)) for t in self.gap]
+        if self.flatten:
+            parts.append(feats[self.flatten].flatten(1))
+        return self.linear(torch.cat(parts, 1))
+
+
+class Whole(nn.Module):
+    def __init__(self, trunk: TinyTrunk, head: TinyHead) -> None:
+        super().__init__()
+        self.trunk, self.head = trunk, head
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.trunk(x, self.head.taps))
+
+
+def make_model(size: int = 12) -> tuple[TinyTrunk, dict[str, TinyHead]]:
+    trunk = TinyTrunk(seed=0)
+    heads = {
+        "flatten": TinyHead((), "pool2", size, seed=1),
+        "final_gap": TinyHead(("pool2",), None, size, seed=2),
+        "multi_gap": TinyHead(("pool1", "pool2"), None, size, seed=3),
+        "gap_flatten": TinyHead(("pool1", "pool2"), "pool2", size, seed=4),
+    }
+    return trunk, heads
+
+
+def make_data(n: int = 5, size: int = 12) -> tuple[Tensor, Tensor]:
+    g = torch.Generator().manual_seed(7)
+    return torch.rand(n, 3, size, size, generator=g), torch.randint(0, 5, (n,), generator=g)
+
+
+GRID = shift_grid(2)  # 25 shifts
+
+
+# ----------------------------------------------------------------------------- equivalence
+
+
+@pytest.mark.parametrize("mode", ["mosaic", "circular", "zero", "mean"])
+def test_sweep_equals_straightforward_loop(mode: str) -> None:
+    trunk, heads = make_model()
+    images, labels = make_data()
+    res = sweep(trunk, heads, images, labels, GRID, mode, batch_size=12, device="cpu", keep_logits=True)
+    ref = reference_sweep({k: Whole(trunk, h) for k, h in heads.items()}, images, labels, GRID, mode)
+    assert res.heads == tuple(heads) and res.num_shifts == 25 and res.num_images == 5
+    for k in heads:
+        assert torch.allclose(res.loss[k], ref.loss[k], atol=1e-5)
+        assert torch.allclose(res.p_true[k], ref.p_true[k], atol=1e-6)
+        assert torch.equal(res.pred[k], ref.pred[k]) and torch.equal(res.correct[k], ref.correct[k])
+        assert res.logits[k].shape == (25, 5, 5)
+        assert torch.allclose(res.loss[k], torch.nn.functional.cross_entropy(
+            res.logits[k].reshape(-1, 5), labels.repeat(25), reduction="none").view(25, 5), atol=1e-6)
+    # shift (0, 0) is the unshifted image
+    z = res.index(0, 0)
+    direct = Whole(trunk, heads["final_gap"])(images)
+    assert torch.allclose(res.logits["final_gap"][z], direct, atol=1e-5)
+
+
+def test_trunk_runs_once_per_batch_for_all_heads() -> None:
+    trunk, heads = make_model()
+    images, labels = make_data()
+    sweep(trunk, heads, images, labels, GRID, batch_size=10, device="cpu")  # 2 shifts x 5 images per pass
+    assert trunk.calls == 13  # ceil(25 / 2) passes, not 25 x 4
+    trunk.calls = 0
+    sweep(trunk, heads, images, labels, GRID[:3], batch_size=2, device="cpu")  # images split in 3 chunks
+    assert trunk.calls == 9
+
+
+def test_plain_model_and_sweep_models() -> None:
+    trunk, heads = make_model()
+    images, labels = make_data()
+    whole = Whole(trunk, heads["multi_gap"])
+    res = sweep(whole, None, images, labels, GRID[:4], device="cpu")  # VGGClassifier-like (.trunk, .head)
+    res2 = sweep(lambda x: whole(x), None, images, labels, GRID[:4], device="cpu")  # any callable
+    assert res.heads == ("model",) and torch.allclose(res.loss["model"], res2.loss["model"], atol=1e-6)
+    other = TinyTrunk(seed=5)
+    merged = sweep_models({"a": (trunk, heads), "b": (other, {"g": TinyHead(("pool2",), None, 12)})},
+                          images, labels, GRID[:4], device="cpu")
+    assert set(merged.heads) == {"a/flatten", "a/final_gap", "a/multi_gap", "a/gap_flatten", "b/g"}
+    assert torch.equal(merged.loss["a/multi_gap"], res.loss["model"])
+
+
+# ----------------------------------------------------------------------------- resume
+
+
+def test_interrupted_sweep_resumes(tmp_path: Path) -> None:
+    trunk, heads = make_model()
+    images, labels = make_data()
+    full = sweep(trunk, heads, images, labels, GRID, batch_size=10, device="cpu")
+    out = tmp_path / "sweep.pt"
+    trunk.calls, trunk.fail_after = 0, 5
+    with pytest.raises(RuntimeError, match="simulated"):
+        sweep(trunk, heads, images, labels, GRID, batch_size=10, device="cpu", out_path=out, save_every=0)
+    assert out.exists()
+    with pytest.raises(ValueError, match="partial sweep"):
+        SweepResult.load(out)
+    trunk.calls, trunk.fail_after = 0, None
+    resumed = sweep(trunk, heads, images, labels, GRID, batch_size=10, device="cpu", out_path=out, save_every=0)
+    assert trunk.calls == 13 - 5  # only the missing batches ran
+    for k in heads:
+        assert torch.equal(resumed.loss[k], full.loss[k]) and torch.equal(resumed.correct[k], full.correct[k])
+    trunk.calls = 0
+    again = sweep(trunk, heads, images, labels, GRID, batch_size=10, device="cpu", out_path=out)
+    assert trunk.calls == 0 and torch.equal(again.loss["flatten"], full.loss["flatten"])
+    loaded = SweepResult.load(out)
+    assert torch.equal(loaded.pred["multi_gap"], full.pred["multi_gap"])
+
+
+def test_partial_file_of_another_configuration_is_refused(tmp_path: Path) -> None:
+    trunk, heads = make_model()
+    images, labels = make_data()
+    out = tmp_path / "sweep.pt"
+    trunk.fail_after = 2
+    with pytest.raises(RuntimeError):
+        sweep(trunk, heads, images, labels, GRID, batch_size=10, device="cpu", out_path=out, save_every=0)
+    trunk.fail_after = None
+    with pytest.raises(ValueError, match="another configuration"):
+        sweep(trunk, heads, images, labels, GRID, "circular", batch_size=10, device="cpu", out_path=out)
+
+
+def test_bad_input_messages() -> None:
+    trunk, heads = make_model()
+    images, labels = make_data()
+    with pytest.raises(ValueError, match="unknown shift mode"):
+        sweep(trunk, heads, images, labels, GRID, "roll", device="cpu")
+    with pytest.raises(ValueError, match="5 images but 4 labels"):
+        sweep(trunk, heads, images, labels[:4], GRID, device="cpu")
+    with pytest.raises(ValueError, match=r"\|dx\| <= 12"):
+        sweep(trunk, heads, images, labels, [(13, 0)], device="cpu")
+    with pytest.raises(ValueError, match="integer shifts"):
+        sweep(trunk, heads, images, labels, [(0.5, 0.0)], device="cpu")
+    with pytest.raises(ValueError, match="heads is empty"):
+        sweep(trunk, {}, images, labels, GRID, device="cpu")
+
+
+# ----------------------------------------------------------------------------- sharding
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), SHIFTINV_PROGRESS="0")
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        trunk, heads = make_model()
+        images, labels = make_data()
+        res = sweep(trunk, heads, images, labels, GRID, batch_size=10, device="cpu", keep_logits=True,
+                    out_path=Path(out_dir) / "sharded.pt", save_every=0)
+        torch.save(res.to_state(), Path(out_dir) / f"rank{rank}.pt")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_sharded_sweep_equals_single_process(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    trunk, heads = make_model()
+    images, labels = make_data()
+    single = sweep(trunk, heads, images, labels, GRID, batch_size=10, device="cpu", keep_logits=True)
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    for rank in (0, 1):
+        state = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        sharded = SweepResult.from_state(state)
+        assert sharded.meta["world_size"] == 2
+        for k in heads:
+            for f in ("loss", "correct", "pred", "p_true", "logits"):
+                assert torch.equal(getattr(sharded, f)[k], getattr(single, f)[k]), (rank, k, f)
+    final = SweepResult.load(tmp_path / "sharded.pt")
+    assert torch.equal(final.loss["multi_gap"], single.loss["multi_gap"])
+    assert not list(tmp_path.glob("sharded.rank*"))  # per-rank partial files are cleaned up
+
+
+@pytest.mark.slow
+def test_command_line_under_torchrun(tmp_path: Path) -> None:
+    pytest.importorskip("shiftinv.models")
+    out = tmp_path / "cli.pt"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
+           "-m", "shiftinv.sweep", "--synthetic", "3", "--size", "32", "--width", "0.0625", "--num-classes", "4",
+           "--shifts", "1", "--device", "cpu", "--out", str(out)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", SHIFTINV_PROGRESS="0")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "swept 9 shifts x 3 images" in proc.stdout
+    sharded = SweepResult.load(out)
+    single_out = tmp_path / "single.pt"
+    assert sweep_mod.main(["--synthetic", "3", "--size", "32", "--width", "0.0625", "--num-classes", "4",
+                           "--shifts", "1", "--device", "cpu", "--out", str(single_out)]) == 0
+    single = SweepResult.load(single_out)
+    for k in ("flatten", "final_gap", "multi_gap", "gap_flatten"):
+        assert torch.equal(sharded.loss[k], single.loss[k]), k
