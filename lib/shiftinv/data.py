@@ -186,22 +186,43 @@ def mnist_canvas(
     ``download=True`` fetches the official files (needs internet).
     """
     from torchvision.datasets import MNIST
+    from torchvision.datasets.mnist import read_image_file, read_label_file
 
     root = Path(root) if root is not None else paths.data_dir() / "mnist"
-    try:
-        ds = MNIST(str(root), train=train, download=download)
-    except RuntimeError as err:
-        split = "train" if train else "test"
-        raise FileNotFoundError(
-            f"MNIST {split} split not found under '{root}/MNIST/raw' ({err}). Pass download=True on a machine "
-            "with internet, or point root at a folder holding MNIST/raw/*-idx*-ubyte(.gz) from "
-            "http://yann.lecun.com/exdb/mnist/."
-        ) from None
-    x = ds.data[:, None].float() / 255.0  # (N, 1, 28, 28)
+    if download:
+        ds = MNIST(str(root), train=train, download=True)
+        images, labels = ds.data, ds.targets
+    else:
+        # Read the official idx files directly (plain or .gz), so that one split suffices.
+        prefix = "train" if train else "t10k"
+        raw = root / "MNIST" / "raw"
+        files = []
+        for kind in ("images-idx3", "labels-idx1"):
+            found = [raw / f"{prefix}-{kind}-ubyte{ext}" for ext in ("", ".gz")]
+            found = [f for f in found if f.is_file()]
+            if not found:
+                split = "train" if train else "test"
+                raise FileNotFoundError(
+                    f"MNIST {split} split not found: no '{prefix}-{kind}-ubyte(.gz)' in '{raw}'. Pass "
+                    "download=True on a machine with internet, or point root at a folder holding "
+                    "MNIST/raw/*-idx*-ubyte(.gz) from https://yann.lecun.com/exdb/mnist/."
+                )
+            if found[0].suffix == ".gz":  # torchvision's reader wants the plain file: unpack once
+                import gzip
+
+                from .utils import atomic_write_bytes
+
+                plain = paths.results_dir() / "mnist_raw" / found[0].stem
+                if not plain.is_file():
+                    atomic_write_bytes(plain, gzip.decompress(found[0].read_bytes()))
+                found[0] = plain
+            files.append(str(found[0]))
+        images, labels = read_image_file(files[0]), read_label_file(files[1])
+    x = images[:, None].float() / 255.0  # (N, 1, 28, 28)
     if digit_size != 28:
         x = F.interpolate(x, size=(digit_size, digit_size), mode="bilinear", align_corners=False).clamp(0, 1)
     x = (_paste_centre(x, canvas) * 255.0).round().to(torch.uint8)
-    return TensorImages(x, ds.targets.long())
+    return TensorImages(x, labels.long())
 
 
 def _load_folder_to_tensor(folder: Path) -> tuple[Tensor, Tensor, list[str]]:
