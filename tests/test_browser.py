@@ -1,0 +1,627 @@
+"""Browser tier: every notebook opened in JupyterLab, in headless Chromium, the way a person does.
+
+One JupyterLab server (this environment's, on a free local port with a token)
+serves copies of ``notebooks/NN_*.py`` in which a cell after the ``parameters``
+cell sets ``SMOKE = True`` (papermill's convention). For each notebook the test
+double-clicks it in the file browser (it must open as a notebook through
+jupytext, with the project kernel and no kernel dialog), runs all cells from the
+Run menu, and checks that no cell shows an error. In every cell that shows
+sliders (an explorer) it focuses up to two sliders (those described "shift..."
+first), presses an arrow key, and checks that the slider moved, that the
+displayed output (text, images) changed, that no error appeared, and that a
+text "shift (dx, dy) = (a, b)" agrees with the "shift x"/"shift y" sliders.
+
+Two fixture notebooks in ``tests/browser_fixtures`` control the checker itself:
+a working widget must pass, and deliberately broken callbacks must be reported.
+
+Artefacts: screenshots and a log per notebook in ``build/browser/``. With
+``SHIFTINV_README_SCREENSHOT=1`` the explorer of the first notebook with
+sliders is also saved as ``figures/08_explorer_screenshot.png`` (+ ``.json``).
+
+Chromium is Debian's (``/usr/bin/chromium``, or ``$SHIFTINV_CHROMIUM``), never
+downloaded. Without it the tier skips, except under
+``SHIFTINV_REQUIRE_BROWSER=1`` (CI), where it fails saying how to install it.
+JupyterLab (its own process group) and Chromium are stopped by fixture
+finalizers whatever happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from shiftinv import labsetup, notebooks, paths
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path(os.environ.get("SHIFTINV_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+FIXTURES = Path(__file__).parent / "browser_fixtures"
+ARTEFACTS = paths.BUILD / "browser"
+#: Seconds a notebook may take to run all its cells in the browser (smoke parameters).
+RUN_TIMEOUT_S = float(os.environ.get("SHIFTINV_BROWSER_TIMEOUT", "180"))
+#: Seconds to wait for the output to settle after moving a slider.
+MOVE_TIMEOUT_S = 60.0
+MAX_SLIDERS_PER_EXPLORER = 2
+SMOKE_CELL = "SMOKE = True  # injected by the browser test tier (tests/test_browser.py)"
+SHIFT_TEXT = re.compile(r"shift \(dx, dy\) = \((-?\d+), (-?\d+)\)")
+TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^-{20,}\s*\n\s*\w*(Error|Exception)\b", re.M)
+#: Code that creates widgets; a notebook with such code must show at least one moving slider.
+WIDGET_CODE = re.compile(r"\bipywidgets\b|\bexplorer\b|\binteract(ive)?\(")
+NOTEBOOKS = notebooks.list_notebooks()
+
+
+# --------------------------------------------------------------------------- served copies
+
+
+def smoke_copy(source: Path, target: Path) -> Path:
+    """Write ``source`` (jupytext) to ``target`` (py:percent) with ``SMOKE = True`` injected.
+
+    The injected cell is tagged ``injected-parameters`` and follows the cell
+    tagged ``parameters``, as papermill does.
+    """
+    import jupytext
+    import nbformat
+
+    nb = jupytext.read(source)
+    index = next((i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])), None)
+    if index is None:
+        raise AssertionError(f"{source.name} has no cell tagged 'parameters' (see CONTRIBUTING.md)")
+    cell = nbformat.v4.new_code_cell(SMOKE_CELL, metadata={"tags": ["injected-parameters"]})
+    nb.cells.insert(index + 1, cell)
+    jupytext.write(nb, target, fmt="py:percent")
+    return target
+
+
+def expects_widgets(source: Path) -> bool:
+    """True when a code cell of the notebook creates widgets (ipywidgets, an explorer, interact)."""
+    import jupytext
+
+    return any(c.cell_type == "code" and WIDGET_CODE.search(c.source) for c in jupytext.read(source).cells)
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _die_with_parent() -> None:  # runs in the child before exec
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class LabServer:
+    """A JupyterLab server of this environment on ``127.0.0.1:port`` serving ``root``."""
+
+    root: Path
+    state: Path
+    port: int = field(default_factory=_free_port)
+    token: str = field(default_factory=lambda: secrets.token_hex(16))
+    process: subprocess.Popen | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> Path:
+        return self.state / "jupyterlab.log"
+
+    def start(self, timeout_s: float = 90.0) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "MPLBACKEND"))}
+        env.update(
+            SHIFTINV_FIGURES=str(self.state / "figures"),
+            SHIFTINV_RESULTS=str(self.state / "results"),
+            SHIFTINV_PROGRESS="0",
+            # Only this environment's kernels and settings; fresh user state.
+            JUPYTER_CONFIG_DIR=str(self.state / "config"),
+            JUPYTER_DATA_DIR=str(self.state / "data"),
+            JUPYTER_RUNTIME_DIR=str(self.state / "runtime"),
+            JUPYTERLAB_SETTINGS_DIR=str(self.state / "user-settings"),
+            JUPYTERLAB_WORKSPACES_DIR=str(self.state / "workspaces"),
+            JUPYTER_PLATFORM_DIRS="1",
+        )
+        cmd = [
+            sys.executable, "-m", "jupyterlab", "--no-browser",
+            "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
+            "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: read state, never to act
+        ]
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            cmd.append("--allow-root")
+        handle = open(self.log, "wb")
+        self.process = subprocess.Popen(
+            cmd, cwd=self.root, env=env, stdout=handle, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=_die_with_parent,
+        )
+        handle.close()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"JupyterLab exited with code {self.process.returncode}; log:\n{self.tail()}")
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"{self.base}/api/status?token={self.token}", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            time.sleep(0.5)
+        raise RuntimeError(f"JupyterLab did not answer within {timeout_s:.0f} s; log:\n{self.tail()}")
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
+
+    def api(self, method: str, path: str) -> Any:
+        request = urllib.request.Request(f"{self.base}{path}?token={self.token}", method=method)
+        with urllib.request.urlopen(request, timeout=10) as r:
+            body = r.read()
+        return json.loads(body) if body else None
+
+    def stop(self) -> None:
+        """Shut the kernels down, then the server's process group (TERM, then KILL)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        with contextlib.suppress(Exception):
+            for kernel in self.api("GET", "/api/kernels"):
+                self.api("DELETE", f"/api/kernels/{kernel['id']}")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+
+# --------------------------------------------------------------------------- the checker
+
+_NOTEBOOK_STATE_JS = """() => {
+  const w = window.jupyterapp.shell.currentWidget;
+  if (!w || !w.content || !w.content.model || !w.sessionContext) return null;
+  const kernel = w.sessionContext.session && w.sessionContext.session.kernel;
+  const cells = w.content.model.cells;
+  let unexecuted = 0, errors = [];
+  for (let i = 0; i < cells.length; i++) {
+    const c = cells.get(i);
+    if (c.type !== 'code') continue;
+    if (c.executionCount === null) unexecuted += 1;
+    for (let j = 0; j < c.outputs.length; j++) {
+      const o = c.outputs.get(j);
+      if (o.type === 'error') errors.push(`cell ${i}: ${o.toJSON().ename}: ${o.toJSON().evalue}`);
+    }
+  }
+  const pending = Array.from(w.node.querySelectorAll('.jp-InputPrompt'))
+    .filter(p => p.textContent.includes('*')).length;
+  return {status: kernel ? kernel.status : 'none', kernel: kernel ? kernel.name : null,
+          display: w.sessionContext.kernelDisplayName, unexecuted, pending, errors,
+          path: w.context.path, notebook: w.hasClass('jp-NotebookPanel')};
+}"""
+
+_STDERR_TEXTS_JS = """() => {
+  const w = window.jupyterapp.shell.currentWidget;
+  return Array.from(w.node.querySelectorAll('[data-mime-type="application/vnd.jupyter.stderr"]'))
+    .map(e => e.textContent);
+}"""
+
+# Output of one cell without its controls: text, images (as data), canvases.
+_SIGNATURE_JS = """(cell) => {
+  const area = cell.querySelector('.jp-OutputArea');
+  if (!area) return {text: '', images: []};
+  const clone = area.cloneNode(true);
+  clone.querySelectorAll('.widget-slider, .widget-readout, .widget-dropdown, .widget-toggle-buttons, '
+    + '.widget-checkbox, .widget-text, .widget-button, .widget-play, input, select, button, style')
+    .forEach(e => e.remove());
+  const images = Array.from(area.querySelectorAll('img')).map(i => i.src)
+    .concat(Array.from(area.querySelectorAll('canvas')).map(c => c.toDataURL()))
+    .concat(Array.from(area.querySelectorAll('svg')).map(s => s.outerHTML));
+  return {text: clone.textContent, images};
+}"""
+
+
+@dataclass
+class Move:
+    """One slider moved in an explorer, with what the page showed before and after."""
+
+    cell: int
+    description: str
+    value_before: str
+    value_after: str
+    text_before: str
+    text_after: str
+    images_changed: bool
+    seconds: float
+
+
+@dataclass
+class Report:
+    """What happened to one notebook in the browser; ``problems`` empty means it passed."""
+
+    name: str
+    problems: list[str] = field(default_factory=list)
+    moves: list[Move] = field(default_factory=list)
+    widget_cells: int = 0
+    screenshots: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        lines = [f"{self.name}: {len(self.problems)} problem(s), {self.widget_cells} widget cell(s), "
+                 f"{len(self.moves)} slider move(s), {self.seconds:.1f} s"]
+        lines += [f"  - {p}" for p in self.problems]
+        lines += [f"  * cell {m.cell} '{m.description}' {m.value_before} -> {m.value_after}: "
+                  f"{_short(m.text_before)!r} -> {_short(m.text_after)!r} (images changed: {m.images_changed}, "
+                  f"{m.seconds:.1f} s)" for m in self.moves]
+        lines += [f"  screenshot {s}" for s in self.screenshots]
+        return "\n".join(lines)
+
+
+def _short(text: str, n: int = 120) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def _digest(images: list[str]) -> list[str]:
+    return [hashlib.sha1(i.encode()).hexdigest()[:12] for i in images]
+
+
+class LabPage:
+    """Drives one Chromium tab on the JupyterLab server, as a person would."""
+
+    def __init__(self, page: Any, server: LabServer, artefacts: Path) -> None:
+        self.page = page
+        self.server = server
+        self.artefacts = artefacts
+        self.console: list[str] = []
+        page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.console.append(f"pageerror: {e}"))
+
+    def load(self) -> None:
+        self.page.goto(f"{self.server.base}/lab?reset&token={self.server.token}")
+        self.page.wait_for_selector(".jp-DirListing-item", timeout=90_000)
+        self.page.wait_for_function("() => window.jupyterapp !== undefined && window.jupyterapp.shell")
+
+    def state(self) -> dict[str, Any] | None:
+        return self.page.evaluate(_NOTEBOOK_STATE_JS)
+
+    # -- one notebook -------------------------------------------------------
+    def check(self, filename: str, expect_widgets: bool = False, readme_screenshot: Path | None = None) -> Report:
+        """Open ``filename`` (in the server root), run it, check errors and widgets; close it."""
+        report = Report(filename)
+        start = time.monotonic()
+        stem = Path(filename).stem
+        try:
+            if self._open(filename, report) and self._run_all(report):
+                self._check_errors(report, "after running all cells")
+                self._check_widgets(report, expect_widgets, stem, readme_screenshot)
+        except Exception as err:  # the report says what broke; the test fails on it
+            report.problems.append(f"browser check crashed: {type(err).__name__}: {err}")
+        finally:
+            with contextlib.suppress(Exception):
+                report.screenshots.append(self._screenshot(f"{stem}.png"))
+            self._close()
+            report.seconds = time.monotonic() - start
+            (self.artefacts / f"{stem}.log").write_text(report.summary() + "\n\nconsole errors:\n"
+                                                        + "\n".join(self.console) + "\n")
+            self.console.clear()
+        return report
+
+    def _open(self, filename: str, report: Report) -> bool:
+        page = self.page
+        page.locator(".jp-DirListing-item", has=page.locator(".jp-DirListing-itemText", has_text=filename)) \
+            .first.dblclick()
+        try:
+            page.wait_for_function(
+                "(name) => { const w = window.jupyterapp.shell.currentWidget;"
+                " return w && w.context && w.context.path.endsWith(name); }", arg=filename, timeout=60_000)
+        except Exception:
+            report.problems.append(f"{filename} did not open within 60 s (double-click in the file browser)")
+            return False
+        state = self.state()
+        if not state or not state["notebook"]:
+            report.problems.append(f"{filename} opened, but not as a notebook (jupytext viewer missing? "
+                                   "run `make setup` / `python -m shiftinv.labsetup`)")
+            return False
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            dialog = page.locator(".jp-Dialog")
+            if dialog.count():
+                text = _short(dialog.first.inner_text(), 200)
+                report.problems.append(f"a dialog appeared on opening: {text!r} (kernelspec header missing "
+                                       "or kernel 'shiftinv' not installed: `make setup`)")
+                self._screenshot(f"{Path(filename).stem}-dialog.png")
+                page.keyboard.press("Escape")
+                return False
+            state = self.state()
+            if state and state["status"] == "idle":
+                break
+            time.sleep(0.3)
+        else:
+            report.problems.append(f"the kernel did not start within 90 s (status {state and state['status']})")
+            return False
+        if state["kernel"] != labsetup.KERNEL:
+            report.problems.append(f"kernel is {state['kernel']!r} ({state['display']}), expected "
+                                   f"{labsetup.KERNEL!r}: the notebook header must name it")
+        return True
+
+    def _run_all(self, report: Report) -> bool:
+        page = self.page
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+        page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        quiet = 0
+        time.sleep(0.5)
+        while time.monotonic() < deadline:
+            state = self.state()
+            done = state and state["status"] == "idle" and state["pending"] == 0 and (
+                state["unexecuted"] == 0 or state["errors"])
+            quiet = quiet + 1 if done else 0
+            if quiet >= 3:
+                return True
+            if page.locator(".jp-Dialog").count():
+                report.problems.append(f"a dialog appeared while running: "
+                                       f"{_short(page.locator('.jp-Dialog').first.inner_text(), 200)!r}")
+                return False
+            time.sleep(0.5)
+        state = self.state()
+        report.problems.append(f"running all cells did not finish within {RUN_TIMEOUT_S:.0f} s "
+                               f"({state and state['pending']} cell(s) still running or queued)")
+        return False
+
+    def _check_errors(self, report: Report, when: str) -> None:
+        state = self.state() or {"errors": [], "unexecuted": 0}
+        for error in state["errors"]:
+            report.problems.append(f"error output {when}: {error}")
+        if state["unexecuted"] and not state["errors"]:
+            report.problems.append(f"{state['unexecuted']} code cell(s) did not run {when}")
+        # Errors inside widget Output areas are not cell outputs: look at what is displayed.
+        for text in self.page.evaluate(_STDERR_TEXTS_JS):
+            if TRACEBACK.search(text) and not any(e.split(": ", 1)[-1][:40] in text for e in state["errors"]):
+                report.problems.append(f"a traceback is displayed {when}: {_short(text, 300)!r}")
+
+    def _check_widgets(self, report: Report, expect: bool, stem: str, readme: Path | None) -> None:
+        page = self.page
+        cells = page.locator(".jp-Notebook .jp-Cell").filter(has=page.locator(".widget-slider"))
+        report.widget_cells = cells.count()
+        if report.widget_cells == 0:
+            if expect or page.locator(".jp-Notebook .jupyter-widgets").count():
+                report.problems.append("the notebook's code creates widgets, but no slider is displayed "
+                                       "(widget manager missing, or the explorer shows no slider)")
+            return
+        for index in range(report.widget_cells):
+            cell = cells.nth(index)
+            sliders = cell.locator(".widget-slider")
+            names = [_short(sliders.nth(i).locator(".widget-label").first.text_content() or "")
+                     for i in range(sliders.count())]
+            order = sorted(range(len(names)), key=lambda i: (not names[i].lower().startswith("shift"), i))
+            for k, i in enumerate(order[:MAX_SLIDERS_PER_EXPLORER]):
+                move = self._move(index, cell, sliders.nth(i), names[i], report)
+                if move is None:
+                    continue
+                report.moves.append(move)
+                shot = self.artefacts / f"{stem}-explorer{index}-move{k}.png"
+                cell.locator(".jp-OutputArea").first.screenshot(path=str(shot))
+                report.screenshots.append(shot)
+                if readme is not None and index == 0 and k == 0 and not report.problems:
+                    _save_readme_screenshot(shot, stem, move, readme)
+        self._check_errors(report, "after moving the sliders")
+
+    def _move(self, index: int, cell: Any, slider: Any, name: str, report: Report) -> Move | None:
+        """Press an arrow key on ``slider`` (in explorer cell ``index``); check what the page shows."""
+        def look() -> tuple[str, dict[str, Any]]:
+            value = slider.locator(".widget-readout").first.text_content() or ""
+            return value.strip(), cell.evaluate(_SIGNATURE_JS)
+
+        value0, sig0 = look()
+        handle = slider.locator(".noUi-handle").first
+        handle.scroll_into_view_if_needed()
+        handle.focus()
+        start = time.monotonic()
+        self.page.keyboard.press("ArrowRight")
+        time.sleep(0.3)
+        if look()[0] == value0:  # at its maximum: go the other way
+            self.page.keyboard.press("ArrowLeft")
+        # Settled: kernel idle and the output unchanged for a second.
+        last, stable_since = None, time.monotonic()
+        while time.monotonic() - start < MOVE_TIMEOUT_S:
+            time.sleep(0.25)
+            value1, sig1 = look()
+            state = self.state() or {"status": "unknown"}
+            key = (value1, sig1["text"], tuple(_digest(sig1["images"])))
+            if key != last:
+                last, stable_since = key, time.monotonic()
+            elif state["status"] == "idle" and time.monotonic() - stable_since >= 1.0:
+                break
+        seconds = time.monotonic() - start
+        value1, sig1 = look()
+        where = f"slider '{name}' ({value0} -> {value1})"
+        if value1 == value0:
+            report.problems.append(f"slider '{name}' did not move with the arrow keys (value {value0})")
+            return None
+        images_changed = _digest(sig0["images"]) != _digest(sig1["images"])
+        if sig1["text"] == sig0["text"] and not images_changed:
+            report.problems.append(f"moving {where}: the displayed output did not change "
+                                   f"(still {_short(sig0['text'])!r}): is the widget callback broken?")
+        if TRACEBACK.search(sig1["text"]):
+            report.problems.append(f"moving {where}: an error is displayed: {_short(sig1['text'], 300)!r}")
+        self._check_shift_text(cell, sig1["text"], where, report)
+        return Move(index, name, value0, value1, sig0["text"], sig1["text"], images_changed, seconds)
+
+    def _check_shift_text(self, cell: Any, text: str, where: str, report: Report) -> None:
+        """"shift (dx, dy) = (a, b)" must show the values of the "shift x" / "shift y" sliders."""
+        found = SHIFT_TEXT.findall(text)
+        if not found:
+            return
+        sliders = cell.locator(".widget-slider")
+        values = {}
+        for i in range(sliders.count()):
+            label = (sliders.nth(i).locator(".widget-label").first.text_content() or "").strip().lower()
+            values[label] = (sliders.nth(i).locator(".widget-readout").first.text_content() or "").strip()
+        dx, dy = found[-1]
+        for labels, shown in ((("shift x", "dx", "shift dx"), dx), (("shift y", "dy", "shift dy"), dy)):
+            for label in labels:
+                if label in values and values[label] != shown:
+                    report.problems.append(f"moving {where}: the text says {SHIFT_TEXT.search(text)[0]!r} "
+                                           f"but slider '{label}' shows {values[label]}")
+
+    def _screenshot(self, name: str) -> Path:
+        path = self.artefacts / name
+        self.page.screenshot(path=str(path))
+        return path
+
+    def _close(self) -> None:
+        """Shut the notebook's kernel down and close its tab without saving."""
+        with contextlib.suppress(Exception):
+            self.page.evaluate("""async () => {
+              const w = window.jupyterapp.shell.currentWidget;
+              if (w && w.sessionContext) { await w.sessionContext.shutdown(); w.dispose(); }
+            }""")
+        with contextlib.suppress(Exception):
+            for kernel in self.server.api("GET", "/api/kernels"):
+                self.server.api("DELETE", f"/api/kernels/{kernel['id']}")
+
+
+def _save_readme_screenshot(png: Path, stem: str, move: Move, out_dir: Path) -> None:
+    """The explorer screenshot for the README, through ``save_figure`` with what it shows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from shiftinv import figures
+
+    image = plt.imread(png)
+    dpi = 100
+    fig = plt.figure(figsize=(image.shape[1] / dpi, image.shape[0] / dpi), dpi=dpi)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.imshow(image, interpolation="none")
+    ax.set_axis_off()
+    data = {"notebook": stem, "slider": move.description, "value_before": move.value_before,
+            "value_after": move.value_after, "text_before": _short(move.text_before, 400),
+            "text_after": _short(move.text_after, 400), "images_changed": move.images_changed,
+            "made_by": "tests/test_browser.py (JupyterLab in headless Chromium)"}
+    figures.save_figure(fig, "08_explorer_screenshot", data, out_dir=out_dir)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Path:
+    if CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK):
+        return CHROMIUM
+    message = (f"Chromium not found at {CHROMIUM}: install Debian's package (`apt-get install -y chromium`, "
+               "as .ci/run does) or set SHIFTINV_CHROMIUM; browsers are never downloaded")
+    if os.environ.get("SHIFTINV_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"SHIFTINV_REQUIRE_BROWSER=1 but {message}", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def lab_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Server root with smoke copies of every notebook and of the checker's fixtures."""
+    root = tmp_path_factory.mktemp("lab-root")
+    for source in NOTEBOOKS + sorted(FIXTURES.glob("*.py")):
+        smoke_copy(source, root / source.name)
+    return root
+
+
+@pytest.fixture(scope="session")
+def lab(chromium: Path, lab_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabPage]:
+    """One JupyterLab server and one Chromium tab on it for the whole session; both always stopped."""
+    problems = labsetup.problems()
+    if problems:
+        pytest.fail("JupyterLab is not set up for the workbook:\n" + "\n".join(problems), pytrace=False)
+    from playwright.sync_api import sync_playwright
+
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    state = tmp_path_factory.mktemp("lab-state")
+    server = LabServer(lab_root, state)
+    with contextlib.ExitStack() as stack:
+        stack.callback(lambda: shutil.copy(server.log, ARTEFACTS / "jupyterlab.log") if server.log.exists() else None)
+        stack.callback(server.stop)
+        server.start()
+        playwright = stack.enter_context(sync_playwright())
+        context = playwright.chromium.launch_persistent_context(
+            str(state / "chromium-profile"), executable_path=str(chromium), headless=True,
+            args=CHROMIUM_ARGS, viewport={"width": 1400, "height": 1000},
+        )
+        stack.callback(context.close)
+        page = context.pages[0] if context.pages else context.new_page()
+        page.set_default_timeout(30_000)
+        lab_page = LabPage(page, server, ARTEFACTS)
+        lab_page.load()
+        yield lab_page
+
+
+def _readme_dir() -> Path | None:
+    return paths.ROOT / "figures" if os.environ.get("SHIFTINV_README_SCREENSHOT") == "1" else None
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_lab_setup_has_no_problems() -> None:
+    """The settings, kernel and jupytext extension that `make setup` installs are in place."""
+    assert labsetup.problems() == []
+
+
+def test_smoke_copy_injects_smoke_after_parameters(tmp_path: Path) -> None:
+    source = FIXTURES / "working_widget.py"
+    text = smoke_copy(source, tmp_path / source.name).read_text()
+    assert text.index('SMOKE: bool = False') < text.index(SMOKE_CELL)
+    assert 'tags=["injected-parameters"]' in text
+    bad = tmp_path / "no_params.py"
+    bad.write_text("# %%\nx = 1\n")
+    with pytest.raises(AssertionError, match="no cell tagged 'parameters'"):
+        smoke_copy(bad, tmp_path / "out.py")
+
+
+def test_checker_passes_a_working_widget(lab: LabPage) -> None:
+    report = lab.check("working_widget.py", expect_widgets=True)
+    assert report.problems == [], report.summary()
+    assert report.widget_cells == 1 and len(report.moves) == 2, report.summary()
+    first = report.moves[0]
+    assert first.description == "shift x" and (first.value_before, first.value_after) == ("3", "4")
+    assert "shift (dx, dy) = (4, 0)" in first.text_after and first.images_changed, report.summary()
+
+
+@pytest.mark.parametrize("fixture, expected", [
+    ("broken_widget.py", "did not change"),           # the callback raises before drawing: nothing changes
+    ("broken_widget_traceback.py", "error is displayed"),  # it raises while drawing: a traceback shows
+])
+def test_checker_detects_a_broken_widget_callback(lab: LabPage, fixture: str, expected: str) -> None:
+    report = lab.check(fixture, expect_widgets=True)
+    assert report.problems, f"the checker missed the broken callback:\n{report.summary()}"
+    assert any(expected in p for p in report.problems), report.summary()
+
+
+@pytest.mark.parametrize("source", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
+def test_notebook_in_jupyterlab(lab: LabPage, source: Path) -> None:
+    report = lab.check(source.name, expect_widgets=expects_widgets(source), readme_screenshot=_readme_dir())
+    assert report.problems == [], report.summary()
+    if report.widget_cells:
+        assert report.moves, report.summary()
