@@ -1,0 +1,117 @@
+"""Toy networks and error measures for the equivariance/invariance primer (notebook 01).
+
+A *toy CNN* is a stack of stages ``circular 3x3 conv -> ReLU -> downsample`` with
+random (seeded) weights. All convolutions use circular padding, so that the
+only thing that can break shift-equivariance is the downsampling, which is what
+the primer is about. Shifts here are circular (``torch.roll``): positive ``dx``
+moves content right.
+
+Measures (all relative, dimensionless, on ``(N, C, H, W)`` tensors):
+
+- :func:`equivariance_error` -- how far ``f(shift(x, s))`` is from a shifted copy of
+  ``f(x)``: ``min_k ||f(roll(x, s)) - roll(f(x), k)|| / ||f(x)||`` over the integer output
+  shifts ``k`` nearest to ``s / stride``. Zero iff the output moved rigidly.
+- :func:`invariance_error` -- how much a global average pool of the output changes:
+  ``||GAP f(roll(x, s)) - GAP f(x)|| / ||GAP f(x)||``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+DOWNSAMPLERS = ("none", "maxpool", "stride", "blurpool")
+
+
+def sample_image(size: int = 128) -> Tensor:
+    """The scikit-image 'astronaut' photograph, resized to ``(1, 3, size, size)`` in [0, 1]."""
+    from skimage import data, transform
+
+    image = transform.resize(data.astronaut(), (size, size), anti_aliasing=True)  # (H, W, 3) float64
+    return torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1).unsqueeze(0)
+
+
+def roll(x: Tensor, dx: int, dy: int = 0) -> Tensor:
+    """Circular shift of ``(..., H, W)`` by ``dx`` px right and ``dy`` px down."""
+    return torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
+
+
+class Subsample(nn.Module):
+    """Keep every second row and column: ``(N, C, H, W) -> (N, C, H/2, W/2)`` (naive striding)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x[..., ::2, ::2]
+
+
+def _downsampler(kind: str, channels: int, blur_size: int) -> nn.Module:
+    if kind == "none":
+        return nn.Identity()
+    if kind == "maxpool":
+        return nn.MaxPool2d(2)
+    if kind == "stride":
+        return Subsample()
+    if kind == "blurpool":
+        from .layers import MaxBlurPool
+
+        return MaxBlurPool(filt_size=blur_size, circular=True)
+    raise ValueError(f"unknown downsampler {kind!r}; choose one of {DOWNSAMPLERS}")
+
+
+def toy_cnn(depth: int, down: str, channels: int = 8, blur_size: int = 3, seed: int = 0, in_channels: int = 3) -> nn.Sequential:
+    """``depth`` stages of circular conv3x3 -> ReLU -> ``down``; total stride ``2**depth`` (1 for ``"none"``).
+
+    Weights are drawn from a ``torch.Generator`` seeded with ``seed`` (no global RNG).
+    """
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1, got {depth}")
+    generator = torch.Generator().manual_seed(seed)
+    layers: list[nn.Module] = []
+    c_in = in_channels
+    for _ in range(depth):
+        conv = nn.Conv2d(c_in, channels, 3, padding=1, padding_mode="circular")
+        with torch.no_grad():
+            conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator) * math.sqrt(2.0 / (9 * c_in)))
+            conv.bias.copy_(torch.randn(conv.bias.shape, generator=generator) * 0.05)
+        layers += [conv, nn.ReLU(), _downsampler(down, channels, blur_size)]
+        c_in = channels
+    return nn.Sequential(*layers).eval()
+
+
+def total_stride(net: nn.Sequential) -> int:
+    """Product of the strides of the downsampling modules in a :func:`toy_cnn`."""
+    return int(np.prod([1 if isinstance(m, nn.Identity) else 2 for m in net if not isinstance(m, (nn.Conv2d, nn.ReLU))]))
+
+
+@torch.no_grad()
+def equivariance_error(net: nn.Module, x: Tensor, shifts: Sequence[int], stride: int) -> Tensor:
+    """Relative distance of ``net(roll(x, s))`` to the nearest rigidly shifted ``net(x)``.
+
+    Args:
+        net: maps ``(N, C, H, W)`` to ``(N, C', H/stride, W/stride)``.
+        x: input batch ``(N, C, H, W)``; ``H, W`` divisible by ``stride``.
+        shifts: horizontal circular shifts ``s`` in pixels.
+        stride: the network's total stride.
+
+    Returns:
+        ``(S,)``: for each ``s``, ``min_k ||net(roll(x, s)) - roll(net(x), k)|| / ||net(x)||``
+        with ``k`` in ``{floor(s/stride), ceil(s/stride)}`` (just ``s/stride`` when it divides).
+    """
+    y0 = net(x)
+    norm = y0.norm()
+    errors = []
+    for s in shifts:
+        ys = net(roll(x, int(s)))
+        candidates = {math.floor(s / stride), math.ceil(s / stride)}
+        errors.append(min((ys - roll(y0, k)).norm() / norm for k in candidates))
+    return torch.stack(errors)
+
+
+@torch.no_grad()
+def invariance_error(net: nn.Module, x: Tensor, shifts: Sequence[int]) -> Tensor:
+    """``(S,)`` relative change of the global-average-pooled output under circular shifts ``s``."""
+    g0 = net(x).mean(dim=(-2, -1))  # (N, C')
+    return torch.stack([(net(roll(x, int(s))).mean(dim=(-2, -1)) - g0).norm() / g0.norm() for s in shifts])

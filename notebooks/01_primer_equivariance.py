@@ -1,0 +1,211 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python (shiftinv)
+#     language: python
+#     name: shiftinv
+# ---
+
+# %% [markdown]
+# # 01 · Primer: equivariance, aliasing and invariance
+#
+# A convolutional network is built from three kinds of operation. This notebook checks,
+# numerically and on a real photograph, what each does to a translation of the input:
+#
+# 1. **Convolution is shift-equivariant**: shifting the input shifts the output by the same amount.
+# 2. **Downsampling (max-pool, stride) breaks equivariance**: the output of a shifted input is no
+#    longer a shifted output, except for shifts that are multiples of the stride. This is *aliasing*.
+# 3. **Global average pooling (GAP) gives invariance**: averaging over all positions forgets where
+#    things are, exactly so for circular shifts when nothing downstream aliases.
+# 4. **Blurring before subsampling (BlurPool) reduces the error** without removing it.
+#
+# Every claim below is also a unit test of the library functions used here (`tests/test_primer.py`).
+# Shifts are circular (`torch.roll`) and convolutions use circular padding, so that image borders play
+# no role: what remains is the effect of sampling alone.
+#
+# Figures: `01_conv_equivariance`, `01_downsampling_phase`, `01_gap_invariance`, `01_blurpool`.
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+
+from shiftinv import figures, primer
+
+figures.set_style()
+
+# %% tags=["parameters"]
+PROFILE: str = "demo"  # only the embedded image is used here, for every profile
+SMOKE: bool = False  # tiny sizes, used by the test tier
+SEED: int = 0  # seed of the random toy-network weights
+
+# %%
+size = 64 if SMOKE else 128  # image side in pixels
+max_shift = 8 if SMOKE else 32  # shifts 0..max_shift px
+shifts = list(range(max_shift + 1))
+image = primer.sample_image(size)  # (1, 3, size, size) in [0, 1]
+print(f"image {tuple(image.shape)}, shifts 0..{max_shift} px")
+
+# %% [markdown]
+# ## 1. Convolution commutes with shifts
+#
+# Take one circular 3x3 convolution with random weights, `f`. Compare `f(shift(x))` with `shift(f(x))`.
+# They agree to floating-point precision for every shift: a convolution applies the same weights at
+# every position, so it cannot tell where it is.
+
+# %%
+conv = primer.toy_cnn(depth=1, down="none", channels=8, seed=SEED)
+s = 13 if not SMOKE else 5
+a = conv(primer.roll(image, s)).detach()  # f(shift(x))   (1, 8, H, W)
+b = primer.roll(conv(image), s).detach()  # shift(f(x))
+conv_err = primer.equivariance_error(conv, image, shifts, stride=1)
+print(f"max relative error over shifts 0..{max_shift}: {conv_err.max():.2e}")
+
+fig, axes = plt.subplots(1, 5, figsize=(15, 3.2))
+axes[0].imshow(image[0].permute(1, 2, 0))
+axes[0].set_title("input x")
+axes[1].imshow(a[0, 0], cmap="magma")
+axes[1].set_title(f"f(shift(x)), s={s} px")
+axes[2].imshow(b[0, 0], cmap="magma")
+axes[2].set_title("shift(f(x))")
+axes[3].imshow((a - b)[0, 0], cmap="coolwarm", vmin=-1e-3, vmax=1e-3)
+axes[3].set_title("difference (x1e-3 scale)")
+for ax in axes[:4]:
+    ax.axis("off")
+axes[4].semilogy(shifts, conv_err.clamp_min(1e-12), "o-")
+axes[4].set(xlabel="shift (px)", ylabel="relative error", title="equivariance error", ylim=(1e-10, 1))
+fig.suptitle("Convolution is shift-equivariant")
+figures.save_figure(fig, "01_conv_equivariance", pd.DataFrame({"shift_px": shifts, "relative_error": conv_err.numpy()}))
+plt.show()
+
+# %% [markdown]
+# ## 2. Downsampling breaks equivariance, with a period set by the stride
+#
+# Add a stride-2 downsampling after the convolution. A shift by an **even** number of pixels moves the
+# output by exactly half as many samples; an **odd** shift falls between output samples, and the output
+# changes in a way no integer shift can undo. The error depends on the *phase* of the shift modulo the
+# stride. Max-pooling, plain striding and BlurPool are compared; with `depth` stages the period is `2**depth`.
+
+# %%
+rows = []
+for depth in (1, 3):
+    for down in ("stride", "maxpool", "blurpool"):
+        net = primer.toy_cnn(depth=depth, down=down, channels=8, seed=SEED)
+        err = primer.equivariance_error(net, image, shifts, stride=2**depth)
+        rows += [{"depth": depth, "downsampler": down, "shift_px": sft, "relative_error": float(e)} for sft, e in zip(shifts, err)]
+phase = pd.DataFrame(rows)
+
+fig, axes = plt.subplots(1, 2, figsize=(12, 3.6), sharey=True)
+for ax, depth in zip(axes, (1, 3)):
+    sub = phase[phase.depth == depth]
+    for down, grp in sub.groupby("downsampler", sort=False):
+        ax.plot(grp.shift_px, grp.relative_error, "o-", label=down, ms=4)
+    for k in range(0, max_shift + 1, 2**depth):
+        ax.axvline(k, color="0.8", lw=0.8, zorder=0)
+    ax.set(xlabel="shift (px)", title=f"{depth} stride-2 stage(s): exact every {2**depth} px")
+axes[0].set_ylabel("equivariance error")
+axes[1].legend(title="downsampler")
+figures.save_figure(fig, "01_downsampling_phase", phase)
+plt.show()
+
+# %% [markdown]
+# ## 3. Global average pooling gives invariance
+#
+# Averaging the final feature map over all positions turns an *equivariant* map into an *invariant*
+# vector: a rigidly shifted map has the same mean. So the GAP output is exactly invariant to every
+# circular shift when nothing aliases (no downsampling), and to the shifts that are multiples of the
+# total stride `2**depth` otherwise. In between, the aliasing of section 2 leaks through as a periodic
+# ripple: this is the **residual periodic aliasing** the paper reports for VGG-16 (five pools, period 32).
+
+# %%
+rows = []
+for depth in (0, 1, 2, 3):
+    net = primer.toy_cnn(depth=max(depth, 1), down="none" if depth == 0 else "maxpool", channels=8, seed=SEED)
+    err = primer.invariance_error(net, image, shifts)
+    rows += [{"stride": 2**depth, "shift_px": sft, "gap_change": float(e)} for sft, e in zip(shifts, err)]
+gap = pd.DataFrame(rows)
+
+fig, ax = plt.subplots(figsize=(8, 3.6))
+for stride, grp in gap.groupby("stride"):
+    label = "no downsampling" if stride == 1 else f"{int(np.log2(stride))} max-pool(s), stride {stride}"
+    ax.plot(grp.shift_px, grp.gap_change, "o-", ms=4, label=label)
+ax.set(xlabel="shift (px)", ylabel="relative change of GAP vector", title="GAP output under circular shifts")
+ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+figures.save_figure(fig, "01_gap_invariance", gap)
+plt.show()
+
+# %% [markdown]
+# ## 4. Blurring before subsampling reduces aliasing
+#
+# BlurPool (Zhang, 2019) evaluates the max densely (stride 1), low-pass filters it with a binomial kernel,
+# and only then subsamples. Larger kernels remove more of the frequencies that would alias, so the GAP
+# output changes less between the exact shifts. Filter size 1 is no blur at all, i.e. plain max-pooling.
+
+# %%
+rows = []
+depth = 3
+for size_k in (1, 2, 3, 5, 7):
+    net = primer.toy_cnn(depth=depth, down="blurpool", blur_size=size_k, channels=8, seed=SEED)
+    err = primer.invariance_error(net, image, shifts)
+    rows.append({"filter_size": size_k, "mean_gap_change": float(err.mean()), "max_gap_change": float(err.max())})
+blur = pd.DataFrame(rows)
+maxpool_mean = float(gap[gap.stride == 2**depth].gap_change.mean())
+
+fig, ax = plt.subplots(figsize=(6, 3.6))
+ax.plot(blur.filter_size, blur.mean_gap_change, "o-", label="BlurPool (mean over shifts)")
+ax.plot(blur.filter_size, blur.max_gap_change, "s--", label="BlurPool (worst shift)")
+ax.axhline(maxpool_mean, color="k", ls=":", label="max-pool (mean)")
+ax.set(xlabel="blur filter size", ylabel="relative change of GAP vector", title=f"{depth} stages: blur vs aliasing", yscale="log")
+ax.legend()
+figures.save_figure(fig, "01_blurpool", blur.assign(maxpool_mean_gap_change=maxpool_mean))
+plt.show()
+blur
+
+# %% [markdown]
+# ## Summary
+#
+# - Convolution commutes with shifts (error at float precision).
+# - Stride-2 downsampling is equivariant only to shifts that are multiples of 2 (of `2**k` after `k` stages):
+#   the error is periodic in the shift.
+# - A global average pool converts equivariance into invariance, exactly where equivariance holds, so the
+#   residual error of a GAP network is periodic with period equal to its total stride.
+# - Blurring before subsampling shrinks the residual error; it does not make it zero. Exact invariance needs
+#   a different sampling rule (adaptive polyphase sampling, notebook 02) or no subsampling.
+#
+# ## Exercises
+#
+# 1. VGG-16 has five stride-2 max-pools before its last GAP tap. At which shifts is a GAP after `pool5`
+#    exactly invariant (circular shifts, circular padding)? Check with `primer.toy_cnn(depth=5, ...)` on a
+#    128 px image.
+# 2. Which aliases more in section 2, plain striding or max-pooling? Why might max-pooling be worse for
+#    some images?
+# 3. Replace the circular shift by a shift with zero padding (`torch.nn.functional.pad`, then crop).
+#    Is the convolution still exactly equivariant? Where does the error come from?
+
+# %% tags=["solution"]
+# Exercise 1: exact invariance only at multiples of 2**5 = 32 px.
+net5 = primer.toy_cnn(depth=5, down="maxpool", channels=8, seed=SEED)
+big = primer.sample_image(128)
+err5 = primer.invariance_error(net5, big, [0, 1, 16, 31, 32, 64])
+print({s: f"{e:.1e}" for s, e in zip([0, 1, 16, 31, 32, 64], err5.tolist())})
+
+# %% tags=["solution"]
+# Exercise 2: compare the mean equivariance error per downsampler at depth 1.
+print(phase[phase.depth == 1].groupby("downsampler").relative_error.mean())
+# Max-pooling picks the largest value in each 2x2 window: which value wins can change abruptly when
+# content moves by one pixel, a strongly non-linear (and so broadband) operation.
+
+# %% tags=["solution"]
+# Exercise 3: with zero padding, content leaves the frame and zeros enter, so the outputs differ near
+# the border (a boundary effect, not aliasing); the interior still commutes.
+import torch.nn.functional as F
+
+x = image
+shifted = F.pad(x, (3, 0, 0, 0))[..., :, : x.shape[-1]]  # shift right by 3 px, zeros enter on the left
+conv0 = torch.nn.Conv2d(3, 4, 3, padding=1)
+with torch.no_grad():
+    d = conv0(shifted) - F.pad(conv0(x), (3, 0, 0, 0))[..., :, : x.shape[-1]]
+print("error in the interior:", d[..., 2:-2, 5:-2].abs().max().item(), "| at the border:", d.abs().max().item())
