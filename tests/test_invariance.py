@@ -1,0 +1,125 @@
+"""Invariance metrics on hand-built sweep results with known answers, and on tiny trunks."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from shiftinv import invariance as inv
+from shiftinv.shifts import diagonal_shifts, shift_grid
+from shiftinv.sweep import SweepResult, sweep
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_sweep import TinyTrunk, make_data, make_model  # noqa: E402
+
+
+def hand_result() -> SweepResult:
+    """3 shifts x 2 images with losses chosen so every definition has a known value."""
+    shifts = torch.tensor([[-1, 0], [0, 0], [1, 0]])
+    loss = torch.tensor([[2.0, 1.0], [1.0, 0.5], [1.0, 2.0]])  # row = shift; Lbar = 1.5, 0.75, 1.5
+    correct = torch.tensor([[False, True], [True, True], [True, False]])
+    pred = torch.tensor([[3, 1], [0, 1], [0, 2]])
+    p_true = torch.tensor([[0.1, 0.6], [0.5, 0.7], [0.4, 0.2]])
+    labels = torch.tensor([0, 1])
+    h = "h"
+    return SweepResult(shifts, labels, "mosaic", {h: loss}, {h: correct}, {h: pred}, {h: p_true})
+
+
+def test_relative_loss_definitions_on_known_numbers() -> None:
+    r = hand_result()
+    expected = {
+        "dataset_signed": 1.0,  # ((1.5 - .75) + (1.5 - .75)) / 2 / .75
+        "dataset_abs": 1.0,
+        "dataset_max": 1.0,
+        "dataset_cv": float(np.std([1.5, 0.75, 1.5]) / np.mean([1.5, 0.75, 1.5])),
+        "image_signed": (1.0 + 1.0 + 0.0 + 3.0) / 4,  # (2-1)/1, (1-.5)/.5, (1-1)/1, (2-.5)/.5
+        "image_abs": (1.0 + 1.0 + 0.0 + 3.0) / 4,
+        "image_abs_pooled": (1.0 + 0.5 + 0.0 + 1.5) / 4 / 0.75,
+        "acc_drop": (1.0 - 0.5) / 1.0,
+        "acc_abs": 0.5,
+        "flip_rate": 0.5,
+        "pred_change": 0.5,
+    }
+    assert set(expected) == set(inv.RELATIVE_LOSS_DEFINITIONS)
+    for name, value in expected.items():
+        assert inv.relative_loss(r, "h", name) == pytest.approx(value), name
+    table = inv.relative_loss_table(r)
+    assert table.loc[0, "loss0"] == pytest.approx(0.75) and table.loc[0, "dataset_signed"] == pytest.approx(1.0)
+    # signed and absolute differ when some shifts lower the loss
+    r.loss["h"][2] = torch.tensor([0.25, 0.25])
+    assert inv.relative_loss(r, "h", "dataset_signed") == pytest.approx((1.0 - 0.5 / 0.75) / 2)
+    assert inv.relative_loss(r, "h", "dataset_abs") == pytest.approx((1.0 + 0.5 / 0.75) / 2)
+
+
+def test_metric_errors() -> None:
+    r = hand_result()
+    with pytest.raises(ValueError, match="unknown definition"):
+        inv.relative_loss(r, "h", "paper")
+    with pytest.raises(KeyError, match="unknown head"):
+        inv.relative_loss(r, "x")
+    no_zero = SweepResult(r.shifts[[0, 2]], r.labels, "mosaic", {"h": r.loss["h"][[0, 2]]}, {"h": r.correct["h"][[0, 2]]},
+                          {"h": r.pred["h"][[0, 2]]}, {"h": r.p_true["h"][[0, 2]]})
+    with pytest.raises(ValueError, match=r"include \(0, 0\)"):
+        inv.relative_loss(no_zero, "h")
+    with pytest.raises(TypeError, match="Generator"):
+        inv.consistency(r, "h", 0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="consecutive diagonal"):
+        inv.diagonal_stability(r, "h")
+
+
+def test_response_map_layout() -> None:
+    trunk, heads = make_model()
+    images, labels = make_data(n=3)
+    shifts = [s for s in shift_grid((2, 1)) if s != (2, 1)]  # one grid point missing
+    res = sweep(trunk, heads, images, labels, shifts, device="cpu")
+    values, dxs, dys = inv.response_map(res, "final_gap", "loss")
+    assert values.shape == (3, 5) and list(dxs) == [-2, -1, 0, 1, 2] and list(dys) == [-1, 0, 1]
+    assert np.isnan(values[2, 4]) and np.isfinite(values[:2]).all()
+    assert values[0, 4] == pytest.approx(float(res.loss["final_gap"][res.index(2, -1)].mean()))
+    acc, _, _ = inv.response_map(res, "final_gap", "accuracy")
+    assert np.nanmax(acc) <= 1 and np.nanmin(acc) >= 0
+    change, _, _ = inv.response_map(res, "final_gap", "pred_change")
+    assert change[1, 2] == 0.0  # the unshifted image never changes
+
+
+def test_consistency_sampled_matches_exact_and_is_seeded() -> None:
+    r = hand_result()  # image 0 predicted 3,0,0; image 1 predicted 1,1,2
+    exact = inv.expected_consistency(r, "h")
+    assert exact == pytest.approx(((1 / 3) ** 2 + (2 / 3) ** 2 + (2 / 3) ** 2 + (1 / 3) ** 2) / 2)
+    a = inv.consistency(r, "h", torch.Generator().manual_seed(0), pairs_per_image=20000)
+    b = inv.consistency(r, "h", torch.Generator().manual_seed(0), pairs_per_image=20000)
+    assert a == b and a == pytest.approx(exact, abs=0.01)
+
+
+def test_diagonal_stability() -> None:
+    shifts = torch.tensor(diagonal_shifts(-1, 2) + [(5, 0)])
+    pred = torch.tensor([[0, 0], [0, 1], [1, 1], [1, 1], [4, 4]])
+    p = torch.tensor([[0.5, 0.5], [0.4, 0.5], [0.4, 0.1], [0.2, 0.1], [0.0, 0.0]])
+    z = torch.zeros(5, 2)
+    r = SweepResult(shifts, torch.tensor([0, 1]), "mosaic", {"h": z}, {"h": z.bool()}, {"h": pred}, {"h": p})
+    out = inv.diagonal_stability(r, "h")
+    assert out["pairs"] == 3
+    assert out["p_top1_change"] == pytest.approx(2 / 6)
+    assert out["mean_abs_change"] == pytest.approx((0.1 + 0 + 0 + 0.4 + 0.2 + 0) / 6)
+
+
+def test_equivariance_error_phase_resolved_on_circular_trunk() -> None:
+    trunk = TinyTrunk(circular=True)
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    df = inv.equivariance_error(trunk, images, ["conv1", "pool1", "pool2"], mode="circular")
+    assert list(df.columns) == ["tap", "stride", "dx", "dy", "phase_x", "phase_y", "error"]
+    err = df.set_index(["tap", "dx"])["error"]
+    for d in range(5):
+        assert err[("conv1", d)] < 1e-10  # stride 1: exactly equivariant
+    assert err[("pool1", 2)] < 1e-10 and err[("pool1", 4)] < 1e-10  # whole pool1 pixels
+    assert err[("pool2", 4)] < 1e-10 and err[("pool2", 0)] == 0
+    assert err[("pool1", 1)] > 1e-3 and err[("pool2", 2)] > 1e-3  # off-phase shifts alias
+    # zero-padded trunk and mirror mosaic: phase-0 shifts are equivariant only away from the border
+    df2 = inv.equivariance_error(TinyTrunk(circular=False), images, ["pool1"], [(2, 0), (0, 2)], mode="mosaic", margin=2)
+    assert (df2["error"] < 1e-10).all()
+    df3 = inv.equivariance_error(TinyTrunk(circular=False), images, ["pool1"], [(2, 0)], mode="mosaic", margin=0)
+    assert (df3["error"] > 1e-6).all()
