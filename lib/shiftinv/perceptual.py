@@ -1,0 +1,397 @@
+"""Perceptual distances on any VGG-16 trunk: LPIPS as published, the paper's retrained
+baseline, the GAP metric, and classical references (PSNR, SSIM).
+
+All metrics take two image batches ``x0, x1`` of shape (N, 3, H, W) with values in [0, 1]
+and return (N,) values. Learned metrics are *distances* (0 for identical images, larger =
+more different); PSNR and SSIM are *similarities* (:attr:`metric_kind` says which; the
+sign convention of every correlation is in :mod:`shiftinv.stats`).
+
+The family (tap dicts come from a trunk: ``trunk(x, taps) -> {tap: (N, C, h, w)}``):
+
+- :class:`LinearTapMetric` with ``LPIPS_TAPS`` (relu1_2 ... relu5_3): LPIPS (Zhang 2018):
+  features unit-normalised over channels, squared difference, 1x1 weights (no bias),
+  spatial mean, sum over taps. With the official v0.1 weights (:func:`load_lpips_weights`)
+  and the same backbone it gives the ``lpips`` package's numbers (tested to 1e-5).
+- the same class with ``POOL_TAPS`` (pool1 ... pool5, 1,472 weights): the paper's
+  "retrained baseline".
+- :class:`GAPMetric`: global average of each tap, concatenated (1,472-d for the pool taps),
+  one weight per channel (init 1), ``sqrt(mean((w * (g0 - g1))**2))``.
+
+Both learned families are linear in their weights given a per-pair *feature vector*
+(:meth:`pair_features`, (N, D)): the spatial mean of the squared normalised difference per
+channel (LPIPS) or the GAP difference (GAP metric). Training (:mod:`shiftinv.metric_train`)
+and evaluation compute these once per pair and reuse them: an exact shortcut, since the
+trunk is frozen.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import paths, utils
+
+#: VGG-16 ``features`` module names in torchvision order (no batch norm).
+VGG16_LAYER_NAMES: tuple[str, ...] = tuple(
+    name
+    for block, convs in enumerate((2, 2, 3, 3, 3), start=1)
+    for name in [n for i in range(1, convs + 1) for n in (f"conv{block}_{i}", f"relu{block}_{i}")] + [f"pool{block}"]
+)
+POOL_TAPS: tuple[str, ...] = ("pool1", "pool2", "pool3", "pool4", "pool5")
+LPIPS_TAPS: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
+#: ``lpips.ScalingLayer`` constants: the LPIPS input is ``(2 x - 1 - shift) / scale``.
+LPIPS_SHIFT = (-0.030, -0.088, -0.188)
+LPIPS_SCALE = (0.458, 0.448, 0.450)
+
+Trunk = Callable[..., dict]  # trunk(x (N,3,H,W) in [0,1], taps) -> {tap: (N, C, h, w)}
+
+
+class TorchvisionTaps(nn.Module):
+    """Named taps on a plain ``torchvision.models.vgg16().features`` (no models.py needed).
+
+    ``forward(x, taps)`` takes (N, 3, H, W) in [0, 1], normalises it (``"lpips"``: the lpips
+    package's ScalingLayer after ``2x - 1``; ``"imagenet"``: mean/std; ``"none"``) and runs
+    the layers only up to the deepest tap. Same call signature as ``models.VGGTrunk``.
+    """
+
+    def __init__(self, features: nn.Sequential, normalize: str = "lpips") -> None:
+        super().__init__()
+        if len(features) != len(VGG16_LAYER_NAMES):
+            raise ValueError(f"expected vgg16().features with {len(VGG16_LAYER_NAMES)} modules, got {len(features)}")
+        self.features = features
+        self.normalize = normalize
+        self.names = VGG16_LAYER_NAMES
+        self.register_buffer("shift", torch.tensor(LPIPS_SHIFT).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("scale", torch.tensor(LPIPS_SCALE).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
+
+    def channels(self, tap: str) -> int:
+        idx = self.names.index(tap)
+        convs = [m for m in list(self.features)[: idx + 1] if isinstance(m, nn.Conv2d)]
+        return convs[-1].out_channels
+
+    def forward(self, x: Tensor, taps: Sequence[str]) -> dict[str, Tensor]:
+        unknown = [t for t in taps if t not in self.names]
+        if unknown:
+            raise ValueError(f"unknown taps {unknown}; choose from {self.names}")
+        if self.normalize == "lpips":
+            x = (2 * x - 1 - self.shift) / self.scale
+        elif self.normalize == "imagenet":
+            x = (x - self.mean) / self.std
+        last = max(self.names.index(t) for t in taps)
+        out: dict[str, Tensor] = {}
+        for i, layer in enumerate(self.features[: last + 1]):
+            x = layer(x)
+            if self.names[i] in taps:
+                out[self.names[i]] = x
+        return out
+
+
+def random_vgg16_features(seed: int = 0) -> nn.Sequential:
+    """``vgg16().features`` with torchvision's random initialisation, seeded.
+
+    Built with ``torchvision.models.vgg.make_layers`` and VGG's own init rule (Kaiming-normal,
+    fan-out, zero bias), without allocating the 124M-parameter classifier (so the numbers differ
+    from ``vgg16(weights=None).features`` under the same seed, the distribution does not).
+    The global RNG is left untouched.
+    """
+    from torchvision.models import vgg
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        features = vgg.make_layers(vgg.cfgs["D"], batch_norm=False)
+        for m in features.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.constant_(m.bias, 0)
+    return features.eval()
+
+
+def _channels(trunk: nn.Module, tap: str) -> int:
+    return int(trunk.channels(tap))
+
+
+def unit_normalize(feat: Tensor, eps: float = 1e-10) -> Tensor:
+    """Divide each feature vector by its l2 norm over channels (the lpips package's formula).
+
+    (N, C, h, w) -> (N, C, h, w).
+    """
+    return feat / (torch.sqrt(torch.sum(feat**2, dim=1, keepdim=True)) + eps)
+
+
+class PerceptualMetric(nn.Module):
+    """Base class: a frozen trunk, its taps, per-channel weights ``w`` (D,), a distance."""
+
+    metric_kind = "distance"
+
+    def __init__(self, trunk: nn.Module, taps: Sequence[str], init: float) -> None:
+        super().__init__()
+        self.trunk = trunk
+        for p in self.trunk.parameters():
+            p.requires_grad_(False)
+        self.taps = tuple(taps)
+        self.sizes = tuple(_channels(trunk, t) for t in self.taps)
+        self.weight = nn.Parameter(torch.full((sum(self.sizes),), float(init)))  # (D,)
+
+    @property
+    def num_weights(self) -> int:
+        return self.weight.numel()
+
+    def weights_per_tap(self) -> dict[str, Tensor]:
+        """The weight vector split by tap: ``{tap: (C_tap,)}``."""
+        return dict(zip(self.taps, self.weight.detach().split(self.sizes)))
+
+    def features_from_taps(self, f0: Mapping[str, Tensor], f1: Mapping[str, Tensor]) -> Tensor:
+        """(N, D) per-pair feature vector from the two images' tap dicts."""
+        raise NotImplementedError
+
+    def distance_from_features(self, feats: Tensor) -> Tensor:
+        """(N, D) pair features -> (N,) distances, using the current weights."""
+        raise NotImplementedError
+
+    def pair_features(self, x0: Tensor, x1: Tensor) -> Tensor:
+        """(N, 3, H, W) x2 in [0, 1] -> (N, D) pair features."""
+        _check_pair(x0, x1)
+        self.trunk.eval()
+        return self.features_from_taps(self.trunk(x0, self.taps), self.trunk(x1, self.taps))
+
+    def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
+        """(N, 3, H, W) x2 in [0, 1] -> (N,) distances."""
+        return self.distance_from_features(self.pair_features(x0, x1))
+
+
+class LinearTapMetric(PerceptualMetric):
+    """LPIPS-style distance: ``sum_k mean_hw sum_c w_kc (n0_kc - n1_kc)**2``, n = unit-normalised.
+
+    ``taps=LPIPS_TAPS`` is LPIPS; ``taps=POOL_TAPS`` the paper's retrained baseline.
+    Weights default to 1 (the lpips package's ``lpips=False`` "baseline" sums channels alike).
+    """
+
+    def __init__(self, trunk: nn.Module, taps: Sequence[str] = LPIPS_TAPS, init: float = 1.0) -> None:
+        super().__init__(trunk, taps, init)
+
+    def features_from_taps(self, f0: Mapping[str, Tensor], f1: Mapping[str, Tensor]) -> Tensor:
+        parts = [((unit_normalize(f0[t]) - unit_normalize(f1[t])) ** 2).mean(dim=(2, 3)) for t in self.taps]
+        return torch.cat(parts, dim=1)  # (N, D)
+
+    def distance_from_features(self, feats: Tensor) -> Tensor:
+        return feats @ self.weight  # (N,)
+
+    def per_tap(self, x0: Tensor, x1: Tensor) -> dict[str, Tensor]:
+        """Each tap's contribution to the distance: ``{tap: (N,)}`` (they sum to ``forward``)."""
+        feats = self.pair_features(x0, x1)
+        return {t: f @ w for t, f, w in zip(self.taps, feats.split(self.sizes, dim=1), self.weight.split(self.sizes))}
+
+
+class GAPMetric(PerceptualMetric):
+    """The paper's GAP metric: ``sqrt(mean_c (w_c (g0_c - g1_c))**2)``, g = GAP of each tap, concatenated."""
+
+    def __init__(self, trunk: nn.Module, taps: Sequence[str] = POOL_TAPS, init: float = 1.0) -> None:
+        super().__init__(trunk, taps, init)
+
+    def features_from_taps(self, f0: Mapping[str, Tensor], f1: Mapping[str, Tensor]) -> Tensor:
+        return torch.cat([f0[t].mean(dim=(2, 3)) - f1[t].mean(dim=(2, 3)) for t in self.taps], dim=1)  # (N, D)
+
+    def distance_from_features(self, feats: Tensor) -> Tensor:
+        return torch.sqrt(((self.weight * feats) ** 2).mean(dim=1) + 1e-12)  # (N,)
+
+
+# ----------------------------------------------------------------------------------------------
+# Official LPIPS weights and the lpips package
+
+
+def lpips_weights_path(net: str = "vgg", version: str = "0.1") -> Path:
+    """The official linear weights: inside the installed ``lpips`` package, else ``<data>/lpips/v0.1``."""
+    spec = importlib.util.find_spec("lpips")
+    if spec is not None and spec.origin:
+        path = Path(spec.origin).parent / "weights" / f"v{version}" / f"{net}.pth"
+        if path.is_file():
+            return path
+    path = paths.data_dir() / "lpips" / f"v{version}" / f"{net}.pth"
+    if path.is_file():
+        return path
+    raise FileNotFoundError(
+        f"LPIPS v{version} weights for '{net}' not found in the lpips package nor at '{path}'. "
+        "Install the `lpips` package (pip install lpips) or download "
+        f"https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v{version}/{net}.pth there."
+    )
+
+
+def load_lpips_weights(metric: LinearTapMetric, path: Path | str | None = None) -> LinearTapMetric:
+    """Load official LPIPS linear weights (keys ``lin{k}.model.1.weight``, (1, C, 1, 1)) into ``metric``."""
+    state = utils.safe_torch_load(path if path is not None else lpips_weights_path())
+    chunks = []
+    for k, (tap, size) in enumerate(zip(metric.taps, metric.sizes)):
+        key = f"lin{k}.model.1.weight"
+        if key not in state:
+            raise KeyError(f"'{key}' missing from the LPIPS weights file (keys: {sorted(state)})")
+        w = state[key].reshape(-1)
+        if w.numel() != size:
+            raise ValueError(f"LPIPS weights {key} have {w.numel()} channels but tap {tap} has {size}")
+        chunks.append(w.float())
+    with torch.no_grad():
+        metric.weight.copy_(torch.cat(chunks))
+    return metric
+
+
+def lpips_reference(features: nn.Sequential) -> nn.Module:
+    """The ``lpips`` package's LPIPS-VGG (v0.1 linear weights) on *these* backbone weights.
+
+    Built with ``pnet_rand=True`` (nothing downloaded), then the ``features`` state is copied into
+    its ``net.slice1..5`` (whose submodules keep the torchvision indices as names).
+    """
+    import lpips
+
+    import warnings
+
+    with warnings.catch_warnings():  # torchvision's deprecation notice for lpips' `pretrained=False`
+        warnings.simplefilter("ignore", UserWarning)
+        ref = lpips.LPIPS(net="vgg", version="0.1", pretrained=True, pnet_rand=True, verbose=False)
+    src = features.state_dict()
+    target = ref.net.state_dict()
+    mapped = {}
+    for key in target:
+        _slice, idx, param = key.split(".")
+        mapped[key] = src[f"{idx}.{param}"]
+    ref.net.load_state_dict(mapped)
+    return ref.eval()
+
+
+# ----------------------------------------------------------------------------------------------
+# Classical references
+
+
+def _check_pair(x0: Tensor, x1: Tensor) -> None:
+    if x0.shape != x1.shape or x0.dim() != 4 or x0.shape[1] != 3:
+        raise ValueError(f"expected two image batches (N, 3, H, W) of the same shape, got "
+                         f"{tuple(x0.shape)} and {tuple(x1.shape)}")
+
+
+def psnr(x0: Tensor, x1: Tensor, data_range: float = 1.0) -> Tensor:
+    """Peak signal-to-noise ratio in dB, (N,) (similarity; ``inf`` for identical images)."""
+    _check_pair(x0, x1)
+    mse = ((x0.double() - x1.double()) ** 2).mean(dim=(1, 2, 3))
+    return (10 * torch.log10(data_range**2 / mse)).float()
+
+
+def ssim(x0: Tensor, x1: Tensor, data_range: float = 1.0) -> Tensor:
+    """SSIM (scikit-image, Wang et al. 2004 Gaussian window), mean over colour channels, (N,)."""
+    from skimage.metrics import structural_similarity
+
+    _check_pair(x0, x1)
+    a = x0.detach().cpu().permute(0, 2, 3, 1).double().numpy()
+    b = x1.detach().cpu().permute(0, 2, 3, 1).double().numpy()
+    vals = [structural_similarity(p, q, channel_axis=-1, data_range=data_range, gaussian_weights=True,
+                                  sigma=1.5, use_sample_covariance=False) for p, q in zip(a, b)]
+    return torch.tensor(vals, dtype=torch.float32)
+
+
+class ClassicalMetric(nn.Module):
+    """Wraps :func:`psnr` / :func:`ssim` / MSE as a metric module with its kind."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        table = {"psnr": (psnr, "similarity"), "ssim": (ssim, "similarity"),
+                 "mse": (lambda a, b: ((a - b) ** 2).mean(dim=(1, 2, 3)), "distance")}
+        if name not in table:
+            raise ValueError(f"unknown classical metric {name!r}; choose from {sorted(table)}")
+        self.name = name
+        self.fn, self.metric_kind = table[name]
+
+    def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
+        return self.fn(x0, x1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Trunks and the metric family
+
+
+def build_trunk(pool: str = "max", seed: int = 0, weights: str | Path | None = None) -> nn.Module:
+    """A VGG-16 trunk with ``normalize="lpips"`` for the metrics.
+
+    Uses :func:`shiftinv.models.build_trunk` (plain max-pool, ``"blur"`` or ``"aps"``) when that
+    module is available, else the plain torchvision features (only ``pool="max"``). Backbone
+    weights: ``weights`` (a path to a torchvision ``vgg16`` / ``vgg16().features`` state dict,
+    e.g. ImageNet-pretrained) or, when ``None``, torchvision's random initialisation seeded with
+    ``seed`` -- the same conv weights for every ``pool``, so backbones differ only in pooling.
+    """
+    features = random_vgg16_features(seed)
+    if weights is not None:
+        state = utils.safe_torch_load(weights)
+        state = {k.removeprefix("features."): v for k, v in state.items() if not k.startswith("classifier.")}
+        features.load_state_dict(state)
+    try:
+        from . import models
+    except ImportError:
+        models = None
+    if models is None:
+        if pool != "max":
+            raise RuntimeError(f"pool={pool!r} needs shiftinv.models (not available); use pool='max'")
+        return TorchvisionTaps(features, normalize="lpips").eval()
+    trunk = models.build_trunk(pool=pool, normalize="lpips")
+    missing, unexpected = trunk.features.load_state_dict(features.state_dict(), strict=False)
+    if unexpected or any(not k.endswith(("filt", "filter")) for k in missing):
+        raise RuntimeError(f"could not copy VGG-16 weights into the {pool} trunk: missing {missing}, "
+                           f"unexpected {unexpected}")
+    return trunk.eval()
+
+
+def metric_family(trunk: nn.Module, lpips_weights: bool = True) -> dict[str, PerceptualMetric]:
+    """The three learned metrics on one trunk: ``lpips`` (v0.1 weights), ``baseline`` (pool taps,
+    weights 1 until trained) and ``gap`` (pool taps, weights 1 until trained)."""
+    lp = LinearTapMetric(trunk, LPIPS_TAPS)
+    if lpips_weights:
+        load_lpips_weights(lp)
+    return {"lpips": lp, "baseline": LinearTapMetric(trunk, POOL_TAPS), "gap": GAPMetric(trunk, POOL_TAPS)}
+
+
+@torch.no_grad()
+def evaluate_pairs(metrics: Mapping[str, nn.Module], batches: Iterable[tuple[Tensor, Tensor]],
+                   keep_features: bool = False) -> tuple[pd.DataFrame, dict[str, Tensor]]:
+    """Run every metric on every pair; metrics sharing a trunk run that trunk once per batch.
+
+    Args:
+        metrics: ``{name: metric}`` (learned metrics or :class:`ClassicalMetric`).
+        batches: iterable of ``(x0, x1)`` (N, 3, H, W) in [0, 1].
+        keep_features: also return each learned metric's (n_pairs, D) pair features.
+
+    Returns:
+        ``(values, features)``: a DataFrame with one column per metric (one row per pair, in
+        order), and ``{name: (n_pairs, D)}`` (empty unless ``keep_features``).
+    """
+    by_trunk: dict[int, list[str]] = {}
+    for name, m in metrics.items():
+        if isinstance(m, PerceptualMetric):
+            by_trunk.setdefault(id(m.trunk), []).append(name)
+    values: dict[str, list[Tensor]] = {n: [] for n in metrics}
+    feats: dict[str, list[Tensor]] = {n: [] for n in metrics if isinstance(metrics[n], PerceptualMetric)}
+    for x0, x1 in batches:
+        _check_pair(x0, x1)
+        for names in by_trunk.values():
+            trunk = metrics[names[0]].trunk
+            taps = sorted({t for n in names for t in metrics[n].taps})
+            t0, t1 = trunk(x0, taps), trunk(x1, taps)
+            for n in names:
+                f = metrics[n].features_from_taps(t0, t1)
+                values[n].append(metrics[n].distance_from_features(f))
+                if keep_features:
+                    feats[n].append(f)
+        for n, m in metrics.items():
+            if not isinstance(m, PerceptualMetric):
+                values[n].append(m(x0, x1).float())
+    table = pd.DataFrame({n: torch.cat(v).cpu().numpy() if v else np.array([]) for n, v in values.items()})
+    out_feats = {n: torch.cat(v) for n, v in feats.items() if v} if keep_features else {}
+    return table, out_feats
+
+
+def metric_kinds(metrics: Mapping[str, nn.Module]) -> dict[str, str]:
+    """``{name: "distance" | "similarity"}`` for a dict of metrics."""
+    return {n: getattr(m, "metric_kind", "distance") for n, m in metrics.items()}

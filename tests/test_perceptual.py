@@ -1,0 +1,167 @@
+"""LPIPS parity with the `lpips` package, the retrained baseline, the GAP metric, PSNR/SSIM."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from shiftinv import perceptual as P
+
+warnings.filterwarnings("ignore", category=UserWarning)
+
+
+@pytest.fixture(scope="module")
+def features() -> torch.nn.Sequential:
+    return P.random_vgg16_features(seed=3)
+
+
+@pytest.fixture(scope="module")
+def trunk(features) -> torch.nn.Module:
+    return P.TorchvisionTaps(features, normalize="lpips").eval()
+
+
+def _pair(n: int = 3, size: int = 48, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x0 = torch.rand(n, 3, size, size, generator=g)
+    x1 = (x0 + 0.1 * torch.randn(n, 3, size, size, generator=g)).clamp(0, 1)
+    return x0, x1
+
+
+def test_random_features_follow_torchvision_init_rule() -> None:
+    a, b = P.random_vgg16_features(seed=7), P.random_vgg16_features(seed=7)
+    c = P.random_vgg16_features(seed=8)
+    torch.testing.assert_close(a[0].weight, b[0].weight)
+    assert not torch.equal(a[0].weight, c[0].weight)
+    w = a[28].weight  # conv5_3: Kaiming normal, fan_out = 512 * 3 * 3
+    assert w.std().item() == pytest.approx((2 / (512 * 9)) ** 0.5, rel=0.02)
+    assert a[28].bias.abs().max() == 0
+
+
+def test_layer_names_follow_torchvision(features) -> None:
+    assert len(P.VGG16_LAYER_NAMES) == len(features) == 31
+    for name, module in zip(P.VGG16_LAYER_NAMES, features):
+        kind = {"conv": torch.nn.Conv2d, "relu": torch.nn.ReLU, "pool": torch.nn.MaxPool2d}[name[:4]]
+        assert isinstance(module, kind), name
+    assert [P.VGG16_LAYER_NAMES.index(t) for t in P.LPIPS_TAPS] == [3, 8, 15, 22, 29]
+    assert [P.VGG16_LAYER_NAMES.index(t) for t in P.POOL_TAPS] == [4, 9, 16, 23, 30]
+
+
+@pytest.mark.parametrize("size", [32, 56])
+def test_lpips_matches_the_lpips_package(features, trunk, size: int) -> None:
+    ours = P.load_lpips_weights(P.LinearTapMetric(trunk, P.LPIPS_TAPS))
+    ref = P.lpips_reference(features)
+    x0, x1 = _pair(size=size, seed=size)
+    with torch.no_grad():
+        a = ours(x0, x1)
+        b = ref(x0, x1, normalize=True).flatten()
+        per_tap = ours.per_tap(x0, x1)
+        _, ref_layers = ref(x0, x1, retPerLayer=True, normalize=True)
+    assert a.shape == (3,)
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    for (tap, ours_k), ref_k in zip(per_tap.items(), ref_layers):
+        torch.testing.assert_close(ours_k, ref_k.flatten(), atol=1e-5, rtol=1e-4, msg=tap)
+    # the linear weights matter: uniform weights give different numbers
+    plain = P.LinearTapMetric(trunk, P.LPIPS_TAPS)
+    with torch.no_grad():
+        assert not torch.allclose(plain(x0, x1), a, rtol=1e-2)
+
+
+def test_lpips_weights_in_shared_data_equal_the_package(shared_data, trunk) -> None:
+    path = shared_data / "lpips" / "v0.1" / "vgg.pth"
+    if not path.is_file():
+        pytest.skip(f"{path} absent")
+    a = P.load_lpips_weights(P.LinearTapMetric(trunk), path).weight
+    b = P.load_lpips_weights(P.LinearTapMetric(trunk)).weight
+    torch.testing.assert_close(a, b)
+    assert (a >= 0).all() and a.numel() == 1472
+
+
+def test_lpips_weights_errors(tmp_path, trunk) -> None:
+    bad = tmp_path / "bad.pth"
+    torch.save({"lin0.model.1.weight": torch.ones(1, 64, 1, 1)}, bad)
+    with pytest.raises(KeyError, match="lin1"):
+        P.load_lpips_weights(P.LinearTapMetric(trunk), bad)
+    with pytest.raises(ValueError, match="channels"):
+        P.load_lpips_weights(P.LinearTapMetric(trunk, P.POOL_TAPS[::-1]), P.lpips_weights_path())
+
+
+def test_lpips_package_builds_without_downloading(monkeypatch, features) -> None:
+    import torch.hub
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"tried to download {args[:1]}")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    P.lpips_reference(features)
+
+
+def test_baseline_and_gap_metric(trunk) -> None:
+    base = P.LinearTapMetric(trunk, P.POOL_TAPS)
+    gap = P.GAPMetric(trunk, P.POOL_TAPS)
+    assert base.num_weights == gap.num_weights == 64 + 128 + 256 + 512 + 512
+    x0, x1 = _pair(seed=1)
+    with torch.no_grad():
+        assert torch.allclose(gap(x0, x0), torch.zeros(3), atol=1e-5)
+        assert torch.allclose(base(x0, x0), torch.zeros(3), atol=1e-8)
+        d = gap(x0, x1)
+        taps0, taps1 = trunk(x0, P.POOL_TAPS), trunk(x1, P.POOL_TAPS)
+        g0 = torch.cat([taps0[t].mean((2, 3)) for t in P.POOL_TAPS], 1)
+        g1 = torch.cat([taps1[t].mean((2, 3)) for t in P.POOL_TAPS], 1)
+        torch.testing.assert_close(d, torch.sqrt(((g0 - g1) ** 2).mean(1)))
+        gap.weight.data[:64] = 0  # pool1 weights off: pool1 differences no longer count
+        g0[:, :64] = g1[:, :64]
+        torch.testing.assert_close(gap(x0, x1), torch.sqrt(((g0 - g1) ** 2).mean(1)))
+        # a larger perturbation gives a larger distance
+        far = (x0 + 0.4 * (x1 - x0) / 0.1).clamp(0, 1)
+        assert (base(x0, far) > base(x0, x1)).all()
+
+
+def test_psnr_ssim_against_skimage() -> None:
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    x0, x1 = _pair(n=2, size=48, seed=2)
+    ours = P.psnr(x0, x1)
+    for k in range(2):
+        a, b = x0[k].permute(1, 2, 0).double().numpy(), x1[k].permute(1, 2, 0).double().numpy()
+        assert ours[k].item() == pytest.approx(peak_signal_noise_ratio(a, b, data_range=1.0), rel=1e-5)
+    s = P.ssim(x0, x1)
+    assert ((s > 0) & (s < 1)).all()
+    assert torch.allclose(P.ssim(x0, x0), torch.ones(2))
+    assert P.ClassicalMetric("psnr").metric_kind == "similarity"
+    with pytest.raises(ValueError, match="same shape"):
+        P.psnr(x0, x1[:, :, :10])
+    with pytest.raises(ValueError, match="unknown classical"):
+        P.ClassicalMetric("vif")
+
+
+def test_evaluate_pairs_shares_the_trunk(trunk) -> None:
+    family = P.metric_family(trunk)
+    family["psnr"] = P.ClassicalMetric("psnr")
+    batches = [_pair(n=2, seed=s) for s in range(2)]
+    table, feats = P.evaluate_pairs(family, batches, keep_features=True)
+    assert list(table.columns) == ["lpips", "baseline", "gap", "psnr"] and len(table) == 4
+    with torch.no_grad():
+        direct = torch.cat([family["gap"](a, b) for a, b in batches]).numpy()
+    np.testing.assert_allclose(table["gap"], direct, rtol=1e-5)
+    assert feats["baseline"].shape == (4, 1472)
+    assert P.metric_kinds(family) == {"lpips": "distance", "baseline": "distance", "gap": "distance",
+                                      "psnr": "similarity"}
+
+
+def test_build_trunk_same_conv_weights_for_every_pool() -> None:
+    plain = P.build_trunk("max", seed=1)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        a = plain(x, ("relu1_2",))["relu1_2"]
+    try:
+        from shiftinv import models  # noqa: F401
+    except ImportError:
+        pytest.skip("shiftinv.models not available yet")
+    blur = P.build_trunk("blur", seed=1)
+    with torch.no_grad():
+        b = blur(x, ("relu1_2",))["relu1_2"]
+    torch.testing.assert_close(a, b)  # before the first pool, the two trunks are the same network
