@@ -66,6 +66,8 @@ MAX_SLIDERS_PER_EXPLORER = 2
 SMOKE_CELL = "SMOKE = True  # injected by the browser test tier (tests/test_browser.py)"
 SHIFT_TEXT = re.compile(r"shift \(dx, dy\) = \((-?\d+), (-?\d+)\)")
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^-{20,}\s*\n\s*\w*(Error|Exception)\b", re.M)
+#: An error message an explorer shows instead of its output ("error: channel 600 out of range").
+SHOWN_ERROR = re.compile(r"(?:^|[\s>|])(?:error|Error|ERROR):\s*([^\n|]{0,80})")
 #: Code that creates widgets; a notebook with such code must show at least one moving slider.
 WIDGET_CODE = re.compile(r"\bipywidgets\b|\bexplorer\b|\binteract(ive)?\(")
 NOTEBOOKS = notebooks.list_notebooks()
@@ -235,7 +237,15 @@ _SIGNATURE_JS = """(cell) => {
   clone.querySelectorAll('.widget-slider, .widget-readout, .widget-dropdown, .widget-toggle-buttons, '
     + '.widget-checkbox, .widget-text, .widget-button, .widget-play, input, select, button, style')
     .forEach(e => e.remove());
-  const images = Array.from(area.querySelectorAll('img')).map(i => i.src)
+  const pixels = (img) => {  // the picture itself (blob: URLs change on every update)
+    try {
+      const c = document.createElement('canvas');
+      c.width = img.naturalWidth; c.height = img.naturalHeight;
+      c.getContext('2d').drawImage(img, 0, 0);
+      return c.toDataURL();
+    } catch (e) { return img.src; }
+  };
+  const images = Array.from(area.querySelectorAll('img')).map(pixels)
     .concat(Array.from(area.querySelectorAll('canvas')).map(c => c.toDataURL()))
     .concat(Array.from(area.querySelectorAll('svg')).map(s => s.outerHTML));
   return {text: clone.textContent, images};
@@ -464,6 +474,9 @@ class LabPage:
         if sig1["text"] == sig0["text"] and not images_changed:
             report.problems.append(f"moving {where}: the displayed output did not change "
                                    f"(still {_short(sig0['text'])!r}): is the widget callback broken?")
+        new_errors = set(SHOWN_ERROR.findall(sig1["text"])) - set(SHOWN_ERROR.findall(sig0["text"]))
+        if new_errors:
+            report.problems.append(f"moving {where}: the explorer shows an error: {_short(sig1['text'], 300)!r}")
         if TRACEBACK.search(sig1["text"]):
             report.problems.append(f"moving {where}: an error is displayed: {_short(sig1['text'], 300)!r}")
         self._check_shift_text(cell, sig1["text"], where, report)
@@ -625,3 +638,14 @@ def test_notebook_in_jupyterlab(lab: LabPage, source: Path) -> None:
     assert report.problems == [], report.summary()
     if report.widget_cells:
         assert report.moves, report.summary()
+
+
+def test_error_patterns() -> None:
+    """What the checker counts as an error shown in an output (no browser needed)."""
+    assert SHOWN_ERROR.search("error: channel 600 out of range")
+    assert SHOWN_ERROR.search("shift (dx, dy) = (1, 0) | Error: no model")
+    assert not SHOWN_ERROR.search("relative error 0.12 | RuntimeError")
+    assert TRACEBACK.search("-" * 75 + "\nRuntimeError                              Traceback (most recent call last)")
+    assert TRACEBACK.search("Traceback (most recent call last):\n  File ...")
+    assert not TRACEBACK.search("UserWarning: just a warning\n  warnings.warn(...)")
+    assert SHIFT_TEXT.findall("shift (dx, dy) = (-3, 12) | prediction: 7 (p=0.93)") == [("-3", "12")]

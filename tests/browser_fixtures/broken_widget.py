@@ -26,7 +26,7 @@ SMOKE: bool = False
 # %%
 out = widgets.Output()
 shift_x = widgets.IntSlider(value=3, min=-8, max=8, description="shift x")
-shift_y = widgets.IntSlider(value=0, min=-8, max=8, description="shift y")
+shift_y = widgets.IntSlider(value=0, min=-8, max=8, description="shift y", continuous_update=False)
 
 
 def draw(_change=None) -> None:
