@@ -359,7 +359,7 @@ def sweep(
     if cl:
         for m in modules:
             m.to(memory_format=torch.channels_last)
-    x_all = images.to(dev, torch.float32)
+    x_all = images.to(dev, images.dtype if images.is_floating_point() else torch.float32)  # float64 kept
     y_all = labels.to(dev)
     s_all = shifts_cpu.to(dev)
     todo = [i for i in mine if not done[i]]
