@@ -313,6 +313,10 @@ class LabPage:
         self.page.wait_for_selector(".jp-DirListing-item", timeout=90_000)
         self.page.wait_for_function("() => window.jupyterapp !== undefined && window.jupyterapp.shell")
 
+    def default_viewer(self, filename: str) -> str:
+        """Name of the viewer JupyterLab uses when ``filename`` is double-clicked."""
+        return self.page.evaluate("(f) => window.jupyterapp.docRegistry.defaultWidgetFactory(f).name", filename)
+
     def state(self) -> dict[str, Any] | None:
         return self.page.evaluate(_NOTEBOOK_STATE_JS)
 
@@ -432,10 +436,12 @@ class LabPage:
                     continue
                 report.moves.append(move)
                 shot = self.artefacts / f"{stem}-explorer{index}-move{k}.png"
-                cell.locator(".jp-OutputArea").first.screenshot(path=str(shot))
+                area = cell.locator(".jp-OutputArea").first
+                area.scroll_into_view_if_needed()
+                area.screenshot(path=str(shot))
                 report.screenshots.append(shot)
-                if readme is not None and index == 0 and k == 0 and not report.problems:
-                    _save_readme_screenshot(shot, stem, move, readme)
+                if readme is not None and k == 0 and not report.problems and not _README_DONE:
+                    _README_DONE.append(_save_readme_screenshot(shot, stem, move, readme))
         self._check_errors(report, "after moving the sliders")
 
     def _move(self, index: int, cell: Any, slider: Any, name: str, report: Report) -> Move | None:
@@ -516,7 +522,11 @@ class LabPage:
                 self.server.api("DELETE", f"/api/kernels/{kernel['id']}")
 
 
-def _save_readme_screenshot(png: Path, stem: str, move: Move, out_dir: Path) -> None:
+#: The README screenshot is the first explorer met (notebooks run in order).
+_README_DONE: list[Path] = []
+
+
+def _save_readme_screenshot(png: Path, stem: str, move: Move, out_dir: Path) -> Path:
     """The explorer screenshot for the README, through ``save_figure`` with what it shows."""
     import matplotlib
 
@@ -535,8 +545,9 @@ def _save_readme_screenshot(png: Path, stem: str, move: Move, out_dir: Path) -> 
             "value_after": move.value_after, "text_before": _short(move.text_before, 400),
             "text_after": _short(move.text_after, 400), "images_changed": move.images_changed,
             "made_by": "tests/test_browser.py (JupyterLab in headless Chromium)"}
-    figures.save_figure(fig, "08_explorer_screenshot", data, out_dir=out_dir)
+    written = figures.save_figure(fig, "08_explorer_screenshot", data, out_dir=out_dir)
     plt.close(fig)
+    return written["png"]
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -611,6 +622,10 @@ def test_smoke_copy_injects_smoke_after_parameters(tmp_path: Path) -> None:
     bad.write_text("# %%\nx = 1\n")
     with pytest.raises(AssertionError, match="no cell tagged 'parameters'"):
         smoke_copy(bad, tmp_path / "out.py")
+
+
+def test_py_notebooks_open_with_jupytext_by_default(lab: LabPage) -> None:
+    assert lab.default_viewer("01_anything.py") == "Jupytext Notebook"
 
 
 def test_checker_passes_a_working_widget(lab: LabPage) -> None:
