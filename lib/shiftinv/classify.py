@@ -1,0 +1,539 @@
+"""Classification experiments: profiles, the model set (trunks + heads), and their sweeps.
+
+Notebooks 03-06 share this module:
+
+- :func:`get_profile` gives every setting of a profile (``demo``, ``cifar``, ``paper``) as a
+  frozen :class:`Profile`; ``smoke=True`` shrinks everything for the test tier.
+- :func:`load_data` reads the profile's dataset (:mod:`shiftinv.data`).
+- :func:`train_or_load_models` trains (or loads from ``results/``) every trunk and head of the
+  profile and returns a :class:`ModelSet`: ``trunks[name]`` and ``heads[name][head]``, the test
+  split, and a summary table (accuracy, parameter counts, epochs, seconds).
+- :func:`translation_sweep` runs the shift sweep (:func:`shiftinv.sweep.sweep_models`) over a
+  profile's shift grid for the whole model set, cached and resumable.
+
+The model set (names used in every figure, ``"<trunk>/<head>"``):
+
+==================  =======================================================================
+``vgg/flatten``      Flatten(pool5) -> linear (the baseline; the paper's 5.2M-parameter head)
+``vgg/final_gap``    GAP(pool5) -> linear
+``vgg/multi_gap``    GAP(pool1..pool5) concatenated -> linear (the paper's "online" head)
+``vgg/gap_flatten``  multi GAP and Flatten(pool5) -> linear
+``vgg/flatten_aug``  Flatten(pool5) trained with random shift augmentation (augmentation vs
+                     architecture)
+``blur/...``         the same trunk with BlurPool (max at stride 1, binomial blur stride 2)
+``aps/...``          APS pooling + circular padding (exactly invariant to circular shifts)
+==================  =======================================================================
+
+The recipe is the paper's: one trunk, frozen, every head trained on trunk features computed
+once (exact, because the trunk is frozen and there is no augmentation; only ``flatten_aug``
+runs the trunk per batch). In ``demo`` and ``cifar`` the plain trunk is first trained from
+scratch with a Flatten head (the role ImageNet pre-training with FC layers plays in the paper),
+and the BlurPool / APS trunks reuse its conv weights, with their BatchNorm statistics
+re-estimated on the training images (``variant_weights="shared"``; measured in notebook 03);
+``variant_weights="trained"`` trains each from scratch instead. In ``paper`` all trunks carry the
+ImageNet-pretrained VGG-16 conv weights.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from . import data as data_mod
+from . import models, shifts, train, utils
+
+__all__ = [
+    "PROFILES",
+    "Profile",
+    "Variant",
+    "ModelSet",
+    "get_profile",
+    "load_data",
+    "train_or_load_models",
+    "recalibrate_batchnorm",
+    "translation_sweep",
+    "sweep_shifts",
+]
+
+PROFILES: tuple[str, ...] = ("demo", "cifar", "paper")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One trunk of the model set: its pooling, padding and the heads trained on it."""
+
+    name: str
+    pool: str = "max"  # models.POOLS
+    circular: bool = False
+    heads: tuple[str, ...] = ("multi_gap",)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every setting of one experiment profile (see :func:`get_profile`).
+
+    Data: ``dataset`` ("digits" | "cifar10" | "imagenet160"), ``data_root`` (folder; "" = default),
+    ``image_size`` (network input side, px), ``digit_size`` (digits canvas), ``max_train``,
+    ``max_val``, ``max_test`` (seeded subsets; None = all).
+    Trunk: ``width`` (channel multiplier), ``batch_norm``, ``weights`` ("" = random init trained
+    here, "IMAGENET1K_V1" = torchvision download, or a file path), ``train_trunk``,
+    ``trunk_head`` (head used to train the trunk), ``trunk_train`` (TrainConfig).
+    Heads: ``variants`` (trunks and their heads), ``variant_weights`` ("shared" | "trained"),
+    ``head_train`` (TrainConfig), ``l2_heads`` (kinds trained with ``l2``), ``l2``,
+    ``aug_shift`` (max shift, px, of the ``flatten_aug`` head; 0 = no such head).
+    Sweeps: ``shift_mode`` (shifts.MODES), ``shift_radius``, ``grid_step`` (2-D maps),
+    ``profile_step`` (1-D profiles along dx), ``n_sweep`` (test images), ``sweep_batch``.
+    Misc: ``seed``, ``device`` (None = CUDA if available), ``feature_dtype`` ("float32" | "float16").
+    """
+
+    name: str
+    smoke: bool
+    dataset: str
+    data_root: str = ""
+    image_size: int = 128
+    digit_size: int = 24
+    max_train: int | None = None
+    max_val: int | None = None
+    max_test: int | None = None
+    width: float = 0.125
+    batch_norm: bool = True
+    weights: str = ""
+    train_trunk: bool = True
+    trunk_head: str = "flatten"
+    trunk_train: train.TrainConfig = field(default_factory=train.TrainConfig)
+    variants: tuple[Variant, ...] = ()
+    variant_weights: str = "shared"
+    head_train: train.TrainConfig = field(default_factory=train.TrainConfig)
+    l2_heads: tuple[str, ...] = ("flatten", "multi_gap")
+    l2: float = 1e-4
+    aug_shift: int = 0
+    shift_mode: str = "mosaic"
+    shift_radius: int = 50
+    grid_step: int = 1
+    profile_step: int = 1
+    n_sweep: int = 1000
+    sweep_batch: int = 256
+    seed: int = 666
+    device: str | None = None
+    feature_dtype: str = "float32"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "Profile":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def num_classes(self) -> int:
+        return {"digits": 10, "cifar10": 10, "imagenet160": 160}[self.dataset]
+
+    def model_names(self) -> list[str]:
+        """Every ``"<trunk>/<head>"`` in the set, in display order."""
+        names = []
+        for v in self.variants:
+            names += [f"{v.name}/{h}" for h in v.heads]
+            if v.name == "vgg" and self.aug_shift:
+                names.append("vgg/flatten_aug")
+        return names
+
+
+PLAIN_HEADS = ("flatten", "final_gap", "multi_gap", "gap_flatten")
+
+
+def _variants(blur_heads: tuple[str, ...], aps_heads: tuple[str, ...]) -> tuple[Variant, ...]:
+    return (
+        Variant("vgg", "max", False, PLAIN_HEADS),
+        Variant("blur", "blur", False, blur_heads),
+        Variant("aps", "aps", True, aps_heads),
+    )
+
+
+def get_profile(name: str = "demo", smoke: bool = False, **overrides: Any) -> Profile:
+    """The settings of profile ``name`` (``demo`` | ``cifar`` | ``paper``); ``smoke`` shrinks them.
+
+    ``overrides`` replace fields (e.g. ``data_root=...``, ``weights=...``, ``device="cpu"``).
+    """
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {PROFILES}")
+    cfg = train.TrainConfig
+    if name == "demo":
+        # Digits on a 128 px zero canvas: pool5 is 4x4, so Flatten(pool5) sees position (on a
+        # 64 px canvas pool5 is 2x2 and the effect does not show; see issue 5).
+        p = Profile(
+            name, smoke, "digits", image_size=128, digit_size=24, width=0.125, batch_norm=True,
+            train_trunk=True, trunk_head="flatten",
+            trunk_train=cfg(epochs=8, batch_size=32, lr=1e-3, patience=3, seed=0),
+            variants=_variants(("flatten", "multi_gap"), ("final_gap", "multi_gap")),
+            head_train=cfg(epochs=40, batch_size=32, lr=1e-3, patience=8, seed=0),
+            aug_shift=40, shift_mode="zero", shift_radius=40, grid_step=8, profile_step=2,
+            n_sweep=96, sweep_batch=384, seed=0,
+        )
+        if smoke:
+            p = p.replace(
+                image_size=64, digit_size=16, width=1 / 32, max_train=240, max_val=60, max_test=60,
+                trunk_train=cfg(epochs=1, batch_size=32, patience=1, seed=0),
+                head_train=cfg(epochs=2, batch_size=32, patience=2, seed=0),
+                aug_shift=8, shift_radius=8, grid_step=8, profile_step=4, n_sweep=12,
+            )
+    elif name == "cifar":
+        # CIFAR-10 upscaled 4x to 128 px (pool5 4x4), trained from scratch on a GPU.
+        p = Profile(
+            name, smoke, "cifar10", image_size=128, width=0.5, batch_norm=True, train_trunk=True,
+            trunk_head="flatten",
+            trunk_train=cfg(epochs=15, batch_size=128, lr=1e-3, patience=4, seed=0, eval_batch_size=512),
+            variants=_variants(("flatten", "multi_gap"), ("final_gap", "multi_gap")),
+            head_train=cfg(epochs=60, batch_size=128, lr=1e-3, patience=8, seed=0, eval_batch_size=1024),
+            aug_shift=32, shift_mode="mosaic", shift_radius=32, grid_step=2, profile_step=1,
+            n_sweep=500, sweep_batch=1024, seed=0,
+        )
+        if smoke:
+            p = p.replace(
+                image_size=64, width=1 / 32, max_train=200, max_val=50, max_test=40,
+                trunk_train=cfg(epochs=1, batch_size=32, patience=1, seed=0),
+                head_train=cfg(epochs=2, batch_size=32, patience=2, seed=0),
+                aug_shift=4, shift_radius=8, grid_step=8, profile_step=4, n_sweep=8,
+            )
+    else:
+        # The paper: ImageNet-160 at 256 px, pretrained VGG-16 frozen, heads trained with the
+        # authors' recipe (batch 32, Adam 1e-3, patience 25, up to 1500 epochs, L2 1e-4 on the
+        # flatten and multi-GAP heads, seed 666), 101 x 101 mirror-mosaic shift grid of +-50 px.
+        p = Profile(
+            name, smoke, "imagenet160", image_size=256, width=1.0, batch_norm=False,
+            weights="IMAGENET1K_V1", train_trunk=False,
+            variants=_variants(("flatten", "multi_gap"), ("final_gap", "multi_gap")),
+            head_train=cfg(epochs=1500, batch_size=32, lr=1e-3, patience=25, seed=666, eval_batch_size=256),
+            l2=1e-4, aug_shift=50, shift_mode="mosaic", shift_radius=50, grid_step=1, profile_step=1,
+            n_sweep=1000, sweep_batch=512, seed=666, feature_dtype="float16",
+        )
+        if smoke:
+            p = p.replace(
+                image_size=64, max_train=None, max_val=None, max_test=8,
+                head_train=cfg(epochs=2, batch_size=8, patience=2, seed=666, eval_batch_size=16),
+                aug_shift=4, shift_radius=4, grid_step=4, profile_step=4, n_sweep=4, sweep_batch=16,
+                feature_dtype="float32",
+            )
+    return p.replace(**overrides) if overrides else p
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def load_data(profile: Profile) -> data_mod.Splits:
+    """The profile's train / val / test splits (seeded subsets when ``max_*`` are set)."""
+    root = profile.data_root or None
+    if profile.dataset == "digits":
+        splits = data_mod.digits_canvas(profile.image_size, profile.digit_size, seed=profile.seed)
+    elif profile.dataset == "cifar10":
+        splits = data_mod.cifar10(root, image_size=profile.image_size, seed=profile.seed)
+    elif profile.dataset == "imagenet160":
+        if root is None:
+            raise FileNotFoundError(
+                "the paper profile needs an ImageNet folder: set the notebook parameter IMAGENET_DIR "
+                f"(or data_root=...). {data_mod.IMAGENET_HELP}"
+            )
+        splits = data_mod.imagenet160(root, image_size=profile.image_size, seed=profile.seed,
+                                      allow_missing=profile.smoke)
+    else:
+        raise ValueError(f"unknown dataset {profile.dataset!r}; expected digits, cifar10 or imagenet160")
+    splits.train = data_mod.take(splits.train, profile.max_train, profile.seed)
+    splits.val = data_mod.take(splits.val, profile.max_val, profile.seed + 1)
+    splits.test = data_mod.take(splits.test, profile.max_test, profile.seed + 2)
+    return splits
+
+
+# ----------------------------------------------------------------------------- models
+
+
+@dataclass
+class ModelSet:
+    """Trained trunks and heads of one profile.
+
+    Attributes:
+        profile: the :class:`Profile`.
+        splits: its data.
+        trunks: ``{trunk_name: VGGTrunk}`` (frozen, eval mode).
+        heads: ``{trunk_name: {head_name: Head}}`` (eval mode).
+        summary: one row per ``"<trunk>/<head>"``: accuracy, loss, parameter counts, training.
+        histories: ``{"<trunk>/<head>" or "<trunk>/trunk": per-epoch records}``.
+    """
+
+    profile: Profile
+    splits: data_mod.Splits
+    trunks: dict[str, models.VGGTrunk]
+    heads: dict[str, dict[str, models.Head]]
+    summary: pd.DataFrame
+    histories: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+
+    def names(self) -> list[str]:
+        return [f"{t}/{h}" for t, hs in self.heads.items() for h in hs]
+
+    def sweep_models(self, trunks: list[str] | None = None, heads: list[str] | None = None
+                     ) -> dict[str, tuple[models.VGGTrunk, dict[str, models.Head]]]:
+        """``{trunk: (trunk, {head: Head})}`` for :func:`shiftinv.sweep.sweep_models` (heads of a
+        trunk share one trunk pass); optionally only some trunks / head names."""
+        out = {}
+        for t in trunks or list(self.trunks):
+            hs = {h: m for h, m in self.heads[t].items() if heads is None or h in heads}
+            if hs:
+                out[t] = (self.trunks[t], hs)
+        return out
+
+    def predictor(self, trunk: str) -> Callable[[Tensor], dict[str, Tensor]]:
+        """``images (B, 3, H, W) -> {head: logits (B, K)}`` for one trunk and all its heads."""
+        t, hs = self.trunks[trunk], self.heads[trunk]
+
+        def predict(x: Tensor) -> dict[str, Tensor]:
+            with torch.no_grad():
+                return models.run_heads(t, hs, x)
+
+        return predict
+
+    def classifier(self, name: str) -> models.VGGClassifier:
+        """The model ``"<trunk>/<head>"`` as one ``VGGClassifier`` (frozen trunk)."""
+        t, h = name.split("/")
+        return models.VGGClassifier(self.trunks[t], self.heads[t][h], True, self.profile.image_size).eval()
+
+    def test_tensors(self, n: int | None = None) -> tuple[Tensor, Tensor]:
+        """The first ``n`` (default ``profile.n_sweep``) test images (N, 3, H, W) in [0, 1] and labels (N,)."""
+        n = self.profile.n_sweep if n is None else n
+        return data_mod.as_tensors(data_mod.take(self.splits.test, n, self.profile.seed + 3))
+
+
+def recalibrate_batchnorm(trunk: models.VGGTrunk, data: Any, batch_size: int = 128,
+                          device: torch.device | str | None = None) -> models.VGGTrunk:
+    """Re-estimate every BatchNorm's running statistics of ``trunk`` on ``data`` (cumulative average).
+
+    Used when conv weights move to a trunk with other pooling (BlurPool/APS), whose activations
+    have other statistics. Leaves ``trunk`` in eval mode.
+    """
+    device = utils.default_device(str(device) if device is not None else None)
+    bns = [m for m in trunk.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return trunk.eval()
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average over all batches
+    trunk.train()
+    deepest = trunk.layer_names[-1]
+    with torch.no_grad():
+        for x, _ in train._batches(data, torch.arange(len(data)), batch_size):
+            trunk(x.to(device), (deepest,))
+    for m in bns:
+        m.momentum = 0.1
+    return trunk.eval()
+
+
+def _freeze(module: nn.Module) -> nn.Module:
+    module.requires_grad_(False)
+    return module.eval()
+
+
+def _data_key(profile: Profile, splits: data_mod.Splits) -> dict[str, Any]:
+    return {"dataset": profile.dataset, "info": splits.info, "image_size": profile.image_size,
+            "digit_size": profile.digit_size if profile.dataset == "digits" else None,
+            "sizes": splits.sizes(), "seed": profile.seed}
+
+
+def _trunk_spec(profile: Profile, v: Variant) -> dict[str, Any]:
+    return {"width": profile.width, "batch_norm": profile.batch_norm, "pool": v.pool, "circular": v.circular,
+            "weights": profile.weights}
+
+
+def _build_trunk(profile: Profile, v: Variant, weights: Any = None) -> models.VGGTrunk:
+    return models.build_trunk(width=profile.width, batch_norm=profile.batch_norm, pool=v.pool,
+                              circular=v.circular, weights=weights)
+
+
+def train_or_load_models(profile: Profile, splits: data_mod.Splits | None = None,
+                         refresh: bool = False) -> ModelSet:
+    """Train every trunk and head of ``profile`` (or load them from ``results/``) and test them.
+
+    Steps: (1) the plain trunk: pretrained weights (``paper``) or trained from scratch with
+    ``trunk_head`` (``demo``, ``cifar``), then frozen; (2) BlurPool and APS trunks: the plain
+    trunk's conv weights (+ BatchNorm re-estimation) or their own training; (3) per trunk, the
+    features of the train / val / test images computed once; every head trained on them
+    (``l2`` on ``l2_heads``); (4) ``vgg/flatten_aug`` trained through the frozen trunk with
+    random shifts of up to ``aug_shift`` px; (5) test accuracy and loss of every model.
+    Every training run is cached by its configuration and resumes after an interruption.
+    """
+    splits = splits if splits is not None else load_data(profile)
+    if profile.num_classes != splits.num_classes:
+        raise ValueError(f"profile {profile.name} expects {profile.num_classes} classes, data has {splits.num_classes}")
+    device = utils.default_device(profile.device)
+    dkey = _data_key(profile, splits)
+    size, k = profile.image_size, profile.num_classes
+    tcfg = dataclasses.replace(profile.trunk_train, device=profile.device)
+    hcfg = dataclasses.replace(profile.head_train, device=profile.device)
+    weights = profile.weights or None
+    rows: list[dict[str, Any]] = []
+    histories: dict[str, list[dict[str, float]]] = {}
+    trunks: dict[str, models.VGGTrunk] = {}
+    heads: dict[str, dict[str, models.Head]] = {}
+    trunk_info: dict[str, dict[str, Any]] = {}
+
+    def trained_trunk(v: Variant) -> models.VGGTrunk:
+        utils.seed_everything(profile.seed)
+        trunk = _build_trunk(profile, v, weights)
+        head = models.build_head(profile.trunk_head, trunk, num_classes=k, input_size=size)
+        model = models.VGGClassifier(trunk, head, freeze_backbone=False, input_size=size)
+        key = {"data": dkey, "trunk": _trunk_spec(profile, v), "head": profile.trunk_head}
+        res = train.train_or_load("trunk", key, model, splits.train, splits.val, tcfg, refresh=refresh,
+                                  desc=f"train {v.name} trunk")
+        histories[f"{v.name}/trunk"] = res.history
+        trunk_info[v.name] = {"trunk_epochs": len(res.history), "trunk_val_acc": res.best_val_acc,
+                              "trunk_seconds": sum(r["seconds"] for r in res.history)}
+        return trunk
+
+    # (1)-(2) trunks
+    plain = next((v for v in profile.variants if v.pool == "max" and not v.circular), None)
+    if plain is not None and profile.variants[0] is not plain:
+        raise ValueError("the plain (max-pool) variant must come first: the other trunks reuse its weights")
+    for v in profile.variants:
+        t0 = time.perf_counter()
+        if not profile.train_trunk:
+            trunk = _build_trunk(profile, v, weights)
+            trunk_info[v.name] = {"trunk_source": f"pretrained ({profile.weights})"}
+        elif v is plain or profile.variant_weights == "trained" or plain is None:
+            trunk = trained_trunk(v)
+            trunk_info[v.name]["trunk_source"] = "trained here"
+        else:
+            trunk = _build_trunk(profile, v)
+            models.load_trunk_weights(trunk, {f"features.{n}": p for n, p in trunks[plain.name].features.state_dict().items()},
+                                      source=f"{plain.name} trunk")
+            trunk = trunk.to(device)
+            recalibrate_batchnorm(trunk, splits.train, profile.trunk_train.eval_batch_size, device)
+            trunk_info[v.name] = {"trunk_source": f"{plain.name} conv weights + BN re-estimated"
+                                  if profile.batch_norm else f"{plain.name} conv weights"}
+        trunks[v.name] = _freeze(trunk.to(device))
+        trunk_info[v.name]["trunk_setup_seconds"] = time.perf_counter() - t0
+
+    # (3)-(4) heads
+    fdtype = getattr(torch, profile.feature_dtype)
+    for v in profile.variants:
+        trunk = trunks[v.name]
+        tkey = {"data": dkey, "trunk": _trunk_spec(profile, v), "source": trunk_info[v.name]["trunk_source"],
+                "trunk_train": tcfg.to_dict() if profile.train_trunk else None,
+                "plain_trunk_train": profile.trunk_head if profile.train_trunk else None}
+        built: dict[str, models.Head] = {}
+        for kind in v.heads:
+            utils.seed_everything(profile.seed)
+            built[kind] = models.build_head(kind, trunk, num_classes=k, input_size=size)
+        aug = v.name == "vgg" and profile.aug_shift > 0
+        if aug:
+            utils.seed_everything(profile.seed)
+            aug_head = models.build_head("flatten", trunk, num_classes=k, input_size=size)
+        every = {**built, **({"flatten_aug": aug_head} if aug else {})}
+        taps = models.union_taps(every)
+        flat = {h.flatten_tap for h in every.values() if h.flatten_tap}
+        gap_only = tuple(t for t in taps if t not in flat)
+        feats: dict[str, train.FeatureData] = {}
+
+        def features(split: str) -> train.FeatureData:
+            if split not in feats:
+                ds = getattr(splits, split)
+                feats[split] = train.extract_features(lambda x: trunk(x, taps), ds, gap_only,
+                                                      hcfg.eval_batch_size, device, fdtype,
+                                                      desc=f"{v.name} {split} features")
+            return feats[split]
+
+        heads[v.name] = {}
+        for kind, head in built.items():
+            cfg = dataclasses.replace(hcfg, l2=profile.l2 if kind in profile.l2_heads else 0.0)
+            key = {"trunk": tkey, "head": kind, "classes": k}
+            t0 = time.perf_counter()
+            cached = utils.cache_path("head", {"key": key, "train": cfg.to_dict()}).exists() and not refresh
+            res = train.train_or_load("head", key, head,
+                                      None if cached else features("train").select(head.taps),
+                                      None if cached else features("val").select(head.taps),
+                                      cfg, refresh=refresh, desc=f"{v.name}/{kind}")
+            heads[v.name][kind] = head.eval()
+            histories[f"{v.name}/{kind}"] = res.history
+            rows.append({"model": f"{v.name}/{kind}", "trunk": v.name, "head": kind, "l2": cfg.l2,
+                         "epochs": len(res.history), "best_epoch": res.best_epoch, "val_acc": res.best_val_acc,
+                         "train_seconds": sum(r["seconds"] for r in res.history), "cached": cached})
+        if aug:
+            head = aug_head
+            cfg = dataclasses.replace(hcfg, l2=profile.l2, shift_aug=profile.aug_shift, shift_mode=profile.shift_mode)
+            key = {"trunk": tkey, "head": "flatten_aug", "classes": k}
+            cached = utils.cache_path("head", {"key": key, "train": cfg.to_dict()}).exists() and not refresh
+            res = train.train_or_load("head", key, head, splits.train, splits.val, cfg,
+                                      extractor=lambda x, trunk=trunk, taps=head.taps: trunk(x, taps),
+                                      refresh=refresh, desc="vgg/flatten_aug")
+            heads[v.name]["flatten_aug"] = head.eval()
+            histories["vgg/flatten_aug"] = res.history
+            rows.append({"model": "vgg/flatten_aug", "trunk": v.name, "head": "flatten_aug", "l2": cfg.l2,
+                         "epochs": len(res.history), "best_epoch": res.best_epoch, "val_acc": res.best_val_acc,
+                         "train_seconds": sum(r["seconds"] for r in res.history), "cached": cached})
+
+        # (5) test accuracy of every head of this trunk, one trunk pass
+        test_feats = features("test")
+        for name, head in heads[v.name].items():
+            acc, loss = train.evaluate(head, test_feats.select(head.taps), batch_size=hcfg.eval_batch_size,
+                                       device=device, amp=hcfg.amp)
+            row = next(r for r in rows if r["model"] == f"{v.name}/{name}")
+            kind = "flatten" if name == "flatten_aug" else name
+            row.update(kind=kind, test_acc=acc, test_loss=loss,
+                       head_params=models.count_parameters(head),
+                       trunk_params=models.count_parameters(trunk),
+                       total_params=models.count_parameters(head) + models.count_parameters(trunk),
+                       **trunk_info[v.name])
+    summary = pd.DataFrame(rows)
+    return ModelSet(profile, splits, trunks, heads, summary, histories)
+
+
+# ----------------------------------------------------------------------------- sweeps
+
+
+def sweep_shifts(profile: Profile, kind: str = "grid") -> list[tuple[int, int]]:
+    """The profile's shifts: ``"grid"`` (2-D map, step ``grid_step`` over +-``shift_radius``) or
+    ``"profile"`` (dx only, dy = 0, step ``profile_step``)."""
+    r = profile.shift_radius
+    if kind == "grid":
+        return shifts.shift_grid(r, profile.grid_step)
+    if kind == "profile":
+        return [(dx, 0) for dx in range(-r, r + 1) if dx % profile.profile_step == 0]
+    raise ValueError(f"kind must be 'grid' or 'profile', got {kind!r}")
+
+
+def translation_sweep(ms: ModelSet, kind: str = "grid", mode: str | None = None,
+                      trunks: list[str] | None = None, heads: list[str] | None = None,
+                      n_images: int | None = None, refresh: bool = False) -> "Any":
+    """Sweep the model set over the profile's shifts (:func:`sweep_shifts`), cached and resumable.
+
+    Args:
+        ms: the trained :class:`ModelSet`.
+        kind: ``"grid"`` or ``"profile"`` (see :func:`sweep_shifts`).
+        mode: shift protocol (default ``profile.shift_mode``; ``"circular"`` for the APS check).
+        trunks, heads: restrict to some trunks / head names (default all).
+        n_images: test images (default ``profile.n_sweep``).
+    Returns:
+        :class:`shiftinv.sweep.SweepResult` with heads named ``"<trunk>/<head>"``.
+    """
+    from . import sweep as sweep_mod
+
+    p = ms.profile
+    mode = mode or p.shift_mode
+    images, labels = ms.test_tensors(n_images)
+    shift_list = sweep_shifts(p, kind)
+    chosen = ms.sweep_models(trunks, heads)
+    fingerprint = {t: [round(float(sum(x.float().sum() for x in ms.heads[t][h].state_dict().values())), 6)
+                       for h in hs] for t, (_, hs) in chosen.items()}
+    config = {"profile": p.to_dict(), "kind": kind, "mode": mode, "models": {t: list(hs) for t, (_, hs) in chosen.items()},
+              "n": int(images.shape[0]), "fingerprint": fingerprint}
+    path = utils.cache_path("sweep", config, ".sweep.pt")
+    if path.exists() and not refresh:
+        return sweep_mod.SweepResult.load(path)
+    result = sweep_mod.sweep_models(chosen, images, labels, shift_list, mode, out_path=path.with_suffix(".part.pt"),
+                                    batch_size=p.sweep_batch, device=p.device,
+                                    progress=True)
+    result.save(path)
+    for part in path.parent.glob(path.with_suffix("").name + ".part.*"):
+        part.unlink(missing_ok=True)
+    return result
