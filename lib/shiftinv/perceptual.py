@@ -314,33 +314,24 @@ class ClassicalMetric(nn.Module):
 # Trunks and the metric family
 
 
-def build_trunk(pool: str = "max", seed: int = 0, weights: str | Path | None = None) -> nn.Module:
-    """A VGG-16 trunk with ``normalize="lpips"`` for the metrics.
+def build_trunk(pool: str = "max", seed: int = 0, weights: object = None, circular: bool = False,
+                **trunk_kwargs: object) -> nn.Module:
+    """A VGG-16 trunk (:func:`shiftinv.models.build_trunk`) with ``normalize="lpips"`` for the metrics.
 
-    Uses :func:`shiftinv.models.build_trunk` (plain max-pool, ``"blur"`` or ``"aps"``) when that
-    module is available, else the plain torchvision features (only ``pool="max"``). Backbone
-    weights: ``weights`` (a path to a torchvision ``vgg16`` / ``vgg16().features`` state dict,
-    e.g. ImageNet-pretrained) or, when ``None``, torchvision's random initialisation seeded with
-    ``seed`` -- the same conv weights for every ``pool``, so backbones differ only in pooling.
+    ``pool``: ``"max"`` (plain), ``"blur"`` (BlurPool) or ``"aps"``. Backbone weights: ``weights``
+    (anything ``models.build_trunk`` accepts: a torchvision-layout state-dict path, e.g. the
+    ImageNet-pretrained ``vgg16-397923af.pth``, or ``VGG16_Weights.IMAGENET1K_V1``) or, when
+    ``None``, :func:`random_vgg16_features` seeded with ``seed`` -- the same conv weights for
+    every ``pool``, so that backbones differ only in their pooling.
     """
-    features = random_vgg16_features(seed)
-    if weights is not None:
-        state = utils.safe_torch_load(weights)
-        state = {k.removeprefix("features."): v for k, v in state.items() if not k.startswith("classifier.")}
-        features.load_state_dict(state)
-    try:
-        from . import models
-    except ImportError:
-        models = None
-    if models is None:
-        if pool != "max":
-            raise RuntimeError(f"pool={pool!r} needs shiftinv.models (not available); use pool='max'")
-        return TorchvisionTaps(features, normalize="lpips").eval()
-    trunk = models.build_trunk(pool=pool, normalize="lpips")
-    missing, unexpected = trunk.features.load_state_dict(features.state_dict(), strict=False)
-    if unexpected or any(not k.endswith(("filt", "filter")) for k in missing):
-        raise RuntimeError(f"could not copy VGG-16 weights into the {pool} trunk: missing {missing}, "
-                           f"unexpected {unexpected}")
+    from . import models
+
+    trunk = models.build_trunk(pool=pool, circular=circular, weights=weights, normalize="lpips", **trunk_kwargs)
+    if weights is None:
+        state = {f"features.{k}": v for k, v in random_vgg16_features(seed).state_dict().items()}
+        models.load_trunk_weights(trunk, state, source=f"random VGG-16 init (seed {seed})")
+    for p in trunk.parameters():
+        p.requires_grad_(False)
     return trunk.eval()
 
 

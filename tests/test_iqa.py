@@ -1,0 +1,160 @@
+"""IQA loaders on stand-ins in the official layouts, hygiene checks, embedded demo stimuli."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from shiftinv import iqa
+
+
+@pytest.fixture(scope="module")
+def standins(tmp_path_factory) -> dict[str, Path]:
+    return iqa.write_standins(tmp_path_factory.mktemp("iqa"), torch.Generator().manual_seed(0), n_refs=3, size=40)
+
+
+def test_kadid_loader(standins) -> None:
+    table = iqa.load_kadid10k(standins["kadid"])
+    assert len(table) == 3 * 4 * 5 and table.attrs["score_kind"] == "quality"
+    assert set(table["ref"]) == {"I01", "I02", "I03"}
+    assert table.loc[0, "distortion"] == "gaussian_blur" and table.loc[0, "level"] == 1
+    assert all(Path(p).is_file() for p in table["dist_path"])
+    batches = list(iqa.pair_batches(table, batch_size=7))
+    assert batches[0][0].shape == (7, 3, 40, 40) and sum(len(b[0]) for b in batches) == len(table)
+
+
+def test_kadid_real_scores(shared_data) -> None:
+    path = shared_data / "iqa_scores" / "kadid10k.DMOS.csv"
+    if not path.is_file():
+        pytest.skip(f"{path} absent")
+    scores = iqa.read_kadid_scores(path)
+    assert len(scores) == 10125 and scores["ref"].nunique() == 81
+    assert scores.groupby("ref").size().eq(125).all()
+    assert set(scores["level"]) == {1, 2, 3, 4, 5} and scores["distortion"].nunique() == 25
+    assert scores["score"].between(1, 5).all()
+    # quality score: within a reference and distortion, stronger levels score lower on average
+    slope = scores.groupby("level")["score"].mean().diff().dropna()
+    assert (slope < 0).all()
+
+
+def test_missing_folders_name_the_folder_and_the_source(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"KADID-10k folder.*database.mmsp-kn.de"):
+        iqa.load_kadid10k(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="TID2013"):
+        iqa.load_tid(tmp_path / "nowhere", "2013")
+    with pytest.raises(FileNotFoundError, match="huggingface"):
+        iqa.load_raid(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="'2008' or '2013'"):
+        iqa.load_tid(tmp_path, "2011")
+
+
+def test_missing_images_are_reported(standins, tmp_path) -> None:
+    import shutil
+
+    broken = tmp_path / "kadid"
+    shutil.copytree(standins["kadid"], broken)
+    (broken / "images" / "I02_02_03.png").unlink()
+    with pytest.raises(FileNotFoundError, match="1 image file"):
+        iqa.load_kadid10k(broken)
+    (broken / "dmos.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="not a KADID-10k dmos.csv"):
+        iqa.load_kadid10k(broken)
+
+
+def test_tid_loaders_case_insensitive(standins) -> None:
+    t13 = iqa.load_tid(standins["tid2013"], "2013")
+    t08 = iqa.load_tid(standins["tid2008"], "2008")
+    assert len(t13) == 3 * 4 * 5 and len(t08) == 3 * 4 * 4
+    assert t13["ref"].iloc[0] == "I01" and t13["dist"].iloc[0].startswith("i01")
+    assert all(Path(p).is_file() for p in t13["ref_path"])
+
+
+def test_raid_loader_anchor_switch(standins) -> None:
+    without = iqa.load_raid(standins["raid"])
+    with_anchors = iqa.load_raid(standins["raid"], include_anchors=True)
+    assert len(with_anchors) == 3 * 4 * 10 and len(without) == 3 * 4 * 9
+    assert (without["level"] > 1).all() and without.attrs["score_kind"] == "distortion"
+    anchors = with_anchors[with_anchors["level"] == 1]
+    assert (anchors["score"] == 0).all()
+    # the reference of a pair is its transform's level_01 anchor
+    assert without["ref_path"].iloc[0].endswith("rot_img_01_level_01.png")
+
+
+def test_raid_real_responses(shared_data) -> None:
+    path = shared_data / "raid" / "responses.csv"
+    if not path.is_file():
+        pytest.skip(f"{path} absent")
+    resp = iqa.read_raid_responses(path)
+    assert len(resp) == 960 and resp["ref"].nunique() == 24
+    assert set(resp["transform"]) == set(iqa.RAID_TRANSFORMS)
+    assert (resp.loc[resp["level"] == 1, "response"] == 0).all()
+    np.testing.assert_allclose(resp.groupby(["ref", "transform"])["curve"].max(), 1.0)
+
+
+def test_bapps_loader(standins) -> None:
+    table = iqa.load_bapps(standins["bapps"], "val")
+    assert len(table) == 6 and table["judge"].between(0, 1).all()
+    with pytest.raises(FileNotFoundError, match="BAPPS"):
+        iqa.load_bapps(standins["bapps"], "train")
+
+
+def test_hygiene_finds_planted_duplicates(standins) -> None:
+    table = iqa.load_kadid10k(standins["kadid"])
+    same = iqa.find_identical_pairs(table)
+    assert same["dist"].tolist() == ["I01_01_01.png"]
+    shared = iqa.shared_references(iqa.load_tid(standins["tid2008"], "2008"), iqa.load_tid(standins["tid2013"], "2013"))
+    assert len(shared) == 3  # same pictures, found by pixel hash although files differ in name case
+    assert iqa.shared_references(table.iloc[:20], table.iloc[-20:]).empty
+
+
+def test_image_hash_ignores_file_format(tmp_path) -> None:
+    img = torch.rand(3, 16, 16)
+    a = iqa.save_image(img, tmp_path / "a.png")
+    b = iqa.save_image(img, tmp_path / "b.bmp")
+    c = iqa.save_image(img.flip(2), tmp_path / "c.png")
+    assert iqa.image_hash(a) == iqa.image_hash(b) != iqa.image_hash(c)
+
+
+def test_kadid_style_monotone_in_pixel_error() -> None:
+    refs, names = iqa.demo_references(48, iqa.DEMO_IMAGES[:2])
+    assert refs.shape == (2, 3, 48, 48) and 0 <= refs.min() and refs.max() <= 1
+    imgs, table = iqa.make_kadid_style(refs, names, torch.Generator().manual_seed(0))
+    assert len(table) == 2 * len(iqa.KADID_STYLE) * 5 and imgs.shape[0] == len(table)
+    mse = ((imgs - refs[torch.tensor(table["ref_index"].to_numpy())]) ** 2).mean((1, 2, 3)).numpy()
+    table["mse"] = mse
+    for (_, d), sub in table.groupby(["ref", "distortion"]):
+        assert sub["mse"].iloc[-1] > sub["mse"].iloc[0], d  # level 5 is further than level 1
+    again, _ = iqa.make_kadid_style(refs, names, torch.Generator().manual_seed(0))
+    assert torch.equal(imgs, again)
+    with pytest.raises(ValueError, match="unknown KADID-style"):
+        iqa.make_kadid_style(refs, names, torch.Generator(), distortions=["vignette"])
+
+
+def test_raid_style_levels() -> None:
+    refs, names = iqa.demo_references(48, iqa.DEMO_IMAGES[:1])
+    imgs, table = iqa.make_raid_style(refs, names, torch.Generator().manual_seed(0))
+    assert len(table) == 40
+    anchors = imgs[torch.tensor(table.index[table["level"] == 1].to_numpy())]
+    for a in anchors:
+        torch.testing.assert_close(a, refs[0])  # level 1 leaves the image unchanged
+    err = ((imgs - refs[0]) ** 2).mean((1, 2, 3)).numpy()
+    table["err"] = err
+    for t, sub in table.groupby("transform"):
+        assert sub["err"].iloc[9] > sub["err"].iloc[1] > 0, t
+    with pytest.raises(ValueError, match="1 \\(anchor\\) to 10"):
+        iqa.raid_transform(refs, "rot", 11)
+
+
+def test_raid_approx_joins_real_responses(shared_data) -> None:
+    if not (shared_data / "kodak").is_dir():
+        pytest.skip("kodak images absent")
+    refs, stimuli, table = iqa.raid_approx_table(shared_data / "raid" / "responses.csv", shared_data / "kodak", 32,
+                                                 torch.Generator().manual_seed(0), images=(1, 2))
+    assert refs.shape == (2, 3, 32, 32) and stimuli.shape == (2 * 4 * 9, 3, 32, 32)
+    assert table["response"].notna().all() and (table["level"] > 1).all()
+    batches = list(iqa.tensor_pair_batches(refs, stimuli, table, batch_size=20))
+    assert sum(len(a) for a, _ in batches) == len(table)
