@@ -135,8 +135,12 @@ def test_trunk_runs_once_per_batch_for_all_heads() -> None:
     images, labels = make_data()
     sweep(trunk, heads, images, labels, GRID, batch_size=10, device="cpu")  # 2 shifts x 5 images per pass
     assert trunk.calls == 13  # ceil(25 / 2) passes, not 25 x 4
+    res = sweep(trunk, heads, images, labels, GRID[:2], device="cpu")
+    assert res.meta["amp"] == "off" and res.meta["channels_last"] is False
+    with pytest.raises(ValueError, match="amp must be"):
+        sweep(trunk, heads, images, labels, GRID[:2], device="cpu", amp="int8")
     trunk.calls = 0
-    sweep(trunk, heads, images, labels, GRID[:3], batch_size=2, device="cpu")  # images split in 3 chunks
+    sweep(trunk, heads, images, labels, GRID[:3], batch_size=2, device="cpu")  # noqa  # images split in 3 chunks
     assert trunk.calls == 9
 
 
@@ -266,3 +270,27 @@ def test_command_line_under_torchrun(tmp_path: Path) -> None:
     single = SweepResult.load(single_out)
     for k in ("flatten", "final_gap", "multi_gap", "gap_flatten"):
         assert torch.equal(sharded.loss[k], single.loss[k]), k
+
+
+@pytest.mark.gpu
+def test_gpu_sweep_agrees_with_cpu_and_has_no_host_sync_per_batch() -> None:
+    import warnings
+
+    trunk, heads = make_model(size=16)
+    images, labels = make_data(n=4, size=16)
+    cpu = sweep(trunk, heads, images, labels, GRID, batch_size=8, device="cpu")
+    counts = []
+    for batch in (100, 8):  # 1 pass vs 13 passes: the number of host syncs must not grow with the passes
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                gpu = sweep(trunk, heads, images, labels, GRID, batch_size=batch, device="cuda", amp=False)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        counts.append(sum("synchroniz" in str(w.message) for w in caught))
+        for k in heads:
+            assert torch.allclose(gpu.loss[k], cpu.loss[k], atol=1e-4)
+    assert counts[0] == counts[1], counts
+    bf16 = sweep(trunk, heads, images, labels, GRID, batch_size=8, device="cuda")  # bf16 + channels_last default
+    assert bf16.meta["amp"] == "bf16" and bf16.meta["channels_last"] and (bf16.correct["final_gap"] == cpu.correct["final_gap"]).float().mean() > 0.8

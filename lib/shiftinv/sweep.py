@@ -207,17 +207,24 @@ def _fingerprint(modules: Sequence[Any]) -> list[float]:
     return [round(total, 6), round(sq, 6)]
 
 
-def _autocast(device: torch.device, amp: str | bool | None) -> contextlib.AbstractContextManager:
+def _resolve_amp(device: torch.device, amp: str | bool | None) -> str:
+    """``"off"``, ``"bf16"`` or ``"fp16"`` (default: bf16 on CUDA, off elsewhere)."""
     if amp is None:
-        amp = "bf16" if device.type == "cuda" else False
+        return "bf16" if device.type == "cuda" else "off"
     if amp is True:
-        amp = "bf16"
-    if not amp:
-        return contextlib.nullcontext()
-    dtypes = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
-    if amp not in dtypes:
+        return "bf16"
+    if amp is False or amp == "off":
+        return "off"
+    names = {"bf16": "bf16", "bfloat16": "bf16", "fp16": "fp16", "float16": "fp16"}
+    if amp not in names:
         raise ValueError(f"amp must be None, False, True, 'bf16' or 'fp16'; got {amp!r}")
-    return torch.autocast(device_type=device.type, dtype=dtypes[amp])
+    return names[amp]
+
+
+def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+    if amp == "off":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
 def _dist() -> tuple[int, int]:
@@ -297,6 +304,7 @@ def sweep(
         raise ValueError(f"unknown shift mode {mode!r}; choose one of {MODES}")
     trunk, heads = _resolve_model(trunk, heads)
     dev = utils.default_device(str(device) if device is not None else None)
+    amp = _resolve_amp(dev, amp)
     if images.dim() != 4:
         raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
     labels = torch.as_tensor(labels).long().reshape(-1)
@@ -420,7 +428,7 @@ def sweep(
         loss=cpu["loss"], correct={k: v.bool() for k, v in cpu["correct"].items()}, pred=cpu["pred"], p_true=cpu["p_true"],
         logits=cpu.get("logits", {}),
         meta={"config": config, "device": str(dev), "world_size": world, "batch_size": batch_size,
-              "amp": str(amp), "seconds": elapsed},
+              "amp": amp, "channels_last": cl, "seconds": elapsed},
     )
     if final_path is not None and rank == 0:
         result.save(final_path)
