@@ -45,6 +45,7 @@ __all__ = [
     "MODES",
     "translate",
     "shift_windows",
+    "shift_each",
     "subpixel_shift",
     "shift_grid",
     "diagonal_shifts",
@@ -178,10 +179,35 @@ def shift_windows(
     Returns:
         (S * N, C, h, w) tensor of the images' dtype.
     """
+    return _gather(images, shifts, mode, out_size, channels_last, validate, per_image=False)
+
+
+def shift_each(
+    images: Tensor,
+    shifts: Sequence[tuple[int, int]] | Tensor,
+    mode: str = "mosaic",
+    *,
+    out_size: tuple[int, int] | int | None = None,
+    channels_last: bool = False,
+    validate: bool = True,
+) -> Tensor:
+    """Each image by its own shift: ``(N, C, h, w)``, row ``n`` moved by ``shifts[n]``.
+
+    Same modes and arguments as :func:`shift_windows` (one gather, on the images'
+    device); ``shifts`` is (N, 2). Use it for random-shift augmentation with offsets
+    drawn from a ``torch.Generator``.
+    """
+    return _gather(images, shifts, mode, out_size, channels_last, validate, per_image=True)
+
+
+def _gather(images: Tensor, shifts: Sequence[tuple[int, int]] | Tensor, mode: str, out_size: tuple[int, int] | int | None,
+            channels_last: bool, validate: bool, per_image: bool) -> Tensor:
     _check_images(images)
     _check_mode(mode)
     n, c, src_h, src_w = images.shape
     s = shifts if (not validate and isinstance(shifts, Tensor)) else _as_shift_tensor(shifts, images.device)
+    if per_image and s.shape[0] != n:
+        raise ValueError(f"shift_each needs one (dx, dy) per image: {n} images but {s.shape[0]} shifts")
     if isinstance(out_size, int):
         out_size = (out_size, out_size)
     if mode == "crop":
@@ -196,14 +222,20 @@ def shift_windows(
         out_h, out_w = src_h, src_w
     rows, cols, row_ok, col_ok = _window_indices(s, mode, src_h, src_w, out_h, out_w, validate)
     num_s = s.shape[0]
-    # advanced indices separated by a slice -> broadcast dims first: (S, N, h, w, C)
-    idx_n = torch.arange(n, device=images.device).view(1, n, 1, 1)
-    out = images[idx_n, :, rows.view(num_s, 1, out_h, 1), cols.view(num_s, 1, 1, out_w)]
+    # advanced indices separated by a slice -> broadcast dims first: (S, N, h, w, C), or (N, h, w, C) per image
+    if per_image:
+        idx_n = torch.arange(n, device=images.device).view(n, 1, 1)
+        out = images[idx_n, :, rows.view(n, out_h, 1), cols.view(n, 1, out_w)][None]  # (1, N, h, w, C)
+        num_s, shape = 1, (1, n)  # masks vary per image
+    else:
+        idx_n = torch.arange(n, device=images.device).view(1, n, 1, 1)
+        out = images[idx_n, :, rows.view(num_s, 1, out_h, 1), cols.view(num_s, 1, 1, out_w)]
+        shape = (num_s, 1)  # masks vary per shift
     if row_ok is not None and col_ok is not None:
-        inside = (row_ok.view(num_s, 1, out_h, 1, 1) & col_ok.view(num_s, 1, 1, out_w, 1)).to(images.dtype)
+        inside = (row_ok.view(*shape, out_h, 1, 1) & col_ok.view(*shape, 1, out_w, 1)).to(images.dtype)
         fill = _fill_values(images, mode).view(1, n, 1, 1, c)
         out = out * inside + fill * (1 - inside)
-    out = out.reshape(num_s * n, out_h, out_w, c).permute(0, 3, 1, 2)  # (S*N, C, h, w), channels_last strides
+    out = out.reshape(num_s * n, out_h, out_w, c).permute(0, 3, 1, 2)  # (B, C, h, w), channels_last strides
     return out.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
