@@ -6,17 +6,21 @@ cell sets ``SMOKE = True`` (papermill's convention). For each notebook the test
 double-clicks it in the file browser (it must open as a notebook through
 jupytext, with the project kernel and no kernel dialog), runs all cells from the
 Run menu, and checks that no cell shows an error. In every cell that shows
-sliders (an explorer) it focuses up to two sliders (those described "shift..."
-first), presses an arrow key, and checks that the slider moved, that the
-displayed output (text, images) changed, that no error appeared, and that a
-text "shift (dx, dy) = (a, b)" agrees with the "shift x"/"shift y" sliders.
+sliders or dropdowns (an explorer) it moves up to two controls, sliders first
+and those described "shift..." before the others (a slider: focus its handle,
+press an arrow key; a dropdown: choose the next option), and checks that the
+control moved, that the displayed output (text, pictures) changed, that no
+error appeared, and that a text "shift (dx, dy) = (a, b)" agrees with the
+"shift x"/"shift y" sliders. A notebook whose code creates widgets must show
+at least one such control.
 
-Two fixture notebooks in ``tests/browser_fixtures`` control the checker itself:
-a working widget must pass, and deliberately broken callbacks must be reported.
+Fixture notebooks in ``tests/browser_fixtures`` control the checker itself:
+working widgets (sliders, a dropdown) must pass, and two deliberately broken
+callbacks (one silent, one showing a traceback) must be reported.
 
 Artefacts: screenshots and a log per notebook in ``build/browser/``. With
-``SHIFTINV_README_SCREENSHOT=1`` the explorer of the first notebook with
-sliders is also saved as ``figures/08_explorer_screenshot.png`` (+ ``.json``).
+``SHIFTINV_README_SCREENSHOT=1`` the first explorer met (notebooks run in
+order) is also saved as ``figures/08_explorer_screenshot.png`` (+ ``.json``).
 
 Chromium is Debian's (``/usr/bin/chromium``, or ``$SHIFTINV_CHROMIUM``), never
 downloaded. Without it the tier skips, except under
@@ -49,8 +53,6 @@ import pytest
 
 from shiftinv import labsetup, notebooks, paths
 
-pytestmark = pytest.mark.browser
-
 CHROMIUM = Path(os.environ.get("SHIFTINV_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -62,14 +64,16 @@ ARTEFACTS = paths.BUILD / "browser"
 RUN_TIMEOUT_S = float(os.environ.get("SHIFTINV_BROWSER_TIMEOUT", "180"))
 #: Seconds to wait for the output to settle after moving a slider.
 MOVE_TIMEOUT_S = 60.0
-MAX_SLIDERS_PER_EXPLORER = 2
+MAX_CONTROLS_PER_EXPLORER = 2
+SLIDER = ".widget-slider"
+DROPDOWN = ".widget-dropdown"
 SMOKE_CELL = "SMOKE = True  # injected by the browser test tier (tests/test_browser.py)"
 SHIFT_TEXT = re.compile(r"shift \(dx, dy\) = \((-?\d+), (-?\d+)\)")
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^-{20,}\s*\n\s*\w*(Error|Exception)\b", re.M)
 #: An error message an explorer shows instead of its output ("error: channel 600 out of range").
 SHOWN_ERROR = re.compile(r"(?:^|[\s>|])(?:error|Error|ERROR):\s*([^\n|]{0,80})")
 #: Code that creates widgets; a notebook with such code must show at least one moving slider.
-WIDGET_CODE = re.compile(r"\bipywidgets\b|\bexplorer\b|\binteract(ive)?\(")
+WIDGET_CODE = re.compile(r"\bipywidgets\b|\bexplorer_widget\b|\binteract(ive)?\(")
 NOTEBOOKS = notebooks.list_notebooks()
 
 
@@ -254,7 +258,7 @@ _SIGNATURE_JS = """(cell) => {
 
 @dataclass
 class Move:
-    """One slider moved in an explorer, with what the page showed before and after."""
+    """One control moved in an explorer, with what the page showed before and after."""
 
     cell: int
     description: str
@@ -279,7 +283,7 @@ class Report:
 
     def summary(self) -> str:
         lines = [f"{self.name}: {len(self.problems)} problem(s), {self.widget_cells} widget cell(s), "
-                 f"{len(self.moves)} slider move(s), {self.seconds:.1f} s"]
+                 f"{len(self.moves)} control move(s), {self.seconds:.1f} s"]
         lines += [f"  - {p}" for p in self.problems]
         lines += [f"  * cell {m.cell} '{m.description}' {m.value_before} -> {m.value_after}: "
                   f"{_short(m.text_before)!r} -> {_short(m.text_after)!r} (images changed: {m.images_changed}, "
@@ -417,21 +421,20 @@ class LabPage:
 
     def _check_widgets(self, report: Report, expect: bool, stem: str, readme: Path | None) -> None:
         page = self.page
-        cells = page.locator(".jp-Notebook .jp-Cell").filter(has=page.locator(".widget-slider"))
+        cells = page.locator(".jp-Notebook .jp-Cell").filter(has=page.locator(f"{SLIDER}, {DROPDOWN}"))
         report.widget_cells = cells.count()
         if report.widget_cells == 0:
-            if expect or page.locator(".jp-Notebook .jupyter-widgets").count():
-                report.problems.append("the notebook's code creates widgets, but no slider is displayed "
-                                       "(widget manager missing, or the explorer shows no slider)")
+            if expect:
+                shown = page.locator(".jp-Notebook .jupyter-widgets").count()
+                report.problems.append(
+                    "the notebook's code creates widgets, but no slider or dropdown is displayed "
+                    + ("(only other widgets)" if shown else "(widget manager missing? nothing rendered)"))
             return
         for index in range(report.widget_cells):
             cell = cells.nth(index)
-            sliders = cell.locator(".widget-slider")
-            names = [_short(sliders.nth(i).locator(".widget-label").first.text_content() or "")
-                     for i in range(sliders.count())]
-            order = sorted(range(len(names)), key=lambda i: (not names[i].lower().startswith("shift"), i))
-            for k, i in enumerate(order[:MAX_SLIDERS_PER_EXPLORER]):
-                move = self._move(index, cell, sliders.nth(i), names[i], report)
+            controls = self._controls(cell)
+            for k, (kind, control, name) in enumerate(controls[:MAX_CONTROLS_PER_EXPLORER]):
+                move = self._move(index, cell, kind, control, name, report)
                 if move is None:
                     continue
                 report.moves.append(move)
@@ -442,23 +445,51 @@ class LabPage:
                 report.screenshots.append(shot)
                 if readme is not None and k == 0 and not report.problems and not _README_DONE:
                     _README_DONE.append(_save_readme_screenshot(shot, stem, move, readme))
-        self._check_errors(report, "after moving the sliders")
+        self._check_errors(report, "after moving the controls")
 
-    def _move(self, index: int, cell: Any, slider: Any, name: str, report: Report) -> Move | None:
-        """Press an arrow key on ``slider`` (in explorer cell ``index``); check what the page shows."""
+    @staticmethod
+    def _controls(cell: Any) -> list[tuple[str, Any, str]]:
+        """(kind, locator, description) of a cell's sliders ("shift..." first), then its dropdowns."""
+        found = []
+        for kind, selector in (("slider", SLIDER), ("dropdown", DROPDOWN)):
+            items = cell.locator(selector)
+            for i in range(items.count()):
+                name = _short(items.nth(i).locator(".widget-label").first.text_content() or "").strip()
+                found.append((kind, items.nth(i), name))
+        return sorted(found, key=lambda c: (c[0] != "slider", not c[2].lower().startswith("shift")))
+
+    def _move(self, index: int, cell: Any, kind: str, control: Any, name: str, report: Report) -> Move | None:
+        """Move one control of explorer cell ``index`` as a person would; check what the page shows.
+
+        A slider: focus its handle, press the right arrow (left at its maximum).
+        A dropdown: choose the next option.
+        """
+        def read() -> str:
+            if kind == "slider":
+                return (control.locator(".widget-readout").first.text_content() or "").strip()
+            return control.locator("select").first.input_value()
+
         def look() -> tuple[str, dict[str, Any]]:
-            value = slider.locator(".widget-readout").first.text_content() or ""
-            return value.strip(), cell.evaluate(_SIGNATURE_JS)
+            return read(), cell.evaluate(_SIGNATURE_JS)
 
         value0, sig0 = look()
-        handle = slider.locator(".noUi-handle").first
-        handle.scroll_into_view_if_needed()
-        handle.focus()
         start = time.monotonic()
-        self.page.keyboard.press("ArrowRight")
-        time.sleep(0.3)
-        if look()[0] == value0:  # at its maximum: go the other way
-            self.page.keyboard.press("ArrowLeft")
+        if kind == "slider":
+            handle = control.locator(".noUi-handle").first
+            handle.scroll_into_view_if_needed()
+            handle.focus()
+            self.page.keyboard.press("ArrowRight")
+            time.sleep(0.3)
+            if read() == value0:  # at its maximum: go the other way
+                self.page.keyboard.press("ArrowLeft")
+        else:
+            select = control.locator("select").first
+            options = select.locator("option")
+            if options.count() < 2:
+                return None
+            values = [options.nth(i).get_attribute("value") for i in range(options.count())]
+            current = values.index(value0) if value0 in values else 0
+            select.select_option(index=(current + 1) % len(values))
         # Settled: kernel idle and the output unchanged for a second.
         last, stable_since = None, time.monotonic()
         while time.monotonic() - start < MOVE_TIMEOUT_S:
@@ -472,9 +503,10 @@ class LabPage:
                 break
         seconds = time.monotonic() - start
         value1, sig1 = look()
-        where = f"slider '{name}' ({value0} -> {value1})"
+        where = f"{kind} '{name}' ({value0} -> {value1})"
         if value1 == value0:
-            report.problems.append(f"slider '{name}' did not move with the arrow keys (value {value0})")
+            how = "with the arrow keys" if kind == "slider" else "by choosing another option"
+            report.problems.append(f"{kind} '{name}' did not move {how} (value {value0})")
             return None
         images_changed = _digest(sig0["images"]) != _digest(sig1["images"])
         if sig1["text"] == sig0["text"] and not images_changed:
@@ -541,7 +573,7 @@ def _save_readme_screenshot(png: Path, stem: str, move: Move, out_dir: Path) -> 
     ax = fig.add_axes((0, 0, 1, 1))
     ax.imshow(image, interpolation="none")
     ax.set_axis_off()
-    data = {"notebook": stem, "slider": move.description, "value_before": move.value_before,
+    data = {"notebook": stem, "control": move.description, "value_before": move.value_before,
             "value_after": move.value_after, "text_before": _short(move.text_before, 400),
             "text_after": _short(move.text_after, 400), "images_changed": move.images_changed,
             "made_by": "tests/test_browser.py (JupyterLab in headless Chromium)"}
@@ -624,19 +656,25 @@ def test_smoke_copy_injects_smoke_after_parameters(tmp_path: Path) -> None:
         smoke_copy(bad, tmp_path / "out.py")
 
 
+@pytest.mark.browser
 def test_py_notebooks_open_with_jupytext_by_default(lab: LabPage) -> None:
     assert lab.default_viewer("01_anything.py") == "Jupytext Notebook"
 
 
+@pytest.mark.browser
 def test_checker_passes_a_working_widget(lab: LabPage) -> None:
     report = lab.check("working_widget.py", expect_widgets=True)
     assert report.problems == [], report.summary()
-    assert report.widget_cells == 1 and len(report.moves) == 2, report.summary()
-    first = report.moves[0]
+    assert report.widget_cells == 2 and len(report.moves) == 3, report.summary()
+    first, second, third = report.moves
     assert first.description == "shift x" and (first.value_before, first.value_after) == ("3", "4")
     assert "shift (dx, dy) = (4, 0)" in first.text_after and first.images_changed, report.summary()
+    assert second.description == "shift y" and "shift (dx, dy) = (4, 1)" in second.text_after
+    assert (third.cell, third.description, third.value_after) == (1, "colour map", "viridis")
+    assert "colour map: viridis" in third.text_after, report.summary()
 
 
+@pytest.mark.browser
 @pytest.mark.parametrize("fixture, expected", [
     ("broken_widget.py", "did not change"),           # the callback raises before drawing: nothing changes
     ("broken_widget_traceback.py", "error is displayed"),  # it raises while drawing: a traceback shows
@@ -647,6 +685,7 @@ def test_checker_detects_a_broken_widget_callback(lab: LabPage, fixture: str, ex
     assert any(expected in p for p in report.problems), report.summary()
 
 
+@pytest.mark.browser
 @pytest.mark.parametrize("source", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
 def test_notebook_in_jupyterlab(lab: LabPage, source: Path) -> None:
     report = lab.check(source.name, expect_widgets=expects_widgets(source), readme_screenshot=_readme_dir())

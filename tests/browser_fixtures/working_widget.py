@@ -44,3 +44,21 @@ shift_x.observe(draw, names="value")
 shift_y.observe(draw, names="value")
 draw()
 display(widgets.VBox([widgets.HBox([shift_x, shift_y]), out]))
+
+# %% [markdown]
+# A second explorer with a dropdown only: the checker chooses the next option.
+
+# %%
+colour_map = widgets.Dropdown(options=["gray", "viridis", "magma"], description="colour map")
+out2 = widgets.Output()
+
+
+def describe(_change=None) -> None:
+    with out2:
+        out2.clear_output(wait=True)
+        print(f"colour map: {colour_map.value}")
+
+
+colour_map.observe(describe, names="value")
+describe()
+display(widgets.VBox([colour_map, out2]))
