@@ -645,6 +645,20 @@ def test_lab_setup_has_no_problems() -> None:
     assert labsetup.problems() == []
 
 
+def test_labsetup_merges_overrides_and_reports_what_is_missing(tmp_path: Path) -> None:
+    path = labsetup.overrides_path(tmp_path)
+    assert any("defaultViewers" in p for p in labsetup.problems(tmp_path))
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"@jupyterlab/apputils-extension:notification": {"doNotDisturbMode": True},
+                                "other:plugin": {"x": 1}}))
+    assert labsetup.main(tmp_path) == path
+    written = json.loads(path.read_text())
+    assert written["other:plugin"] == {"x": 1}  # the user's other settings are kept
+    assert written["@jupyterlab/apputils-extension:notification"]["doNotDisturbMode"] is True
+    assert written["@jupyterlab/docmanager-extension:plugin"]["defaultViewers"]["python"] == "Jupytext Notebook"
+    assert not any(str(path) in p for p in labsetup.problems(tmp_path))
+
+
 def test_smoke_copy_injects_smoke_after_parameters(tmp_path: Path) -> None:
     source = FIXTURES / "working_widget.py"
     text = smoke_copy(source, tmp_path / source.name).read_text()

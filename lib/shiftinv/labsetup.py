@@ -81,7 +81,22 @@ def main(prefix: str | Path | None = None) -> Path:
     return path
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """``python -m shiftinv.labsetup [--check]``: write the settings (or only check them)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="only report what is missing; exit 1 if anything is")
+    args = parser.parse_args(argv)
+    if not args.check:
+        print(f"JupyterLab settings written to {main()}")
+    found = problems()
+    for problem in found:
+        print(f"{'ERROR' if args.check else 'WARNING'}: {problem}", file=sys.stderr)
+    if args.check and not found:
+        print("JupyterLab is set up: .py notebooks open through jupytext with the 'shiftinv' kernel")
+    return 1 if args.check and found else 0
+
+
 if __name__ == "__main__":
-    print(f"JupyterLab settings written to {main()}")
-    for problem in problems():
-        print(f"WARNING: {problem}", file=sys.stderr)
+    sys.exit(cli())
