@@ -123,3 +123,19 @@ def test_equivariance_error_phase_resolved_on_circular_trunk() -> None:
     assert (df2["error"] < 1e-10).all()
     df3 = inv.equivariance_error(TinyTrunk(circular=False), images, ["pool1"], [(2, 0)], mode="mosaic", margin=0)
     assert (df3["error"] > 1e-6).all()
+
+
+def test_equivariance_error_on_circular_vgg_trunk() -> None:
+    models = pytest.importorskip("shiftinv.models")
+    torch.manual_seed(0)
+    trunk = models.build_trunk(width=0.0625, circular=True, normalize="none").double()
+    images = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    shifts = [(1, 0), (8, 0), (0, 16), (32, 0)]
+    df = inv.equivariance_error(trunk, images, ["relu1_2", "pool1", "pool3", "pool5"], shifts)
+    err = df.set_index(["tap", "dx", "dy"])["error"]
+    assert (df.query("tap == 'relu1_2'")["error"] < 1e-20).all()  # no stride: equivariant to every shift
+    assert err[("pool3", 8, 0)] < 1e-20 and err[("pool3", 0, 16)] < 1e-20 and err[("pool5", 32, 0)] < 1e-20
+    assert err[("pool1", 1, 0)] > 1e-3 and err[("pool3", 1, 0)] > 1e-7
+    # random deep maps are nearly constant over positions, so the pool5 aliasing is small but far from 0
+    assert err[("pool5", 8, 0)] > 1e-13 and err[("pool5", 0, 16)] > 1e-13
+    assert set(df.query("tap == 'pool5'")["phase_x"]) == {1, 8, 0}
