@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -137,3 +138,108 @@ def test_head_model_adapter(model, image) -> None:
     x = image[None]
     torch.testing.assert_close(hm(x), model(x))
     assert set(hm.features(x, ("pool1",))) == {"pool1"}
+
+
+# ----------------------------------------------------------------------------- periodicity analysis
+
+from shiftinv import models, sweep  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny_vgg():
+    torch.manual_seed(0)
+    trunk = models.build_trunk(width=1 / 32, batch_norm=False, circular=True).eval()
+    heads = {explorer.depth_head_name(t): models.build_head("final_gap", trunk, 4, 64, gap_taps=(t,)).eval()
+             for t in ("pool1", "pool2", "pool3")}
+    heads["flatten"] = models.build_head("flatten", trunk, 4, 64).eval()
+    with torch.no_grad():  # random heads give near-constant logits: make the responses visible
+        for head in heads.values():
+            for m in head.modules():
+                if isinstance(m, nn.Linear):
+                    m.weight.mul_(100)
+    images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    return trunk, heads, images, torch.tensor([0, 1, 2])
+
+
+def test_predicted_period(tiny_vgg) -> None:
+    trunk, heads, _, _ = tiny_vgg
+    assert explorer.predicted_period(trunk, heads["gap_pool1"]) == 2
+    assert explorer.predicted_period(trunk, heads["gap_pool3"]) == 8
+    assert explorer.predicted_period(trunk, heads["flatten"]) is None
+    multi = models.build_head("multi_gap", trunk, 4, 64)
+    assert explorer.predicted_period(trunk, multi) == 32
+    aps = models.build_trunk(width=1 / 32, pool="aps", circular=True)
+    assert explorer.predicted_period(aps, multi) == 1
+
+
+def test_circular_sweep_is_exactly_periodic_with_predicted_period(tiny_vgg) -> None:
+    trunk, heads, images, labels = tiny_vgg
+    shifts_ = [(dx, 0) for dx in range(-16, 16)]
+    res = sweep.sweep(trunk, heads, images, labels, shifts_, "circular", device="cpu", keep_logits=True,
+                      progress=False, batch_size=96)
+    predicted = {h: explorer.predicted_period(trunk, m) for h, m in heads.items()}
+    table = explorer.periodicity_summary(res, predicted, fields=("loss", "true_logit"), label="circular")
+    for head, period in (("gap_pool1", 2), ("gap_pool2", 4), ("gap_pool3", 8)):
+        for _, row in table[table["head"] == head].iterrows():
+            assert row.predicted_period == period
+            assert row.periodic_deviation < 1e-4  # exactly periodic: aliasing alone
+            assert row.invariance_deviation > 1e-4  # but not invariant
+            assert row.fraction == pytest.approx(1.0, abs=1e-6)
+            assert row.fundamental_period in (period, period / 2)  # P, or P/2 if the P-periodic part is tiny
+    flat = table[(table["head"] == "flatten") & (table["field"] == "loss")].iloc[0]
+    assert np.isnan(flat.fraction) and flat.invariance_deviation > 1e-4
+    # the response profile agrees with the sweep and the true-class logit with the logits
+    dxs, loss = explorer.response_profile(res, "gap_pool2", "loss")
+    assert list(dxs) == list(range(-16, 16)) and loss.shape == (3, 32)
+    _, logit = explorer.response_profile(res, "gap_pool2", "true_logit")
+    i = res.index(3, 0)
+    assert logit[1, 19] == pytest.approx(float(res.logits["gap_pool2"][i, 1, 1]))
+
+
+def test_aps_same_weights_is_exactly_invariant(tiny_vgg) -> None:
+    trunk, heads, images, labels = tiny_vgg
+    same = explorer.same_weights_trunk(trunk)
+    x = images[:1]
+    torch.testing.assert_close(same(x, ("pool3",))["pool3"], trunk(x, ("pool3",))["pool3"])
+    zero_pad = explorer.same_weights_trunk(trunk, circular=False)
+    assert not zero_pad.circular and not torch.allclose(zero_pad(x, ("pool3",))["pool3"], trunk(x, ("pool3",))["pool3"])
+    aps = explorer.same_weights_trunk(trunk, pool="aps")
+    gap = {"gap_pool3": heads["gap_pool3"]}
+    res = sweep.sweep(aps, gap, images, labels, [(dx, 0) for dx in range(-8, 8)], "circular", device="cpu",
+                      progress=False)
+    row = explorer.periodicity_summary(res, {"gap_pool3": explorer.predicted_period(aps, gap["gap_pool3"])}).iloc[0]
+    assert row.predicted_period == 1 and row.invariance_deviation < 1e-4
+
+
+def test_response_profile_errors(tiny_vgg) -> None:
+    trunk, heads, images, labels = tiny_vgg
+    res = sweep.sweep(trunk, {"gap_pool1": heads["gap_pool1"]}, images, labels, [(0, 0), (2, 0)], "circular",
+                      device="cpu", progress=False)
+    with pytest.raises(ValueError, match="consecutive"):
+        explorer.response_profile(res, "gap_pool1")
+    with pytest.raises(ValueError, match="keep_logits"):
+        explorer.response_profile(res, "gap_pool1", "true_logit")
+    with pytest.raises(ValueError, match="field must be"):
+        explorer.response_profile(res, "gap_pool1", "entropy")
+
+
+def test_train_depth_heads_trains_then_loads(tiny_vgg) -> None:
+    from shiftinv import data, train
+
+    trunk, _, images, _ = tiny_vgg
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(24, 3, 64, 64, generator=g)
+    y = torch.arange(24) % 4
+    ds = data.TensorImages(x, y)
+    cfg = train.TrainConfig(epochs=2, batch_size=8, patience=2, device="cpu", amp=False)
+    key = {"test": "depth-heads", "seed": 5}
+    heads, table = explorer.train_depth_heads(trunk, ds, ds, 4, cfg, key, taps=("pool1", "pool4"), test_data=ds,
+                                              input_size=64)
+    assert list(heads) == ["gap_pool1", "gap_pool4"] and heads["gap_pool4"].taps == ("pool4",)
+    assert list(table["stride"]) == [2, 16] and not table["cached"].any()
+    assert table["test_acc"].between(0, 1).all()
+    again, table2 = explorer.train_depth_heads(trunk, ds, ds, 4, cfg, key, taps=("pool1", "pool4"), input_size=64)
+    assert table2["cached"].all()
+    for name in heads:
+        for a, b in zip(heads[name].state_dict().values(), again[name].state_dict().values()):
+            assert torch.equal(a, b)

@@ -340,3 +340,208 @@ def explorer_widget(
     box.panels = None
     refresh()
     return box
+
+
+# ============================================================================ periodicity analysis
+# The numbers behind notebook 05's spectra: which head is exactly invariant to which shifts,
+# and which period the residual ripple of each GAP depth has.
+
+
+def same_weights_trunk(trunk: Any, *, circular: bool | None = None, pool: str | None = None) -> Any:
+    """A copy of a :class:`shiftinv.models.VGGTrunk` with the same weights (and BatchNorm statistics)
+    but other padding (``circular``) or pooling (``pool``): separates boundary effects from
+    aliasing without retraining (frozen, eval mode, on the trunk's device)."""
+    from . import models
+
+    new = models.build_trunk(
+        width=trunk.width, batch_norm=trunk.batch_norm, pool=pool if pool is not None else trunk.pool,
+        blur_size=trunk.blur_size, blur_pad=trunk.blur_pad,
+        circular=trunk.circular if circular is None else circular, normalize=trunk.normalize,
+    )
+    new.load_state_dict(trunk.state_dict())
+    device = next(trunk.parameters()).device
+    return new.to(device).requires_grad_(False).eval()
+
+
+def depth_head_name(tap: str) -> str:
+    """Name of the GAP-depth ablation head reading only ``tap`` (``"gap_pool3"``)."""
+    return f"gap_{tap}"
+
+
+def train_depth_heads(
+    trunk: Any,
+    train_data: Any,
+    val_data: Any,
+    num_classes: int,
+    cfg: Any,
+    key: Mapping[str, Any],
+    taps: Sequence[str] = ("pool1", "pool2", "pool3", "pool4", "pool5"),
+    test_data: Any = None,
+    input_size: int | None = None,
+    seed: int = 0,
+) -> tuple[dict[str, Any], "Any"]:
+    """GAP-depth ablation: one linear head on GAP(tap) per tap, trained on features computed once.
+
+    Each head is ``build_head("final_gap", trunk, gap_taps=(tap,))``, trained with
+    :func:`shiftinv.train.train_or_load` (cached under ``results/head`` by ``key``, the tap
+    and ``cfg``); the trunk's spatial means are extracted once for all taps, only when a head
+    is not cached yet (or for the test accuracy).
+
+    Args:
+        trunk: frozen ``VGGTrunk``; train_data / val_data / test_data: image datasets
+            (``shiftinv.data`` splits); key: JSON-serialisable description of trunk and data.
+        cfg: :class:`shiftinv.train.TrainConfig` for the heads.
+
+    Returns:
+        ``({depth_head_name(tap): Head}, DataFrame(head, tap, stride, val_acc, test_acc, epochs))``.
+    """
+    import pandas as pd
+
+    from . import models, train, utils
+
+    taps = tuple(taps)
+    if not taps:
+        raise ValueError("taps is empty: name at least one trunk layer, e.g. ('pool1', 'pool5')")
+    device = next(trunk.parameters()).device
+    feats: dict[str, Any] = {}
+
+    def features(split: str, data: Any) -> Any:
+        if split not in feats:
+            feats[split] = train.extract_features(lambda x: trunk(x, taps), data, taps, cfg.eval_batch_size,
+                                                  device, desc=f"depth-head {split} features")
+        return feats[split]
+
+    heads: dict[str, Any] = {}
+    rows = []
+    for tap in taps:
+        utils.seed_everything(seed)
+        head = models.build_head("final_gap", trunk, num_classes=num_classes, input_size=input_size or 256,
+                                 gap_taps=(tap,))
+        hkey = {**dict(key), "depth_head": tap, "classes": num_classes}
+        cached = utils.cache_path("head", {"key": hkey, "train": cfg.to_dict()}).exists()
+        res = train.train_or_load("head", hkey, head,
+                                  None if cached else features("train", train_data).select((tap,)),
+                                  None if cached else features("val", val_data).select((tap,)),
+                                  cfg, desc=depth_head_name(tap))
+        heads[depth_head_name(tap)] = head.eval()
+        row = {"head": depth_head_name(tap), "tap": tap, "stride": trunk.stride(tap),
+               "val_acc": res.best_val_acc, "epochs": len(res.history), "cached": cached}
+        if test_data is not None:
+            row["test_acc"], row["test_loss"] = train.evaluate(head, features("test", test_data).select((tap,)),
+                                                               device=device, amp=cfg.amp)
+        rows.append(row)
+    return heads, pd.DataFrame(rows)
+
+
+def predicted_period(trunk: Any, head: Any) -> int | None:
+    """The period (px) of a head's response over circular shifts that the architecture predicts.
+
+    A GAP read after ``k`` stride-2 pools is invariant to shifts by multiples of ``2**k``
+    (exactly so with circular shifts and circular padding), so a head reading only GAP
+    taps has period ``max 2**k`` over its taps. A head with a flatten (or fc) part sees
+    positions: ``None`` (no period below the image size). APS pooling is invariant to every
+    circular shift: period 1.
+    """
+    if getattr(head, "flatten_tap", None) or getattr(head, "kind", "") in ("flatten", "fc"):
+        return None
+    taps = tuple(getattr(head, "taps", ()))
+    if not taps:
+        raise ValueError(f"head {head!r} reads no taps: cannot predict its period")
+    if getattr(trunk, "pool", "max") == "aps" and getattr(trunk, "circular", False):
+        return 1
+    return max(int(trunk.stride(t)) for t in taps)
+
+
+#: Responses :func:`response_profile` can extract from a sweep.
+FIELDS: tuple[str, ...] = ("loss", "accuracy", "p_true", "true_logit")
+
+
+def response_profile(result: Any, head: str, field: str = "loss", dy: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image response along ``dx`` (at fixed ``dy``) from a :class:`shiftinv.sweep.SweepResult`.
+
+    Args:
+        field: ``"loss"`` (cross-entropy, nats), ``"accuracy"`` (0/1), ``"p_true"``
+            (softmax probability of the true class) or ``"true_logit"`` (logit of the true
+            class; needs a sweep run with ``keep_logits=True``).
+
+    Returns:
+        ``(dxs (S',) ascending, values (N, S') float64)``; the dx values must be consecutive integers.
+    """
+    result.check_head(head)
+    if field == "loss":
+        per = result.loss[head]
+    elif field == "accuracy":
+        per = result.correct[head]
+    elif field == "p_true":
+        per = result.p_true[head]
+    elif field == "true_logit":
+        if head not in result.logits:
+            raise ValueError("field 'true_logit' needs the logits: run the sweep with keep_logits=True")
+        lg = result.logits[head]  # (S, N, K)
+        per = lg.gather(2, result.labels.view(1, -1, 1).expand(lg.shape[0], -1, 1))[..., 0]
+    else:
+        raise ValueError(f"field must be one of {FIELDS}, got {field!r}")
+    s = result.shifts
+    rows = (s[:, 1] == dy).nonzero()[:, 0]
+    if rows.numel() < 2:
+        raise ValueError(f"the sweep has fewer than 2 shifts with dy = {dy}")
+    dxs = s[rows, 0]
+    order = torch.argsort(dxs)
+    dxs, rows = dxs[order], rows[order]
+    if not bool((dxs.diff() == 1).all()):
+        raise ValueError("response_profile needs consecutive integer dx values (a dense 1-D sweep, step 1)")
+    values = per[rows].double().T.numpy()  # (N, S')
+    return dxs.numpy(), values
+
+
+def periodicity_summary(result: Any, predicted: Mapping[str, int | None], fields: Sequence[str] = ("loss",),
+                        label: str = "") -> "Any":
+    """Periodicity of each head's response over a dense 1-D dx sweep.
+
+    For each head and field (per-image responses, energies pooled over images):
+
+    - ``predicted_period``: from :func:`predicted_period` (``None``/NaN for flatten heads);
+    - ``fraction``: energy at the predicted period and its harmonics / non-constant energy
+      (:func:`shiftinv.spectra.period_energy`: the *periodicity index*), with ``chance``, its
+      white-noise level; NaN when nothing is predicted or the response is constant;
+    - ``dominant_period``: strongest frequency bin of the image-mean response;
+      ``fundamental_period``: smallest period whose periodic fit explains 90 % of the
+      image-mean response's variance (up to half the sweep length);
+    - ``periodic_deviation``: ``max |R(dx + P) - R(dx)|`` over images and dx (0 = exactly periodic);
+    - ``invariance_deviation``: ``max |R(dx) - R(0)|`` over images and dx (0 = exactly invariant);
+    - ``ripple``: standard deviation over dx of the image-mean response.
+
+    Args:
+        result: ``SweepResult`` with a dense dx sweep at ``dy = 0``.
+        predicted: ``{head: period or None}`` for the heads to analyse.
+        label: free text stored in a ``setting`` column (e.g. ``"circular shift, circular padding"``).
+    """
+    import pandas as pd
+
+    from . import spectra
+
+    rows = []
+    for head, period in predicted.items():
+        for field in fields:
+            dxs, values = response_profile(result, head, field)  # (S,), (N, S)
+            mean = values.mean(0)
+            zero = int(np.nonzero(dxs == 0)[0][0]) if (dxs == 0).any() else 0
+            row: dict[str, Any] = {"setting": label, "head": head, "field": field, "predicted_period": period,
+                                   "n_images": values.shape[0], "n_shifts": values.shape[1]}
+            constant = float(np.ptp(values, axis=1).max()) == 0.0
+            if period is not None and period > 1 and not constant:
+                e = spectra.period_energy(values, (period,)).iloc[0]
+                row["fraction"], row["chance"] = float(e["fraction"]), float(e["chance"])
+            else:
+                row["fraction"], row["chance"] = float("nan"), float("nan")
+            row["dominant_period"] = spectra.dominant_period(mean) if np.ptp(mean) > 0 else float("nan")
+            row["fundamental_period"] = (spectra.fundamental_period(mean, max_period=len(mean) // 2)
+                                         if np.ptp(mean) > 0 else float("nan"))
+            if period is not None and period < values.shape[1]:
+                row["periodic_deviation"] = float(np.abs(values[:, period:] - values[:, :-period]).max())
+            else:
+                row["periodic_deviation"] = float("nan")
+            row["invariance_deviation"] = float(np.abs(values - values[:, zero:zero + 1]).max())
+            row["ripple"] = float(mean.std())
+            rows.append(row)
+    return pd.DataFrame(rows)
