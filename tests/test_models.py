@@ -401,3 +401,31 @@ def test_circular_blurpool_gap_is_invariant_to_multiples_of_16_only():
     for dy, dx in [(1, 0), (0, 1), (8, 0), (4, 4)]:
         moved = _gap5(trunk, layers.circular_shift(x, dy, dx))
         assert (moved - gap5).abs().max() > 1e-6 * gap5.abs().max(), (dy, dx)
+
+
+def test_gap_drift_is_zero_exactly_at_multiples_of_the_tap_stride():
+    trunk = _seeded_trunk(pool="max", circular=True)
+    drift = models.gap_drift_under_circular_shift(trunk, _images(1, 64), [0, 1, 8, 16, 32], batch_size=2)
+    d = drift.pivot(index="shift", columns="tap", values="drift")
+    assert d.loc[32].max() < 1e-12 and d.loc[0].max() == 0
+    assert d.loc[16, "pool4"] < 1e-12 < d.loc[16, "pool5"]
+    assert d.loc[8, "pool3"] < 1e-12 < d.loc[8, "pool4"]
+    assert (d.loc[1] > 1e-8).all()
+
+
+def test_describe_and_draw_architectures_read_the_modules():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    with torch.device("meta"):
+        zoo = {k: models.build_vgg16(k) for k in ("flatten", "gap_flatten")}
+        zoo["aps"] = models.build_vgg16("multi_gap", pool="aps", circular=True)
+    d = models.describe_architecture(zoo["gap_flatten"]).set_index("stage")
+    assert d.loc["block5", "reads"] == "GAP+Flatten" and d.loc["block5", "in_features"] == 512 + 32_768
+    assert d.loc["head", "in_features"] == 34_240 and d.loc["block3", "size"] == 32
+    assert d.loc[["block1", "block2", "block3", "block4", "block5"], "in_features"].sum() == 34_240
+    assert "APS" in models.describe_architecture(zoo["aps"]).loc[1, "pool"]
+    fig = models.draw_architectures(zoo)
+    texts = " ".join(t.get_text() for ax in fig.axes for t in ax.texts)
+    assert "34,240 → 160" in texts and "trainable 5,243,040" in texts
+    matplotlib.pyplot.close(fig)

@@ -622,3 +622,133 @@ def layer_table(trunk: VGGTrunk, input_size: int = 256) -> pd.DataFrame:
         rows.append({"index": i, "name": name, "type": kind, "channels": trunk.channels(name),
                      "stride": jump, "receptive_field": rf, "out_size": size})
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- description and drawing
+
+
+def describe_architecture(model: VGGClassifier, input_size: int | None = None) -> pd.DataFrame:
+    """One row per stage (input, block1..block5, head) of ``model``, read from the built modules.
+
+    Columns: ``model stage convs channels size pool taps reads in_features``; ``reads``
+    says how the head uses the stage's output (``"GAP"``, ``"Flatten"``, ``"GAP+Flatten"``,
+    ``"AvgPool7x7+FC"`` or ``""``); for the head row ``in_features`` is the length of its input.
+    """
+    trunk, head = model.trunk, model.head
+    size = int(input_size or model.input_size)
+    rows = [{"stage": "input", "convs": 0, "channels": 3, "size": size, "pool": "", "taps": "", "reads": "",
+             "in_features": 0}]
+    pool_label = {"max": "MaxPool 2x2/2", "blur": f"MaxPool 2x2/1 + Blur{trunk.blur_size}/2", "aps": "MaxPool 2x2/1 + APS/2"}
+    for b in range(1, 6):
+        names = [n for n in trunk.layer_names if n[len(n.rstrip("0123456789_")):].split("_")[0] == str(b)]
+        taps = [n for n in names if n in head.taps]
+        reads = []
+        gap = [t for t in taps if t in head.gap_taps]
+        if gap:
+            reads.append("GAP")
+        if head.flatten_tap in names:
+            reads.append("AvgPool7x7+FC" if head.kind == "fc" else "Flatten")
+        contributes = sum(trunk.channels(t) for t in gap)
+        if head.flatten_tap in names and head.kind != "fc":
+            contributes += math.prod(head.flatten_shape or (0,))
+        rows.append({
+            "stage": f"block{b}", "convs": sum(n.startswith("conv") for n in names),
+            "channels": trunk.channels(f"pool{b}"), "size": trunk.out_size(f"pool{b}", size),
+            "pool": pool_label[trunk.pool] + (" (circular)" if trunk.circular else ""),
+            "taps": ",".join(taps), "reads": "+".join(reads), "in_features": contributes,
+        })
+    rows.append({"stage": "head", "convs": 0, "channels": head.num_classes, "size": 1, "pool": "",
+                 "taps": ",".join(head.taps), "reads": head.kind, "in_features": head.in_features})
+    df = pd.DataFrame(rows)
+    df.insert(0, "model", head.kind)
+    return df
+
+
+def draw_architectures(
+    models_: Mapping[str, VGGClassifier], input_size: int = 256, fig: Any = None
+) -> Any:
+    """Draw several models side by side (one column each) from :func:`describe_architecture`.
+
+    Each conv block is a box whose width grows with its channel count (log scale) and
+    whose label gives convs, channels and output size; the feature maps a head reads are
+    marked on the right (GAP / Flatten) and joined to the head box, which shows the
+    head's input length, outputs and trainable / total parameters. Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    n = len(models_)
+    if fig is None:
+        fig = plt.figure(figsize=(3.3 * n, 7.5))
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    colors = {"GAP": "#0173b2", "Flatten": "#de8f05", "AvgPool7x7+FC": "#d55e00"}
+    for ax, (title, model) in zip(axes, models_.items()):
+        d = describe_architecture(model, input_size)
+        ax.set_xlim(0, 10)
+        ax.set_ylim(-0.6, len(d) + 0.1)
+        ax.invert_yaxis()
+        ax.axis("off")
+        head_y = len(d) - 1
+        span = math.log2(max(d["channels"].iloc[1:-1].max(), 4)) - math.log2(3)
+        for i, r in d.iterrows():
+            y = float(i)
+            if r["stage"] == "head":
+                break
+            w = 2.6 + 2.6 * (math.log2(max(r["channels"], 1)) - math.log2(3)) / span  # wider = more channels
+            ax.add_patch(FancyBboxPatch((3.3 - w / 2, y - 0.32), w, 0.64, boxstyle="round,pad=0.02",
+                                        fc="#e5e5e5" if r["stage"] == "input" else "#cfe3f2", ec="0.3", lw=0.8))
+            label = (f"input 3×{r['size']}×{r['size']}" if r["stage"] == "input"
+                     else f"{r['stage']}: {r['convs']}×conv3x3\n→ {r['channels']}×{r['size']}×{r['size']}")
+            ax.text(3.3, y, label, ha="center", va="center", fontsize=7.5)
+            reads = [x for x in str(r["reads"]).split("+") if x]
+            reads = ["7×7 FC" if x in ("AvgPool7x7", "FC") else x for x in reads]
+            for read in dict.fromkeys(reads):
+                c = colors.get("AvgPool7x7+FC" if read == "7×7 FC" else read, "0.3")
+                x0 = 7.6 if read == "GAP" else 9.2
+                ax.add_patch(FancyArrowPatch((3.3 + w / 2, y), (x0, y), arrowstyle="-", color=c, lw=1))
+                ax.add_patch(FancyArrowPatch((x0, y), (x0, head_y - 0.42), arrowstyle="-|>", mutation_scale=8,
+                                             color=c, lw=1))
+                size = r["channels"] if read == "GAP" else r["channels"] * r["size"] ** 2
+                gap = read == "GAP"
+                ax.text((3.3 + w / 2 + x0) / 2 + (0 if gap else 0.4), y - 0.06 if gap else y + 0.08,
+                        f"{read} {size:,}" if read != "7×7 FC" else read,
+                        ha="center", va="bottom" if gap else "top", fontsize=6.5, color=c)
+        hd = d.iloc[-1]
+        trainable, total = count_parameters(model, trainable_only=True), count_parameters(model)
+        ax.add_patch(FancyBboxPatch((0.4, head_y - 0.4), 9.2, 1.3, boxstyle="round,pad=0.02", fc="#fbe3c9", ec="0.3",
+                                    lw=0.8))
+        layer = f"3 FC ({model.head.classifier[0].out_features:,} hidden)" if model.head.kind == "fc" else "Linear"
+        ax.text(5.0, head_y + 0.25, f"{layer}: {hd['in_features']:,} → {hd['channels']}\n"
+                f"trainable {trainable:,}\ntotal {total:,}", ha="center", va="center", fontsize=7.5)
+        ax.set_title(f"{title}\n{d['pool'].iloc[1]}", fontsize=8.5)
+    return fig
+
+
+def gap_drift_under_circular_shift(
+    trunk: VGGTrunk, x: Tensor, shifts: Sequence[int], taps: Sequence[str] = POOL_TAPS, batch_size: int = 64
+) -> pd.DataFrame:
+    """Relative change of the GAP vectors when ``x`` is circularly shifted diagonally.
+
+    For each shift ``s`` (pixels, applied to rows and columns) and tap:
+    ``||GAP(f(roll(x, s))) - GAP(f(x))|| / ||GAP(f(x))||`` averaged over the batch.
+    ``x`` is (N, 3, H, W) in [0, 1]; shifted copies are evaluated ``batch_size`` images
+    at a time. Returns columns ``shift, tap, drift``.
+    """
+    from .layers import circular_shift
+
+    taps = tuple(taps)
+    n = x.shape[0]
+    shifts = [int(s) for s in shifts]
+    with torch.no_grad():
+        ref = {t: f.mean(dim=(2, 3)) for t, f in trunk(x, taps).items()}  # (N, C)
+        moved = torch.cat([circular_shift(x, s, s) for s in shifts])  # (S*N, 3, H, W)
+        gaps: dict[str, list[Tensor]] = {t: [] for t in taps}
+        for chunk in moved.split(batch_size):
+            for t, f in trunk(chunk, taps).items():
+                gaps[t].append(f.mean(dim=(2, 3)))
+    rows = []
+    for t in taps:
+        g = torch.cat(gaps[t]).view(len(shifts), n, -1)  # (S, N, C)
+        rel = (g - ref[t]).norm(dim=2) / ref[t].norm(dim=1).clamp_min(1e-30)  # (S, N)
+        rows += [{"shift": s, "tap": t, "drift": float(r)} for s, r in zip(shifts, rel.mean(dim=1))]
+    return pd.DataFrame(rows)
