@@ -1,0 +1,177 @@
+"""Training the weights of a learned metric (LPIPS-style or GAP) on a frozen trunk.
+
+Two recipes:
+
+- ``"pearson"`` (the paper's): maximise the Pearson correlation between the distances of a
+  batch of pairs and their human scores (TID2008 train / TID2013 selection). The loss is
+  ``1 - s * r`` with ``s = stats.agreement_sign("distance", score_kind)`` (so ``0`` = perfect
+  agreement, ``2`` = perfect disagreement).
+- ``"2afc"`` (LPIPS's, on BAPPS): for triplets (ref, p0, p1) with ``judge`` = the fraction of
+  people who judged p1 closer to the reference, the ``lpips`` package's ``BCERankingLoss`` (a
+  small network on ``(d0, d1)`` trained jointly with the metric weights, as in lpips' trainer).
+
+Because the trunk is frozen, each metric is linear (LPIPS) or a weighted norm (GAP) of a fixed
+per-pair feature vector (:meth:`shiftinv.perceptual.PerceptualMetric.pair_features`): training
+works on those (N, D) tensors, computed once. LPIPS-style weights are clamped to be
+non-negative after each step (as in the lpips package), so the result stays a distance.
+
+Runs checkpoint every epoch with :func:`shiftinv.utils.atomic_torch_save` (weights, optimizer,
+generator state, history, best weights by validation SRCC) and resume from the checkpoint when
+it exists and was written under the same configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from . import stats, utils
+from .perceptual import LinearTapMetric, PerceptualMetric
+
+
+def pearson_loss(distances: Tensor, scores: Tensor, score_kind: str = "quality") -> Tensor:
+    """``1 - s * pearson(distances, scores)``, (N,) x2 -> scalar; ``s`` from the sign convention."""
+    if distances.shape != scores.shape or distances.dim() != 1 or distances.numel() < 3:
+        raise ValueError(f"need two 1-d tensors of equal length >= 3, got {tuple(distances.shape)} and "
+                         f"{tuple(scores.shape)}")
+    sign = stats.agreement_sign("distance", score_kind)
+    d = distances - distances.mean()
+    s = scores.to(distances.dtype) - scores.mean()
+    r = (d * s).sum() / (d.norm() * s.norm() + 1e-12)
+    return 1 - sign * r
+
+
+def ranking_loss_2afc(head: torch.nn.Module, d0: Tensor, d1: Tensor, judge: Tensor) -> Tensor:
+    """LPIPS's 2AFC loss: ``lpips.BCERankingLoss`` ``head`` on distances (N,) and ``judge`` (N,) in [0, 1]."""
+    shape = (-1, 1, 1, 1)
+    return head(d0.view(shape), d1.view(shape), (judge.to(d0.dtype) * 2 - 1).view(shape))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training hyper-parameters (the paper's: Adam 1e-3, batch 32)."""
+    loss: str = "pearson"       # "pearson" | "2afc"
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 1e-3
+    seed: int = 666
+    score_kind: str = "quality"  # of the training scores (pearson)
+    nonnegative: bool = True     # clamp LPIPS-style weights at 0 after each step
+
+
+def _metric_id(metric: PerceptualMetric) -> dict[str, Any]:
+    return {"class": type(metric).__name__, "taps": list(metric.taps), "dim": metric.num_weights}
+
+
+def train_metric(metric: PerceptualMetric, features: Tensor | tuple[Tensor, Tensor], targets: Tensor,
+                 config: TrainConfig = TrainConfig(), checkpoint: Path | str | None = None,
+                 val_features: Tensor | None = None, val_scores: Tensor | None = None,
+                 val_score_kind: str = "quality") -> pd.DataFrame:
+    """Fit ``metric.weight`` on precomputed pair features; return the per-epoch history.
+
+    Args:
+        metric: the metric whose ``weight`` (D,) is trained (its trunk is not used here).
+        features: ``"pearson"``: (N, D) pair features; ``"2afc"``: a tuple ``(F0, F1)`` of (N, D)
+            features of (ref, p0) and (ref, p1).
+        targets: (N,) human scores (``"pearson"``) or 2AFC judgements in [0, 1] (``"2afc"``).
+        config: hyper-parameters; its ``seed`` seeds the only generator used (batch order).
+        checkpoint: file to write after every epoch and to resume from.
+        val_features, val_scores: optional selection set (N', D) / (N',); the weights with the best
+            validation SRCC (sign-corrected) are loaded into ``metric`` at the end. Without it,
+            the last weights are kept.
+
+    Returns:
+        history with columns ``epoch, train_loss, val_srcc``.
+    """
+    if config.loss not in ("pearson", "2afc"):
+        raise ValueError(f"loss must be 'pearson' or '2afc', got {config.loss!r}")
+    pairs = features if config.loss == "2afc" else (features,)
+    if config.loss == "2afc" and not (isinstance(features, tuple) and len(features) == 2):
+        raise ValueError("2afc training needs features=(F0, F1), the pair features of (ref, p0) and (ref, p1)")
+    n = pairs[0].shape[0]
+    for f in pairs:
+        if f.dim() != 2 or f.shape != (n, metric.num_weights):
+            raise ValueError(f"features must be (N, {metric.num_weights}) for this metric, got {tuple(f.shape)}")
+    if targets.shape != (n,):
+        raise ValueError(f"targets must be ({n},), got {tuple(targets.shape)}")
+
+    head = None
+    params = [metric.weight]
+    if config.loss == "2afc":
+        import lpips
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            head = lpips.BCERankingLoss()
+        params += list(head.parameters())
+    optimizer = torch.optim.Adam(params, lr=config.lr)
+    generator = torch.Generator().manual_seed(config.seed)
+    run_id = {"config": asdict(config), "metric": _metric_id(metric), "n": n}
+    history: list[dict[str, float]] = []
+    best = {"val": -np.inf, "weight": metric.weight.detach().clone()}
+    start = 0
+
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
+    if checkpoint is not None and checkpoint.exists():
+        state = utils.safe_torch_load(checkpoint)
+        if state.get("run_id") != run_id:
+            raise ValueError(f"checkpoint '{checkpoint}' was written by a different run ({state.get('run_id')}); "
+                             "delete it or pass another checkpoint path")
+        with torch.no_grad():
+            metric.weight.copy_(state["weight"])
+        optimizer.load_state_dict(state["optimizer"])
+        if head is not None:
+            head.load_state_dict(state["head"])
+        generator.set_state(state["generator"])
+        history, start = list(state["history"]), int(state["epoch"])
+        best = {"val": state["best_val"], "weight": state["best_weight"]}
+
+    def validate() -> float:
+        if val_features is None or val_scores is None:
+            return float("nan")
+        with torch.no_grad():
+            d = metric.distance_from_features(val_features).numpy()
+        return stats.agreement_sign("distance", val_score_kind) * stats.srcc(d, val_scores.numpy())
+
+    for epoch in range(start, config.epochs):
+        order = torch.randperm(n, generator=generator)
+        losses = []
+        for b in range(0, n, config.batch_size):
+            idx = order[b:b + config.batch_size]
+            if idx.numel() < 3:
+                continue
+            if config.loss == "pearson":
+                loss = pearson_loss(metric.distance_from_features(pairs[0][idx]), targets[idx], config.score_kind)
+            else:
+                d0 = metric.distance_from_features(pairs[0][idx])
+                d1 = metric.distance_from_features(pairs[1][idx])
+                loss = ranking_loss_2afc(head, d0, d1, targets[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if config.nonnegative and isinstance(metric, LinearTapMetric):
+                with torch.no_grad():
+                    metric.weight.clamp_(min=0)
+            losses.append(loss.item())
+        val = validate()
+        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else float("nan"),
+                        "val_srcc": val})
+        if np.isfinite(val) and val > best["val"]:
+            best = {"val": val, "weight": metric.weight.detach().clone()}
+        if checkpoint is not None:
+            utils.atomic_torch_save({
+                "run_id": run_id, "epoch": epoch + 1, "weight": metric.weight.detach().clone(),
+                "optimizer": optimizer.state_dict(), "head": head.state_dict() if head is not None else {},
+                "generator": generator.get_state(), "history": history,
+                "best_val": best["val"], "best_weight": best["weight"],
+            }, checkpoint)
+    if np.isfinite(best["val"]):
+        with torch.no_grad():
+            metric.weight.copy_(best["weight"])
+    return pd.DataFrame(history, columns=["epoch", "train_loss", "val_srcc"])

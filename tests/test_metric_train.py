@@ -1,0 +1,123 @@
+"""Metric-weight training: Pearson loss vs MOS, 2AFC ranking loss, checkpoints and resume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats as sps
+
+from shiftinv import metric_train as mt
+from shiftinv import perceptual as P
+
+
+class _FakeTrunk(torch.nn.Module):
+    """Only ``channels`` is needed: training works on precomputed pair features."""
+
+    def channels(self, tap: str) -> int:
+        return {"a": 6, "b": 4}[tap]
+
+
+def _problem(n: int = 256, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.rand(n, 10, generator=g)  # (N, D) non-negative, like LPIPS pair features
+    w_true = torch.tensor([3.0, 0, 0, 2, 0, 0, 0, 1, 0, 0])
+    mos = 5 - feats @ w_true + 0.05 * torch.randn(n, generator=g)  # quality: falls with the distance
+    return feats, mos
+
+
+def test_pearson_loss_matches_scipy_and_sign() -> None:
+    g = torch.Generator().manual_seed(1)
+    d, s = torch.rand(50, generator=g), torch.rand(50, generator=g)
+    r = sps.pearsonr(d.numpy(), s.numpy()).statistic
+    assert mt.pearson_loss(d, s, "quality").item() == pytest.approx(1 + r, abs=1e-5)
+    assert mt.pearson_loss(d, s, "distortion").item() == pytest.approx(1 - r, abs=1e-5)
+    assert mt.pearson_loss(d, 5 - 2 * d, "quality").item() == pytest.approx(0, abs=1e-5)
+    with pytest.raises(ValueError, match="equal length"):
+        mt.pearson_loss(d, s[:10])
+
+
+@pytest.mark.parametrize("cls", [P.LinearTapMetric, P.GAPMetric])
+def test_pearson_training_improves_selection_srcc(cls) -> None:
+    feats, mos = _problem()
+    metric = cls(_FakeTrunk(), ("a", "b"))
+    if cls is P.GAPMetric:
+        feats = feats - 0.5  # GAP differences have both signs
+        mos = 5 - torch.sqrt(((torch.tensor([3.0, 0, 0, 2, 0, 0, 0, 1, 0, 0]) * feats) ** 2).mean(1))
+    before = -sps.spearmanr(metric.distance_from_features(feats).detach().numpy(), mos.numpy()).statistic
+    hist = mt.train_metric(metric, feats[:192], mos[:192], mt.TrainConfig(epochs=30, lr=0.05),
+                           val_features=feats[192:], val_scores=mos[192:])
+    after = -sps.spearmanr(metric.distance_from_features(feats[192:]).detach().numpy(), mos[192:].numpy()).statistic
+    assert after > before + 0.1 and after > 0.9
+    assert len(hist) == 30 and hist["val_srcc"].max() == pytest.approx(after, abs=1e-6)
+    if cls is P.LinearTapMetric:
+        assert (metric.weight >= 0).all()
+
+
+def test_resume_gives_the_same_result_as_one_run(tmp_path) -> None:
+    feats, mos = _problem()
+    cfg4 = mt.TrainConfig(epochs=4, lr=0.05)
+    straight = P.LinearTapMetric(_FakeTrunk(), ("a", "b"))
+    mt.train_metric(straight, feats, mos, cfg4)
+
+    ckpt = tmp_path / "metric.pt"
+    mt.train_metric(P.LinearTapMetric(_FakeTrunk(), ("a", "b")), feats, mos, cfg4, checkpoint=ckpt)
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 4
+    with pytest.raises(ValueError, match="different run"):  # another configuration refuses it
+        mt.train_metric(P.LinearTapMetric(_FakeTrunk(), ("a", "b")), feats, mos,
+                        mt.TrainConfig(epochs=2, lr=0.05), checkpoint=ckpt)
+    half = tmp_path / "half.pt"
+    # simulate the interruption: train with a checkpoint, stop at epoch 2 via a truncated config copy
+    interrupted = P.LinearTapMetric(_FakeTrunk(), ("a", "b"))
+    _train_until(interrupted, feats, mos, cfg4, half, stop_after=2)
+    assert torch.load(half, weights_only=True)["epoch"] == 2
+    fresh = P.LinearTapMetric(_FakeTrunk(), ("a", "b"))  # new process: weights start at 1 again
+    hist = mt.train_metric(fresh, feats, mos, cfg4, checkpoint=half)
+    assert hist["epoch"].tolist() == [1, 2, 3, 4]
+    torch.testing.assert_close(fresh.weight, straight.weight)
+
+
+def _train_until(metric, feats, mos, cfg, ckpt, stop_after: int) -> None:
+    """Run ``train_metric`` but raise after ``stop_after`` checkpoints (a killed process)."""
+    from shiftinv import utils
+
+    calls = {"n": 0}
+    real = utils.atomic_torch_save
+
+    def save_then_maybe_die(obj, path):
+        real(obj, path)
+        calls["n"] += 1
+        if calls["n"] == stop_after:
+            raise KeyboardInterrupt
+
+    mt.utils.atomic_torch_save = save_then_maybe_die
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            mt.train_metric(metric, feats, mos, cfg, checkpoint=ckpt)
+    finally:
+        mt.utils.atomic_torch_save = real
+
+
+def test_2afc_training_learns_the_preference() -> None:
+    g = torch.Generator().manual_seed(3)
+    f0, f1 = torch.rand(300, 10, generator=g), torch.rand(300, 10, generator=g)
+    w_true = torch.tensor([4.0, 0, 0, 0, 0, 0, 0, 0, 0, 1])
+    judge = (f0 @ w_true > f1 @ w_true).float()  # p1 judged closer when its true distance is smaller
+    metric = P.LinearTapMetric(_FakeTrunk(), ("a", "b"))
+    def acc() -> float:
+        with torch.no_grad():
+            pred = (metric.distance_from_features(f0) > metric.distance_from_features(f1)).float()
+        return float((pred == judge).float().mean())
+    before = acc()
+    mt.train_metric(metric, (f0, f1), judge, mt.TrainConfig(loss="2afc", epochs=25, lr=0.02))
+    assert acc() > max(before + 0.1, 0.85)
+    with pytest.raises(ValueError, match=r"features=\(F0, F1\)"):
+        mt.train_metric(metric, f0, judge, mt.TrainConfig(loss="2afc"))
+
+
+def test_shape_errors() -> None:
+    metric = P.GAPMetric(_FakeTrunk(), ("a",))
+    with pytest.raises(ValueError, match=r"\(N, 6\)"):
+        mt.train_metric(metric, torch.rand(10, 5), torch.rand(10))
+    with pytest.raises(ValueError, match="loss must be"):
+        mt.train_metric(metric, torch.rand(10, 6), torch.rand(10), mt.TrainConfig(loss="mse"))
