@@ -20,7 +20,7 @@ Randomness only enters through a ``torch.Generator`` the caller passes.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd

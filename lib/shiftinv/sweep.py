@@ -27,12 +27,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -377,7 +376,7 @@ def sweep(
                          unit="img", desc=f"sweep {mode} x{len(names)} heads" + (f" [rank {rank}]" if world > 1 else ""),
                          disable=(not progress) or os.environ.get("SHIFTINV_PROGRESS", "1") == "0")
 
-    def save_partial(complete: bool = False) -> None:
+    def save_partial() -> None:
         if part_path is None or acc is None:
             return
         cpu = {f: {k: v.cpu() for k, v in d.items()} for f, d in acc.items()}
@@ -417,7 +416,8 @@ def sweep(
             m.train(t)
     if acc is None:  # this rank had nothing to do (more ranks than batches) or resumed complete
         acc = _alloc(names, num_s, num_n, _num_classes(trunk, heads, x_all, s_all, mode, out_size, taps), keep_logits, dev)
-    save_partial()
+    if world > 1:
+        save_partial()  # this rank's share is safe before the collective
     elapsed = time.monotonic() - started
 
     if world > 1:
