@@ -294,3 +294,26 @@ def test_gpu_sweep_agrees_with_cpu_and_has_no_host_sync_per_batch() -> None:
     assert counts[0] == counts[1], counts
     bf16 = sweep(trunk, heads, images, labels, GRID, batch_size=8, device="cuda")  # bf16 + channels_last default
     assert bf16.meta["amp"] == "bf16" and bf16.meta["channels_last"] and (bf16.correct["final_gap"] == cpu.correct["final_gap"]).float().mean() > 0.8
+
+
+def test_crop_protocol_matches_loop_and_select() -> None:
+    """Zhang's protocol: windows of 8 px inside 12 px sources."""
+    trunk = TinyTrunk(seed=0)
+    heads = {"gap": TinyHead(("pool2",), None, 8, seed=2), "flat": TinyHead((), "pool2", 8, seed=3)}
+    images, labels = make_data(n=3, size=12)
+    grid = shift_grid(2, step=2)
+    res = sweep(trunk, heads, images, labels, grid, "crop", out_size=8, device="cpu")
+    ref = reference_sweep({k: Whole(trunk, h) for k, h in heads.items()}, images, labels, grid, "crop", out_size=8)
+    for k in heads:
+        assert torch.allclose(res.loss[k], ref.loss[k], atol=1e-5)
+    only = res.select(["gap"])
+    assert only.heads == ("gap",) and torch.equal(only.loss["gap"], res.loss["gap"])
+    with pytest.raises(KeyError, match="unknown head"):
+        res.select(["nope"])
+    with pytest.raises(ValueError, match="out_size"):
+        sweep(trunk, heads, images, labels, grid, "crop", device="cpu")
+    merged = SweepResult.merge({"engine": res, "loop": ref})
+    assert merged.heads == ("engine/gap", "engine/flat", "loop/gap", "loop/flat")
+    circ = sweep(trunk, heads, images[:, :, :8, :8], labels, grid, "circular", device="cpu")
+    with pytest.raises(ValueError, match="cannot merge 'b'"):
+        SweepResult.merge({"a": res, "b": circ})
