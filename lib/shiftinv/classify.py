@@ -89,7 +89,7 @@ class Profile:
     ``head_train`` (TrainConfig), ``l2_heads`` (kinds trained with ``l2``), ``l2``,
     ``aug_shift`` (max shift, px, of the ``flatten_aug`` head; 0 = no such head).
     Sweeps: ``shift_mode`` (shifts.MODES), ``shift_radius``, ``grid_step`` (2-D maps),
-    ``profile_step`` (1-D profiles along dx), ``n_sweep`` (test images), ``sweep_batch``.
+    ``profile_step`` (1-D profiles along dx), ``diag_radius`` (1-px diagonal steps, -r..r), ``n_sweep`` (test images), ``sweep_batch``.
     Misc: ``seed``, ``device`` (None = CUDA if available), ``feature_dtype`` ("float32" | "float16").
     """
 
@@ -118,6 +118,7 @@ class Profile:
     shift_radius: int = 50
     grid_step: int = 1
     profile_step: int = 1
+    diag_radius: int = 16
     n_sweep: int = 1000
     sweep_batch: int = 256
     seed: int = 666
@@ -321,7 +322,8 @@ def recalibrate_batchnorm(trunk: models.VGGTrunk, data: Any, batch_size: int = 1
         m.reset_running_stats()
         m.momentum = None  # cumulative moving average over all batches
     trunk.train()
-    deepest = trunk.layer_names[-1]
+    last_bn = max(i for i, m in enumerate(trunk.features) if isinstance(m, nn.modules.batchnorm._BatchNorm))
+    deepest = trunk.layer_names[last_bn]  # run only as deep as the last BatchNorm
     with torch.no_grad():
         for x, _ in train._batches(data, torch.arange(len(data)), batch_size):
             trunk(x.to(device), (deepest,))
@@ -492,14 +494,17 @@ def train_or_load_models(profile: Profile, splits: data_mod.Splits | None = None
 
 
 def sweep_shifts(profile: Profile, kind: str = "grid") -> list[tuple[int, int]]:
-    """The profile's shifts: ``"grid"`` (2-D map, step ``grid_step`` over +-``shift_radius``) or
-    ``"profile"`` (dx only, dy = 0, step ``profile_step``)."""
+    """The profile's shifts: ``"grid"`` (2-D map, step ``grid_step`` over +-``shift_radius``),
+    ``"profile"`` (dx only, dy = 0, step ``profile_step``) or ``"diagonal"`` (every 1-px diagonal
+    shift (d, d), |d| <= ``diag_radius``: Azulay & Weiss's one-pixel fragility)."""
     r = profile.shift_radius
     if kind == "grid":
         return shifts.shift_grid(r, profile.grid_step)
     if kind == "profile":
         return [(dx, 0) for dx in range(-r, r + 1) if dx % profile.profile_step == 0]
-    raise ValueError(f"kind must be 'grid' or 'profile', got {kind!r}")
+    if kind == "diagonal":
+        return shifts.diagonal_shifts(-profile.diag_radius, profile.diag_radius)
+    raise ValueError(f"kind must be 'grid', 'profile' or 'diagonal', got {kind!r}")
 
 
 def translation_sweep(ms: ModelSet, kind: str = "grid", mode: str | None = None,
@@ -509,7 +514,7 @@ def translation_sweep(ms: ModelSet, kind: str = "grid", mode: str | None = None,
 
     Args:
         ms: the trained :class:`ModelSet`.
-        kind: ``"grid"`` or ``"profile"`` (see :func:`sweep_shifts`).
+        kind: ``"grid"``, ``"profile"`` or ``"diagonal"`` (see :func:`sweep_shifts`).
         mode: shift protocol (default ``profile.shift_mode``; ``"circular"`` for the APS check).
         trunks, heads: restrict to some trunks / head names (default all).
         n_images: test images (default ``profile.n_sweep``).
@@ -537,3 +542,88 @@ def translation_sweep(ms: ModelSet, kind: str = "grid", mode: str | None = None,
     for part in path.parent.glob(path.with_suffix("").name + ".part.*"):
         part.unlink(missing_ok=True)
     return result
+
+
+def profile_from_params(profile: str, smoke: bool, data_dir: str = "", weights: str = "",
+                        device: str = "") -> Profile:
+    """The profile a notebook's parameters cell asks for: ``data_dir`` (ImageNet / CIFAR folder),
+    ``weights`` (VGG-16 state dict path or torchvision enum name), ``device`` ("" = automatic)."""
+    overrides: dict[str, Any] = {}
+    if data_dir:
+        overrides["data_root"] = str(Path(data_dir).expanduser())
+    if weights:
+        overrides["weights"] = str(Path(weights).expanduser()) if Path(weights).expanduser().exists() else weights
+    if device:
+        overrides["device"] = device
+    return get_profile(profile, smoke, **overrides)
+
+
+# ----------------------------------------------------------------------------- tables and plots
+
+
+def history_frame(ms: ModelSet) -> pd.DataFrame:
+    """Per-epoch training records of every run: ``model, epoch, train_loss, val_loss, val_acc, seconds``."""
+    rows = [{"model": name, **rec} for name, hist in ms.histories.items() for rec in hist]
+    return pd.DataFrame(rows)
+
+
+def shift_frame(result: Any) -> pd.DataFrame:
+    """Image-averaged outcome per (head, shift): ``head, dx, dy, accuracy, loss, p_true``."""
+    s = result.shifts.numpy()
+    frames = []
+    for h in result.heads:
+        frames.append(pd.DataFrame({
+            "head": h, "dx": s[:, 0], "dy": s[:, 1],
+            "accuracy": result.correct[h].double().mean(1).numpy(),
+            "loss": result.loss[h].double().mean(1).numpy(),
+            "p_true": result.p_true[h].double().mean(1).numpy(),
+        }))
+    return pd.concat(frames, ignore_index=True)
+
+
+def robustness_table(result: Any) -> pd.DataFrame:
+    """Per head: accuracy unshifted (``acc0``), mean / worst accuracy over the shifts, the accuracy
+    lost on average (``acc_loss = acc0 - mean``), and the loss unshifted / mean over shifts."""
+    f = shift_frame(result)
+    rows = []
+    for h, g in f.groupby("head", sort=False):
+        zero = g[(g.dx == 0) & (g.dy == 0)]
+        if zero.empty:
+            raise ValueError("the sweep must contain the zero shift (0, 0)")
+        a0, l0 = float(zero.accuracy.iloc[0]), float(zero.loss.iloc[0])
+        rows.append({"head": h, "acc0": a0, "acc_mean": g.accuracy.mean(), "acc_min": g.accuracy.min(),
+                     "acc_loss": a0 - g.accuracy.mean(), "loss0": l0, "loss_mean": g.loss.mean(),
+                     "shifts": len(g)})
+    return pd.DataFrame(rows)
+
+
+def plot_shift_maps(frame: pd.DataFrame, field: str = "accuracy", heads: list[str] | None = None,
+                    ncols: int = 5, vmin: float | None = None, vmax: float | None = None):
+    """Heat maps of ``field`` over (dx, dy) per head (the paper's figure), one panel per head."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    heads = heads or list(dict.fromkeys(frame["head"]))
+    nrows = (len(heads) + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.5 * nrows + 0.4), squeeze=False)
+    vmin = frame[field].min() if vmin is None else vmin
+    vmax = frame[field].max() if vmax is None else vmax
+    im = None
+    for ax, h in zip(axes.flat, heads):
+        g = frame[frame["head"] == h]
+        table = g.pivot(index="dy", columns="dx", values=field).sort_index()
+        xs, ys = table.columns.to_numpy(), table.index.to_numpy()
+        step_x = (xs[1] - xs[0]) if len(xs) > 1 else 1
+        step_y = (ys[1] - ys[0]) if len(ys) > 1 else 1
+        im = ax.imshow(table.to_numpy(), origin="lower", vmin=vmin, vmax=vmax, aspect="equal",
+                       extent=(xs[0] - step_x / 2, xs[-1] + step_x / 2, ys[0] - step_y / 2, ys[-1] + step_y / 2),
+                       cmap="viridis" if field != "loss" else "magma")
+        ax.set_title(h, fontsize=9)
+        ax.set_xlabel("dx (px)")
+        ax.set_ylabel("dy (px)")
+        ax.grid(False)
+    for ax in list(axes.flat)[len(heads):]:
+        ax.axis("off")
+    if im is not None:
+        fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label=field)
+    return fig
