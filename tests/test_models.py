@@ -11,7 +11,15 @@ from torch import nn
 
 from shiftinv import layers, models, utils
 
-torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These tiny models run fastest single-threaded on a shared CPU; restore afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 W = 0.125  # width of the test models: 8, 16, 32, 64, 64 channels
 
