@@ -317,3 +317,21 @@ def test_crop_protocol_matches_loop_and_select() -> None:
     circ = sweep(trunk, heads, images[:, :, :8, :8], labels, grid, "circular", device="cpu")
     with pytest.raises(ValueError, match="cannot merge 'b'"):
         SweepResult.merge({"a": res, "b": circ})
+
+
+def test_command_line_reads_an_image_folder(tmp_path: Path) -> None:
+    pytest.importorskip("shiftinv.models")
+    from PIL import Image
+
+    for k, cls in enumerate(("cat", "dog")):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        arr = (torch.rand(40, 48, 3, generator=torch.Generator().manual_seed(k)) * 255).byte().numpy()
+        Image.fromarray(arr).save(tmp_path / "imgs" / cls / "a.png")
+    args = ["--size", "32", "--width", "0.0625", "--num-classes", "2", "--heads", "final_gap,multi_gap",
+            "--shifts", "diag:-1:1", "--device", "cpu", "--out", str(tmp_path / "r.pt")]
+    assert sweep_mod.main(["--images", str(tmp_path / "imgs"), *args]) == 0
+    res = SweepResult.load(tmp_path / "r.pt")
+    assert res.heads == ("final_gap", "multi_gap") and res.labels.tolist() == [0, 1]
+    assert res.shifts.tolist() == [[-1, -1], [0, 0], [1, 1]]
+    with pytest.raises(FileNotFoundError, match="nowhere.*ImageFolder"):
+        sweep_mod.main(["--images", str(tmp_path / "nowhere"), *args])
