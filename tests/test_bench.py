@@ -83,7 +83,7 @@ def test_settings_validation(change: dict, message: str) -> None:
 
 TINY = ["--device", "cpu", "--input-size", "32", "--width", "0.125", "--images", "3", "--radius", "2",
         "--step", "2", "--train-images", "6", "--train-epochs", "2", "--train-batch", "4", "--peak-size", "256",
-        "--paper-test-images", "100"]
+        "--paper-test-images", "100", "--repeats", "1"]
 
 
 @pytest.fixture(scope="module")
