@@ -18,7 +18,9 @@ Fixture notebooks in ``tests/browser_fixtures`` control the checker itself:
 working widgets (sliders, a dropdown) must pass, and two deliberately broken
 callbacks (one silent, one showing a traceback) must be reported.
 
-Artefacts: screenshots and a log per notebook in ``build/browser/``. With
+Artefacts: screenshots and a log per notebook in ``build/browser/``.
+``SHIFTINV_BROWSER_ONLY="05"`` limits the tier to some notebooks (by prefix),
+``SHIFTINV_BROWSER_TIMEOUT`` sets the seconds one notebook may run (300). With
 ``SHIFTINV_README_SCREENSHOT=1`` the first explorer met (notebooks run in
 order) is also saved as ``figures/08_explorer_screenshot.png`` (+ ``.json``).
 
@@ -61,7 +63,7 @@ CHROMIUM_ARGS = [
 FIXTURES = Path(__file__).parent / "browser_fixtures"
 ARTEFACTS = paths.BUILD / "browser"
 #: Seconds a notebook may take to run all its cells in the browser (smoke parameters).
-RUN_TIMEOUT_S = float(os.environ.get("SHIFTINV_BROWSER_TIMEOUT", "180"))
+RUN_TIMEOUT_S = float(os.environ.get("SHIFTINV_BROWSER_TIMEOUT", "300"))
 #: Seconds to wait for the output to settle after moving a slider.
 MOVE_TIMEOUT_S = 60.0
 MAX_CONTROLS_PER_EXPLORER = 2
@@ -74,7 +76,8 @@ TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^-{20,}\s*\n\s*\w*(
 SHOWN_ERROR = re.compile(r"(?:^|[\s>|])(?:error|Error|ERROR):\s*([^\n|]{0,80})")
 #: Code that creates widgets; a notebook with such code must show at least one moving slider.
 WIDGET_CODE = re.compile(r"\bipywidgets\b|\bexplorer_widget\b|\binteract(ive)?\(")
-NOTEBOOKS = notebooks.list_notebooks()
+#: ``SHIFTINV_BROWSER_ONLY="05 07"`` limits the tier to those notebooks (by prefix), for quick local runs.
+NOTEBOOKS = notebooks.list_notebooks(os.environ.get("SHIFTINV_BROWSER_ONLY", "").split() or None)
 
 
 # --------------------------------------------------------------------------- served copies
