@@ -46,9 +46,9 @@ PROFILE: str = "demo"  # demo (digits canvas, CPU) | cifar (CIFAR-10, GPU) | pap
 SMOKE: bool = False  # tiny sizes, used by the test tier
 N_IMAGES: int = 48  # test images per transform (demo; the paper profile uses profile.n_sweep)
 IMAGENET_DIR: str = ""  # paper: ImageNet folder with train/<wnid>/ and val/<wnid>/
-CIFAR_DIR: str = ""  # cifar: CIFAR-10 folder (empty = $SHIFTINV_DATA/cifar10_jpg)
-VGG_WEIGHTS: str = ""  # paper: torchvision VGG-16 state dict path (empty = download IMAGENET1K_V1)
-DEVICE: str = ""  # empty = CUDA when available, else CPU
+CIFAR_DIR: str = ""  # cifar: CIFAR-10 folder (empty: $SHIFTINV_DATA/cifar10_jpg)
+VGG_WEIGHTS: str = ""  # paper: torchvision VGG-16 state dict path (empty: download IMAGENET1K_V1)
+DEVICE: str = ""  # empty: CUDA when available, else CPU
 
 # %%
 # derived settings (never in the parameters cell)

@@ -111,7 +111,7 @@ class Panels:
 
 
 def _name(index: int, class_names: Sequence[str] | None) -> str:
-    if class_names is not None and 0 <= index < len(class_names):
+    if class_names is not None and 0 <= index < len(class_names) and str(class_names[index]) != str(index):
         return f"{index} ({class_names[index]})"
     return str(index)
 
@@ -210,33 +210,35 @@ def draw_panels(p: Panels, fig: plt.Figure | None = None) -> plt.Figure:
     Returns the figure (a new one unless ``fig`` is given; it is cleared first).
     """
     if fig is None:
-        fig = plt.figure(figsize=(16, 3.6))
+        fig = plt.figure(figsize=(17, 4.3), layout="constrained")
     fig.clear()
-    axes = fig.subplots(1, 5, gridspec_kw={"width_ratios": [1, 1, 1, 1, 1.5]})
+    axes = fig.subplots(1, 5, gridspec_kw={"width_ratios": [1, 1, 1, 1, 1.4]})
     _show_image(axes[0], p.image)
     h, w = p.image.shape[-2:]
     axes[0].plot([w / 2, w / 2 + p.dx], [h / 2, h / 2 + p.dy], color="red", lw=2)  # the shift vector
     axes[0].plot([w / 2 + p.dx], [h / 2 + p.dy], "o", color="red", ms=4)
-    axes[0].set_title(f"input shifted by ({p.dx}, {p.dy}) [{p.mode}]")
+    axes[0].set_title(f"input shifted by ({p.dx}, {p.dy})\n[{p.mode}]", fontsize="small")
     what = f"channel {p.channel}" if p.channel is not None else "channel mean"
     vmax = float(torch.maximum(p.map_reference.abs().max(), p.map_shifted.abs().max()))
     lo = min(0.0, float(p.map_reference.min()), float(p.map_shifted.min()))
-    for ax, m, title in ((axes[1], p.map_reference, f"{p.layer}, unshifted ({what})"),
-                         (axes[2], p.map_shifted, f"{p.layer}, shifted")):
+    for ax, m, title in ((axes[1], p.map_reference, f"{p.layer}, unshifted\n({what})"),
+                         (axes[2], p.map_shifted, f"{p.layer}, shifted\n({what})")):
         ax.imshow(m.numpy(), cmap="magma", vmin=lo, vmax=vmax or 1, interpolation="nearest")
-        ax.set_title(title)
-    dmax = float(p.map_difference.abs().max()) or 1e-12
-    axes[3].imshow(p.map_difference.numpy(), cmap="coolwarm", vmin=-max(dmax, vmax * 1e-3), vmax=max(dmax, vmax * 1e-3),
-                   interpolation="nearest")
-    axes[3].set_title(f"aligned diff (moved back {p.feature_shift}, stride {p.stride})\nrel. {p.map_change:.3g}")
+        ax.set_title(title, fontsize="small")
+    dmax = max(float(p.map_difference.abs().max()), vmax * 1e-3, 1e-12)
+    axes[3].imshow(p.map_difference.numpy(), cmap="coolwarm", vmin=-dmax, vmax=dmax, interpolation="nearest")
+    axes[3].set_title(f"aligned difference (moved back {p.feature_shift},\nstride {p.stride}), "
+                      f"rel. {p.map_change:.3g}", fontsize="small")
     for ax in axes[:4]:
         ax.set_xticks([])
         ax.set_yticks([])
     delta = (p.gap_shifted - p.gap_reference).numpy()
     axes[4].bar(np.arange(delta.size), delta, width=1.0, color="C0")
     axes[4].axhline(0, color="k", lw=0.5)
-    axes[4].set(xlabel=f"{p.layer} channel", ylabel="GAP(shifted) - GAP",
-                title=f"GAP vector change, rel. {p.gap_change:.3g}")
+    axes[4].set_xlabel(f"{p.layer} channel", fontsize="small")
+    axes[4].set_ylabel("GAP(shifted) - GAP", fontsize="small")
+    axes[4].tick_params(labelsize="small")
+    axes[4].set_title(f"GAP vector change, rel. {p.gap_change:.3g}", fontsize="small")
     fig.suptitle(panel_text(p), fontsize="medium")
     return fig
 
@@ -308,7 +310,7 @@ def explorer_widget(
         controls[key].value = value
     text = widgets.HTML(description="")
     picture = widgets.Image(format="png")
-    fig = plt.figure(figsize=(16, 3.6))
+    fig = plt.figure(figsize=(17, 4.3), layout="constrained")
     plt.close(fig)  # drawn into explicitly, never shown by the backend
     box = widgets.VBox([
         widgets.HBox([controls["head"], controls["layer"], controls["shift mode"], controls["channel"]]),

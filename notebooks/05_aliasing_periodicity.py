@@ -1,0 +1,337 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python (shiftinv)
+#     language: python
+#     name: shiftinv
+# ---
+
+# %% [markdown]
+# # 05 · Aliasing periodicity: what GAP leaves behind, and an explorer
+#
+# The paper's abstract ends on a limit: "discrete pooling leaves a residual periodic aliasing".
+# This notebook turns that sentence into numbers. A global average pool read after `k` stride-2
+# pools is **exactly** invariant to circular shifts by multiples of `2**k` (with circular
+# padding), and to nothing else. So any response of a GAP head over a line of shifts (its loss,
+# accuracy, or the logit of the true class) should repeat with period `2**k`: 2 px after pool1 ...
+# 32 px after pool5 (and so after the multi-GAP head, whose deepest tap is pool5).
+#
+# We measure, on dense 1-px sweeps along `dx`:
+#
+# 1. the spectrum of each head's response, with the predicted periods marked, per head and per
+#    GAP depth (heads reading GAP(pool1) ... GAP(pool5) alone: an ablation trained here);
+# 2. the **periodicity index**: the fraction of the response's non-constant energy at the
+#    predicted period and its harmonics (`spectra.period_energy`; 1 = exactly periodic);
+# 3. the same with the trunk's weights under circular padding and circular shifts (no boundary at
+#    all: what is left is pure aliasing, and the period must come out exactly), and with APS
+#    pooling (polyphase selection: exactly invariant to every circular shift).
+#
+# Then an **interactive explorer** (`shiftinv.explorer`): choose a head, a layer, an image and a
+# shift, and see the shifted input, the feature maps, their difference after moving the shifted
+# map back, the change of the GAP vector and the prediction. The headless run draws the same
+# panels for fixed choices.
+#
+# Figures: `05_profiles_spectra`, `05_periodicity`, `05_boundary_vs_aliasing`, `05_explorer`.
+
+# %%
+# library
+import dataclasses
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from IPython.display import display
+
+from shiftinv import classify, explorer, figures, models, spectra, sweep, utils
+
+figures.set_style()
+pd.set_option("display.width", 180)
+
+# %% tags=["parameters"]
+PROFILE: str = "demo"  # demo (digits canvas, CPU) | cifar (CIFAR-10, GPU) | paper (ImageNet-160, GPU)
+SMOKE: bool = False  # tiny sizes, used by the test tier
+N_IMAGES: int = 16  # test images per sweep (demo; other profiles use profile.n_sweep)
+MAX_SHIFT: int = 48  # dense sweep of dx from -MAX_SHIFT to MAX_SHIFT - 1 at dy 0 (3 periods of 32 px)
+EXPLORER_HEAD: str = "vgg/multi_gap"  # fixed choices of the headless explorer figure
+EXPLORER_LAYER: str = "pool3"
+EXPLORER_IMAGE: int = 0
+EXPLORER_DX: int = 3
+EXPLORER_DY: int = 0
+IMAGENET_DIR: str = ""  # paper: ImageNet folder with train/<wnid>/ and val/<wnid>/
+CIFAR_DIR: str = ""  # cifar: CIFAR-10 folder (empty: $SHIFTINV_DATA/cifar10_jpg)
+VGG_WEIGHTS: str = ""  # paper: torchvision VGG-16 state dict path (empty: download IMAGENET1K_V1)
+DEVICE: str = ""  # empty: CUDA when available, else CPU
+
+# %%
+# derived settings (never in the parameters cell)
+profile = classify.profile_from_params(PROFILE, SMOKE, data_dir=IMAGENET_DIR or CIFAR_DIR,
+                                       weights=VGG_WEIGHTS, device=DEVICE)
+device = utils.default_device(profile.device)
+n_images = 6 if SMOKE else (N_IMAGES if PROFILE == "demo" else profile.n_sweep)
+max_shift = min(16 if SMOKE else MAX_SHIFT, profile.image_size // 2)
+line = [(dx, 0) for dx in range(-max_shift, max_shift)]  # dense: every integer dx
+explorer_dx, explorer_dy = (min(EXPLORER_DX, max_shift), EXPLORER_DY) if not SMOKE else (3, 0)
+print(f"profile {profile.name} (smoke={profile.smoke}), {n_images} images, dx = {-max_shift}..{max_shift - 1} "
+      f"({len(line)} shifts), protocol shift '{profile.shift_mode}', device {device}")
+
+# %% [markdown]
+# ## 1. Models, and the GAP-depth ablation
+#
+# The model set of notebook 03 (cached). On its plain trunk we add five heads, each reading the
+# global average of **one** pool: `gap_pool1` ... `gap_pool5`. They are trained like every other
+# head (frozen trunk, features computed once) and exist to test the prediction "period `2**k`
+# after pool `k`" one depth at a time.
+
+# %%
+ms = classify.train_or_load_models(profile)
+vgg = ms.trunks["vgg"]
+fingerprint = round(float(sum(p.double().sum() for p in vgg.state_dict().values())), 6)
+depth_heads, depth_table = explorer.train_depth_heads(
+    vgg, ms.splits.train, ms.splits.val, profile.num_classes,
+    cfg=dataclasses.replace(profile.head_train, device=profile.device),
+    key={"profile": profile.to_dict(), "trunk": "vgg", "trunk_fingerprint": fingerprint},
+    test_data=ms.splits.test, input_size=profile.image_size, seed=profile.seed,
+)
+depth_table
+
+# %% [markdown]
+# ## 2. Three settings, one dense line of shifts
+#
+# - **protocol**: the trunks as trained (zero padding in the convolutions), shifted with the
+#   profile's protocol (`zero` canvas for digits, the mirror mosaic for natural images): borders
+#   and aliasing together;
+# - **circular**: the *same* weights with circular padding, shifted circularly: no border exists,
+#   only aliasing remains;
+# - **APS**: the APS trunk (polyphase downsampling, circular padding), shifted circularly.
+#
+# Each sweep keeps the logits, so we can look at the logit of the true class as well as the loss.
+# Sweeps are cached by their configuration.
+
+# %%
+images, labels = ms.test_tensors(n_images)  # (N, 3, H, W), (N,)
+vgg_heads = {**ms.heads["vgg"], **depth_heads}
+circ = explorer.same_weights_trunk(vgg, circular=True)
+settings = {
+    "protocol": ({"vgg": (vgg, vgg_heads), "blur": (ms.trunks["blur"], ms.heads["blur"])}, profile.shift_mode),
+    "circular": ({"vgg": (circ, vgg_heads)}, "circular"),
+    "aps": ({"aps": (ms.trunks["aps"], ms.heads["aps"])}, "circular"),
+}
+
+
+def run_setting(name: str) -> sweep.SweepResult:
+    chosen, mode = settings[name]
+    config = {"profile": profile.to_dict(), "setting": name, "mode": mode, "line": [max_shift], "n": n_images,
+              "heads": {t: {h: round(float(sum(v.double().sum() for v in m.state_dict().values())), 6)
+                            for h, m in hs.items()} for t, (_, hs) in chosen.items()}, "trunk": fingerprint}
+    state = utils.cached("aliasing_sweep", config, lambda: sweep.sweep_models(
+        chosen, images, labels, line, mode, batch_size=profile.sweep_batch, device=profile.device,
+        keep_logits=True, progress=True).to_state())
+    return sweep.SweepResult.from_state(state)
+
+
+results = {name: run_setting(name) for name in settings}
+{name: f"{r.num_shifts} shifts x {r.num_images} images x {len(r.heads)} heads" for name, r in results.items()}
+
+# %% [markdown]
+# ## 3. Responses and their spectra, per GAP depth
+#
+# Left: the logit of the true class against `dx`, averaged over the images (each curve minus its
+# mean). Right: the power spectrum of the per-image responses (energies pooled over images), with
+# the predicted frequency `1/P` and its harmonics marked for each head. Under circular padding
+# (bottom) all the energy of `gap_poolk` sits on multiples of `1/2**k`.
+
+# %%
+trunk_of = {"vgg": vgg, "blur": ms.trunks["blur"], "aps": ms.trunks["aps"]}
+shown = [explorer.depth_head_name(t) for t in models.POOL_TAPS] + ["multi_gap", "flatten"]
+field = "true_logit"
+fig, axes = plt.subplots(2, 2, figsize=(14, 9), gridspec_kw={"width_ratios": [1.3, 1]}, layout="constrained")
+colors = dict(zip(shown, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 2))
+curves = []
+for row, name in enumerate(("protocol", "circular")):
+    res = results[name]
+    for h in shown:
+        dxs, vals = explorer.response_profile(res, f"vgg/{h}", field)  # (S,), (N, S)
+        mean = vals.mean(0)
+        freqs, power = spectra.spectrum_1d(vals)  # (F,), (N, F)
+        pooled = power.sum(0)
+        axes[row, 0].plot(dxs, mean - mean.mean(), color=colors[h], label=h, lw=1.2)
+        positive = np.where(pooled[1:] > 0, pooled[1:], np.nan)  # exact zeros (circular) cannot be drawn
+        axes[row, 1].semilogy(freqs[1:], positive, ".-", color=colors[h], ms=3, lw=0.8)
+        period = explorer.predicted_period(vgg, vgg_heads[h])
+        if period:
+            axes[row, 1].axvline(1 / period, color=colors[h], ls=":", lw=1)
+        curves += [{"setting": name, "head": h, "what": "response", "x": float(x), "value": float(v)}
+                   for x, v in zip(dxs, mean)]
+        curves += [{"setting": name, "head": h, "what": "power", "x": float(f), "value": float(p)}
+                   for f, p in zip(freqs, pooled)]
+    mode = settings[name][1]
+    axes[row, 0].set(xlabel="dx (px), dy = 0", ylabel="true-class logit - mean",
+                     title=f"{name}: shift '{mode}', {'circular' if name == 'circular' else 'zero'} padding")
+    axes[row, 1].set(xlabel="frequency (cycles / px)", ylabel="power (pooled over images)",
+                     title="spectrum; dotted: 1/P predicted per head")
+    axes[row, 1].set_xticks([1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2], ["1/32", "1/16", "1/8", "1/4", "1/2"])
+axes[0, 0].legend(fontsize="small", ncol=2)
+fig.suptitle(f"{profile.name}: residual response of each head over a dense line of shifts")
+figures.save_figure(fig, "05_profiles_spectra", pd.DataFrame(curves))
+plt.show()
+
+# %% [markdown]
+# ## 4. The periodicity index: is the period the one the architecture predicts?
+#
+# For every head and setting, `explorer.periodicity_summary` reports: the predicted period `P`
+# (from the deepest GAP tap's stride; none for heads with a flatten part; 1 for APS), the
+# periodicity index (energy at `1/P` and its harmonics over the non-constant energy) beside its
+# white-noise level, the fundamental period found in the image-mean response, the largest
+# deviation from exact periodicity `max |R(dx + P) - R(dx)|` and from invariance
+# `max |R(dx) - R(0)|`.
+
+# %%
+tables = []
+for name, res in results.items():
+    predicted = {}
+    for h in res.heads:
+        t, head = h.split("/")
+        heads_of = vgg_heads if t == "vgg" else ms.heads[t]
+        predicted[h] = explorer.predicted_period(circ if name == "circular" else trunk_of[t], heads_of[head])
+    tables.append(explorer.periodicity_summary(res, predicted, fields=("loss", "true_logit", "accuracy"), label=name))
+period_table = pd.concat(tables, ignore_index=True)
+period_table["found_predicted"] = period_table["fundamental_period"] == period_table["predicted_period"]
+cols = ["setting", "head", "field", "predicted_period", "fraction", "chance", "fundamental_period",
+        "periodic_deviation", "invariance_deviation", "ripple"]
+period_table[period_table["field"] == "true_logit"][cols].round(4)
+
+# %%
+logit = period_table[(period_table["field"] == "true_logit") & period_table["predicted_period"].notna()
+                     & (period_table["predicted_period"] > 1)]
+fig, axes = plt.subplots(1, 2, figsize=(14, 4.6))
+for ax, name in zip(axes, ("protocol", "circular")):
+    part = logit[logit["setting"] == name]
+    y = np.arange(len(part))
+    ax.barh(y, part["fraction"], color="C0", label="periodicity index")
+    ax.plot(part["chance"], y, "k|", ms=12, label="white-noise level")
+    for yi, (_, r) in zip(y, part.iterrows()):
+        found = "-" if np.isnan(r["fundamental_period"]) else f"{r['fundamental_period']:g}"
+        ax.text(1.01, yi, f"P={int(r['predicted_period'])}, found {found}", va="center", fontsize="small")
+    ax.set_yticks(y, part["head"], fontsize="small")
+    ax.invert_yaxis()
+    ax.set(xlim=(0, 1.35), xlabel="energy at predicted period / non-constant energy", title=f"{name}")
+axes[0].legend(loc="lower right", fontsize="small")
+fig.suptitle("periodicity index of the true-class logit (1 = exactly periodic with the predicted period)")
+figures.save_figure(fig, "05_periodicity", period_table)
+plt.show()
+
+# %% [markdown]
+# ## 5. Boundary effects vs aliasing, and APS
+#
+# The multi-GAP head in the three settings (and `final_gap` under APS): with borders, the
+# response drifts on top of the ripple; with circular padding it is exactly periodic with period
+# 32; with APS pooling it is flat: the only exactly shift-invariant model here, to the precision
+# of floating point.
+
+# %%
+fig, ax = plt.subplots(figsize=(10, 4))
+check = []
+for name, head, style in (("protocol", "vgg/multi_gap", "-"), ("circular", "vgg/multi_gap", "--"),
+                          ("aps", "aps/multi_gap", "-"), ("aps", "aps/final_gap", ":")):
+    dxs, vals = explorer.response_profile(results[name], head, "true_logit")
+    ax.plot(dxs, vals.mean(0), style, lw=1.5, label=f"{head} [{name}]")
+    row = period_table[(period_table["setting"] == name) & (period_table["head"] == head)
+                       & (period_table["field"] == "true_logit")].iloc[0]
+    check.append({"setting": name, "head": head, "predicted_period": row["predicted_period"],
+                  "periodic_deviation": row["periodic_deviation"], "invariance_deviation": row["invariance_deviation"]})
+ax.set(xlabel="dx (px), dy = 0", ylabel="true-class logit (mean over images)",
+       title="borders + aliasing (protocol) vs aliasing only (circular) vs APS (invariant)")
+ax.legend(fontsize="small")
+check = pd.DataFrame(check)
+figures.save_figure(fig, "05_boundary_vs_aliasing", check)
+plt.show()
+check
+
+# %% [markdown]
+# ## 6. The explorer
+#
+# For one head, layer, image and shift: the shifted input (red: the shift vector), the layer's
+# feature map (mean over channels) for the unshifted and the shifted image, their **aligned**
+# difference (the shifted map moved back by `round(d / stride)` feature pixels: zero when the
+# layer is equivariant to this shift, i.e. for multiples of its stride under circular shifts), and
+# the change of that layer's GAP vector, which is what a GAP head reads. Below, first the panels
+# for the fixed choices of the parameters cell (saved as `05_explorer`), then the live widget.
+
+# %%
+explorer_models = {f"vgg/{h}": explorer.HeadModel(vgg, m) for h, m in vgg_heads.items()}
+explorer_models.update({f"vgg+circular/{h}": explorer.HeadModel(circ, m) for h, m in vgg_heads.items()})
+explorer_models.update({f"{t}/{h}": explorer.HeadModel(ms.trunks[t], m) for t in ("blur", "aps")
+                        for h, m in ms.heads[t].items()})
+class_names = list(ms.splits.classes)
+panels = explorer.compute_panels(explorer_models[EXPLORER_HEAD], images[EXPLORER_IMAGE], EXPLORER_LAYER,
+                                 explorer_dx, explorer_dy, mode=profile.shift_mode, label=int(labels[EXPLORER_IMAGE]),
+                                 head=EXPLORER_HEAD, class_names=class_names)
+print(explorer.panel_text(panels))
+fig = explorer.draw_panels(panels)
+figures.save_figure(fig, "05_explorer", explorer.panels_data(panels))
+plt.show()
+
+# %%
+view = explorer.explorer_widget(
+    explorer_models, images, labels, layers=models.POOL_TAPS, max_shift=max_shift,
+    modes=(profile.shift_mode, "circular") if profile.shift_mode != "circular" else ("circular",),
+    class_names=class_names,
+    initial={"head": EXPLORER_HEAD, "layer": EXPLORER_LAYER, "image": EXPLORER_IMAGE},
+)
+display(view)
+
+# %% [markdown]
+# Things to try: `vgg+circular/multi_gap`, layer `pool3`, shift mode `circular`: shifts by 8 px
+# leave the aligned difference and the GAP change at zero, 4 px do not. Switch the layer to
+# `pool5` and only multiples of 32 are exact. `aps/multi_gap` keeps the GAP change at zero for
+# every circular shift.
+
+# %% [markdown]
+# ## Summary
+#
+# - Over a dense line of shifts, the responses of GAP heads ripple; with circular padding and
+#   circular shifts the ripple of the head reading GAP(pool`k`) is exactly periodic with period
+#   `2**k` (periodicity index 1, periodic deviation at float precision, fundamental period found =
+#   predicted: see `05_periodicity.csv`). This is the abstract's "residual periodic aliasing".
+# - With borders (the protocol's shifts, zero padding) the same periods dominate, on top of a
+#   slow drift due to the boundary: the periodicity index drops below 1 by the share of that drift.
+# - APS pooling with circular padding removes the ripple entirely: invariance deviation at float
+#   precision for every circular shift. BlurPool reduces the ripple without removing it.
+# - Heads with a flatten part have no period below the image size: position itself matters.
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. With the circular trunk, at `pool3`, compare shifts of 8 and 4 px in the explorer's panels
+#    (`explorer.compute_panels`). Which one is exact, and why?
+# 2. What is the smallest period of the flatten head's response under circular shifts? Use
+#    `spectra.fundamental_period` with a `max_period` up to the image size on a full circle of
+#    shifts (`dx = 0 .. H-1`).
+# 3. Does BlurPool reduce the ripple? Compare the `ripple` column of `blur/multi_gap` and
+#    `vgg/multi_gap` in the protocol setting.
+
+# %% tags=["solution"]
+# 1. pool3 has stride 8: a circular shift by 8 px moves its map by exactly one cell (equivariant),
+#    4 px falls between two cells (aliasing).
+m = explorer_models["vgg+circular/multi_gap"]
+for d in (8, 4):
+    p = explorer.compute_panels(m, images[0], "pool3", d, 0, mode="circular")
+    print(f"shift {d} px: aligned map difference {p.map_change:.2e}, GAP change {p.gap_change:.2e}")
+
+# %% tags=["solution"]
+# 2. Under circular shifts the flatten head sees the pool5 map rolled: its response repeats only
+#    after the whole image (H px); a sweep over the full circle shows it.
+size = profile.image_size
+full = sweep.sweep(circ, {"flatten": vgg_heads["flatten"]}, images[:4], labels[:4],
+                   [(dx, 0) for dx in range(size)], "circular",
+                   batch_size=profile.sweep_batch, device=profile.device, progress=False)
+print("flatten head: no period below the image size is found:",
+      spectra.fundamental_period(full.loss["flatten"].double().mean(1).numpy(), max_period=size // 4))
+
+# %% tags=["solution"]
+# 3. Ripple (std over dx of the image-mean response), protocol setting.
+period_table[(period_table["setting"] == "protocol") & period_table["head"].isin(["vgg/multi_gap", "blur/multi_gap"])][
+    ["head", "field", "ripple", "invariance_deviation"]]
