@@ -20,7 +20,8 @@ callbacks (one silent, one showing a traceback) must be reported.
 
 Artefacts: screenshots and a log per notebook in ``build/browser/``.
 ``SHIFTINV_BROWSER_ONLY="05"`` limits the tier to some notebooks (by prefix),
-``SHIFTINV_BROWSER_TIMEOUT`` sets the seconds one notebook may run (300). With
+``SHIFTINV_BROWSER_TIMEOUT`` sets the seconds one notebook may run (300),
+``SHIFTINV_BROWSER_SMOKE=0`` runs the notebooks with their own parameters. With
 ``SHIFTINV_README_SCREENSHOT=1`` the first explorer met (notebooks run in
 order) is also saved as ``figures/08_explorer_screenshot.png`` (+ ``.json``).
 
@@ -76,6 +77,8 @@ TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^-{20,}\s*\n\s*\w*(
 SHOWN_ERROR = re.compile(r"(?:^|[\s>|])(?:error|Error|ERROR):\s*([^\n|]{0,80})")
 #: Code that creates widgets; a notebook with such code must show at least one moving slider.
 WIDGET_CODE = re.compile(r"\bipywidgets\b|\bexplorer_widget\b|\binteract(ive)?\(")
+#: ``SHIFTINV_BROWSER_SMOKE=0`` runs the notebooks with their own parameters (for the README screenshot).
+SMOKE = os.environ.get("SHIFTINV_BROWSER_SMOKE", "1") != "0"
 #: ``SHIFTINV_BROWSER_ONLY="05 07"`` limits the tier to those notebooks (by prefix), for quick local runs.
 NOTEBOOKS = notebooks.list_notebooks(os.environ.get("SHIFTINV_BROWSER_ONLY", "").split() or None)
 
@@ -83,11 +86,12 @@ NOTEBOOKS = notebooks.list_notebooks(os.environ.get("SHIFTINV_BROWSER_ONLY", "")
 # --------------------------------------------------------------------------- served copies
 
 
-def smoke_copy(source: Path, target: Path) -> Path:
+def smoke_copy(source: Path, target: Path, smoke: bool = True) -> Path:
     """Write ``source`` (jupytext) to ``target`` (py:percent) with ``SMOKE = True`` injected.
 
     The injected cell is tagged ``injected-parameters`` and follows the cell
-    tagged ``parameters``, as papermill does.
+    tagged ``parameters``, as papermill does. ``smoke=False`` copies the
+    notebook with its own parameters (the demo profile).
     """
     import jupytext
     import nbformat
@@ -96,8 +100,9 @@ def smoke_copy(source: Path, target: Path) -> Path:
     index = next((i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])), None)
     if index is None:
         raise AssertionError(f"{source.name} has no cell tagged 'parameters' (see CONTRIBUTING.md)")
-    cell = nbformat.v4.new_code_cell(SMOKE_CELL, metadata={"tags": ["injected-parameters"]})
-    nb.cells.insert(index + 1, cell)
+    if smoke:
+        cell = nbformat.v4.new_code_cell(SMOKE_CELL, metadata={"tags": ["injected-parameters"]})
+        nb.cells.insert(index + 1, cell)
     jupytext.write(nb, target, fmt="py:percent")
     return target
 
@@ -604,7 +609,7 @@ def lab_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Server root with smoke copies of every notebook and of the checker's fixtures."""
     root = tmp_path_factory.mktemp("lab-root")
     for source in NOTEBOOKS + sorted(FIXTURES.glob("*.py")):
-        smoke_copy(source, root / source.name)
+        smoke_copy(source, root / source.name, smoke=SMOKE or source.parent == FIXTURES)
     return root
 
 
