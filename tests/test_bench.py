@@ -93,6 +93,7 @@ def tiny_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return json.loads(out.read_text())
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_every_field(tiny_report: dict) -> None:
     r = tiny_report
     assert r["schema"] == bench.SCHEMA
@@ -119,6 +120,7 @@ def test_tiny_run_writes_every_field(tiny_report: dict) -> None:
     assert p["engine_hours_at_256px"] > p["engine_hours"]
 
 
+@pytest.mark.slow
 def test_tiny_run_engine_agrees_with_baseline(tiny_report: dict) -> None:
     # same float32 model, same shifted images built two independent ways: same per-shift numbers
     a = tiny_report["agreement"]
@@ -127,23 +129,30 @@ def test_tiny_run_engine_agrees_with_baseline(tiny_report: dict) -> None:
     assert a["max_loss_rel_diff"] < 1e-4
 
 
+@pytest.mark.slow
 def test_tiny_run_cached_training_gives_the_same_head(tiny_report: dict) -> None:
     assert tiny_report["training"]["max_weight_diff"] < 1e-4
 
 
-def test_cli_prints_table_and_rejects_bad_sizes(tmp_path) -> None:
+@pytest.mark.slow
+def test_cli_prints_table_and_rejects_bad_sizes(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "b.json"
-    cmd = [sys.executable, "-m", "shiftinv.bench", *TINY, "--radius", "1", "--step", "1", "--skip-training",
-           "--out", str(out)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert "speed-up over baseline" in done.stdout and str(out) in done.stdout
+    args = [*TINY, "--radius", "0", "--images", "1", "--skip-training", "--out", str(out)]
+    assert bench.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "speed-up over baseline" in printed and str(out) in printed
     assert "training" not in json.loads(out.read_text())
-    bad = subprocess.run([sys.executable, "-m", "shiftinv.bench", "--device", "cpu", "--input-size", "100"],
-                         capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 2 and "multiple of 32" in bad.stderr
+    assert bench.main(["--device", "cpu", "--input-size", "100"]) == 2
+    assert "multiple of 32" in capsys.readouterr().err
 
 
+def test_module_entry_point_help() -> None:
+    done = subprocess.run([sys.executable, "-m", "shiftinv.bench", "--help"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0 and "--radius" in done.stdout and "--bf16" in done.stdout
+
+
+@pytest.mark.slow
 def test_engine_is_faster_than_baseline_with_four_heads(tiny_report: dict) -> None:
     # issue 4: >= 3x on the CPU; tiny sizes under a shared CPU are noisy, so the test asks for 2x
     assert tiny_report["speedup"] >= 2.0
