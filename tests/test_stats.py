@@ -154,3 +154,26 @@ def test_monotonicity_per_group() -> None:
     out = stats.monotonicity(table, "d")
     np.testing.assert_allclose(out["srcc_level"], [1.0, -1.0])
     np.testing.assert_allclose(stats.monotonicity(table, "d", metric_kind="similarity")["srcc_level"], [-1.0, 1.0])
+
+
+def test_evaluation_and_curve_tables(pairs) -> None:
+    dist, mos, refs = pairs
+    table = pd.DataFrame({"a": dist, "b": -dist + 0.3 * np.random.default_rng(0).normal(size=dist.size),
+                          "score": mos, "ref": refs})
+    out = stats.evaluation_table(table, {"a": "distance", "b": "similarity"}, "quality",
+                                 torch.Generator().manual_seed(0), n_boot=100)
+    assert out.loc[0, "srcc"] == pytest.approx(-sps.spearmanr(dist, mos).statistic)
+    assert (out["srcc_low"] < out["srcc"]).all() and (out["srcc"] < out["srcc_high"]).all()
+    assert out.loc[0, "srcc"] > out.loc[1, "srcc"] > 0  # b is a noisier similarity: positive, lower
+
+    levels = np.tile(np.arange(1, 6), 8)
+    curve_table = pd.DataFrame({"ref": np.repeat(np.arange(4), 10), "transform": np.tile(np.repeat(["rot", "gn"], 5), 4),
+                                "level": levels, "m": levels ** 2.0, "curve": (levels - 1) / 4})
+    curves = stats.response_curves(curve_table, ["m"])
+    m = curves[(curves["source"] == "m") & (curves["transform"] == "rot")]["mean"].to_numpy()
+    np.testing.assert_allclose(m, (np.arange(1, 6) ** 2 - 1) / 24)
+    h = curves[(curves["source"] == "human") & (curves["transform"] == "gn")]["mean"].to_numpy()
+    np.testing.assert_allclose(h, np.linspace(0, 1, 5))
+    summary, per = stats.monotonicity_summary(curve_table.assign(distortion=curve_table["transform"]), {"m": "distance"},
+                                              torch.Generator().manual_seed(0), n_boot=50)
+    assert summary.loc[0, "monotonicity"] == pytest.approx(1.0) and len(per) == 2

@@ -386,3 +386,127 @@ def evaluate_pairs(metrics: Mapping[str, nn.Module], batches: Iterable[tuple[Ten
 def metric_kinds(metrics: Mapping[str, nn.Module]) -> dict[str, str]:
     """``{name: "distance" | "similarity"}`` for a dict of metrics."""
     return {n: getattr(m, "metric_kind", "distance") for n, m in metrics.items()}
+
+
+@torch.no_grad()
+def evaluate_stimuli(metrics: Mapping[str, nn.Module], refs: Tensor, images: Tensor, table: pd.DataFrame,
+                     batch_size: int = 32, transform: Callable[[Tensor], Tensor] | None = None,
+                     keep_features: bool = False) -> tuple[pd.DataFrame, dict[str, Tensor]]:
+    """Like :func:`evaluate_pairs` for in-memory stimuli, computing each reference's taps once.
+
+    Args:
+        refs: (R, 3, H, W) references; images: (M, 3, H, W) distorted images, both in [0, 1].
+        table: rows with ``ref_index`` (into ``refs``) and ``index`` (into ``images``).
+        transform: optional function applied to each batch of distorted images (e.g. a shift).
+
+    Returns:
+        ``(table + one column per metric, {name: (rows, D)} pair features if keep_features)``.
+    """
+    out = table.copy()
+    values: dict[str, np.ndarray] = {n: np.full(len(table), np.nan) for n in metrics}
+    feats: dict[str, list[tuple[np.ndarray, Tensor]]] = {n: [] for n in metrics}
+    by_trunk: dict[int, list[str]] = {}
+    for name, m in metrics.items():
+        if isinstance(m, PerceptualMetric):
+            by_trunk.setdefault(id(m.trunk), []).append(name)
+    rows = np.arange(len(table))
+    ref_idx = table["ref_index"].to_numpy()
+    img_idx = table["index"].to_numpy()
+    for r in np.unique(ref_idx):
+        sel = rows[ref_idx == r]
+        ref = refs[int(r):int(r) + 1]
+        ref_taps = {}
+        for key, names in by_trunk.items():
+            taps = sorted({t for n in names for t in metrics[n].taps})
+            ref_taps[key] = metrics[names[0]].trunk(ref, taps)
+        for start in range(0, len(sel), batch_size):
+            chunk = sel[start:start + batch_size]
+            x1 = images[torch.tensor(img_idx[chunk], dtype=torch.long)]
+            if transform is not None:
+                x1 = transform(x1)
+            x0 = ref.expand(len(chunk), -1, -1, -1)
+            for key, names in by_trunk.items():
+                taps = sorted({t for n in names for t in metrics[n].taps})
+                t1 = metrics[names[0]].trunk(x1, taps)
+                t0 = {t: v.expand(len(chunk), -1, -1, -1) for t, v in ref_taps[key].items()}
+                for n in names:
+                    f = metrics[n].features_from_taps(t0, t1)
+                    values[n][chunk] = metrics[n].distance_from_features(f).numpy()
+                    if keep_features:
+                        feats[n].append((chunk, f))
+            for n, m in metrics.items():
+                if not isinstance(m, PerceptualMetric):
+                    values[n][chunk] = m(x0, x1).numpy()
+    for n in metrics:
+        out[n] = values[n]
+    features: dict[str, Tensor] = {}
+    if keep_features:
+        for n, parts in feats.items():
+            if parts:
+                full = torch.zeros(len(table), parts[0][1].shape[1])
+                for chunk, f in parts:
+                    full[torch.tensor(chunk, dtype=torch.long)] = f
+                features[n] = full
+    return out, features
+
+
+def metric_zoo(pools: Sequence[str] = ("max", "blur", "aps"), seed: int = 0, weights: object = None,
+               kinds: Sequence[str] = ("lpips", "baseline", "gap"), classical: Sequence[str] = ("psnr", "ssim"),
+               lpips_weights: bool = True) -> dict[str, nn.Module]:
+    """Every learned metric on every backbone, plus classical references.
+
+    Names are ``"<kind>/<pool>"`` (``"gap/blur"``) and the classical names (``"psnr"``). The APS
+    trunk uses circular padding (its exact-invariance setting); all trunks share conv weights.
+    """
+    zoo: dict[str, nn.Module] = {}
+    for pool in pools:
+        trunk = build_trunk(pool, seed=seed, weights=weights, circular=(pool == "aps"))
+        family = metric_family(trunk, lpips_weights=lpips_weights)
+        for kind in kinds:
+            zoo[f"{kind}/{pool}"] = family[kind]
+    for name in classical:
+        zoo[name] = ClassicalMetric(name)
+    return zoo
+
+
+def srcc_under_shifts(metrics: Mapping[str, nn.Module], refs: Tensor, images: Tensor, table: pd.DataFrame,
+                      shifts: Sequence[int], score_col: str = "score", score_kind: str = "quality",
+                      mode: str = "mosaic", batch_size: int = 32,
+                      baseline: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """How a metric's agreement degrades when the *distorted* image is shifted by ``s`` pixels.
+
+    For each shift ``s`` (horizontal and vertical, ``(s, s)``, :func:`shiftinv.shifts.translate`
+    with ``mode``) every pair (ref, shift(dist)) is scored; then per metric the sign-corrected
+    SRCC with ``score_col`` over all pairs and, when the table has ``level`` and ``distortion``,
+    the mean within-(ref, distortion) SRCC with the level (monotonicity).
+
+    Args:
+        baseline: the :func:`evaluate_stimuli` output at shift 0, reused instead of recomputed.
+
+    Returns:
+        ``(summary, values)``: summary rows ``shift, metric, srcc, monotonicity, mean_distance``;
+        values = the per-pair table with a ``shift`` column, for all shifts.
+    """
+    from . import shifts as shift_ops
+    from . import stats
+
+    kinds = metric_kinds(metrics)
+    summary, all_values = [], []
+    for s in shifts:
+        if s == 0 and baseline is not None:
+            values = baseline.copy()
+        else:
+            fn = (lambda x, s=s: shift_ops.translate(x, s, s, mode=mode)) if s else None
+            values, _ = evaluate_stimuli(metrics, refs, images, table, batch_size, transform=fn)
+        values["shift"] = s
+        all_values.append(values)
+        for name, kind in kinds.items():
+            v = values[name].replace([np.inf, -np.inf], np.nan)
+            ok = v.notna()
+            row = {"shift": s, "metric": name, "mean_distance": float(v[ok].mean()),
+                   "srcc": stats.agreement_sign(kind, score_kind) * stats.srcc(v[ok], values.loc[ok, score_col])}
+            if {"level", "distortion"} <= set(values.columns):
+                mono = stats.monotonicity(values[ok], name, "level", ("ref", "distortion"), kind)
+                row["monotonicity"] = float(mono["srcc_level"].mean())
+            summary.append(row)
+    return pd.DataFrame(summary), pd.concat(all_values, ignore_index=True)

@@ -362,3 +362,76 @@ def monotonicity(table: pd.DataFrame, value_col: str, level_col: str = "level",
         r = np.nan if (np.ptp(v) == 0 or np.ptp(lv) == 0) else sign * stats.spearmanr(v, lv).statistic
         rows.append({**dict(zip(by, key)), "srcc_level": float(r)})
     return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------------------------
+# Tables for the notebooks
+
+
+def evaluation_table(table: pd.DataFrame, metric_kinds: dict[str, str], score_kind: str,
+                     generator: torch.Generator, score_col: str = "score", group_col: str = "ref",
+                     n_boot: int = 1000, level: float = 0.95, logistic: int | None = 5) -> pd.DataFrame:
+    """One row per metric: sign-corrected SRCC (with a bootstrap interval over ``group_col``),
+    KRCC, PLCC and PLCC after a logistic fit, and the number of pairs and references."""
+    rows = []
+    for name, kind in metric_kinds.items():
+        sub = table[[name, score_col, group_col]].replace([np.inf, -np.inf], np.nan).dropna()
+        corr = correlations(sub[name], sub[score_col], kind, score_kind, logistic)
+        iv = bootstrap_ci(sub[name], sub[score_col], sub[group_col].tolist(), generator, "srcc", kind, score_kind,
+                          n_boot, level)
+        rows.append({"metric": name, "srcc": corr["srcc"], "srcc_low": iv.low, "srcc_high": iv.high,
+                     "krcc": corr["krcc"], "plcc": corr["plcc"], "plcc_logistic": corr.get("plcc_logistic", np.nan),
+                     "n_pairs": len(sub), "n_refs": sub[group_col].nunique()})
+    return pd.DataFrame(rows)
+
+
+def monotonicity_summary(table: pd.DataFrame, metric_kinds: dict[str, str], generator: torch.Generator,
+                         level_col: str = "level", by: Sequence[str] = ("ref", "distortion"),
+                         n_boot: int = 1000, level: float = 0.95) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Monotonicity with the distortion level (no human data), summarised per metric.
+
+    Returns ``(summary, per_distortion)``: ``summary`` has the mean within-group SRCC with level
+    per metric and a percentile bootstrap interval resampling the *references* (``by[0]``);
+    ``per_distortion`` the mean per metric and distortion (``by[1]``).
+    """
+    summary, per = [], []
+    ref_col, dist_col = by[0], by[1]
+    for name, kind in metric_kinds.items():
+        mono = monotonicity(table, name, level_col, by, kind)
+        per_ref = mono.groupby(ref_col)["srcc_level"].mean()
+        vals = per_ref.to_numpy()
+        picks = torch.randint(len(vals), (n_boot, len(vals)), generator=generator).numpy()
+        boots = np.nanmean(vals[picks], axis=1)
+        alpha = (1 - level) / 2
+        low, high = np.nanquantile(boots, [alpha, 1 - alpha])
+        summary.append({"metric": name, "monotonicity": float(np.nanmean(mono["srcc_level"])), "low": float(low),
+                        "high": float(high), "n_groups": int(mono["srcc_level"].notna().sum())})
+        for d, v in mono.groupby(dist_col)["srcc_level"].mean().items():
+            per.append({"metric": name, dist_col: d, "monotonicity": float(v)})
+    return pd.DataFrame(summary), pd.DataFrame(per)
+
+
+def response_curves(table: pd.DataFrame, metric_cols: Sequence[str], kinds: dict[str, str] | None = None,
+                    group: Sequence[str] = ("ref", "transform"), level_col: str = "level",
+                    human_col: str | None = "curve") -> pd.DataFrame:
+    """Mean response curves per transform and level, each metric normalised like RAID's curves.
+
+    Within each (reference, transform) a metric is rescaled to [0, 1] over the levels present
+    (``(v - min) / (max - min)``; similarities are negated first), then averaged over references.
+    Returns long format: ``transform, level, source (metric name or "human"), mean, sem``.
+    """
+    kinds = kinds or {}
+    rows = []
+    sources = list(metric_cols) + ([human_col] if human_col and human_col in table else [])
+    for src in sources:
+        v = table[src].astype(float) * (-1 if kinds.get(src) == "similarity" else 1)
+        g = table.assign(_v=v).groupby(list(group))["_v"]
+        lo, hi = g.transform("min"), g.transform("max")
+        norm = (v - lo) / (hi - lo).replace(0, np.nan)
+        if src == human_col:
+            norm = table[src].astype(float)
+        agg = table.assign(_n=norm).groupby([group[1], level_col])["_n"].agg(["mean", "sem"]).reset_index()
+        agg["source"] = "human" if src == human_col else src
+        rows.append(agg)
+    out = pd.concat(rows, ignore_index=True)
+    return out.rename(columns={group[1]: "transform"})[["transform", level_col, "source", "mean", "sem"]]
