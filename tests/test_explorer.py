@@ -186,6 +186,7 @@ def test_circular_sweep_is_exactly_periodic_with_predicted_period(tiny_vgg) -> N
             assert row.invariance_deviation > 1e-4  # but not invariant
             assert row.fraction == pytest.approx(1.0, abs=1e-6)
             assert row.fundamental_period in (period, period / 2)  # P, or P/2 if the P-periodic part is tiny
+            assert row.exact_period == period  # the architecture's period, found in the data
     flat = table[(table["head"] == "flatten") & (table["field"] == "loss")].iloc[0]
     assert np.isnan(flat.fraction) and flat.invariance_deviation > 1e-4
     # the response profile agrees with the sweep and the true-class logit with the logits
@@ -208,7 +209,7 @@ def test_aps_same_weights_is_exactly_invariant(tiny_vgg) -> None:
     res = sweep.sweep(aps, gap, images, labels, [(dx, 0) for dx in range(-8, 8)], "circular", device="cpu",
                       progress=False)
     row = explorer.periodicity_summary(res, {"gap_pool3": explorer.predicted_period(aps, gap["gap_pool3"])}).iloc[0]
-    assert row.predicted_period == 1 and row.invariance_deviation < 1e-4
+    assert row.predicted_period == 1 and row.invariance_deviation < 1e-4 and row.exact_period == 1
 
 
 def test_response_profile_errors(tiny_vgg) -> None:
@@ -243,3 +244,11 @@ def test_train_depth_heads_trains_then_loads(tiny_vgg) -> None:
     for name in heads:
         for a, b in zip(heads[name].state_dict().values(), again[name].state_dict().values()):
             assert torch.equal(a, b)
+
+
+def test_exact_period() -> None:
+    x = np.arange(48)
+    assert explorer.exact_period(np.sin(2 * np.pi * x / 8)) == 8
+    assert explorer.exact_period(np.stack([np.cos(2 * np.pi * x / 4), np.sin(2 * np.pi * x / 16)])) == 16
+    assert explorer.exact_period(np.full(48, 3.0)) == 1
+    assert np.isnan(explorer.exact_period(np.random.default_rng(0).normal(size=48)))

@@ -496,6 +496,21 @@ def response_profile(result: Any, head: str, field: str = "loss", dy: int = 0) -
     return dxs.numpy(), values
 
 
+def exact_period(values: np.ndarray, rtol: float = 1e-4, atol: float = 1e-6) -> float:
+    """Smallest ``P`` in ``1 .. S // 2`` with ``values[:, P:] == values[:, :-P]`` to
+    ``max(atol, rtol * range)``; NaN when there is none.
+
+    Args:
+        values: ``(N, S)`` responses over consecutive shifts (or ``(S,)``).
+    """
+    v = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    tol = max(atol, rtol * float(np.ptp(v)))
+    for p in range(1, v.shape[1] // 2 + 1):
+        if float(np.abs(v[:, p:] - v[:, :-p]).max()) <= tol:
+            return float(p)
+    return float("nan")
+
+
 def periodicity_summary(result: Any, predicted: Mapping[str, int | None], fields: Sequence[str] = ("loss",),
                         label: str = "") -> "Any":
     """Periodicity of each head's response over a dense 1-D dx sweep.
@@ -509,6 +524,9 @@ def periodicity_summary(result: Any, predicted: Mapping[str, int | None], fields
     - ``dominant_period``: strongest frequency bin of the image-mean response;
       ``fundamental_period``: smallest period whose periodic fit explains 90 % of the
       image-mean response's variance (up to half the sweep length);
+    - ``exact_period``: smallest ``P >= 1`` (up to half the sweep) with ``R(dx + P) = R(dx)`` for
+      every image and dx, to ``rtol`` of the response's range (1 = invariant; NaN = none):
+      what the architecture predicts for GAP heads under circular shifts and padding;
     - ``periodic_deviation``: ``max |R(dx + P) - R(dx)|`` over images and dx (0 = exactly periodic);
     - ``invariance_deviation``: ``max |R(dx) - R(0)|`` over images and dx (0 = exactly invariant);
     - ``ripple``: standard deviation over dx of the image-mean response.
@@ -539,6 +557,7 @@ def periodicity_summary(result: Any, predicted: Mapping[str, int | None], fields
             row["dominant_period"] = spectra.dominant_period(mean) if np.ptp(mean) > 0 else float("nan")
             row["fundamental_period"] = (spectra.fundamental_period(mean, max_period=len(mean) // 2)
                                          if np.ptp(mean) > 0 else float("nan"))
+            row["exact_period"] = exact_period(values)
             if period is not None and period < values.shape[1]:
                 row["periodic_deviation"] = float(np.abs(values[:, period:] - values[:, :-period]).max())
             else:
