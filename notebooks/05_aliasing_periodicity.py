@@ -138,43 +138,46 @@ results = {name: run_setting(name) for name in settings}
 # %% [markdown]
 # ## 3. Responses and their spectra, per GAP depth
 #
-# Left: the logit of the true class against `dx`, averaged over the images (each curve minus its
-# mean). Right: the power spectrum of the per-image responses (energies pooled over images), with
-# the predicted frequency `1/P` and its harmonics marked for each head. Under circular padding
-# (bottom) all the energy of `gap_poolk` sits on multiples of `1/2**k`.
+# One row per head. Left: the logit of the true class against `dx`, averaged over the images,
+# minus its mean, in both settings. Middle and right: the power spectrum of the per-image
+# responses (energies pooled over images), with the predicted frequency `1/P` and its harmonics
+# `m/P` dotted. Under circular padding (right) all the energy of `gap_poolk` sits on multiples
+# of `1/2**k`; what is left between them is float round-off.
 
 # %%
 trunk_of = {"vgg": vgg, "blur": ms.trunks["blur"], "aps": ms.trunks["aps"]}
 shown = [explorer.depth_head_name(t) for t in models.POOL_TAPS] + ["multi_gap", "flatten"]
 field = "true_logit"
-fig, axes = plt.subplots(2, 2, figsize=(14, 9), gridspec_kw={"width_ratios": [1.3, 1]}, layout="constrained")
-colors = dict(zip(shown, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 2))
+fig, axes = plt.subplots(len(shown), 3, figsize=(15, 2.1 * len(shown) + 1), layout="constrained",
+                         gridspec_kw={"width_ratios": [1.4, 1, 1]}, sharex="col")
 curves = []
-for row, name in enumerate(("protocol", "circular")):
-    res = results[name]
-    for h in shown:
-        dxs, vals = explorer.response_profile(res, f"vgg/{h}", field)  # (S,), (N, S)
+for row, h in enumerate(shown):
+    period = explorer.predicted_period(vgg, vgg_heads[h])
+    for col, (name, color) in enumerate((("protocol", "C0"), ("circular", "C1")), start=1):
+        dxs, vals = explorer.response_profile(results[name], f"vgg/{h}", field)  # (S,), (N, S)
         mean = vals.mean(0)
         freqs, power = spectra.spectrum_1d(vals)  # (F,), (N, F)
         pooled = power.sum(0)
-        axes[row, 0].plot(dxs, mean - mean.mean(), color=colors[h], label=h, lw=1.2)
-        positive = np.where(pooled[1:] > 0, pooled[1:], np.nan)  # exact zeros (circular) cannot be drawn
-        axes[row, 1].semilogy(freqs[1:], positive, ".-", color=colors[h], ms=3, lw=0.8)
-        period = explorer.predicted_period(vgg, vgg_heads[h])
+        axes[row, 0].plot(dxs, mean - mean.mean(), color=color, lw=1.2, label=name)
+        positive = np.where(pooled[1:] > 0, pooled[1:], np.nan)  # exact zeros cannot be drawn on a log axis
+        axes[row, col].semilogy(freqs[1:], positive, ".-", color=color, ms=3, lw=0.8)
         if period:
-            axes[row, 1].axvline(1 / period, color=colors[h], ls=":", lw=1)
+            for m in range(1, period // 2 + 1):
+                axes[row, col].axvline(m / period, color="k", ls=":", lw=0.6)
         curves += [{"setting": name, "head": h, "what": "response", "x": float(x), "value": float(v)}
                    for x, v in zip(dxs, mean)]
         curves += [{"setting": name, "head": h, "what": "power", "x": float(f), "value": float(p)}
                    for f, p in zip(freqs, pooled)]
-    mode = settings[name][1]
-    axes[row, 0].set(xlabel="dx (px), dy = 0", ylabel="true-class logit - mean",
-                     title=f"{name}: shift '{mode}', {'circular' if name == 'circular' else 'zero'} padding")
-    axes[row, 1].set(xlabel="frequency (cycles / px)", ylabel="power (pooled over images)",
-                     title="spectrum; dotted: 1/P predicted per head")
-    axes[row, 1].set_xticks([1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2], ["1/32", "1/16", "1/8", "1/4", "1/2"])
-axes[0, 0].legend(fontsize="small", ncol=2)
-fig.suptitle(f"{profile.name}: residual response of each head over a dense line of shifts")
+        if row == 0:
+            axes[row, col].set_title(f"spectrum, {name} (dotted: m/P)")
+    axes[row, 0].set_ylabel(f"{h}\nP = {period or '-'}", rotation=0, ha="right", va="center")
+axes[0, 0].set_title("true-class logit - mean, along dx")
+axes[0, 0].legend(fontsize="small", loc="upper right")
+axes[-1, 0].set_xlabel("dx (px), dy = 0")
+for col in (1, 2):
+    axes[-1, col].set_xlabel("frequency (cycles / px)")
+    axes[-1, col].set_xticks([1 / 16, 1 / 8, 1 / 4, 3 / 8, 1 / 2], ["1/16", "1/8", "1/4", "3/8", "1/2"])
+fig.suptitle(f"{profile.name}: residual response of each head over a dense line of shifts, and its spectrum")
 figures.save_figure(fig, "05_profiles_spectra", pd.DataFrame(curves))
 plt.show()
 
