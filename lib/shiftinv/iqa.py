@@ -111,7 +111,8 @@ def pair_batches(table: pd.DataFrame, size: int | None = None, batch_size: int =
 
     def read(path: str) -> Tensor:
         if square:
-            return center_square(load_image(path), size) if size else load_image(path)
+            img = load_image(path)
+            return center_square(img, size or min(img.shape[-2:]))
         return load_image(path, size)
 
     refs, dists = [], []
@@ -635,3 +636,26 @@ def write_standins(root: Path | str, generator: torch.Generator, n_refs: int = 3
         (base / "judge").mkdir(parents=True, exist_ok=True)
         np.save(base / "judge" / f"{i:06d}.npy", np.array([float(torch.rand(1, generator=generator))]))
     return out
+
+
+def load_into_memory(table: pd.DataFrame, size: int | None = None, square: bool = True
+                     ) -> tuple[Tensor, Tensor, pd.DataFrame]:
+    """Read a pair table's images: ``(refs (R,3,H,W), images (M,3,H,W), table + ref_index/index)``.
+
+    ``square=True`` takes the central square and resizes it to ``size`` (so every backbone,
+    APS included, gets a side that is a multiple of 32 when ``size`` is); ``size=None`` keeps
+    the native resolution (all images of a dataset must then share one size).
+    """
+    def read(path: str) -> Tensor:
+        img = load_image(path)
+        if square:
+            return center_square(img, size or min(img.shape[-2:]))
+        return load_image(path, size) if size else img
+
+    ref_paths = list(dict.fromkeys(table["ref_path"]))
+    refs = torch.stack([read(p) for p in ref_paths])
+    images = torch.stack([read(p) for p in table["dist_path"]])
+    out = table.copy()
+    out["ref_index"] = [ref_paths.index(p) for p in table["ref_path"]]
+    out["index"] = np.arange(len(table))
+    return refs, images, out
