@@ -168,3 +168,10 @@ def test_gpu_bench_bf16_agrees_with_float32(tmp_path) -> None:
     assert r["engine"]["bf16"] and r["engine"]["peak_memory_bytes"] > 0
     assert r["agreement"]["max_accuracy_diff_pp"] <= 0.5 * 100 / 8 + 1e-9  # at most one image of eight flips
     assert r["speedup"] > 1.0
+
+
+@pytest.mark.slow
+def test_tiny_run_checks_the_issue_targets(tiny_report: dict) -> None:
+    t = tiny_report["targets"]
+    assert t["speedup_required"] == 3.0 and t["speedup_met"] == (tiny_report["speedup"] >= 3.0)
+    assert t["accuracy_met"] is True and "fraction_of_peak_met" not in t
