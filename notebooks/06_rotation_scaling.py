@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
+from matplotlib.ticker import NullFormatter
 
 from shiftinv import classify, figures, transforms, utils
 
@@ -128,6 +129,7 @@ for ax, kind, xlabel in ((axes[0], "rotation", "rotation angle (degrees)"), (axe
 axes[1].axvline(1.0, color="k", lw=0.5)
 axes[1].set_xscale("log")
 axes[1].set_xticks([0.125, 0.25, 0.5, 1, 2], ["1/8", "1/4", "1/2", "1", "2"])
+axes[1].xaxis.set_minor_formatter(NullFormatter())
 axes[0].set_ylabel("test accuracy")
 axes[1].legend(fontsize="small", bbox_to_anchor=(1.02, 1), loc="upper left")
 fig.suptitle(f"{profile.name}: robustness to rotation and scaling ({int(images.shape[0])} test images)")
