@@ -45,7 +45,7 @@ pd.set_option("display.width", 160)
 # %% tags=["parameters"]
 PROFILE: str = "demo"  # demo (digits canvas, CPU) | cifar (CIFAR-10, GPU) | paper (ImageNet-160, GPU)
 SMOKE: bool = False  # tiny sizes, used by the test tier
-N_IMAGES: int = 48  # test images per transform (demo; the paper profile uses profile.n_sweep)
+N_IMAGES: int = 32  # test images per transform (demo; the paper profile uses profile.n_sweep)
 IMAGENET_DIR: str = ""  # paper: ImageNet folder with train/<wnid>/ and val/<wnid>/
 CIFAR_DIR: str = ""  # cifar: CIFAR-10 folder (empty: $SHIFTINV_DATA/cifar10_jpg)
 VGG_WEIGHTS: str = ""  # paper: torchvision VGG-16 state dict path (empty: download IMAGENET1K_V1)
