@@ -95,6 +95,8 @@ class TrainConfig:
         amp: mixed precision on CUDA (ignored on the CPU).
         device: "cpu", "cuda", ... (default: CUDA when available).
         eval_batch_size: batch size for validation and feature extraction.
+        channels_last: NHWC memory format for image batches and the model (faster convolutions
+            on CPUs with oneDNN; the numbers are the same up to float rounding).
     """
 
     epochs: int = 30
@@ -108,6 +110,7 @@ class TrainConfig:
     amp: bool = True
     device: str | None = None
     eval_batch_size: int = 256
+    channels_last: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -285,6 +288,8 @@ def fit(
         raise ValueError("shift augmentation needs images, not cached features: pass images and an extractor")
     device = utils.default_device(cfg.device)
     model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
     optim = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     autocast, needs_scaler = _autocast(device, cfg.amp)
     scaler = torch.amp.GradScaler("cuda") if needs_scaler else None
@@ -312,6 +317,8 @@ def fit(
             if cfg.shift_aug:
                 x = _augment(x, random_shifts(x.shape[0], cfg.shift_aug, gen), cfg.shift_mode)
             x, y = _to(x, device), y.to(device)
+            if cfg.channels_last and isinstance(x, Tensor) and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
             with autocast:
                 if extractor is not None:
                     with torch.no_grad():
