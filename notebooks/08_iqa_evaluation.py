@@ -203,8 +203,8 @@ if PROFILE == "demo":
     summary = summary.sort_values("monotonicity")
     fig, axes = plt.subplots(1, 2, figsize=(13, 0.35 * len(summary) + 2), gridspec_kw={"width_ratios": [1, 1.4]})
     y = np.arange(len(summary))
-    axes[0].errorbar(summary["monotonicity"], y, xerr=[summary["monotonicity"] - summary["low"],
-                                                      summary["high"] - summary["monotonicity"]], fmt="o", capsize=3)
+    axes[0].errorbar(summary["monotonicity"], y, xerr=np.clip([summary["monotonicity"] - summary["low"],
+                                                              summary["high"] - summary["monotonicity"]], 0, None), fmt="o", capsize=3)
     axes[0].set(yticks=y, yticklabels=summary["metric"], xlabel="SRCC with distortion level (mean, 95% CI)",
                 title="monotonicity (not agreement with humans)")
     heat = per_distortion.pivot(index="metric", columns="distortion", values="monotonicity").loc[summary["metric"]]
@@ -220,8 +220,8 @@ else:
     result = result.sort_values("srcc")
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(result) + 1.5))
     y = np.arange(len(result))
-    ax.errorbar(result["srcc"], y, xerr=[result["srcc"] - result["srcc_low"], result["srcc_high"] - result["srcc"]],
-                fmt="o", capsize=3)
+    err = np.clip([result["srcc"] - result["srcc_low"], result["srcc_high"] - result["srcc"]], 0, None)
+    ax.errorbar(result["srcc"], y, xerr=err, fmt="o", capsize=3)
     ax.set(yticks=y, yticklabels=result["metric"], xlabel="SRCC with KADID-10k scores (95% CI over references)",
            title=f"KADID-10k, {len(values)} pairs")
     figures.save_figure(fig, "08_kadid_table", result)
