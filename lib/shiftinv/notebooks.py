@@ -18,6 +18,7 @@ Command line::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -114,6 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ERROR: {err}", file=sys.stderr)
         return 2
     out_dir = paths.EXECUTED / (args.profile + ("-smoke" if args.smoke else ""))
+    if args.smoke and "SHIFTINV_FIGURES" not in os.environ:
+        # smoke figures are not the real ones: keep them out of figures/
+        os.environ["SHIFTINV_FIGURES"] = str(paths.BUILD / "smoke" / "figures")
     print(f">> {len(notebooks)} notebook(s), parameters {params}; figures -> {paths.figures_dir()}")
     total = time.perf_counter()
     for nb in notebooks:
