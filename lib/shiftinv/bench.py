@@ -41,7 +41,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -275,7 +275,8 @@ def bench_images(n: int, size: int, seed: int = 0) -> tuple[Tensor, str]:
 # ----------------------------------------------------------------------------- models
 
 
-def _build_models(s: BenchSettings, device: torch.device) -> tuple[nn.Module, dict[str, nn.Module], dict[str, nn.Module]]:
+def _build_models(s: BenchSettings, device: torch.device
+                  ) -> tuple[nn.Module, dict[str, nn.Module], dict[str, nn.Module]]:
     """One shared trunk with the four paper heads, and four separate full models with equal weights.
 
     Returns:
@@ -696,7 +697,8 @@ def format_table(report: Mapping[str, Any]) -> str:
     s = report["settings"]
     dev = report["device"]
     lines = [
-        f"device: {dev.get('name')} ({dev['type']}, {dev['torch_threads']} threads); torch {report['versions']['torch']}",
+        f"device: {dev.get('name')} ({dev['type']}, {dev['torch_threads']} threads); "
+        f"torch {report['versions']['torch']}",
         f"sizes: {s['images']} images x {s['num_shifts']} shifts (radius {s['radius']}, step {s['step']}) at "
         f"{s['input_size']} px, width {s['width']}; 4 heads {', '.join(s['heads'])}",
         f"peak ({report['peak']['dtype']} {report['peak']['size']}^2 matmul): {report['peak']['tflops']:.3f} TFLOP/s",
@@ -733,7 +735,8 @@ def format_table(report: Mapping[str, Any]) -> str:
                      f"epoch {t['rerun']['seconds']:.2f} s, cached features {t['cached']['seconds']:.2f} s "
                      f"-> {t['speedup']:.2f}x")
     p = report["projection"]
-    proj = f"paper protocol ({p['test_images']} images x {p['shifts']} shifts x 4 models): engine {p['engine_hours']:.1f} h"
+    proj = (f"paper protocol ({p['test_images']} images x {p['shifts']} shifts x 4 models): "
+            f"engine {p['engine_hours']:.1f} h")
     if p.get("baseline_hours") is not None:
         proj += f", baseline {p['baseline_hours']:.1f} h"
     proj += f" at {s['input_size']} px"
