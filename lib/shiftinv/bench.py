@@ -519,6 +519,8 @@ def _device_info(device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         info.update(name=props.name, memory_bytes=int(props.total_memory),
+                    cudnn_allow_tf32=bool(torch.backends.cudnn.allow_tf32),  # the float32 baseline's convs
+                    matmul_allow_tf32=bool(torch.backends.cuda.matmul.allow_tf32),
                     capability=f"{props.major}.{props.minor}", multiprocessors=props.multi_processor_count)
     else:
         info["name"] = _cpu_name()
