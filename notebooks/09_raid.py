@@ -116,7 +116,7 @@ print(f"{len(table)} pairs, {table['ref'].nunique()} images, human responses: {h
 
 fig, axes = plt.subplots(1, 4, figsize=(12, 3.2))
 for ax, t in zip(axes, iqa.RAID_TRANSFORMS):
-    row = table[(table["transform"] == t) & (table["ref_index"] == 0)].iloc[-1]
+    row = table[(table["transform"] == t) & (table["ref"] == table["ref"].iloc[0])].iloc[-1]
     ax.imshow(images[int(row["index"])].permute(1, 2, 0).numpy())
     ax.set_title(f"{t}, level {int(row['level'])}")
     ax.axis("off")
