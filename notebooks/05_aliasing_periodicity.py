@@ -186,8 +186,8 @@ plt.show()
 #
 # For every head and setting, `explorer.periodicity_summary` reports: the predicted period `P`
 # (from the deepest GAP tap's stride; none for heads with a flatten part; 1 for APS), the
-# **exact period found** in the data (smallest `P` with `R(dx + P) = R(dx)` for every image, to
-# 1e-4 of the range), the periodicity index (energy at `1/P` and its harmonics over the
+# **exact period found** in the data (smallest `P` with `R(dx + P) = R(dx)` for every image, up
+# to float round-off: 1e-5 of the values), the periodicity index (energy at `1/P` and its harmonics over the
 # non-constant energy) beside its white-noise level, the smallest period explaining 90 % of the
 # image-mean response (`90%`: a harmonic when one depth dominates), the largest
 # deviation from exact periodicity `max |R(dx + P) - R(dx)|` and from invariance

@@ -496,15 +496,19 @@ def response_profile(result: Any, head: str, field: str = "loss", dy: int = 0) -
     return dxs.numpy(), values
 
 
-def exact_period(values: np.ndarray, rtol: float = 1e-4, atol: float = 1e-6) -> float:
-    """Smallest ``P`` in ``1 .. S // 2`` with ``values[:, P:] == values[:, :-P]`` to
-    ``max(atol, rtol * range)``; NaN when there is none.
+def exact_period(values: np.ndarray, rtol: float = 1e-5, atol: float = 1e-7) -> float:
+    """Smallest ``P`` in ``1 .. S // 2`` with ``values[:, P:] == values[:, :-P]`` up to float
+    round-off, ``max(atol, rtol * max |values|)``; NaN when there is none.
+
+    The tolerance scales with the values' magnitude (float32 networks agree to ~1e-6 relative),
+    not with their range, so a small periodic component is not mistaken for round-off unless
+    it is below ``rtol`` of the values themselves.
 
     Args:
         values: ``(N, S)`` responses over consecutive shifts (or ``(S,)``).
     """
     v = np.atleast_2d(np.asarray(values, dtype=np.float64))
-    tol = max(atol, rtol * float(np.ptp(v)))
+    tol = max(atol, rtol * float(np.abs(v).max()))
     for p in range(1, v.shape[1] // 2 + 1):
         if float(np.abs(v[:, p:] - v[:, :-p]).max()) <= tol:
             return float(p)
@@ -525,7 +529,7 @@ def periodicity_summary(result: Any, predicted: Mapping[str, int | None], fields
       ``fundamental_period``: smallest period whose periodic fit explains 90 % of the
       image-mean response's variance (up to half the sweep length);
     - ``exact_period``: smallest ``P >= 1`` (up to half the sweep) with ``R(dx + P) = R(dx)`` for
-      every image and dx, to ``rtol`` of the response's range (1 = invariant; NaN = none):
+      every image and dx, up to float round-off (:func:`exact_period`; 1 = invariant; NaN = none):
       what the architecture predicts for GAP heads under circular shifts and padding;
     - ``periodic_deviation``: ``max |R(dx + P) - R(dx)|`` over images and dx (0 = exactly periodic);
     - ``invariance_deviation``: ``max |R(dx) - R(0)|`` over images and dx (0 = exactly invariant);
