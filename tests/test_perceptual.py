@@ -165,3 +165,34 @@ def test_build_trunk_same_conv_weights_for_every_pool() -> None:
     with torch.no_grad():
         b = blur(x, ("relu1_2",))["relu1_2"]
     torch.testing.assert_close(a, b)  # before the first pool, the two trunks are the same network
+
+
+def test_evaluate_stimuli_matches_direct_calls_and_shift_study() -> None:
+    import pandas as pd
+
+    from shiftinv import iqa
+
+    trunk = P.build_trunk("max", seed=2)
+    metrics = {"gap": P.GAPMetric(trunk), "lpips": P.load_lpips_weights(P.LinearTapMetric(trunk)),
+               "psnr": P.ClassicalMetric("psnr")}
+    refs, names = iqa.demo_references(32, iqa.DEMO_IMAGES[:2])
+    images, table = iqa.make_kadid_style(refs, names, torch.Generator().manual_seed(0), ["white_noise"])
+    table = table.iloc[::-1].reset_index(drop=True)  # order must not matter
+    values, feats = P.evaluate_stimuli(metrics, refs, images, table, batch_size=3, keep_features=True)
+    x0 = refs[torch.tensor(np.ascontiguousarray(table["ref_index"].to_numpy()))]
+    x1 = images[torch.tensor(np.ascontiguousarray(table["index"].to_numpy()))]
+    with torch.no_grad():
+        np.testing.assert_allclose(values["gap"], metrics["gap"](x0, x1).numpy(), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(values["lpips"], metrics["lpips"](x0, x1).numpy(), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(values["psnr"], P.psnr(x0, x1).numpy(), rtol=1e-5)
+    assert feats["gap"].shape == (len(table), 1472)
+
+    table["score"] = table["level"].astype(float)
+    summary, per_pair = P.srcc_under_shifts(metrics, refs, images, table, [0, 4], "score", "distortion",
+                                            baseline=values)
+    assert len(per_pair) == 2 * len(table) and set(summary["shift"]) == {0, 4}
+    s0 = summary[summary["shift"] == 0].set_index("metric")
+    assert s0.loc["gap", "monotonicity"] == pytest.approx(1.0)  # more noise, larger distance
+    mean = summary.pivot(index="metric", columns="shift", values="mean_distance")
+    assert (mean.loc[["gap", "lpips"], 4] > mean.loc[["gap", "lpips"], 0]).all()  # a shift adds distance
+    assert isinstance(summary, pd.DataFrame)

@@ -559,8 +559,8 @@ def tensor_pair_batches(refs: Tensor, images: Tensor, table: pd.DataFrame, batch
 
     ``transform`` (e.g. a shift) is applied to the distorted batch only.
     """
-    ri = torch.tensor(table["ref_index"].to_numpy(), dtype=torch.long)
-    ii = torch.tensor(table["index"].to_numpy(), dtype=torch.long)
+    ri = torch.tensor(np.ascontiguousarray(table["ref_index"].to_numpy()), dtype=torch.long)
+    ii = torch.tensor(np.ascontiguousarray(table["index"].to_numpy()), dtype=torch.long)
     for start in range(0, len(table), batch_size):
         a, b = refs[ri[start:start + batch_size]], images[ii[start:start + batch_size]]
         yield a, (transform(b) if transform is not None else b)

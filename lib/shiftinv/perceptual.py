@@ -494,7 +494,9 @@ def srcc_under_shifts(metrics: Mapping[str, nn.Module], refs: Tensor, images: Te
     summary, all_values = [], []
     for s in shifts:
         if s == 0 and baseline is not None:
-            values = baseline.copy()
+            values = table.copy()
+            for name in metrics:
+                values[name] = baseline[name].to_numpy()
         else:
             fn = (lambda x, s=s: shift_ops.translate(x, s, s, mode=mode)) if s else None
             values, _ = evaluate_stimuli(metrics, refs, images, table, batch_size, transform=fn)
