@@ -124,9 +124,11 @@ for ax, t in zip(axes, iqa.RAID_TRANSFORMS):
 # %% [markdown]
 # ## 2. Response curves
 #
-# Each metric is rescaled to [0, 1] within each image and transform (as RAID normalises its curves)
-# and averaged over images; the human curve is RAID's normalised MLDS curve (`Curve_Value`). Shaded:
-# standard error over images.
+# Each distance is divided by its maximum within each image and transform, so that it runs from 0
+# (the undistorted anchor) to 1, as RAID normalises its curves (PSNR and SSIM, which have no natural
+# zero, are negated and rescaled to [0, 1]); then averaged over images. The human curve is RAID's
+# normalised MLDS curve (`Curve_Value`). Shaded: standard error over images. The *shape* is what
+# matters here: linear like people for the affine transforms, saturating for noise?
 
 # %%
 values, _ = P.evaluate_stimuli(zoo, refs, images, table)
@@ -136,9 +138,8 @@ fig, axes = plt.subplots(1, 4, figsize=(16, 3.8), sharey=True)
 for ax, (t, sub) in zip(axes, curves.groupby("transform")):
     for src, s in sub.groupby("source", sort=False):
         style = dict(color="black", lw=3) if src == "human" else dict(lw=1.5)
-        ax.plot(s["level"], s["mean"], marker="o", ms=3, label=src, **style)
-        ax.fill_between(s["level"], s["mean"] - s["sem"], s["mean"] + s["sem"], alpha=0.15,
-                        color=style.get("color"))
+        (line,) = ax.plot(s["level"], s["mean"], marker="o", ms=3, label=src, **style)
+        ax.fill_between(s["level"], s["mean"] - s["sem"], s["mean"] + s["sem"], alpha=0.12, color=line.get_color())
     ax.set(title=t, xlabel="level")
 axes[0].set_ylabel("normalised response")
 axes[-1].legend(fontsize="x-small", bbox_to_anchor=(1.02, 1), loc="upper left")
@@ -181,11 +182,13 @@ display_table
 # %% [markdown]
 # ## Summary
 #
-# - Every metric grows with the level of every transform (the curves rise), but not at the human rate:
-#   people are nearly linear in the affine transforms and saturate for noise.
-# - GAP-based metrics discard position, so their response to *translation* is much weaker than that of
-#   spatial metrics (LPIPS, the baseline, PSNR, SSIM), which treat a shift like a strong distortion.
-#   Whether that is closer to people is what the per-transform correlations measure.
+# - The curves show whether a metric grows with each transform at the human *rate* (people are nearly
+#   linear in the affine transforms and saturate for noise); the correlations show whether it orders
+#   all pairs of a transform, across images, as people do. Pooled over images, the scale of each
+#   image's curve matters too, which is why per-transform SRCCs are far below the within-image
+#   ordering (which is almost perfect for every metric).
+# - GAP-based metrics discard position; whether that brings them closer to people for translation is
+#   read off the `trans` panel and column, per backbone, rather than assumed.
 # - With `raid-approx` the human data are real but the stimuli are our reconstruction at low
 #   resolution with a random backbone: the numbers are indicative of the pipeline, not a replication of
 #   the paper's 0.95, which needs the `paper` profile (real RAID images, pretrained weights).

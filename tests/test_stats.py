@@ -171,7 +171,10 @@ def test_evaluation_and_curve_tables(pairs) -> None:
                                 "level": levels, "m": levels ** 2.0, "curve": (levels - 1) / 4})
     curves = stats.response_curves(curve_table, ["m"])
     m = curves[(curves["source"] == "m") & (curves["transform"] == "rot")]["mean"].to_numpy()
-    np.testing.assert_allclose(m, (np.arange(1, 6) ** 2 - 1) / 24)
+    np.testing.assert_allclose(m, np.arange(1, 6) ** 2 / 25)  # a distance keeps its zero
+    sim = stats.response_curves(curve_table, ["m"], {"m": "similarity"})
+    m = sim[(sim["source"] == "m") & (sim["transform"] == "rot")]["mean"].to_numpy()
+    np.testing.assert_allclose(m, 1 - (np.arange(1, 6) ** 2 - 1) / 24)  # negated, min-max
     h = curves[(curves["source"] == "human") & (curves["transform"] == "gn")]["mean"].to_numpy()
     np.testing.assert_allclose(h, np.linspace(0, 1, 5))
     summary, per = stats.monotonicity_summary(curve_table.assign(distortion=curve_table["transform"]), {"m": "distance"},

@@ -416,8 +416,10 @@ def response_curves(table: pd.DataFrame, metric_cols: Sequence[str], kinds: dict
                     human_col: str | None = "curve") -> pd.DataFrame:
     """Mean response curves per transform and level, each metric normalised like RAID's curves.
 
-    Within each (reference, transform) a metric is rescaled to [0, 1] over the levels present
-    (``(v - min) / (max - min)``; similarities are negated first), then averaged over references.
+    Within each (reference, transform) a *distance* is divided by its maximum over the levels
+    present (so 0 stays the undistorted anchor, as in RAID's curves, whether or not the anchor
+    rows are in the table); a *similarity* has no natural zero and is negated and min-max rescaled
+    to [0, 1]. Then the curves are averaged over references.
     Returns long format: ``transform, level, source (metric name or "human"), mean, sem``.
     """
     kinds = kinds or {}
@@ -426,8 +428,12 @@ def response_curves(table: pd.DataFrame, metric_cols: Sequence[str], kinds: dict
     for src in sources:
         v = table[src].astype(float) * (-1 if kinds.get(src) == "similarity" else 1)
         g = table.assign(_v=v).groupby(list(group))["_v"]
-        lo, hi = g.transform("min"), g.transform("max")
-        norm = (v - lo) / (hi - lo).replace(0, np.nan)
+        hi = g.transform("max")
+        if kinds.get(src, "distance") == "distance":
+            norm = v / hi.replace(0, np.nan)
+        else:
+            lo = g.transform("min")
+            norm = (v - lo) / (hi - lo).replace(0, np.nan)
         if src == human_col:
             norm = table[src].astype(float)
         agg = table.assign(_n=norm).groupby([group[1], level_col])["_n"].agg(["mean", "sem"]).reset_index()
