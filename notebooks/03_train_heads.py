@@ -91,15 +91,19 @@ plt.show()
 # 1. the plain trunk: in `demo`/`cifar` a VGG-16 (with batch norm) trained from scratch with a
 #    Flatten head (the role ImageNet training with fully connected layers plays for the
 #    paper's pretrained trunk), early stopping on validation accuracy; then frozen;
-# 2. the BlurPool and APS/circular trunks **reuse the plain trunk's conv weights**, with their
-#    batch-norm statistics re-estimated on the training images (blur and polyphase sampling
-#    change the activation statistics). In `paper` every trunk carries the pretrained weights;
+# 2. the BlurPool trunk **reuses the plain trunk's conv weights**, with its batch-norm statistics
+#    re-estimated on the training images (blurring changes the activation statistics). The APS +
+#    circular-padding trunk is trained from scratch like the plain one: measured on `demo`, reusing
+#    the plain weights there leaves its heads at about 0.45 accuracy (polyphase selection picks a
+#    different sampling phase per image than the max-pool the weights were trained with), while
+#    BlurPool keeps 0.84-0.96. In `paper` every trunk carries the pretrained ImageNet weights;
 # 3. per trunk, the train / validation / test features at the taps its heads read, computed
 #    once (taps only averaged are stored as their global average: exact and small);
 # 4. every head trained on those features with Adam (L2 on the flatten and multi-GAP heads as
 #    in the paper), early stopping on validation accuracy;
-# 5. `vgg/flatten_aug` trained through the frozen trunk with random shifts (here it cannot use
-#    cached features: each batch is shifted anew).
+# 5. `vgg/flatten_aug`, a flatten head trained on randomly shifted images. In `demo` the shifts
+#    form a fixed pool (4 shifted copies of every training image, up to ±40 px, features computed
+#    once); on a GPU (`cifar`, `paper`) every batch is shifted anew and runs through the trunk.
 #
 # Every run is cached under `results/` by its configuration and resumes after an interruption,
 # so the following notebooks load the same models in seconds.
@@ -179,8 +183,8 @@ assert abs(acc_direct - acc_cached) < 1e-6 + 2 / len(labels), "cached features d
 #   features computed once, exactly as if the trunk ran every batch.
 # - On centred images the heads are close in accuracy although their trainable parameter counts
 #   differ by an order of magnitude or more (flatten vs GAP).
-# - The BlurPool and APS trunks reuse the plain trunk's conv weights; the table above shows the
-#   accuracy this costs (or not) once their heads are retrained.
+# - The BlurPool trunk reuses the plain trunk's conv weights (its heads retrained); the APS trunk
+#   needs its own training on `demo`; the table above shows what each costs in accuracy.
 # - Everything is cached: notebooks 04-06 load these models instead of training them again.
 
 # %% [markdown]
@@ -192,7 +196,9 @@ assert abs(acc_direct - acc_cached) < 1e-6 + 2 / len(labels), "cached features d
 # 2. Which head has the most trainable parameters per class, and how does that number grow with
 #    the input size? Use `models.build_head(kind, trunk, input_size=...)`.
 # 3. Retrain the BlurPool trunk from scratch instead of reusing the plain weights
-#    (`profile.replace(variant_weights="trained")`). Does its accuracy change?
+#    (`profile.replace(variant_weights="trained")`). Does its accuracy change? And what happens to
+#    the APS heads if the APS trunk reuses the plain weights too? (set `own_trunk=False` on its
+#    `classify.Variant`).
 
 # %% tags=["solution"]
 # 1. Same initial weights, same batches (the order of epoch e comes from a generator seeded by

@@ -124,3 +124,17 @@ def test_mnist_canvas_on_the_real_test_split(shared_data: Path) -> None:
     assert len(mnist) == 10000 and mnist.images.shape[1:] == (1, 56, 56)
     assert int(mnist.images[:, :, :14].max()) == 0  # the zero border above the digit
     assert set(mnist.labels.unique().tolist()) == set(range(10))
+
+
+def test_shifted_copies_are_seeded_translations() -> None:
+    splits = data.digits_canvas(canvas=48, digit_size=12, seed=0)
+    small = data.take(splits.train, 5, seed=0)
+    pool = data.shifted_copies(small, copies=3, max_shift=6, mode="zero", seed=1)  # type: ignore[arg-type]
+    assert len(pool) == 15 and pool.images.dtype == torch.uint8
+    assert torch.equal(pool.labels, small.labels.repeat(3))  # type: ignore[attr-defined]
+    again = data.shifted_copies(small, copies=3, max_shift=6, mode="zero", seed=1)  # type: ignore[arg-type]
+    assert torch.equal(pool.images, again.images)
+    # each copy is the original digit moved: same ink, different place (for most images)
+    ink = pool.images.float().sum(dim=(1, 2, 3)).view(3, 5)
+    torch.testing.assert_close(ink, small.images.float().sum(dim=(1, 2, 3)).expand(3, 5))  # type: ignore[attr-defined]
+    assert not torch.equal(pool.images[:5], small.images)  # type: ignore[attr-defined]

@@ -79,6 +79,7 @@ def test_model_set_on_tiny_digits(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     s = ms.summary.set_index("model")
     assert s.loc["vgg/flatten", "head_params"] > s.loc["vgg/final_gap", "head_params"]
     assert s.loc["blur/multi_gap", "trunk_source"].startswith("vgg conv weights")
+    assert s.loc["aps/multi_gap", "trunk_source"] == "trained here"  # own_trunk in demo
     assert set(ms.trunks) == {"vgg", "blur", "aps"}
     assert all(not prm.requires_grad for t in ms.trunks.values() for prm in t.parameters())
     # the whole set sweeps in one call; heads are named trunk/head; a second call loads the cache

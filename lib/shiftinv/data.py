@@ -41,6 +41,7 @@ __all__ = [
     "imagenet160_classes",
     "stratified_split",
     "take",
+    "shifted_copies",
     "as_tensors",
 ]
 
@@ -401,6 +402,29 @@ def take(ds: Dataset, n: int | None, seed: int = 0) -> Dataset:
         t = torch.from_numpy(idx)
         return TensorImages(ds.images[t], ds.labels[t], ds.size)
     return Subset(ds, idx.tolist())
+
+
+def shifted_copies(ds: TensorImages, copies: int, max_shift: int, mode: str = "zero", seed: int = 0) -> TensorImages:
+    """``copies`` randomly shifted versions of every image: a fixed augmentation pool.
+
+    Image ``n`` of copy ``c`` is ``ds`` image ``n`` translated (:func:`shiftinv.shifts.translate`,
+    protocol ``mode``) by ``(dx, dy)`` drawn uniformly from ``[-max_shift, max_shift]`` with a
+    generator seeded by ``seed``. Returns (copies * N, C, H, W) images of ``ds``'s dtype, copy-major.
+    """
+    from . import shifts
+
+    if copies < 1 or max_shift < 0:
+        raise ValueError(f"copies must be >= 1 and max_shift >= 0, got {copies}, {max_shift}")
+    gen = torch.Generator().manual_seed(seed)
+    n = len(ds)
+    offsets = torch.randint(-max_shift, max_shift + 1, (copies, n, 2), generator=gen)
+    out = torch.empty((copies * n, *ds.images.shape[1:]), dtype=ds.images.dtype)
+    for c in range(copies):
+        for i in range(n):
+            x = ds.images[i : i + 1].float()
+            y = shifts.translate(x, int(offsets[c, i, 0]), int(offsets[c, i, 1]), mode)
+            out[c * n + i] = y[0].round().to(ds.images.dtype) if ds.images.dtype == torch.uint8 else y[0]
+    return TensorImages(out, ds.labels.repeat(copies), ds.size)
 
 
 def as_tensors(ds: Dataset, batch_size: int = 64) -> tuple[Tensor, Tensor]:
