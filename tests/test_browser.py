@@ -150,7 +150,9 @@ class LabServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "MPLBACKEND"))}
         env.update(
             SHIFTINV_FIGURES=str(self.state / "figures"),
-            SHIFTINV_RESULTS=str(self.state / "results"),
+            # Smoke runs keep their caches apart; a demo run (SHIFTINV_BROWSER_SMOKE=0)
+            # shares the cache of `make figures` (results/).
+            SHIFTINV_RESULTS=str(self.state / "results" if SMOKE else paths.ROOT / "results"),
             SHIFTINV_PROGRESS="0",
             # Only this environment's kernels and settings; fresh user state.
             JUPYTER_CONFIG_DIR=str(self.state / "config"),
@@ -222,7 +224,7 @@ _NOTEBOOK_STATE_JS = """() => {
   for (let i = 0; i < cells.length; i++) {
     const c = cells.get(i);
     if (c.type !== 'code') continue;
-    if (c.executionCount === null) unexecuted += 1;
+    if (c.executionCount === null && c.sharedModel.getSource().trim() !== '') unexecuted += 1;
     for (let j = 0; j < c.outputs.length; j++) {
       const o = c.outputs.get(j);
       if (o.type === 'error') errors.push(`cell ${i}: ${o.toJSON().ename}: ${o.toJSON().evalue}`);
@@ -406,6 +408,10 @@ class LabPage:
             quiet = quiet + 1 if done else 0
             if quiet >= 3:
                 return True
+            if state and state["status"] in ("dead", "autorestarting", "restarting"):
+                report.problems.append(f"the kernel died while running all cells (status {state['status']}; "
+                                       "out of memory?)")
+                return False
             if page.locator(".jp-Dialog").count():
                 report.problems.append(f"a dialog appeared while running: "
                                        f"{_short(page.locator('.jp-Dialog').first.inner_text(), 200)!r}")
@@ -584,7 +590,7 @@ def _save_readme_screenshot(png: Path, stem: str, move: Move, out_dir: Path) -> 
     data = {"notebook": stem, "control": move.description, "value_before": move.value_before,
             "value_after": move.value_after, "text_before": _short(move.text_before, 400),
             "text_after": _short(move.text_after, 400), "images_changed": move.images_changed,
-            "made_by": "tests/test_browser.py (JupyterLab in headless Chromium)"}
+            "smoke_parameters": SMOKE, "made_by": "tests/test_browser.py (JupyterLab in headless Chromium)"}
     written = figures.save_figure(fig, "08_explorer_screenshot", data, out_dir=out_dir)
     plt.close(fig)
     return written["png"]
