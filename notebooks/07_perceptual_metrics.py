@@ -61,10 +61,10 @@ if PROFILE == "paper":
     from torchvision.models import VGG16_Weights
 
     weights = WEIGHTS or VGG16_Weights.IMAGENET1K_V1
-elif PROFILE == "demo":
+elif PROFILE in ("demo", "cifar"):  # cifar: nothing CIFAR-specific here, runs as demo
     weights = None
 else:
-    raise ValueError(f"PROFILE must be 'demo' or 'paper', got {PROFILE!r}")
+    raise ValueError(f"PROFILE must be 'demo', 'cifar' or 'paper', got {PROFILE!r}")
 gen = utils.seed_everything(SEED)
 zoo = P.metric_zoo(pools, seed=SEED, weights=weights)
 print(f"profile {PROFILE}: backbone weights = {'random init, seed %d' % SEED if weights is None else weights}")

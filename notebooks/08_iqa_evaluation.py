@@ -60,8 +60,8 @@ TID2013_DIR: str = ""  # paper: same layout as TID2008
 WEIGHTS: str = ""  # paper: torchvision vgg16 state dict path; empty: torchvision download
 
 # %%
-if PROFILE not in ("demo", "paper"):
-    raise ValueError(f"PROFILE must be 'demo' or 'paper', got {PROFILE!r}")
+if PROFILE not in ("demo", "cifar", "paper"):  # cifar: nothing CIFAR-specific here, runs as demo
+    raise ValueError(f"PROFILE must be 'demo', 'cifar' or 'paper', got {PROFILE!r}")
 size = 32 if SMOKE else IMAGE_SIZE
 n_refs = 2 if SMOKE else N_REFS
 n_boot = 50 if SMOKE else N_BOOT
@@ -87,7 +87,7 @@ print(f"profile {PROFILE}; backbone: {'random init (seed %d)' % SEED if weights 
 # backbone, APS included, needs a side that is a multiple of 32).
 
 # %%
-if PROFILE == "demo":
+if PROFILE != "paper":
     refs, ref_names = iqa.demo_references(size, iqa.DEMO_IMAGES[:n_refs])
     distortions = list(iqa.KADID_STYLE)[: (3 if SMOKE else 8)]
     images, table = iqa.make_kadid_style(refs, ref_names, gen, distortions)
@@ -125,7 +125,7 @@ else:
 # weights needs nothing else, because the backbone is frozen.
 
 # %%
-if PROFILE == "demo":
+if PROFILE != "paper":
     values, feats = P.evaluate_stimuli(zoo, refs, images, table, keep_features=True)
 else:  # streamed from disk (KADID-10k does not fit in memory as tensors)
     side = size or None
@@ -147,7 +147,7 @@ values.head()
 
 # %%
 trainable = [n for n in zoo if n.split("/")[0] in ("baseline", "gap")]
-if PROFILE == "demo":
+if PROFILE != "paper":
     half = table["ref_index"] < max(1, n_refs // 2)
     train_rows, val_rows = np.flatnonzero(half.to_numpy()), np.flatnonzero(~half.to_numpy())
     targets = torch.tensor(table["level"].to_numpy(), dtype=torch.float32)
@@ -178,7 +178,7 @@ for name, h in history.groupby("metric"):
     axes[0].plot(h["epoch"], h["train_loss"], label=name)
     axes[1].plot(h["epoch"], h["val_srcc"], label=name)
 axes[0].set(xlabel="epoch", ylabel="1 - r (training)", title="Pearson loss")
-axes[1].set(xlabel="epoch", ylabel="SRCC", title="selection SRCC" + (" (pseudo-scores)" if PROFILE == "demo" else ""))
+axes[1].set(xlabel="epoch", ylabel="SRCC", title="selection SRCC" + (" (pseudo-scores)" if PROFILE != "paper" else ""))
 axes[1].legend(fontsize="x-small")
 figures.save_figure(fig, "08_training", history)
 
@@ -198,7 +198,7 @@ for name in trainable:
 # `paper`: the KADID-10k table.
 
 # %%
-if PROFILE == "demo":
+if PROFILE != "paper":
     summary, per_distortion = stats.monotonicity_summary(values, kinds, gen, n_boot=n_boot)
     summary = summary.sort_values("monotonicity")
     fig, axes = plt.subplots(1, 2, figsize=(13, 0.35 * len(summary) + 2), gridspec_kw={"width_ratios": [1, 1.4]})
@@ -235,7 +235,7 @@ result.round(3)
 # metrics; a paired bootstrap over references also accounts for the pairs sharing references.
 
 # %%
-score_col, target_kind = ("level", "distortion") if PROFILE == "demo" else ("score", "quality")
+score_col, target_kind = ("level", "distortion") if PROFILE != "paper" else ("score", "quality")
 pairs_to_compare = [(a, b) for a, b in (("gap/blur", "baseline/blur"), ("gap/max", "baseline/max"),
                                         ("gap/max", "lpips/max")) if a in zoo and b in zoo]
 comparisons = []
@@ -282,7 +282,7 @@ print("interval over groups    :", np.nanquantile(boots, [0.025, 0.975]).round(3
 # resampling them as if they were understates the uncertainty.
 
 # %% tags=["solution"]
-if PROFILE == "demo":
+if PROFILE != "paper":
     worst = per_distortion[per_distortion["metric"] == "gap/max"].sort_values("monotonicity").head(3)
     print(worst)
 # GAP keeps only the channel means of each tap: distortions that move energy around without changing

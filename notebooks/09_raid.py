@@ -66,8 +66,8 @@ KODAK_DIR: str = ""  # raid-approx: folder with kodim01.png ... (default: the sh
 WEIGHTS: str = ""  # paper: torchvision vgg16 state dict path; empty: torchvision download
 
 # %%
-if PROFILE not in ("demo", "paper"):
-    raise ValueError(f"PROFILE must be 'demo' or 'paper', got {PROFILE!r}")
+if PROFILE not in ("demo", "cifar", "paper"):  # cifar: nothing CIFAR-specific here, runs as demo
+    raise ValueError(f"PROFILE must be 'demo', 'cifar' or 'paper', got {PROFILE!r}")
 size = 32 if SMOKE else IMAGE_SIZE
 n_images = 2 if SMOKE else N_IMAGES
 n_boot = 50 if SMOKE else N_BOOT

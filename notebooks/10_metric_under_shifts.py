@@ -52,8 +52,8 @@ KADID_DIR: str = ""  # paper: folder holding images/ and dmos.csv
 WEIGHTS: str = ""  # paper: torchvision vgg16 state dict path; empty: torchvision download
 
 # %%
-if PROFILE not in ("demo", "paper"):
-    raise ValueError(f"PROFILE must be 'demo' or 'paper', got {PROFILE!r}")
+if PROFILE not in ("demo", "cifar", "paper"):  # cifar: nothing CIFAR-specific here, runs as demo
+    raise ValueError(f"PROFILE must be 'demo', 'cifar' or 'paper', got {PROFILE!r}")
 size = 32 if SMOKE else IMAGE_SIZE
 n_refs = 2 if SMOKE else N_REFS
 shifts = [0, 2] if SMOKE else list(SHIFTS)
@@ -72,7 +72,7 @@ kinds = P.metric_kinds(zoo)
 # ## 1. Pairs
 
 # %%
-if PROFILE == "demo":
+if PROFILE != "paper":
     refs, names = iqa.demo_references(size, iqa.DEMO_IMAGES[:n_refs])
     distortions = ["gaussian_blur", "white_noise", "jpeg", "contrast_change"][: (2 if SMOKE else 4)]
     images, table = iqa.make_kadid_style(refs, names, gen, distortions)
@@ -92,7 +92,7 @@ print(f"{len(table)} pairs, shifts {shifts} px ({MODE})")
 
 # %%
 summary, per_pair = P.srcc_under_shifts(zoo, refs, images, table, shifts, "score", score_kind, MODE)
-measure = "monotonicity" if PROFILE == "demo" else "srcc"
+measure = "monotonicity" if PROFILE != "paper" else "srcc"
 ratio = summary.pivot(index="shift", columns="metric", values="mean_distance")
 ratio = ratio / ratio.loc[0]
 fig, axes = plt.subplots(1, 2, figsize=(14, 4))
@@ -100,8 +100,8 @@ for name, sub in summary.groupby("metric", sort=False):
     style = dict(lw=2.5) if name.startswith("gap") else dict(lw=1.2, ls="--" if name in ("psnr", "ssim") else "-")
     axes[0].plot(sub["shift"], sub[measure], marker="o", label=name, **style)
 axes[0].set(xlabel="shift of the distorted image (px, diagonal)",
-            ylabel="SRCC with level (within groups)" if PROFILE == "demo" else "SRCC with KADID-10k scores",
-            title="monotonicity under shifts (no human data)" if PROFILE == "demo" else "agreement under shifts")
+            ylabel="SRCC with level (within groups)" if PROFILE != "paper" else "SRCC with KADID-10k scores",
+            title="monotonicity under shifts (no human data)" if PROFILE != "paper" else "agreement under shifts")
 axes[0].legend(fontsize="x-small", ncol=2)
 for name in ratio.columns:
     if kinds[name] == "distance":
