@@ -150,7 +150,8 @@ long["normalised"] = (long["value"] - g.transform("min")) / (g.transform("max") 
 fig, axes = plt.subplots(1, 4, figsize=(15, 3.4), sharey=True)
 for ax, (dist, sub) in zip(axes, long.groupby("distortion")):
     for metric, s in sub.groupby("metric"):
-        ax.plot(s["level"], s["normalised"], marker="o", label=metric, lw=2.2 if metric.startswith("gap") else 1.2)
+        ax.plot(s["level"], s["normalised"], marker="o", label=metric, lw=2.2 if metric.startswith("gap") else 1.2,
+                color=P.metric_colors([metric])[metric])
     ax.set(title=dist, xlabel="level", xticks=range(1, 6))
 axes[0].set_ylabel("normalised distance")
 axes[-1].legend(fontsize="x-small", bbox_to_anchor=(1.02, 1), loc="upper left")

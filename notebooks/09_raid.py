@@ -137,7 +137,7 @@ curves = stats.response_curves(values, shown, kinds, human_col="curve" if human 
 fig, axes = plt.subplots(1, 4, figsize=(16, 3.8), sharey=True)
 for ax, (t, sub) in zip(axes, curves.groupby("transform")):
     for src, s in sub.groupby("source", sort=False):
-        style = dict(color="black", lw=3) if src == "human" else dict(lw=1.5)
+        style = dict(color="black", lw=3) if src == "human" else dict(lw=1.5, color=P.metric_colors([src])[src])
         (line,) = ax.plot(s["level"], s["mean"], marker="o", ms=3, label=src, **style)
         ax.fill_between(s["level"], s["mean"] - s["sem"], s["mean"] + s["sem"], alpha=0.12, color=line.get_color())
     ax.set(title=t, xlabel="level")

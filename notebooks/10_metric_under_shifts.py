@@ -96,8 +96,10 @@ measure = "monotonicity" if PROFILE != "paper" else "srcc"
 ratio = summary.pivot(index="shift", columns="metric", values="mean_distance")
 ratio = ratio / ratio.loc[0]
 fig, axes = plt.subplots(1, 2, figsize=(14, 4))
+colors = P.metric_colors(list(zoo))
 for name, sub in summary.groupby("metric", sort=False):
     style = dict(lw=2.5) if name.startswith("gap") else dict(lw=1.2, ls="--" if name in ("psnr", "ssim") else "-")
+    style["color"] = colors[name]
     axes[0].plot(sub["shift"], sub[measure], marker="o", label=name, **style)
 axes[0].set(xlabel="shift of the distorted image (px, diagonal)",
             ylabel="SRCC with level (within groups)" if PROFILE != "paper" else "SRCC with KADID-10k scores",
@@ -105,7 +107,8 @@ axes[0].set(xlabel="shift of the distorted image (px, diagonal)",
 axes[0].legend(fontsize="x-small", ncol=2)
 for name in ratio.columns:
     if kinds[name] == "distance":
-        axes[1].plot(ratio.index, ratio[name], marker="o", label=name, lw=2.5 if name.startswith("gap") else 1.2)
+        axes[1].plot(ratio.index, ratio[name], marker="o", label=name, lw=2.5 if name.startswith("gap") else 1.2,
+                     color=colors[name])
 axes[1].set(xlabel="shift (px)", ylabel="mean distance / mean distance at shift 0", yscale="log",
             title="how much the shift adds to the distance")
 figures.save_figure(fig, "10_srcc_vs_shift", summary)

@@ -512,3 +512,21 @@ def srcc_under_shifts(metrics: Mapping[str, nn.Module], refs: Tensor, images: Te
                 row["monotonicity"] = float(mono["srcc_level"].mean())
             summary.append(row)
     return pd.DataFrame(summary), pd.concat(all_values, ignore_index=True)
+
+
+def metric_colors(names: Sequence[str]) -> dict[str, tuple[float, float, float, float]]:
+    """One colour per metric name, the same in every notebook: a colour family per metric kind
+    (lpips, baseline, gap, classical), a shade per backbone (max, blur, aps)."""
+    import matplotlib
+
+    families = {"lpips": "Blues", "baseline": "Oranges", "gap": "Greens"}
+    shades = {"max": 0.85, "blur": 0.65, "aps": 0.45}
+    classical = {"psnr": (0.45, 0.45, 0.45, 1.0), "ssim": (0.6, 0.3, 0.6, 1.0), "mse": (0.3, 0.3, 0.3, 1.0)}
+    out = {}
+    for name in names:
+        kind, _, pool = name.partition("/")
+        if kind in families:
+            out[name] = matplotlib.colormaps[families[kind]](shades.get(pool, 0.75))
+        else:
+            out[name] = classical.get(name, (0.2, 0.2, 0.2, 1.0))
+    return out
