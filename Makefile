@@ -30,6 +30,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | { grep -v "is ignored" || true; }
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (shiftinv)" >/dev/null
 	$(PY) -m shiftinv.labsetup
+	$(PY) -m shiftinv.labsetup --check
 	touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv with every pinned package and the project kernel
@@ -50,8 +51,9 @@ figures: $(STAMP)  ## execute the notebooks in order (PROFILE=demo|cifar|paper) 
 	$(PY) -m shiftinv.notebooks --profile $(PROFILE) $(NOTEBOOKS)
 
 lab: $(STAMP)  ## open JupyterLab on the notebooks (prints the URL with its token)
-	@echo ">> JupyterLab: open the http://localhost:8888/lab?token=... URL printed below"
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ServerApp.port=8888
+	@echo ">> JupyterLab on http://127.0.0.1:8888/lab : open the URL with ?token=... printed below; .py notebooks open with the 'Python (shiftinv)' kernel"
+	$(PY) -m shiftinv.labsetup --check
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks --ServerApp.ip=127.0.0.1 --ServerApp.port=8888 $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 bench: $(STAMP)  ## speed benchmark of the sweep engine and head training (JSON in results/bench)
 	$(PY) -m shiftinv.bench
