@@ -10,6 +10,8 @@ STAMP       := $(VENV)/.installed
 KERNEL      := shiftinv
 PROFILE     ?= demo
 NOTEBOOKS   ?=
+# Extra notebook parameters, e.g. PARAMS="IMAGENET_DIR=/data/imagenet VGG_WEIGHTS=/models/vgg16.pth"
+PARAMS      ?=
 PYTEST_ARGS ?=
 # Real data gathered for offline runs; a user points this at their own copy.
 SHIFTINV_DATA ?= $(abspath ../shared/data)
@@ -48,7 +50,7 @@ test-browser: $(STAMP)  ## open every notebook in JupyterLab in headless Chromiu
 	$(PY) -m pytest -m browser $(PYTEST_ARGS)
 
 figures: $(STAMP)  ## execute the notebooks in order (PROFILE=demo|cifar|paper) into figures/
-	$(PY) -m shiftinv.notebooks --profile $(PROFILE) $(NOTEBOOKS)
+	$(PY) -m shiftinv.notebooks --profile $(PROFILE) $(foreach p,$(PARAMS),-p $(p)) $(NOTEBOOKS)
 
 lab: $(STAMP)  ## open JupyterLab on the notebooks (prints the URL with its token)
 	@echo ">> JupyterLab on http://127.0.0.1:8888/lab : open the URL with ?token=... printed below; .py notebooks open with the 'Python (shiftinv)' kernel"
