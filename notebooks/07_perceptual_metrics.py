@@ -32,7 +32,7 @@
 # the paper's network: the numbers below describe the pipeline and the architectures' behaviour, not
 # the paper's accuracy. The official LPIPS linear weights were calibrated for *pretrained* features, so
 # on a random trunk they are just one fixed positive weighting. The `paper` profile takes a weights
-# file (`WEIGHTS`) or downloads torchvision's ImageNet weights.
+# file (`VGG_WEIGHTS`) or downloads torchvision's ImageNet weights.
 #
 # Figures: `07_lpips_weights`, `07_distance_vs_level`.
 
@@ -48,11 +48,11 @@ from shiftinv import perceptual as P
 figures.set_style()
 
 # %% tags=["parameters"]
-PROFILE: str = "demo"  # demo (random-init VGG-16, CPU) | paper (pretrained weights: WEIGHTS or torchvision download)
+PROFILE: str = "demo"  # demo (random-init VGG-16, CPU) | paper (pretrained weights: VGG_WEIGHTS or torchvision download)
 SMOKE: bool = False  # tiny sizes, used by the test tier
 SEED: int = 0  # seed of the random backbone initialisation and of the noise in the stimuli
 IMAGE_SIZE: int = 64  # image side in pixels (a multiple of 32, for the APS backbone)
-WEIGHTS: str = ""  # paper profile: path of a torchvision vgg16 state dict; empty: torchvision download
+VGG_WEIGHTS: str = ""  # paper profile: path of a torchvision vgg16 state dict; empty: torchvision download
 
 # %%
 size = 32 if SMOKE else IMAGE_SIZE
@@ -60,7 +60,7 @@ pools = ("max",) if SMOKE else ("max", "blur", "aps")
 if PROFILE == "paper":
     from torchvision.models import VGG16_Weights
 
-    weights = WEIGHTS or VGG16_Weights.IMAGENET1K_V1
+    weights = VGG_WEIGHTS or VGG16_Weights.IMAGENET1K_V1
 elif PROFILE in ("demo", "cifar"):  # cifar: nothing CIFAR-specific here, runs as demo
     weights = None
 else:

@@ -57,7 +57,7 @@ EPOCHS: int = 30  # epochs of metric-weight training
 KADID_DIR: str = ""  # paper: folder holding images/ and dmos.csv
 TID2008_DIR: str = ""  # paper: folder holding reference_images/, distorted_images/, mos_with_names.txt
 TID2013_DIR: str = ""  # paper: same layout as TID2008
-WEIGHTS: str = ""  # paper: torchvision vgg16 state dict path; empty: torchvision download
+VGG_WEIGHTS: str = ""  # paper: torchvision vgg16 state dict path; empty: torchvision download
 
 # %%
 if PROFILE not in ("demo", "cifar", "paper"):  # cifar: nothing CIFAR-specific here, runs as demo
@@ -71,7 +71,7 @@ gen = utils.seed_everything(SEED)
 if PROFILE == "paper":
     from torchvision.models import VGG16_Weights
 
-    weights = WEIGHTS or VGG16_Weights.IMAGENET1K_V1
+    weights = VGG_WEIGHTS or VGG16_Weights.IMAGENET1K_V1
 else:
     weights = None
 zoo = P.metric_zoo(pools, seed=SEED, weights=weights)

@@ -63,7 +63,7 @@ INCLUDE_ANCHORS: bool = False  # keep the undistorted level_01 pairs in the corr
 N_BOOT: int = 1000  # bootstrap resamples over images
 RAID_DIR: str = ""  # raid: folder holding imagenes_bd/ and responses.csv
 KODAK_DIR: str = ""  # raid-approx: folder with kodim01.png ... (default: the shared data folder)
-WEIGHTS: str = ""  # paper: torchvision vgg16 state dict path; empty: torchvision download
+VGG_WEIGHTS: str = ""  # paper: torchvision vgg16 state dict path; empty: torchvision download
 
 # %%
 if PROFILE not in ("demo", "cifar", "paper"):  # cifar: nothing CIFAR-specific here, runs as demo
@@ -89,7 +89,7 @@ if source not in ("raid", "raid-approx", "embedded"):
 if PROFILE == "paper":
     from torchvision.models import VGG16_Weights
 
-    weights = WEIGHTS or VGG16_Weights.IMAGENET1K_V1
+    weights = VGG_WEIGHTS or VGG16_Weights.IMAGENET1K_V1
 else:
     weights = None
 zoo = P.metric_zoo(pools, seed=SEED, weights=weights)

@@ -49,7 +49,7 @@ N_REFS: int = 2  # number of reference images (demo: embedded; paper: first KADI
 SHIFTS: list = [0, 1, 2, 4, 8]  # diagonal shifts (s, s) of the distorted image, in pixels
 MODE: str = "mosaic"  # how the shifted image is filled: mosaic (mirror) | circular
 KADID_DIR: str = ""  # paper: folder holding images/ and dmos.csv
-WEIGHTS: str = ""  # paper: torchvision vgg16 state dict path; empty: torchvision download
+VGG_WEIGHTS: str = ""  # paper: torchvision vgg16 state dict path; empty: torchvision download
 
 # %%
 if PROFILE not in ("demo", "cifar", "paper"):  # cifar: nothing CIFAR-specific here, runs as demo
@@ -62,7 +62,7 @@ gen = utils.seed_everything(SEED)
 if PROFILE == "paper":
     from torchvision.models import VGG16_Weights
 
-    weights = WEIGHTS or VGG16_Weights.IMAGENET1K_V1
+    weights = VGG_WEIGHTS or VGG16_Weights.IMAGENET1K_V1
 else:
     weights = None
 zoo = P.metric_zoo(pools, seed=SEED, weights=weights, classical=("psnr",) if SMOKE else ("psnr", "ssim"))

@@ -23,7 +23,7 @@ Artefacts: screenshots and a log per notebook in ``build/browser/``.
 ``SHIFTINV_BROWSER_TIMEOUT`` sets the seconds one notebook may run (300),
 ``SHIFTINV_BROWSER_SMOKE=0`` runs the notebooks with their own parameters. With
 ``SHIFTINV_README_SCREENSHOT=1`` the first explorer met (notebooks run in
-order) is also saved as ``figures/08_explorer_screenshot.png`` (+ ``.json``).
+order) is also saved as ``figures/05_explorer_screenshot.png`` (+ ``.json``).
 
 Chromium is Debian's (``/usr/bin/chromium``, or ``$SHIFTINV_CHROMIUM``), never
 downloaded. Without it the tier skips, except under
@@ -591,7 +591,7 @@ def _save_readme_screenshot(png: Path, stem: str, move: Move, out_dir: Path) -> 
             "value_after": move.value_after, "text_before": _short(move.text_before, 400),
             "text_after": _short(move.text_after, 400), "images_changed": move.images_changed,
             "smoke_parameters": SMOKE, "made_by": "tests/test_browser.py (JupyterLab in headless Chromium)"}
-    written = figures.save_figure(fig, "08_explorer_screenshot", data, out_dir=out_dir)
+    written = figures.save_figure(fig, "05_explorer_screenshot", data, out_dir=out_dir)
     plt.close(fig)
     return written["png"]
 

@@ -26,7 +26,7 @@ def paper_params(tmp_path_factory) -> dict[str, object]:
     state = {f"features.{k}": v for k, v in P.random_vgg16_features(seed=5).state_dict().items()}
     torch.save(state, weights)
     return {"PROFILE": "paper", "SMOKE": True, "KADID_DIR": str(dirs["kadid"]), "TID2008_DIR": str(dirs["tid2008"]),
-            "TID2013_DIR": str(dirs["tid2013"]), "RAID_DIR": str(dirs["raid"]), "WEIGHTS": str(weights)}
+            "TID2013_DIR": str(dirs["tid2013"]), "RAID_DIR": str(dirs["raid"]), "VGG_WEIGHTS": str(weights)}
 
 
 def _params_for(source: Path, params: dict[str, object]) -> dict[str, object]:
