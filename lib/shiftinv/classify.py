@@ -645,6 +645,8 @@ def plot_shift_maps(frame: pd.DataFrame, field: str = "accuracy", heads: list[st
         ax.set_xlabel("dx (px)")
         if i % ncols == 0:
             ax.set_ylabel("dy (px)")
+        else:
+            ax.tick_params(labelleft=False)
         ax.grid(False)
     for ax in list(axes.flat)[len(heads):]:
         ax.axis("off")
