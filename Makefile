@@ -13,6 +13,8 @@ NOTEBOOKS   ?=
 # Extra notebook parameters, e.g. PARAMS="IMAGENET_DIR=/data/imagenet VGG_WEIGHTS=/models/vgg16.pth"
 PARAMS      ?=
 PYTEST_ARGS ?=
+# two workers (one per core); the browser tier stays on one worker (xdist_group)
+PYTEST_PAR  ?= -n 2 --dist loadgroup
 # Real data gathered for offline runs; a user points this at their own copy.
 SHIFTINV_DATA ?= $(abspath ../shared/data)
 export SHIFTINV_DATA
@@ -38,13 +40,13 @@ $(STAMP): requirements.txt pyproject.toml
 setup: $(STAMP)  ## create .venv with every pinned package and the project kernel
 
 test: $(STAMP)  ## run every test tier (unit, notebooks, browser; gpu tests skip without CUDA)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_PAR) $(PYTEST_ARGS)
 
 test-unit: $(STAMP)  ## fast unit tests of lib/ only
-	$(PY) -m pytest -m "not notebooks and not browser" $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_PAR) -m "not notebooks and not browser" $(PYTEST_ARGS)
 
 test-notebooks: $(STAMP)  ## smoke-run every notebook through papermill
-	$(PY) -m pytest -m notebooks $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_PAR) -m notebooks $(PYTEST_ARGS)
 
 test-browser: $(STAMP)  ## open every notebook in JupyterLab in headless Chromium
 	$(PY) -m pytest -m browser $(PYTEST_ARGS)

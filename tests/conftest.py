@@ -13,16 +13,32 @@ from pathlib import Path
 
 import pytest
 
-_SESSION_TMP = Path(tempfile.mkdtemp(prefix="shiftinv-tests-"))
+_RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+if _RUN_ID:  # xdist workers share one folder, so a model one notebook trains is cached for the next
+    _SESSION_TMP = Path(tempfile.gettempdir()) / f"shiftinv-tests-{_RUN_ID}"
+    _SESSION_TMP.mkdir(exist_ok=True)
+else:
+    _SESSION_TMP = Path(tempfile.mkdtemp(prefix="shiftinv-tests-"))
 os.environ.setdefault("SHIFTINV_FIGURES", str(_SESSION_TMP / "figures"))
 os.environ.setdefault("SHIFTINV_RESULTS", str(_SESSION_TMP / "results"))
 os.environ["SHIFTINV_PROGRESS"] = "0"
 os.environ["MPLBACKEND"] = "Agg"
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two xdist workers on two cores: one thread each (also for the notebook
+    # kernels they start, which inherit this environment) instead of two threads fighting for a core.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["MKL_NUM_THREADS"] = "1"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     import torch
 
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
+    for item in items:
+        if "browser" in item.keywords:
+            # one worker runs the whole browser tier against one JupyterLab server
+            item.add_marker(pytest.mark.xdist_group("browser"))
     if torch.cuda.is_available():
         return
     skip_gpu = pytest.mark.skip(reason="needs CUDA (no GPU on this machine)")
