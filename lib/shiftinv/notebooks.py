@@ -75,6 +75,7 @@ def run_notebook(
             str(executed),
             parameters=dict(parameters),
             kernel_name=kernel,
+            language="python",
             cwd=str(source.parent),
             progress_bar=False,
             execution_timeout=timeout_s,
