@@ -61,3 +61,13 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def session_tmp() -> Path:
     return _SESSION_TMP
+
+
+@pytest.fixture(autouse=True)
+def _own_figures_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each notebook test writes its figures to a folder of its own (the kernels inherit the
+    variable), so two workers running the same notebook under different profiles never read
+    each other's data files. Cached results stay shared."""
+    if request.node.get_closest_marker("notebooks"):
+        monkeypatch.setenv("SHIFTINV_FIGURES", str(tmp_path_factory.mktemp("figures")))

@@ -124,8 +124,8 @@ def _standin_imagenet(root: Path, shared: Path | None) -> list[str]:
     return chosen
 
 
-@pytest.mark.notebooks
-def test_paper_profile_runs_notebooks_03_and_04(tmp_path: Path, session_tmp: Path) -> None:
+def _paper_params(tmp_path: Path) -> dict:
+    """Parameters of the `paper` profile pointing at a stand-in ImageNet folder and VGG-16 weights."""
     shared = paths.data_dir() if (paths.data_dir() / "imagenet_sample").is_dir() else None
     imagenet = tmp_path / "imagenet"
     _standin_imagenet(imagenet, shared)
@@ -133,7 +133,21 @@ def test_paper_profile_runs_notebooks_03_and_04(tmp_path: Path, session_tmp: Pat
     torch.manual_seed(0)
     trunk = models.build_trunk(width=1.0)  # random conv weights in torchvision's vgg16().features layout
     torch.save({f"features.{k}": v for k, v in trunk.features.state_dict().items()}, weights)
-    params = {"PROFILE": "paper", "SMOKE": True, "IMAGENET_DIR": str(imagenet), "VGG_WEIGHTS": str(weights)}
+    return {"PROFILE": "paper", "SMOKE": True, "IMAGENET_DIR": str(imagenet), "VGG_WEIGHTS": str(weights)}
+
+
+@pytest.mark.notebooks
+def test_paper_profile_runs_notebooks_05_and_06(tmp_path: Path, session_tmp: Path) -> None:
+    """The aliasing and rotation/scaling notebooks on the same stand-ins (they train or load 03's models)."""
+    params = _paper_params(tmp_path)
+    out = session_tmp / "executed-paper-0506"
+    for nb in notebooks.list_notebooks(["05", "06"]):
+        assert notebooks.run_notebook(nb, params, out).exists()
+
+
+@pytest.mark.notebooks
+def test_paper_profile_runs_notebooks_03_and_04(tmp_path: Path, session_tmp: Path) -> None:
+    params = _paper_params(tmp_path)
     out = session_tmp / "executed-paper"
     for nb in notebooks.list_notebooks(["03", "04"]):
         assert notebooks.run_notebook(nb, params, out).exists()
