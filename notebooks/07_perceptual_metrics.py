@@ -57,14 +57,7 @@ VGG_WEIGHTS: str = ""  # paper profile: path of a torchvision vgg16 state dict; 
 # %%
 size = 32 if SMOKE else IMAGE_SIZE
 pools = ("max",) if SMOKE else ("max", "blur", "aps")
-if PROFILE == "paper":
-    from torchvision.models import VGG16_Weights
-
-    weights = VGG_WEIGHTS or VGG16_Weights.IMAGENET1K_V1
-elif PROFILE in ("demo", "cifar"):  # cifar: nothing CIFAR-specific here, runs as demo
-    weights = None
-else:
-    raise ValueError(f"PROFILE must be 'demo', 'cifar' or 'paper', got {PROFILE!r}")
+weights = P.backbone_weights(PROFILE, VGG_WEIGHTS)  # None: seeded random init (demo, cifar)
 gen = utils.seed_everything(SEED)
 zoo = P.metric_zoo(pools, seed=SEED, weights=weights)
 print(f"profile {PROFILE}: backbone weights = {'random init, seed %d' % SEED if weights is None else weights}")

@@ -60,20 +60,13 @@ TID2013_DIR: str = ""  # paper: same layout as TID2008
 VGG_WEIGHTS: str = ""  # paper: torchvision vgg16 state dict path; empty: torchvision download
 
 # %%
-if PROFILE not in ("demo", "cifar", "paper"):  # cifar: nothing CIFAR-specific here, runs as demo
-    raise ValueError(f"PROFILE must be 'demo', 'cifar' or 'paper', got {PROFILE!r}")
+weights = P.backbone_weights(PROFILE, VGG_WEIGHTS)  # None: seeded random init (demo, cifar)
 size = 32 if SMOKE else IMAGE_SIZE
 n_refs = 2 if SMOKE else N_REFS
 n_boot = 50 if SMOKE else N_BOOT
 epochs = 2 if SMOKE else EPOCHS
 pools = ("max",) if SMOKE else ("max", "blur", "aps")
 gen = utils.seed_everything(SEED)
-if PROFILE == "paper":
-    from torchvision.models import VGG16_Weights
-
-    weights = VGG_WEIGHTS or VGG16_Weights.IMAGENET1K_V1
-else:
-    weights = None
 zoo = P.metric_zoo(pools, seed=SEED, weights=weights)
 kinds = P.metric_kinds(zoo)
 print(f"profile {PROFILE}; backbone: {'random init (seed %d)' % SEED if weights is None else weights}; "

@@ -66,8 +66,7 @@ KODAK_DIR: str = ""  # raid-approx: folder with kodim01.png ... (default: the sh
 VGG_WEIGHTS: str = ""  # paper: torchvision vgg16 state dict path; empty: torchvision download
 
 # %%
-if PROFILE not in ("demo", "cifar", "paper"):  # cifar: nothing CIFAR-specific here, runs as demo
-    raise ValueError(f"PROFILE must be 'demo', 'cifar' or 'paper', got {PROFILE!r}")
+weights = P.backbone_weights(PROFILE, VGG_WEIGHTS)  # None: seeded random init (demo, cifar)
 size = 32 if SMOKE else IMAGE_SIZE
 n_images = 2 if SMOKE else N_IMAGES
 n_boot = 50 if SMOKE else N_BOOT
@@ -86,12 +85,6 @@ if source == "auto":
         source = "embedded"
 if source not in ("raid", "raid-approx", "embedded"):
     raise ValueError(f"RAID_SOURCE must be auto, raid, raid-approx or embedded, got {RAID_SOURCE!r}")
-if PROFILE == "paper":
-    from torchvision.models import VGG16_Weights
-
-    weights = VGG_WEIGHTS or VGG16_Weights.IMAGENET1K_V1
-else:
-    weights = None
 zoo = P.metric_zoo(pools, seed=SEED, weights=weights)
 kinds = P.metric_kinds(zoo)
 print(f"source: {source}; backbone: {'random init (seed %d)' % SEED if weights is None else weights}")

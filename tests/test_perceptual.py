@@ -196,3 +196,13 @@ def test_evaluate_stimuli_matches_direct_calls_and_shift_study() -> None:
     mean = summary.pivot(index="metric", columns="shift", values="mean_distance")
     assert (mean.loc[["gap", "lpips"], 4] > mean.loc[["gap", "lpips"], 0]).all()  # a shift adds distance
     assert isinstance(summary, pd.DataFrame)
+
+
+def test_backbone_weights_per_profile(tmp_path) -> None:
+    from torchvision.models import VGG16_Weights
+
+    assert P.backbone_weights("demo") is None and P.backbone_weights("cifar", "ignored.pth") is None
+    assert P.backbone_weights("paper", str(tmp_path / "w.pth")) == str(tmp_path / "w.pth")
+    assert P.backbone_weights("paper") is VGG16_Weights.IMAGENET1K_V1
+    with pytest.raises(ValueError, match="PROFILE must be one of"):
+        P.backbone_weights("imagenet")

@@ -95,6 +95,26 @@ class TorchvisionTaps(nn.Module):
         return out
 
 
+PROFILES: tuple[str, ...] = ("demo", "cifar", "paper")
+
+
+def backbone_weights(profile: str, path: str = "") -> object | None:
+    """Backbone weights for a perceptual notebook's profile.
+
+    ``demo`` and ``cifar`` (nothing CIFAR-specific in the perceptual part: it runs as demo) give
+    ``None``, i.e. a seeded random-init VGG-16; ``paper`` gives the torchvision-layout state dict at
+    ``path``, or torchvision's ``VGG16_Weights.IMAGENET1K_V1`` (downloaded) when ``path`` is empty.
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"PROFILE must be one of {PROFILES}, got {profile!r}")
+    if profile != "paper":
+        return None
+    if path:
+        return path
+    from torchvision.models import VGG16_Weights
+
+    return VGG16_Weights.IMAGENET1K_V1
+
 def random_vgg16_features(seed: int = 0) -> nn.Sequential:
     """``vgg16().features`` with torchvision's random initialisation, seeded.
 
