@@ -36,8 +36,11 @@ def sample_image(size: int = 128) -> Tensor:
 
 
 def roll(x: Tensor, dx: int, dy: int = 0) -> Tensor:
-    """Circular shift of ``(..., H, W)`` by ``dx`` px right and ``dy`` px down."""
-    return torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
+    """Circular shift of ``(..., H, W)`` by ``dx`` px right and ``dy`` px down
+    (:func:`shiftinv.layers.circular_shift` with the primer's ``(dx, dy)`` order)."""
+    from .layers import circular_shift
+
+    return circular_shift(x, dy, dx)
 
 
 class Subsample(nn.Module):
