@@ -42,17 +42,19 @@ figures.set_style()
 pd.set_option("display.width", 160)
 
 # %% tags=["parameters"]
-PROFILE: str = "demo"  # demo (digits canvas, CPU) | cifar (CIFAR-10, GPU) | paper (ImageNet-160, GPU)
+PROFILE: str = "demo"  # demo (digits, CPU) | natural (MNIST canvas, HED VGG-16, CPU) | cifar (GPU) | paper (ImageNet-160, GPU)
 SMOKE: bool = False  # tiny sizes, used by the test tier
 IMAGENET_DIR: str = ""  # paper: ImageNet folder with train/<wnid>/ and val/<wnid>/
 CIFAR_DIR: str = ""  # cifar: CIFAR-10 folder (empty: $SHIFTINV_DATA/cifar10_jpg)
-VGG_WEIGHTS: str = ""  # paper: torchvision VGG-16 state dict path (empty: download IMAGENET1K_V1)
+MNIST_DIR: str = ""  # natural: folder holding MNIST/raw (empty: $SHIFTINV_DATA/mnist, test split only)
+VGG_WEIGHTS: str = ""  # hed | keras:<path.h5> | torchvision-features | IMAGENET1K_V1 | a .pth (empty: the profile's)
 DEVICE: str = ""  # cpu, cuda, ... (empty: CUDA when available, else CPU)
+OVERRIDES: str = ""  # sizes for bigger runs, space-separated FIELD:VALUE (e.g. image_size:256 n_sweep:1000)
 
 # %%
 # derived settings (never in the parameters cell)
-profile = classify.profile_from_params(PROFILE, SMOKE, data_dir=IMAGENET_DIR or CIFAR_DIR,
-                                       weights=VGG_WEIGHTS, device=DEVICE)
+profile = classify.profile_from_params(PROFILE, SMOKE, data_dir=IMAGENET_DIR or CIFAR_DIR or MNIST_DIR,
+                                       weights=VGG_WEIGHTS, device=DEVICE, overrides=OVERRIDES)
 print(f"profile {profile.name} (smoke={profile.smoke}): shifts {profile.shift_mode} +-{profile.shift_radius} px, "
       f"2-D grid step {profile.grid_step}, 1-D step {profile.profile_step}, {profile.n_sweep} test images, "
       f"device {utils.default_device(profile.device)}")
@@ -67,9 +69,13 @@ ms.summary[["model", "test_acc", "head_params", "trunk_source"]]
 # %% [markdown]
 # ## 2. Heat maps over the 2-D shift grid
 #
-# The heads on the plain trunk, every shift of the grid, every sweep image. In `demo` the digit
-# sits on a zero canvas, so a shift moves the digit and nothing else (`mode="zero"`); on natural
-# images (`cifar`, `paper`) the image is extended by mirroring (the paper's 3×3 mirrored mosaic).
+# The heads on the plain trunk, every shift of the grid, every sweep image. In `demo` and
+# `natural` the digit sits on a zero canvas, so a shift moves the digit and nothing else
+# (`mode="zero"`, the authors' MNIST-canvas test); on natural images (`cifar`, `paper`) the image
+# is extended by mirroring (the paper's 3×3 mirrored mosaic). In `natural` the trunk is a real
+# VGG-16 trained on natural images (HED, see notebook 03), so this is the paper's effect on real
+# features, at the authors' 128 px canvas with a ±24 px grid (theirs: ±25 px at 1 px steps; the
+# step here is the profile's `grid_step`, the 1-D profiles below are at 1 px).
 
 # %%
 grid = classify.translation_sweep(ms, "grid", trunks=["vgg"])

@@ -43,20 +43,22 @@ figures.set_style()
 pd.set_option("display.width", 160)
 
 # %% tags=["parameters"]
-PROFILE: str = "demo"  # demo (digits canvas, CPU) | cifar (CIFAR-10, GPU) | paper (ImageNet-160, GPU)
+PROFILE: str = "demo"  # demo (digits, CPU) | natural (MNIST canvas, HED VGG-16, CPU) | cifar (GPU) | paper (ImageNet-160, GPU)
 SMOKE: bool = False  # tiny sizes, used by the test tier
-N_IMAGES: int = 32  # test images per transform (demo; the paper profile uses profile.n_sweep)
+N_IMAGES: int = 0  # test images per transform (0: the profile's n_transform)
 IMAGENET_DIR: str = ""  # paper: ImageNet folder with train/<wnid>/ and val/<wnid>/
 CIFAR_DIR: str = ""  # cifar: CIFAR-10 folder (empty: $SHIFTINV_DATA/cifar10_jpg)
-VGG_WEIGHTS: str = ""  # paper: torchvision VGG-16 state dict path (empty: download IMAGENET1K_V1)
+MNIST_DIR: str = ""  # natural: folder holding MNIST/raw (empty: $SHIFTINV_DATA/mnist, test split only)
+VGG_WEIGHTS: str = ""  # hed | keras:<path.h5> | torchvision-features | IMAGENET1K_V1 | a .pth (empty: the profile's)
 DEVICE: str = ""  # empty: CUDA when available, else CPU
+OVERRIDES: str = ""  # sizes for bigger runs, space-separated FIELD:VALUE (e.g. image_size:256 n_sweep:1000)
 
 # %%
 # derived settings (never in the parameters cell)
-profile = classify.profile_from_params(PROFILE, SMOKE, data_dir=IMAGENET_DIR or CIFAR_DIR,
-                                       weights=VGG_WEIGHTS, device=DEVICE)
+profile = classify.profile_from_params(PROFILE, SMOKE, data_dir=IMAGENET_DIR or CIFAR_DIR or MNIST_DIR,
+                                       weights=VGG_WEIGHTS, device=DEVICE, overrides=OVERRIDES)
 device = utils.default_device(profile.device)
-n_images = 8 if SMOKE else (N_IMAGES if PROFILE == "demo" else profile.n_sweep)
+n_images = N_IMAGES or profile.n_transform or profile.n_sweep
 angles = (0.0, 10.0, 20.0) if SMOKE else transforms.PAPER_ANGLES
 scales = (0.5, 1.0, 1.5) if SMOKE else tuple(sorted(set(transforms.PAPER_SCALES) | {1.0}))
 print(f"profile {profile.name} (smoke={profile.smoke}), {n_images} test images, device {device}")
