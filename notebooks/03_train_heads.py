@@ -64,7 +64,7 @@ CIFAR_DIR: str = ""  # cifar: CIFAR-10 folder (empty: $SHIFTINV_DATA/cifar10_jpg
 MNIST_DIR: str = ""  # natural: folder holding MNIST/raw (empty: $SHIFTINV_DATA/mnist, test split only)
 VGG_WEIGHTS: str = ""  # hed | keras:<path.h5> | torchvision-features | IMAGENET1K_V1 | a .pth (empty: the profile's)
 DEVICE: str = ""  # cpu, cuda, ... (empty: CUDA when available, else CPU)
-OVERRIDES: str = ""  # sizes for bigger runs, space-separated FIELD:VALUE (e.g. image_size:256 n_sweep:1000)
+OVERRIDES: str = ""  # sizes for bigger runs, comma-separated FIELD:VALUE (e.g. image_size:256,n_sweep:1000)
 RUN_HEAVY_SOLUTIONS: bool = False  # exercise 3's solution trains a second trunk (about a minute on a CPU)
 
 # %%

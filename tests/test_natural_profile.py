@@ -22,7 +22,7 @@ def test_natural_profile_is_the_authors_recipe_on_hed() -> None:
 
 def test_overrides_are_typed_and_checked() -> None:
     p = classify.get_profile("natural")
-    assert classify.parse_overrides(p, "image_size:256 shift_radius=50 max_train:none grid_step:1") == {
+    assert classify.parse_overrides(p, "image_size:256,shift_radius=50 max_train:none,grid_step:1") == {
         "image_size": 256, "shift_radius": 50, "max_train": None, "grid_step": 1}
     q = classify.profile_from_params("natural", False, overrides="image_size:56 n_sweep:8")
     assert (q.image_size, q.n_sweep, q.weights) == (56, 8, "hed")

@@ -630,13 +630,13 @@ _SCALAR_FIELDS = {f.name for f in dataclasses.fields(Profile)
 
 
 def parse_overrides(profile: Profile, text: str) -> dict[str, Any]:
-    """``"image_size:256 shift_radius:50 n_sweep:1000"`` -> ``{field: value}`` typed like ``profile``'s fields.
+    """``"image_size:256,shift_radius:50,n_sweep:1000"`` -> ``{field: value}`` typed like ``profile``'s fields.
 
     For the sizes a GPU user changes (canvas, grid radius and step, image counts). ``None`` and
     ``none`` clear optional fields. Unknown fields and unparsable values raise an error naming them.
     """
     out: dict[str, Any] = {}
-    for item in text.split():
+    for item in text.replace(",", " ").split():
         name, sep, raw = item.replace("=", ":", 1).partition(":")
         if not sep or name not in _SCALAR_FIELDS:
             raise ValueError(f"OVERRIDES item {item!r}: expected FIELD:VALUE with FIELD one of {sorted(_SCALAR_FIELDS)}")
