@@ -29,7 +29,9 @@ def test_paper_scales_are_the_authors_list() -> None:
     authors = [0.11, 0.19, 0.29, 0.40, 0.48, 0.58, 0.68, 0.79, 0.90, 0.98,
                1.08, 1.18, 1.26, 1.40, 1.48, 1.58, 1.68, 1.76, 1.87, 1.98]
     assert list(transforms.PAPER_SCALES) == authors
-    assert transforms.SCALE_LISTS["paper"] == transforms.PAPER_SCALES
+    assert transforms.scale_list("paper") == transforms.PAPER_SCALES
+    with pytest.raises(ValueError, match="unknown scale list"):
+        transforms.scale_list("authors")
     lin = transforms.SCALE_LISTS["linspace"]
     np.testing.assert_allclose(lin, np.linspace(0.11, 1.98, 20), atol=5e-5)
     assert lin != transforms.PAPER_SCALES and 1.0 not in transforms.PAPER_SCALES

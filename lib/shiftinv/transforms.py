@@ -56,6 +56,13 @@ PAPER_SCALES: tuple[float, ...] = (0.11, 0.19, 0.29, 0.40, 0.48, 0.58, 0.68, 0.7
 LINSPACE_SCALES: tuple[float, ...] = tuple(round(float(s), 4) for s in np.linspace(0.11, 1.98, 20))
 #: Named scale lists (notebook 06's ``SCALES`` parameter).
 SCALE_LISTS: dict[str, tuple[float, ...]] = {"paper": PAPER_SCALES, "linspace": LINSPACE_SCALES}
+def scale_list(name: str) -> tuple[float, ...]:
+    """The named scale factors of :data:`SCALE_LISTS` (``"paper"``: the authors' 20; ``"linspace"``)."""
+    if name not in SCALE_LISTS:
+        raise ValueError(f"unknown scale list {name!r}; choose one of {tuple(SCALE_LISTS)}")
+    return SCALE_LISTS[name]
+
+
 #: Resizing rules of :func:`rescale`: the authors' TF default, or the workbook's antialiased one.
 RESIZE_RULES: tuple[str, ...] = ("tf", "antialias")
 #: Transform kinds understood by :func:`apply_transform`.
@@ -185,20 +192,32 @@ def rescale(images: Tensor, factor: float, resize: str = "tf") -> Tensor:
     if not math.isfinite(factor) or factor <= 0:
         raise ValueError(f"scale factor must be a positive number, got {factor!r}")
     h, w = images.shape[-2:]
+    top, left, nh, nw = scaled_box((h, w), factor, resize)
+    if (nh, nw) == (h, w):
+        return images.clone()
     if resize == "tf":
-        nh, nw = max(1, math.floor(h * factor)), max(1, math.floor(w * factor))
-        if (nh, nw) == (h, w):
-            return images.clone()
         resized = tf_resize(images, (nh, nw))  # (N, C, nh, nw)
-        top, left = h // 2 - nh // 2, w // 2 - nw // 2
     else:
-        nh, nw = max(1, round(h * factor)), max(1, round(w * factor))
-        if (nh, nw) == (h, w):
-            return images.clone()
         resized = F.interpolate(images, size=(nh, nw), mode="bilinear", align_corners=False,
                                 antialias=factor < 1)  # (N, C, nh, nw)
-        top, left = (h - nh) // 2, (w - nw) // 2
     return mirror_pad(resized, (left, w - nw - left, top, h - nh - top))
+
+
+def scaled_box(size: tuple[int, int], factor: float, resize: str = "tf") -> tuple[int, int, int, int]:
+    """Where :func:`rescale` puts the resized image in the frame: ``(top, left, nh, nw)`` in pixels.
+
+    ``(nh, nw)`` is the resized size (``floor`` for ``"tf"``, ``round`` for ``"antialias"``, at
+    least 1); ``(top, left)`` its top-left corner in the ``size = (H, W)`` frame (negative when
+    it overflows the frame and is cropped).
+    """
+    if resize not in RESIZE_RULES:
+        raise ValueError(f"unknown resize rule {resize!r}; choose one of {RESIZE_RULES}")
+    h, w = (int(v) for v in size)
+    if resize == "tf":
+        nh, nw = max(1, math.floor(h * factor)), max(1, math.floor(w * factor))
+        return h // 2 - nh // 2, w // 2 - nw // 2, nh, nw
+    nh, nw = max(1, round(h * factor)), max(1, round(w * factor))
+    return (h - nh) // 2, (w - nw) // 2, nh, nw
 
 
 def apply_transform(images: Tensor, kind: str, value: float, resize: str = "tf") -> Tensor:
