@@ -174,7 +174,7 @@ for ax, computable, title in ((axes[0], True, "computable from the authors' outp
     ax.set_yticks(range(len(table)), table.index, fontsize=8)
     ax.set_title(title, fontsize=9)
     ax.grid(False)
-fig.suptitle("average relative loss: every definition (colour: value / largest |value| of its column)")
+fig.suptitle("average relative loss: every definition (colour: value / largest |value| of its column)", y=1.03)
 figures.save_figure(fig, "04_relative_loss_definitions", long.merge(order[["definition", "formula"]], on="definition"))
 plt.show()
 
