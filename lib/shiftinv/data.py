@@ -303,9 +303,10 @@ def _resize_transform(image_size: int, resize: str = "antialias"):
     """PIL image -> (3, image_size, image_size) float in [0, 1], the whole image without cropping.
 
     ``resize="antialias"``: torchvision ``Resize`` on the PIL image (bilinear, antialiased).
-    ``resize="tf"``: the authors' ``tf.image.resize((256, 256))`` default, bilinear without
-    antialiasing at half-pixel centres, on the decoded image in [0, 1]
-    (:func:`shiftinv.transforms.tf_resize`; JPEG decoding is PIL's, not TensorFlow's libjpeg).
+    ``resize="tf"``: as the authors' preprocessing (``decode_jpeg``, ``convert_image_dtype`` to [0, 1],
+    then ``tf.image.resize((256, 256))``): bilinear without antialiasing at half-pixel centres
+    (:func:`shiftinv.transforms.tf_resize`). JPEG decoding is PIL's, which may differ from
+    TensorFlow's ``decode_jpeg`` in the rounding of some pixels.
     """
     from torchvision import transforms
 
