@@ -8,7 +8,8 @@
 - :func:`image_folder`   any ``<root>/<class>/<image>`` tree.
 - :func:`imagenet160`    the paper's 160-class ImageNet subset (list in ``imagenet160.txt``)
   from a user-given ImageNet folder (``train/<wnid>/*.JPEG`` and ``val/<wnid>/*.JPEG``), resized
-  to 256x256 without cropping, as in the paper.
+  to 256x256 without cropping, as in the paper (by default as the authors' ``tf.image.resize``:
+  bilinear without antialiasing; ``resize="antialias"`` keeps the workbook's earlier rule).
 
 Small datasets live in memory as :class:`TensorImages` (uint8, converted to float in [0, 1]
 per batch); ImageNet stays on disk as a torchvision ``ImageFolder``. Every split is
@@ -344,17 +345,33 @@ def cifar10(
     )
 
 
-def _resize_transform(image_size: int):
+#: Rules for resizing whole images to the network's square input (see :func:`_resize_transform`).
+RESIZE_RULES: tuple[str, ...] = ("tf", "antialias")
+
+
+def _resize_transform(image_size: int, resize: str = "antialias"):
+    """PIL image -> (3, image_size, image_size) float in [0, 1], the whole image without cropping.
+
+    ``resize="antialias"``: torchvision ``Resize`` on the PIL image (bilinear, antialiased).
+    ``resize="tf"``: as the authors' preprocessing (``decode_jpeg``, ``convert_image_dtype`` to [0, 1],
+    then ``tf.image.resize((256, 256))``): bilinear without antialiasing at half-pixel centres
+    (:func:`shiftinv.transforms.tf_resize`). JPEG decoding is PIL's, which may differ from
+    TensorFlow's ``decode_jpeg`` in the rounding of some pixels.
+    """
     from torchvision import transforms
 
+    if resize not in RESIZE_RULES:
+        raise ValueError(f"unknown resize rule {resize!r}; choose one of {RESIZE_RULES}")
+    to_rgb = transforms.Lambda(lambda im: im.convert("RGB"))
+    if resize == "tf":
+        from .transforms import tf_resize
+
+        size = (image_size, image_size)
+        return transforms.Compose([to_rgb, transforms.ToTensor(),
+                                   transforms.Lambda(lambda x: tf_resize(x[None], size)[0].clamp(0, 1))])
     # Resize the whole image to a square without cropping (the paper's preprocessing).
-    return transforms.Compose(
-        [
-            transforms.Lambda(lambda im: im.convert("RGB")),
-            transforms.Resize((image_size, image_size), antialias=True),
-            transforms.ToTensor(),
-        ]
-    )
+    return transforms.Compose([to_rgb, transforms.Resize((image_size, image_size), antialias=True),
+                               transforms.ToTensor()])
 
 
 def image_folder(root: Path | str, image_size: int = 256) -> Dataset:
@@ -383,7 +400,7 @@ IMAGENET_HELP = (
 )
 
 
-def _restricted_folder(folder: Path, wnids: list[str], image_size: int) -> Dataset:
+def _restricted_folder(folder: Path, wnids: list[str], image_size: int, resize: str = "antialias") -> Dataset:
     from torchvision.datasets import ImageFolder
 
     label = {w: i for i, w in enumerate(wnids)}
@@ -393,7 +410,7 @@ def _restricted_folder(folder: Path, wnids: list[str], image_size: int) -> Datas
             present = [w for w in wnids if (Path(directory) / w).is_dir()]
             return present, {w: label[w] for w in present}
 
-    return _Subset(str(folder), transform=_resize_transform(image_size))
+    return _Subset(str(folder), transform=_resize_transform(image_size, resize))
 
 
 def imagenet160(
@@ -402,12 +419,15 @@ def imagenet160(
     val_fraction: float = 0.05,
     seed: int = 666,
     allow_missing: bool = False,
+    resize: str = "tf",
 ) -> Splits:
     """The paper's ImageNet-160 subset from a user-given ImageNet folder.
 
     Labels are the row numbers of ``imagenet160.txt`` (0..159, always 160 classes). Train and
     validation come from ``train/`` (validation: ``val_fraction`` per class, seeded); the test split
-    is ``val/``. Images are resized to ``image_size`` squares without cropping, float in [0, 1].
+    is ``val/``. Images are resized to ``image_size`` squares without cropping, float in [0, 1],
+    by ``resize`` (:data:`RESIZE_RULES`): ``"tf"`` as the authors' ``tf.image.resize`` (bilinear,
+    no antialiasing), ``"antialias"`` the workbook's earlier antialiased resize.
     ``allow_missing=True`` accepts a folder with only some of the 160 classes (stand-in data).
     """
     root = paths.require_dir(root, "ImageNet folder", IMAGENET_HELP)
@@ -424,8 +444,10 @@ def imagenet160(
             if not allow_missing:
                 raise FileNotFoundError(msg + " " + IMAGENET_HELP)
             warnings.warn(msg + " Continuing with the classes present (allow_missing=True).", stacklevel=2)
-    full_train = _restricted_folder(root / "train", wnids, image_size)
-    test = _restricted_folder(root / "val", wnids, image_size)
+    if resize not in RESIZE_RULES:
+        raise ValueError(f"unknown resize rule {resize!r}; choose one of {RESIZE_RULES}")
+    full_train = _restricted_folder(root / "train", wnids, image_size, resize)
+    test = _restricted_folder(root / "val", wnids, image_size, resize)
     if len(full_train) == 0 or len(test) == 0:
         raise FileNotFoundError(f"no ImageNet-160 images found under '{root}'. {IMAGENET_HELP}")
     targets = np.asarray(full_train.targets)  # type: ignore[attr-defined]
@@ -438,7 +460,7 @@ def imagenet160(
         classes=[name for _, name in classes],
         image_size=image_size,
         background="mirror",
-        info={"root": str(root), "seed": seed},
+        info={"root": str(root), "seed": seed, "resize": resize},
     )
 
 
