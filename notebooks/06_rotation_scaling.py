@@ -52,6 +52,7 @@ VGG_WEIGHTS: str = ""  # paper: torchvision VGG-16 state dict path (empty: downl
 DEVICE: str = ""  # empty: CUDA when available, else CPU
 
 # %%
+figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
 # derived settings (never in the parameters cell)
 profile = classify.profile_from_params(PROFILE, SMOKE, data_dir=IMAGENET_DIR or CIFAR_DIR,
                                        weights=VGG_WEIGHTS, device=DEVICE)
