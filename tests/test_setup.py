@@ -215,3 +215,27 @@ def test_ci_runs_the_readme_test_command() -> None:
     ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()
           if line.strip() and not line.lstrip().startswith("#")]
     assert ci[-1] == command, f".ci/run ends with {ci[-1]!r}, the README's test command is {command!r}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args, expected", [
+    (["PROFILE=typo"], "unknown profile 'typo'"),
+    (["PARAMS=EPOCS=3 SEED=1"], "unknown parameter EPOCS"),
+    (["PARAMS=EPOCHS=abc"], "EPOCHS='abc': expected an integer"),
+])
+def test_make_figures_rejects_bad_parameters_before_any_notebook_runs(tmp_path: Path, args: list[str],
+                                                                     expected: str) -> None:
+    """The probes of issue 13, through the Makefile (in a copy whose set-up is marked done, with an
+    interpreter that refuses pip, so that nothing can be installed)."""
+    copy = _project_copy(tmp_path, "numpy\n")
+    guard = tmp_path / "python"
+    guard.write_text(f'#!/bin/sh\ncase "$*" in *pip*) echo "pip refused by the test" >&2; exit 99;; esac\n'
+                     f'exec {sys.executable} "$@"\n')
+    guard.chmod(0o755)
+    stamp = copy / "done.stamp"
+    stamp.touch()
+    env = _clean_env(PYTHONPATH=str(ROOT / "lib") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    result = _make(copy, "-o", str(stamp), "figures", f"PY={guard}", f"STAMP={stamp}", *args, env=env, timeout=120)
+    assert result.returncode != 0
+    assert expected in result.stderr, result.stdout + result.stderr
+    assert "pip refused" not in result.stderr and ">> 01_" not in result.stdout

@@ -75,8 +75,7 @@ def profile_figures_dir(profile: str, smoke: bool = False) -> Path:
     Ignores ``$SHIFTINV_FIGURES``; :func:`figures_dir` is the folder a figure is written to.
     """
     check_profile_name(profile)
-    if not smoke:
-        require_clone()
+    require_clone()
     return (SMOKE_FIGURES if smoke else FIGURES) / profile
 
 
