@@ -286,7 +286,7 @@ def test_concurrent_saves_of_one_figure_leave_a_consistent_set(tmp_path: Path) -
 
 def test_manifest_names_the_run_and_reruns_are_byte_identical(tmp_path: Path) -> None:
     run = {"by": "python -m shiftinv.notebooks", "notebook": "01_x", "profile": "demo", "smoke": False,
-           "parameters": {"PROFILE": "demo", "EPOCHS": 3}, **figures.code_version()}
+           "parameters": {"PROFILE": "demo", "EPOCHS": 3, "LR": 0.00123456}, **figures.code_version()}
     folder = tmp_path / "figures" / "demo"
 
     def publish(names: list[str]) -> None:
@@ -301,7 +301,7 @@ def test_manifest_names_the_run_and_reruns_are_byte_identical(tmp_path: Path) ->
     manifest = json.loads(first)
     assert set(manifest["files"]) == {f"01_{s}.{e}" for s in "ab" for e in ("png", "pdf", "csv")}
     (entry,) = manifest["runs"].values()
-    assert entry["notebook"] == "01_x" and entry["parameters"] == {"PROFILE": "demo", "EPOCHS": 3}
+    assert entry["notebook"] == "01_x" and entry["parameters"] == {"PROFILE": "demo", "EPOCHS": 3, "LR": 0.00123456}
     assert entry["profile"] == "demo" and "commit" in entry and "code_modified" in entry
     text = first.decode().lower()
     assert not any(word in text for word in ("time", "date", "host")), "the manifest must not change between reruns"

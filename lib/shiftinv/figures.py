@@ -130,22 +130,23 @@ def format_number(value: float) -> str:
     return f"{value:.{SIGNIFICANT_DIGITS}g}"
 
 
-def _jsonable(obj: Any) -> Any:
+def _jsonable(obj: Any, digits: bool = True) -> Any:
+    """``obj`` as JSON-ready values; ``digits``: floats to :data:`SIGNIFICANT_DIGITS` (data files)."""
     if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): _jsonable(v, digits) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [_jsonable(v, digits) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
+        return _jsonable(obj.tolist(), digits)
     if hasattr(obj, "detach") and hasattr(obj, "cpu"):  # torch tensor
-        return _jsonable(obj.detach().cpu().numpy())
+        return _jsonable(obj.detach().cpu().numpy(), digits)
     if isinstance(obj, (np.bool_, bool)):
         return bool(obj)
     if isinstance(obj, (np.floating, float)):
         value = float(obj)
         if math.isnan(value):
             return None
-        return float(format_number(value)) if math.isfinite(value) else value
+        return float(format_number(value)) if digits and math.isfinite(value) else value
     if isinstance(obj, np.integer):
         return int(obj)
     if isinstance(obj, Path):
@@ -260,7 +261,7 @@ def run_info() -> dict[str, Any]:
 
 
 def _run_id(run: Mapping[str, Any]) -> str:
-    text = json.dumps(_jsonable(run), sort_keys=True)
+    text = json.dumps(_jsonable(run, digits=False), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -348,7 +349,7 @@ def publish_files(folder: Path, payloads: Mapping[str, bytes], run: Mapping[str,
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    run = _jsonable(dict(run))
+    run = _jsonable(dict(run), digits=False)  # parameters as given, not rounded
     run_id = _run_id(run)
     temps: dict[str, Path] = {}
     try:
@@ -385,7 +386,7 @@ def publish_folder(staging: Path, folder: Path, run: Mapping[str, Any]) -> tuple
 
     staging, folder = Path(staging), Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    run = _jsonable(dict(run))
+    run = _jsonable(dict(run), digits=False)  # parameters as given, not rounded
     run_id = _run_id(run)
     names = sorted(p.name for p in staging.iterdir()
                    if p.is_file() and p.name != MANIFEST and not p.name.startswith("."))
