@@ -222,3 +222,15 @@ def test_a_failing_notebook_publishes_nothing_and_the_manifest_names_the_run(tmp
     assert ">> 01_ok.py" in text and "3 file(s) published" in text
     assert "[1/4]" in text and "[4/4] figures.use_profile(PROFILE, smoke=SMOKE)" in text  # one line per cell
     assert " s\n" in text  # with its time
+
+
+def test_staging_folders_of_killed_runs_are_removed(tmp_path: Path) -> None:
+    import os
+
+    dead = tmp_path / ".staging-01_x-999999999-abcd"  # no such process
+    alive = tmp_path / f".staging-01_x-{os.getpid()}-abcd"
+    for folder in (dead, alive):
+        folder.mkdir()
+        (folder / "01_x.png").write_bytes(b"half")
+    notebooks._remove_orphan_staging(tmp_path)
+    assert not dead.exists() and alive.exists()
