@@ -123,7 +123,7 @@ def _param(annotation: str, default: object = None) -> notebooks.Parameter:
     ("str | None", "None", None), ("str | None", "abc", "abc"), ("Optional[int]", "none", None),
     ("Optional[int]", "4", 4), ("int | str", "4", 4), ("int | str", "four", "four"),
     ("list", "[0, 1, 2]", [0, 1, 2]), ("list", "0,1,2", [0, 1, 2]), ("list[int]", "4", [4]),
-    ("tuple[int, ...]", "1,2", (1, 2)), ("list[float]", "[1, 2.5]", [1.0, 2.5]),
+    ("tuple[int, ...]", "1,2", [1, 2]), ("list[float]", "[1, 2.5]", [1.0, 2.5]),
     ("Literal['mosaic', 'circular']", "circular", "circular"),
 ])
 def test_values_are_parsed_as_their_annotation(annotation: str, text: str, expected: object) -> None:

@@ -177,7 +177,7 @@ def _parse_as(text: str, kind: ast.expr) -> Any:
             item_kinds = [a for a in args if not (isinstance(a, ast.Constant) and a.value is Ellipsis)]
             if item_kinds and len(item_kinds) == 1:
                 items = [_check_instance(v, item_kinds[0]) for v in items]
-            return tuple(items) if base.lower() == "tuple" else items
+            return items  # tuples and sets too: papermill passes JSON types (a tuple would become a string)
         if base in ("dict", "Dict", "Mapping"):
             return _parse_as(text, ast.Name("dict"))
         raise ValueError(f"cannot check values of type {ast.unparse(kind)}")
@@ -202,8 +202,7 @@ def _parse_as(text: str, kind: ast.expr) -> Any:
     if name == "str":
         return _unquote(text)
     if name in ("list", "tuple", "set"):
-        items = _parse_container(text, name)
-        return tuple(items) if name == "tuple" else items
+        return _parse_container(text, name)  # a list (papermill passes JSON types)
     if name == "dict":
         try:
             value = ast.literal_eval(stripped)
