@@ -68,6 +68,7 @@ OVERRIDES: str = ""  # sizes for bigger runs, comma-separated FIELD:VALUE (e.g. 
 RUN_HEAVY_SOLUTIONS: bool = False  # exercise 3's solution trains a second trunk (about a minute on a CPU)
 
 # %%
+figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
 # derived settings (never in the parameters cell)
 profile = classify.profile_from_params(PROFILE, SMOKE, data_dir=IMAGENET_DIR or CIFAR_DIR or MNIST_DIR,
                                        weights=VGG_WEIGHTS, device=DEVICE, overrides=OVERRIDES)

@@ -63,6 +63,7 @@ SCALES: str = "paper"  # paper (the authors' 20 factors) | linspace (numpy.linsp
 SCALE_RESIZE: str = "tf"  # tf (the authors': floor, no antialiasing) | antialias (the workbook's variant)
 
 # %%
+figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
 # derived settings (never in the parameters cell)
 profile = classify.profile_from_params(PROFILE, SMOKE, data_dir=IMAGENET_DIR or CIFAR_DIR or MNIST_DIR,
                                        weights=VGG_WEIGHTS, device=DEVICE, overrides=OVERRIDES)

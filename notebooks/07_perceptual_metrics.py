@@ -55,6 +55,7 @@ IMAGE_SIZE: int = 64  # image side in pixels (a multiple of 32, for the APS back
 VGG_WEIGHTS: str = ""  # paper profile: path of a torchvision vgg16 state dict; empty: torchvision download
 
 # %%
+figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
 size = 32 if SMOKE else IMAGE_SIZE
 pools = ("max",) if SMOKE else ("max", "blur", "aps")
 weights = P.backbone_weights(PROFILE, VGG_WEIGHTS)  # None: seeded random init (demo, cifar)

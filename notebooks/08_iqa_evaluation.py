@@ -60,6 +60,7 @@ TID2013_DIR: str = ""  # paper: same layout as TID2008
 VGG_WEIGHTS: str = ""  # paper: torchvision vgg16 state dict path; empty: torchvision download
 
 # %%
+figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
 weights = P.backbone_weights(PROFILE, VGG_WEIGHTS)  # None: seeded random init (demo, cifar)
 size = 32 if SMOKE else IMAGE_SIZE
 n_refs = 2 if SMOKE else N_REFS

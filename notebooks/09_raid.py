@@ -66,6 +66,7 @@ KODAK_DIR: str = ""  # raid-approx: folder with kodim01.png ... (default: the sh
 VGG_WEIGHTS: str = ""  # paper: torchvision vgg16 state dict path; empty: torchvision download
 
 # %%
+figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
 weights = P.backbone_weights(PROFILE, VGG_WEIGHTS)  # None: seeded random init (demo, cifar)
 size = 32 if SMOKE else IMAGE_SIZE
 n_images = 2 if SMOKE else N_IMAGES
