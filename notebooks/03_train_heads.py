@@ -226,7 +226,7 @@ trunk = ms.trunks["vgg"]
 utils.seed_everything(profile.seed)
 head_a = models.build_head("multi_gap", trunk, num_classes=profile.num_classes, input_size=profile.image_size)
 head_b = train.clone_module(head_a)
-small = data.take(splits.train, 64, seed=0)
+small = data.take(splits.train, 32, seed=0)
 cfg = train.TrainConfig(epochs=2, batch_size=16, seed=1, device=profile.device, amp=False)
 train.fit(head_a, small, small, cfg, extractor=lambda x: trunk(x, head_a.taps))
 feats = train.extract_features(lambda x: trunk(x, head_b.taps), small, gap_only=head_b.taps, device=profile.device)

@@ -207,11 +207,11 @@ def get_profile(name: str = "demo", smoke: bool = False, **overrides: Any) -> Pr
         # Here: the 128 px canvas, +-24 px, image counts that fit a 2-core CPU; BlurPool and APS
         # swap the pools of the same weights (no retraining).
         p = Profile(
-            name, smoke, "mnist_canvas", image_size=128, digit_size=28, max_train=600, max_val=200, max_test=300,
+            name, smoke, "mnist_canvas", image_size=128, digit_size=28, max_train=600, max_val=200, max_test=200,
             width=1.0, batch_norm=False, weights="hed", train_trunk=False,
             variants=_variants(("flatten", "final_gap", "multi_gap"), ("flatten", "final_gap", "multi_gap")),
             head_train=cfg(epochs=100, batch_size=32, lr=1e-3, patience=5, seed=666, eval_batch_size=64),
-            l2_heads=(), aug_copies=2, aug_shift=24, shift_mode="zero", shift_radius=24, grid_step=8, profile_step=1,
+            l2_heads=(), aug_copies=1, aug_shift=24, shift_mode="zero", shift_radius=24, grid_step=8, profile_step=1,
             diag_radius=8, n_sweep=24, n_aliasing=8, n_transform=16, sweep_batch=64, seed=666,
         )
         if smoke:
