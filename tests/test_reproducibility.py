@@ -178,12 +178,12 @@ def test_corrupt_training_checkpoint_is_set_aside(tmp_path: Path, capsys: pytest
 
 def test_random_bytes_weights_file_gets_a_clear_error_without_unsafe_advice(tmp_path: Path) -> None:
     path = tmp_path / "vgg16.pth"
-    path.write_bytes(os.urandom(4096))
+    path.write_bytes(b"\x13" + os.urandom(4095))  # random bytes (not starting like a pickle or a zip)
     with pytest.raises(ValueError) as info:
         models.resolve_state_dict(str(path))
     message = str(info.value)
     assert str(path) in message
-    assert "not a readable torch checkpoint" in message
+    assert "not a loadable torch checkpoint" in message and "not a torch file" in message
     assert "weights_only=False" not in message and "Re-download" not in message
 
 

@@ -145,16 +145,30 @@ def safe_torch_load(path: Path | str, map_location: str | torch.device = "cpu") 
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle.UnpicklingError, RuntimeError, EOFError...
-        reason = str(exc).split("\n")[0]
-        if "weights_only" in reason or "WeightsUnpickler" in reason:
-            reason = "it holds objects other than tensors, numbers, strings, lists and dicts"
         raise CorruptFileError(
-            f"'{path}' is not a readable torch checkpoint of plain tensors ({type(exc).__name__}: {reason}). "
-            "It is truncated, damaged, not a torch file, or holds pickled objects that weights_only=True refuses because "
-            "loading them could run code. Check that the path names the weights file you meant, or re-save "
-            "the weights from the model that made them as a plain state dict "
-            "(torch.save(model.state_dict(), path))."
+            f"'{path}' is not a loadable torch checkpoint: {_why_unloadable(path, exc)}. Check that the path "
+            "names the file you meant (a state dict saved with torch.save(model.state_dict(), path)), or re-save "
+            "the weights from the model that made them as a plain state dict."
         ) from exc
+
+
+def _why_unloadable(path: Path, exc: Exception) -> str:
+    """What is wrong with a file ``torch.load(weights_only=True)`` refused, read from its first bytes."""
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    text = str(exc)
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"PK\x03\x04"):  # torch's zip format
+        if "Unsupported global" in text:
+            glob = text.split("Unsupported global", 1)[1].split("\n")[0].strip(" :")
+            return (f"it holds a pickled Python object ({glob}) besides plain tensors, which weights_only=True "
+                    "refuses because unpickling it could run code")
+        return f"a torch file that is truncated or damaged ({type(exc).__name__})"
+    if head[:1] == b"\x80":  # a raw pickle (legacy torch format or pickle.dump)
+        return ("a pickle holding objects that weights_only=True refuses because unpickling them could run code, "
+                "or a damaged legacy torch file")
+    return f"not a torch file (it starts with the bytes {head!r})"
 
 
 class CorruptFileError(ValueError):
