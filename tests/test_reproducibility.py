@@ -132,7 +132,8 @@ def test_refresh_env_recomputes_values_written_before_it(monkeypatch: pytest.Mon
 
 def test_refresh_one_is_pinned_to_a_time_when_the_package_is_imported(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(LIB), "SHIFTINV_REFRESH": "1"}
-    out = subprocess.run([sys.executable, "-c", "import os, shiftinv.utils; print(os.environ['SHIFTINV_REFRESH'])"],
+    # the runner imports only shiftinv.paths (no torch): that pins it too, for the kernels it starts
+    out = subprocess.run([sys.executable, "-c", "import os, shiftinv.paths; print(os.environ['SHIFTINV_REFRESH'])"],
                          env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert abs(float(out.stdout) - time.time()) < 120
@@ -185,6 +186,15 @@ def test_random_bytes_weights_file_gets_a_clear_error_without_unsafe_advice(tmp_
     assert str(path) in message
     assert "not a loadable torch checkpoint" in message and "not a torch file" in message
     assert "weights_only=False" not in message and "Re-download" not in message
+
+
+def test_require_finite_refuses_to_cache_nan(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SHIFTINV_RESULTS", str(tmp_path))
+    with pytest.raises(ValueError, match="non-finite.*w"):
+        utils.cached("n", {"a": 1}, lambda: {"w": torch.tensor([1.0, float("nan")])}, code="shifts", require_finite=True)
+    assert not list(tmp_path.rglob("*.pt"))
+    table = utils.cached("n", {"a": 2}, lambda: {"drop": [float("nan")]}, code="shifts")  # NaN on purpose: kept
+    assert table["drop"][0] != table["drop"][0]
 
 
 def test_reproducible_block_fixes_threads_and_restores(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -459,7 +459,7 @@ def train_or_load(
         utils.check_finite(state, f"weights of {desc or name!r}")
         return {"state": state, "result": result.as_dict()}
 
-    out = utils.cached(name, config, compute, code=code, refresh=refresh)
+    out = utils.cached(name, config, compute, code=code, refresh=refresh, require_finite=True)
     ckpt.unlink(missing_ok=True)
     model.load_state_dict(out["state"])
     model.to(utils.default_device(cfg.device))

@@ -329,22 +329,10 @@ def cache_path(name: str, config: Mapping[str, Any], suffix: str = ".pt", *, cod
 REFRESH_ENV = "SHIFTINV_REFRESH"
 
 
-def _pin_refresh_time() -> None:
-    """Turn ``SHIFTINV_REFRESH=1`` into the time it was first seen (seconds since the epoch), so that
-    one ``make figures REFRESH=1`` (the runner and every notebook kernel it starts, which inherit
-    the environment) recomputes each cached value once, then reuses what this run wrote."""
-    value = os.environ.get(REFRESH_ENV, "").strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        os.environ[REFRESH_ENV] = repr(time.time())
-
-
-_pin_refresh_time()
-
-
 def refresh_requested(path: Path | str) -> bool:
     """Whether ``$SHIFTINV_REFRESH`` asks to recompute the cached file ``path``: ``1``/``true``
-    (pinned to a time when this package is first imported) or a time in seconds since the epoch
-    recompute files written before that time; unset, empty or ``0`` never."""
+    always; a time in seconds since the epoch (what ``1`` becomes when the package is first imported,
+    see ``shiftinv._pin_refresh_time``) for files written before it; unset, empty or ``0`` never."""
     value = os.environ.get(REFRESH_ENV, "").strip().lower()
     if value in ("", "0", "false", "no", "off"):
         return False
@@ -384,7 +372,7 @@ def check_finite(value: Any, what: str) -> None:
 
 
 def cached(name: str, config: Mapping[str, Any], compute: Callable[[], T], *, code: Any = None,
-           refresh: bool = False, allow_nonfinite: bool = False) -> T:
+           refresh: bool = False, require_finite: bool = False) -> T:
     """Return the cached result of ``compute()`` for ``config`` and the code behind it, computing it once.
 
     The key is ``config`` plus the :func:`code_version` of ``code`` (modules / functions whose code
@@ -394,8 +382,8 @@ def cached(name: str, config: Mapping[str, Any], compute: Callable[[], T], *, co
     inspection), and read back with ``weights_only=True``; so ``compute`` must return tensors,
     numbers, strings, lists and dicts. A file that cannot be read is set aside (``*.corrupt``) and
     the value recomputed. ``refresh=True`` or ``$SHIFTINV_REFRESH`` (:func:`refresh_requested`)
-    recomputes and overwrites. Non-finite floats in the result raise (not cached) unless
-    ``allow_nonfinite``.
+    recomputes and overwrites. ``require_finite``: NaN or infinite floats in the result raise
+    instead of being cached (trained weights; a table may hold NaN on purpose).
     """
     code = code if code is not None else caller_modules()
     key = versioned(config, code)
@@ -407,7 +395,7 @@ def cached(name: str, config: Mapping[str, Any], compute: Callable[[], T], *, co
                 return saved["value"]
             set_aside(path, "no 'value' entry")
     value = compute()
-    if not allow_nonfinite:
+    if require_finite:
         check_finite(value, f"cached value {name!r}")
     atomic_torch_save({"config": json.loads(json.dumps(key, default=str)), "value": value}, path)
     return value
