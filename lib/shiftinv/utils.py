@@ -95,11 +95,14 @@ def reproducible(threads: int | None = None) -> Iterator[int]:
 
 
 def run_conditions() -> dict[str, Any]:
-    """What shapes float rounding in a run, for the record (summary tables, manifests): threads,
-    torch version, CPU instruction set torch dispatches to, device."""
+    """What shapes float rounding in a run, for the record (timings files, manifests): threads,
+    torch version, CPU instruction set torch dispatches to (AVX2 and AVX-512 round differently, and
+    training from scratch amplifies it), the variables that pin it, and the GPU."""
+    pins = {v: os.environ.get(v, "") for v in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR")}
     return {"threads": default_threads(), "torch": torch.__version__,
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""}
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "",
+            **{k.lower(): v for k, v in pins.items()}}
 
 
 def default_device(prefer: str | None = None) -> torch.device:
