@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
-from shiftinv import models, notebooks, paths, train, utils
+from shiftinv import models, notebooks, train, utils
 
 LIB = Path(utils.__file__).resolve().parents[1]
 
