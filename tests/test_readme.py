@@ -60,8 +60,8 @@ def test_block_is_rewritten_from_data_files_and_claims_hold(tmp_path: Path, caps
     text = path.read_text()
     assert "old typed numbers" not in text and text.startswith("# Title\n\nIntro text that stays.")
     assert text.endswith("<!-- results:demo:end -->\n\n## After\nkept\n")
-    assert "| `vgg/flatten` | 0.97 | [0.95, 0.99] | 0.96-0.98 (3 seeds) |" in text
-    assert "| `vgg/flatten` | 0.9 | 0.5 | 13.7 | [10, 17] | 10-17 |" in text
+    assert "| `vgg/flatten` | 0.97 | [0.95, 0.99] | 0.96 to 0.98 (3 seeds) |" in text
+    assert "| `vgg/flatten` | 0.9 | 0.5 | 13.7 | [10, 17] | 10 to 17 |" in text
     out = capsys.readouterr().out
     assert "exceeds every GAP head's: **holds**" in out
     assert "order of the two GAP heads" in out and "**does not hold**" in out and "the intervals overlap" in out

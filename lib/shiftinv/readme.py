@@ -167,7 +167,7 @@ def _accuracy_table(acc: pd.DataFrame) -> list[str]:
     lines = ["| model | test accuracy | 95% interval (test images) | range over head seeds |",
              "|---|---|---|---|"]
     for _, r in acc.iterrows():
-        seeds = (f"{_fmt(r['test_acc_seed_min'])}-{_fmt(r['test_acc_seed_max'])} ({int(r['seeds'])} seeds)"
+        seeds = (f"{_fmt(r['test_acc_seed_min'])} to {_fmt(r['test_acc_seed_max'])} ({int(r['seeds'])} seeds)"
                  if "seeds" in r and r["seeds"] == r["seeds"] and int(r["seeds"]) > 0 else "n/a")
         lo_hi = _interval(r["test_acc_lo"], r["test_acc_hi"]) if "test_acc_lo" in r else "n/a"
         lines.append(f"| `{r['model']}` | {_fmt(r['test_acc'])} | {lo_hi} | {seeds} |")
@@ -178,7 +178,7 @@ def _relative_table(rel: pd.DataFrame) -> list[str]:
     lines = ["| head | accuracy centred | mean accuracy over shifts | relative loss (`dataset_signed`) "
              "| 95% interval (images) | range over head seeds |", "|---|---|---|---|---|---|"]
     for _, r in rel.iterrows():
-        seeds = (f"{_fmt(r['dataset_signed_seed_min'])}-{_fmt(r['dataset_signed_seed_max'])}"
+        seeds = (f"{_fmt(r['dataset_signed_seed_min'])} to {_fmt(r['dataset_signed_seed_max'])}"
                  if "seeds" in r and r["seeds"] == r["seeds"] and int(r["seeds"]) > 0 else "n/a")
         lo_hi = _interval(r["dataset_signed_lo"], r["dataset_signed_hi"]) if "dataset_signed_lo" in r else "n/a"
         lines.append(f"| `{r['head']}` | {_fmt(r['acc0'])} | {_fmt(r['acc_mean'])} | {_fmt(r['dataset_signed'])} "
