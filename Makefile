@@ -40,6 +40,8 @@ PROFILE     ?= demo
 NOTEBOOKS   ?=
 # Extra notebook parameters, e.g. PARAMS="IMAGENET_DIR=/data/imagenet VGG_WEIGHTS=/models/vgg16.pth"
 PARAMS      ?=
+# REFRESH=1: recompute every cached result once (trained models, sweeps) instead of reusing results/
+REFRESH     ?=
 PYTEST_ARGS ?=
 # two workers (one per core); the browser tier stays on one worker (xdist_group)
 PYTEST_PAR  ?= -n 2 --dist loadgroup
@@ -96,8 +98,8 @@ test-notebooks: $(STAMP)  ## smoke-run every notebook through papermill
 test-browser: $(STAMP)  ## open every notebook in JupyterLab in headless Chromium
 	$(PY) -m pytest -m browser $(PYTEST_ARGS)
 
-figures: $(STAMP)  ## execute the notebooks in order (PROFILE=demo|cifar|paper|...) into figures/<profile>/
-	$(PY) -m shiftinv.notebooks --profile '$(PROFILE)' $(foreach p,$(PARAMS),-p '$(p)') $(NOTEBOOKS)
+figures: $(STAMP)  ## execute the notebooks in order (PROFILE=demo|natural|cifar|paper) into figures/<profile>/ (REFRESH=1: recompute)
+	SHIFTINV_REFRESH='$(REFRESH)' $(PY) -m shiftinv.notebooks --profile '$(PROFILE)' $(foreach p,$(PARAMS),-p '$(p)') $(NOTEBOOKS)
 
 lab: $(STAMP)  ## open JupyterLab on the notebooks (prints the URL with its token)
 	@echo ">> JupyterLab on http://127.0.0.1:8888/lab : open the URL with ?token=... printed below; .py notebooks open with the 'Python (shiftinv)' kernel"

@@ -51,7 +51,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from shiftinv import classify, data, figures, models, train, utils
+from shiftinv import classify, data, figures, intervals, models, paths, train, utils
 
 figures.set_style()
 pd.set_option("display.width", 160)
@@ -72,7 +72,7 @@ figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (s
 # derived settings (never in the parameters cell)
 profile = classify.profile_from_params(PROFILE, SMOKE, data_dir=IMAGENET_DIR or CIFAR_DIR or MNIST_DIR,
                                        weights=VGG_WEIGHTS, device=DEVICE, overrides=OVERRIDES)
-torch.set_num_threads(max(1, torch.get_num_threads()))
+utils.set_threads()  # the same thread count on every machine (utils.default_threads): same float rounding
 print(f"profile {profile.name} (smoke={profile.smoke}): {profile.dataset}, {profile.image_size} px, "
       f"width {profile.width}, batch norm {profile.batch_norm}, device {utils.default_device(profile.device)}")
 print("models:", ", ".join(profile.model_names()))
@@ -129,7 +129,8 @@ plt.show()
 
 # %%
 ms = classify.train_or_load_models(profile, splits)
-summary = ms.summary
+# 95% bootstrap intervals over the test images and the spread over head seeds (intervals.SEEDS)
+summary = ms.summary.merge(intervals.accuracy_intervals(ms), on="model", how="left")
 summary[["model", "test_acc", "val_acc", "epochs", "best_epoch", "head_params", "total_params", "train_seconds",
          "cached", "trunk_source"]]
 
@@ -147,7 +148,9 @@ for name, g in hist.groupby("model", sort=False):
 axes[0].set(xlabel="epoch", ylabel="validation accuracy", title="validation accuracy (early stopping)")
 axes[1].set(xlabel="epoch", ylabel="training cross-entropy", title="training loss", yscale="log")
 axes[1].legend(fontsize=7, ncol=2)
-figures.save_figure(fig, "03_training_curves", hist)
+hist_data, hist_timings = classify.split_timings(hist)  # wall-clock seconds: their own file
+figures.save_figure(fig, "03_training_curves", hist_data)
+figures.save_data(hist_timings.assign(**utils.run_conditions()), paths.figures_dir() / "03_training_curves_timings")
 plt.show()
 
 # %% [markdown]
@@ -170,7 +173,9 @@ axes[1].scatter(summary.head_params, summary.test_acc, c=[colors[m] for m in sum
 for _, r in summary.iterrows():
     axes[1].annotate(r.model, (r.head_params, r.test_acc), fontsize=7, xytext=(3, 3), textcoords="offset points")
 axes[1].set(xscale="log", xlabel="trainable parameters (head)", ylabel="test accuracy", title="accuracy vs trainable parameters")
-figures.save_figure(fig, "03_accuracy_params", summary)
+summary_data, summary_timings = classify.split_timings(summary)
+figures.save_figure(fig, "03_accuracy_params", summary_data)
+figures.save_data(summary_timings.assign(**utils.run_conditions()), paths.figures_dir() / "03_accuracy_params_timings")
 plt.show()
 
 # %% [markdown]

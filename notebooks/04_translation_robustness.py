@@ -36,7 +36,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from shiftinv import classify, figures, invariance, utils
+from shiftinv import classify, figures, intervals, invariance, utils
 
 figures.set_style()
 pd.set_option("display.width", 160)
@@ -145,6 +145,8 @@ invariance.relative_loss_definitions()
 # %%
 rel = invariance.relative_loss_table(grid).merge(
     classify.robustness_table(grid).drop(columns=["acc0", "loss0"]), on="head")
+# 95% bootstrap interval of dataset_signed over the sweep images, and its spread over head seeds
+rel = rel.merge(intervals.relative_loss_intervals(ms, grid), on="head")
 rel
 
 # %%

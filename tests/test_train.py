@@ -177,3 +177,34 @@ def test_random_shifts_are_seeded_and_bounded() -> None:
     a = train.random_shifts(100, 4, torch.Generator().manual_seed(0))
     b = train.random_shifts(100, 4, torch.Generator().manual_seed(0))
     assert torch.equal(a, b) and a.abs().max() <= 4 and a.shape == (100, 2)
+
+
+def test_diverging_learning_rate_stops_with_a_clear_error_and_caches_nothing(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SHIFTINV_RESULTS", str(tmp_path))
+    torch.manual_seed(0)
+    trunk, head = TinyTrunk(), TinyHead()
+    model = nn.Sequential()
+    model.trunk, model.head = trunk, head  # type: ignore[assignment]
+    model.forward = lambda x: head(trunk(x))  # type: ignore[method-assign]
+    cfg = train.TrainConfig(epochs=3, batch_size=16, lr=1e6, device="cpu")
+    with pytest.raises(train.TrainingDiverged) as info:
+        train.train_or_load("tiny_net", {"what": "diverging"}, model, blobs(), blobs(48, seed=1), cfg,
+                            desc="tiny/flatten")
+    message = str(info.value)
+    assert "tiny/flatten" in message and "epoch 1" in message and "learning rate 1e+06" in message
+    assert "Lower the learning rate" in message
+    assert not list(tmp_path.rglob("*.pt"))  # neither the result nor a checkpoint
+    assert not train.is_cached("tiny_net", {"what": "diverging"}, cfg)
+
+
+def test_nan_weights_stop_training(tmp_path: Path) -> None:
+    lin = nn.Linear(5, 2)
+    model = nn.Sequential()
+    model.lin = lin  # type: ignore[assignment]
+    model.forward = lambda f: lin(f["x"]) * 0.0 + lin.bias.detach().sum() * 0  # type: ignore[method-assign]
+    feats = train.FeatureData({"x": torch.randn(20, 5)}, torch.arange(20) % 2)
+    with torch.no_grad():
+        lin.weight[0, 0] = float("nan")
+    with pytest.raises(train.TrainingDiverged, match="non-finite|loss is nan"):
+        train.fit(model, feats, feats, train.TrainConfig(epochs=2, batch_size=10, device="cpu"), desc="nan head")

@@ -501,7 +501,7 @@ def train_or_load_models(profile: Profile, splits: data_mod.Splits | None = None
             cfg = dataclasses.replace(hcfg, l2=profile.l2 if kind in profile.l2_heads else 0.0)
             key = {"trunk": tkey, "head": kind, "classes": k}
             t0 = time.perf_counter()
-            cached = utils.cache_path("head", {"key": key, "train": cfg.to_dict()}).exists() and not refresh
+            cached = train.is_cached("head", key, cfg) and not refresh
             res = train.train_or_load("head", key, head,
                                       None if cached else features("train").select(head.taps),
                                       None if cached else features("val").select(head.taps),
@@ -519,7 +519,7 @@ def train_or_load_models(profile: Profile, splits: data_mod.Splits | None = None
                                       shift_aug=0 if pool else profile.aug_shift, shift_mode=profile.shift_mode)
             key = {"trunk": tkey, "head": "flatten_aug", "classes": k,
                    "pool": {"copies": profile.aug_copies, "max_shift": profile.aug_shift} if pool else None}
-            cached = utils.cache_path("head", {"key": key, "train": cfg.to_dict()}).exists() and not refresh
+            cached = train.is_cached("head", key, cfg) and not refresh
             if pool:  # a fixed pool of shifted copies, features computed once (validation: unshifted)
                 def aug_features() -> train.FeatureData:
                     copies = data_mod.shifted_copies(splits.train, profile.aug_copies, profile.aug_shift,
@@ -597,12 +597,16 @@ def translation_sweep(ms: ModelSet, kind: str = "grid", mode: str | None = None,
                        for h in hs] for t, (_, hs) in chosen.items()}
     config = {"profile": p.to_dict(), "kind": kind, "mode": mode, "models": {t: list(hs) for t, (_, hs) in chosen.items()},
               "n": int(images.shape[0]), "fingerprint": fingerprint}
-    path = utils.cache_path("sweep", config, ".sweep.pt")
-    if path.exists() and not refresh:
-        return sweep_mod.SweepResult.load(path)
-    result = sweep_mod.sweep_models(chosen, images, labels, shift_list, mode, out_path=path.with_suffix(".part.pt"),
-                                    batch_size=p.sweep_batch, device=p.device,
-                                    progress=True)
+    path = utils.cache_path("sweep", config, ".sweep.pt", code=__name__)
+    if path.exists() and not (refresh or utils.refresh_requested(path)):
+        try:
+            return sweep_mod.SweepResult.load(path)
+        except ValueError as err:  # truncated / damaged: set aside, sweep again
+            utils.set_aside(path, str(err).split("\n")[0])
+    with utils.reproducible():
+        result = sweep_mod.sweep_models(chosen, images, labels, shift_list, mode,
+                                        out_path=path.with_suffix(".part.pt"), batch_size=p.sweep_batch,
+                                        device=p.device, progress=True)
     result.save(path)
     for part in path.parent.glob(path.with_suffix("").name + ".part.*"):
         part.unlink(missing_ok=True)
@@ -662,9 +666,22 @@ def parse_overrides(profile: Profile, text: str) -> dict[str, Any]:
 
 
 def history_frame(ms: ModelSet) -> pd.DataFrame:
-    """Per-epoch training records of every run: ``model, epoch, train_loss, val_loss, val_acc, seconds``."""
+    """Per-epoch training records of every run: ``model, epoch, train_loss, val_loss, val_acc, seconds``
+    (``seconds`` is wall-clock time: keep it out of figure data with :func:`split_timings`)."""
     rows = [{"model": name, **rec} for name, hist in ms.histories.items() for rec in hist]
     return pd.DataFrame(rows)
+
+
+#: Columns that depend on the machine and on what was cached, not on the numbers computed.
+TIMING_COLUMNS: tuple[str, ...] = ("seconds", "train_seconds", "trunk_seconds", "trunk_setup_seconds", "cached")
+
+
+def split_timings(frame: pd.DataFrame, keys: tuple[str, ...] = ("model", "epoch")) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(numbers, timings)``: ``frame`` without :data:`TIMING_COLUMNS` (figure data, compared
+    between runs) and those columns with the ``keys`` present (a separate ``*_timings.csv``)."""
+    timing = [c for c in frame.columns if c in TIMING_COLUMNS]
+    key_cols = [c for c in keys if c in frame.columns]
+    return frame.drop(columns=timing), frame[key_cols + timing].copy()
 
 
 def shift_frame(result: Any) -> pd.DataFrame:

@@ -420,7 +420,7 @@ def train_depth_heads(
         head = models.build_head("final_gap", trunk, num_classes=num_classes, input_size=input_size or 256,
                                  gap_taps=(tap,))
         hkey = {**dict(key), "depth_head": tap, "classes": num_classes}
-        cached = utils.cache_path("head", {"key": hkey, "train": cfg.to_dict()}).exists()
+        cached = train.is_cached("head", hkey, cfg)
         res = train.train_or_load("head", hkey, head,
                                   None if cached else features("train", train_data).select((tap,)),
                                   None if cached else features("val", val_data).select((tap,)),

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -43,7 +44,13 @@ __all__ = [
     "extract_features",
     "random_shifts",
     "train_or_load",
+    "is_cached",
+    "TrainingDiverged",
 ]
+
+
+class TrainingDiverged(FloatingPointError):
+    """Training produced a non-finite loss or non-finite weights (the message says where)."""
 
 Inputs = Tensor | dict[str, Tensor]
 Extractor = Callable[[Tensor], Any]
@@ -247,21 +254,22 @@ def extract_features(
     Returns:
         :class:`FeatureData` with ``features[tap]`` (N, C, h, w) and ``labels`` (N,).
     """
-    device = utils.default_device(str(device) if device is not None else None)
-    autocast, _ = _autocast(device, amp)
-    chunks: dict[str, list[Tensor]] = {}
-    labels: list[Tensor] = []
-    order = torch.arange(len(data))
-    total = (len(order) + batch_size - 1) // batch_size
-    for x, y in utils.progress(_batches(data, order, batch_size), total=total, desc=desc, leave=False):
-        with autocast:
-            feats = extractor(_to(x, device))
-        for tap, f in feats.items():
-            f = f.float()
-            if tap in gap_only:
-                f = f.mean(dim=(2, 3), keepdim=True)
-            chunks.setdefault(tap, []).append(f.to("cpu", dtype))
-        labels.append(y.cpu())
+    with utils.reproducible():
+        device = utils.default_device(str(device) if device is not None else None)
+        autocast, _ = _autocast(device, amp)
+        chunks: dict[str, list[Tensor]] = {}
+        labels: list[Tensor] = []
+        order = torch.arange(len(data))
+        total = (len(order) + batch_size - 1) // batch_size
+        for x, y in utils.progress(_batches(data, order, batch_size), total=total, desc=desc, leave=False):
+            with autocast:
+                feats = extractor(_to(x, device))
+            for tap, f in feats.items():
+                f = f.float()
+                if tap in gap_only:
+                    f = f.mean(dim=(2, 3), keepdim=True)
+                chunks.setdefault(tap, []).append(f.to("cpu", dtype))
+            labels.append(y.cpu())
     return FeatureData({t: torch.cat(c) for t, c in chunks.items()}, torch.cat(labels).long())
 
 
@@ -308,13 +316,34 @@ def fit(
 
     state: dict[str, Any] = {"epoch": 0, "best_acc": -1.0, "best_epoch": 0, "bad": 0, "history": [], "best": None}
     ckpt = Path(checkpoint) if checkpoint is not None else None
-    if ckpt is not None and ckpt.exists():
-        saved = utils.safe_torch_load(ckpt)
+    saved = utils.load_or_set_aside(ckpt) if ckpt is not None else None
+    if saved is not None:
         model.load_state_dict(saved["model"])
         optim.load_state_dict(saved["optim"])
         if scaler is not None and saved.get("scaler"):
             scaler.load_state_dict(saved["scaler"])
-        state = {k: saved[k] for k in state}
+        state = {k: saved[k] for k in state} | ({"first_loss": saved["first_loss"]} if "first_loss" in saved else {})
+    with utils.reproducible():
+        return _fit_epochs(model, train, val, cfg, extractor, ckpt, on_epoch_end, desc, device, optim,
+                           autocast, scaler, state)
+
+
+#: A batch loss above this factor times the run's first batch loss (or 1 nat) counts as divergence.
+DIVERGENCE_FACTOR = 1e3
+
+
+def _diverged(desc: str, epoch: int, cfg: TrainConfig, what: str) -> TrainingDiverged:
+    return TrainingDiverged(
+        f"training of {desc!r} diverged in epoch {epoch}: {what} (learning rate {cfg.lr:g}, batch size "
+        f"{cfg.batch_size}). Nothing was cached. Lower the learning rate (e.g. lr={cfg.lr / 10:g} in its "
+        "TrainConfig) and run again.")
+
+
+def _fit_epochs(model: nn.Module, train: Any, val: Any, cfg: TrainConfig, extractor: Extractor | None,
+                ckpt: Path | None, on_epoch_end: Callable[[int, dict[str, float]], None] | None, desc: str,
+                device: torch.device, optim: torch.optim.Optimizer, autocast: Any, scaler: Any,
+                state: dict[str, Any]) -> TrainResult:
+    """The epochs of :func:`fit` (after set-up and resume); see there."""
     start = time.perf_counter()
     epochs = utils.progress(range(state["epoch"] + 1, cfg.epochs + 1), desc=desc, leave=False,
                             total=cfg.epochs, initial=state["epoch"])
@@ -348,8 +377,18 @@ def fit(
             else:
                 total.backward()
                 optim.step()
-            total_loss += float(loss.detach()) * int(y.shape[0])
+            batch_loss = float(loss.detach())
+            if not math.isfinite(batch_loss):
+                raise _diverged(desc, epoch, cfg, f"the training loss is {batch_loss}")
+            ref = state.setdefault("first_loss", batch_loss)
+            if batch_loss > DIVERGENCE_FACTOR * max(ref, 1.0):
+                raise _diverged(desc, epoch, cfg, f"the training loss jumped to {batch_loss:.3g} "
+                                f"(first batch: {ref:.3g})")
+            total_loss += batch_loss * int(y.shape[0])
             seen += int(y.shape[0])
+        bad = [n for n, p in model.named_parameters() if p.is_floating_point() and not bool(torch.isfinite(p).all())]
+        if bad:
+            raise _diverged(desc, epoch, cfg, f"non-finite weights in {', '.join(bad[:3])}")
         val_acc, val_loss = evaluate(model, val, extractor, cfg.eval_batch_size, device, cfg.amp)
         record = {"epoch": epoch, "train_loss": total_loss / max(seen, 1), "val_loss": val_loss,
                   "val_acc": val_acc, "seconds": time.perf_counter() - t0}
@@ -395,25 +434,49 @@ def train_or_load(
     extractor: Extractor | None = None,
     refresh: bool = False,
     desc: str | None = None,
+    code: Any = None,
 ) -> TrainResult:
     """Train ``model`` (see :func:`fit`) or load the result of an earlier identical run.
 
-    The cache key is ``key`` (what the model and the data are; JSON-serialisable) plus ``cfg``.
+    The cache key is ``key`` (what the model and the data are; JSON-serialisable) plus ``cfg`` plus
+    the code version (:func:`shiftinv.utils.code_version`) of this module and of ``code`` (default:
+    the caller's module, e.g. :mod:`shiftinv.classify`, with every package module it imports).
     The finished run (weights + history) is stored under ``results/<name>/<hash>.pt``; while it
     runs, a per-epoch checkpoint ``<hash>.ckpt.pt`` beside it lets an interrupted run resume.
+    A run that diverges raises :class:`TrainingDiverged` and leaves nothing cached.
     """
+    code = _code(code)
     config = {"key": dict(key), "train": cfg.to_dict()}
-    ckpt = utils.cache_path(name, config, ".ckpt.pt")
+    ckpt = utils.cache_path(name, config, ".ckpt.pt", code=code)
 
     def compute() -> dict[str, Any]:
-        result = fit(model, train, val, cfg, extractor=extractor, checkpoint=ckpt, desc=desc or name)
-        return {"state": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "result": result.as_dict()}
+        try:
+            result = fit(model, train, val, cfg, extractor=extractor, checkpoint=ckpt, desc=desc or name)
+        except TrainingDiverged:
+            ckpt.unlink(missing_ok=True)
+            raise
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        utils.check_finite(state, f"weights of {desc or name!r}")
+        return {"state": state, "result": result.as_dict()}
 
-    out = utils.cached(name, config, compute, refresh=refresh)
+    out = utils.cached(name, config, compute, code=code, refresh=refresh, require_finite=True)
     ckpt.unlink(missing_ok=True)
     model.load_state_dict(out["state"])
     model.to(utils.default_device(cfg.device))
     return TrainResult(**out["result"])
+
+
+def _code(code: Any, depth: int = 2) -> list[str]:
+    """This module plus ``code`` (default: the modules of the caller's caller, ``depth`` frames up)."""
+    given = utils._module_names(code) if code is not None else utils.caller_modules(depth)
+    return sorted({__name__, *given})
+
+
+def is_cached(name: str, key: Mapping[str, Any], cfg: TrainConfig, *, code: Any = None) -> bool:
+    """Whether :func:`train_or_load` with these arguments (called from the same module) would load
+    a finished run instead of training (honours ``$SHIFTINV_REFRESH``)."""
+    path = utils.cache_path(name, {"key": dict(key), "train": cfg.to_dict()}, code=_code(code))
+    return path.is_file() and not utils.refresh_requested(path)
 
 
 def clone_module(module: nn.Module) -> nn.Module:

@@ -1,0 +1,48 @@
+"""Intervals: seeded bootstrap over test images (against scipy's), relative loss per resample."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from shiftinv import intervals, invariance
+from shiftinv.sweep import SweepResult
+
+
+def test_bootstrap_weights_are_seeded_resamples() -> None:
+    w = intervals.bootstrap_weights(50, 300, seed=3)
+    assert w.shape == (300, 50)
+    assert torch.allclose(w.sum(1), torch.ones(300, dtype=torch.float64))
+    assert torch.equal(w, intervals.bootstrap_weights(50, 300, seed=3))
+    assert not torch.equal(w, intervals.bootstrap_weights(50, 300, seed=4))
+    assert torch.allclose((w * 50).round(), w * 50)  # counts
+
+
+def test_accuracy_interval_matches_scipy_percentile_bootstrap() -> None:
+    g = torch.Generator().manual_seed(0)
+    correct = torch.rand(64, generator=g) < 0.8
+    lo, hi = intervals.accuracy_interval(correct, n_boot=4000, seed=1)
+    ref = stats.bootstrap((correct.numpy().astype(float),), np.mean, n_resamples=4000, method="percentile",
+                          confidence_level=0.95, rng=np.random.default_rng(0)).confidence_interval
+    acc = float(correct.double().mean())
+    assert lo <= acc <= hi
+    assert lo == pytest.approx(ref.low, abs=0.025) and hi == pytest.approx(ref.high, abs=0.025)
+    lo2, hi2 = intervals.accuracy_interval(correct.repeat(16), n_boot=2000, seed=1)
+    assert hi2 - lo2 < (hi - lo) / 2  # 16x the images: about a quarter of the width
+
+
+def test_relative_loss_replicates_recompute_the_point_estimate() -> None:
+    g = torch.Generator().manual_seed(0)
+    shifts = torch.tensor([[0, 0], [1, 0], [2, 0], [0, 1]])
+    loss = torch.rand(4, 10, generator=g) + 0.1
+    loss[1:] *= 3
+    result = SweepResult(shifts, torch.zeros(10, dtype=torch.long), "zero", {"h": loss}, {"h": loss > 0.5},
+                         {"h": torch.zeros(4, 10, dtype=torch.long)}, {"h": loss}, {}, {})
+    uniform = torch.full((1, 10), 0.1, dtype=torch.float64)
+    point = invariance.relative_loss(result, "h", "dataset_signed")
+    assert float(intervals.relative_loss_replicates(loss, result.index(0, 0), uniform)[0]) == pytest.approx(point)
+    reps = intervals.relative_loss_replicates(loss, 0, intervals.bootstrap_weights(10, 500))
+    lo, hi = intervals.percentile_interval(reps)
+    assert lo < point < hi and point > 1.0
