@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -46,3 +48,24 @@ def test_relative_loss_replicates_recompute_the_point_estimate() -> None:
     reps = intervals.relative_loss_replicates(loss, 0, intervals.bootstrap_weights(10, 500))
     lo, hi = intervals.percentile_interval(reps)
     assert lo < point < hi and point > 1.0
+
+
+def test_seed_heads_and_test_correctness_reuse_the_model_sets_features(monkeypatch, tmp_path) -> None:
+    """Per-image correctness from the model set's cached test features equals a pass through the trunk,
+    and the re-seeded heads train on those features (no second trunk pass over the data)."""
+    from shiftinv import classify, train
+
+    monkeypatch.setenv("SHIFTINV_RESULTS", str(tmp_path))
+    p = classify.get_profile("demo", smoke=True, device="cpu", max_train=40, max_val=12, max_test=16, aug_shift=0)
+    ms = classify.train_or_load_models(p)
+    names = {t: {f"{t}/{h}": m for h, m in hs.items()} for t, hs in ms.heads.items()}
+    from_features = intervals._test_correct(ms, names)
+    through_trunk = intervals._test_correct(dataclasses.replace(ms, features={}), names)
+    assert from_features.keys() == through_trunk.keys()
+    for k in from_features:
+        assert torch.equal(from_features[k], through_trunk[k]), k
+    calls = []
+    monkeypatch.setattr(train, "extract_features", lambda *a, **k: calls.append(a) or (_ for _ in ()).throw(
+        AssertionError("a second trunk pass")))
+    reruns = intervals.seed_heads(ms, seeds=(0, 1))
+    assert set(reruns) == {n for n in ms.names()} and not calls

@@ -313,6 +313,7 @@ class ModelSet:
     heads: dict[str, dict[str, models.Head]]
     summary: pd.DataFrame
     histories: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+    features: dict[str, Callable[[str], train.FeatureData]] = field(default_factory=dict)
 
     def names(self) -> list[str]:
         return [f"{t}/{h}" for t, hs in self.heads.items() for h in hs]
@@ -374,6 +375,23 @@ def recalibrate_batchnorm(trunk: models.VGGTrunk, data: Any, batch_size: int = 1
     return trunk.eval()
 
 
+def feature_source(trunk: models.VGGTrunk, taps: tuple[str, ...], gap_only: tuple[str, ...], splits: data_mod.Splits,
+                   batch_size: int, device: torch.device, dtype: torch.dtype, name: str
+                   ) -> Callable[[str], train.FeatureData]:
+    """``split -> FeatureData`` of ``trunk`` at ``taps`` (``gap_only`` stored as global averages), each
+    split computed on first use and kept: every head of a trunk, and its re-seeded copies
+    (:mod:`shiftinv.intervals`), train and test on one trunk pass per image."""
+    memo: dict[str, train.FeatureData] = {}
+
+    def features(split: str) -> train.FeatureData:
+        if split not in memo:
+            memo[split] = train.extract_features(lambda x: trunk(x, taps), getattr(splits, split), gap_only,
+                                                 batch_size, device, dtype, desc=f"{name} {split} features")
+        return memo[split]
+
+    return features
+
+
 def backbone_label(profile: Profile) -> str:
     """What the trunk is, for figures and data files: the weights' name, or how it was trained here."""
     if profile.weights:
@@ -429,6 +447,7 @@ def train_or_load_models(profile: Profile, splits: data_mod.Splits | None = None
     trunks: dict[str, models.VGGTrunk] = {}
     heads: dict[str, dict[str, models.Head]] = {}
     trunk_info: dict[str, dict[str, Any]] = {}
+    sources: dict[str, Callable[[str], train.FeatureData]] = {}
 
     def trained_trunk(v: Variant) -> models.VGGTrunk:
         utils.seed_everything(profile.seed)
@@ -486,15 +505,8 @@ def train_or_load_models(profile: Profile, splits: data_mod.Splits | None = None
         taps = models.union_taps(every)
         flat = {h.flatten_tap for h in every.values() if h.flatten_tap}
         gap_only = tuple(t for t in taps if t not in flat)
-        feats: dict[str, train.FeatureData] = {}
-
-        def features(split: str) -> train.FeatureData:
-            if split not in feats:
-                ds = getattr(splits, split)
-                feats[split] = train.extract_features(lambda x: trunk(x, taps), ds, gap_only,
-                                                      hcfg.eval_batch_size, device, fdtype,
-                                                      desc=f"{v.name} {split} features")
-            return feats[split]
+        features = feature_source(trunk, taps, gap_only, splits, hcfg.eval_batch_size, device, fdtype, v.name)
+        sources[v.name] = features
 
         heads[v.name] = {}
         for kind, head in built.items():
@@ -552,7 +564,7 @@ def train_or_load_models(profile: Profile, splits: data_mod.Splits | None = None
                        total_params=models.count_parameters(head) + models.count_parameters(trunk),
                        **trunk_info[v.name])
     summary = pd.DataFrame(rows).assign(backbone=backbone_label(profile))
-    return ModelSet(profile, splits, trunks, heads, summary, histories)
+    return ModelSet(profile, splits, trunks, heads, summary, histories, sources)
 
 
 # ----------------------------------------------------------------------------- sweeps

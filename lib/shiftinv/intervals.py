@@ -130,14 +130,13 @@ def seed_heads(ms: Any, seeds: Sequence[int] = SEEDS, trunks: Sequence[str] | No
         taps = models.union_taps({f"{k}@{s}": h for (k, s), h in built.items()})
         flat = {h.flatten_tap for h in built.values() if h.flatten_tap}
         gap_only = tuple(t for t in taps if t not in flat)
-        feats: dict[str, train.FeatureData] = {}
+        # the model set's own features when they cover these taps (one trunk pass for every seed)
+        features = ms.features.get(tname) if hasattr(ms, "features") else None
+        if features is None or not set(taps) <= set(features("val").features):
+            from .classify import feature_source
 
-        def features(split: str) -> train.FeatureData:
-            if split not in feats:
-                feats[split] = train.extract_features(lambda x: trunk(x, taps), getattr(ms.splits, split), gap_only,
-                                                      p.head_train.eval_batch_size, device,
-                                                      getattr(torch, p.feature_dtype), desc=f"{tname} {split} features")
-            return feats[split]
+            features = feature_source(trunk, taps, gap_only, ms.splits, p.head_train.eval_batch_size, device,
+                                      getattr(torch, p.feature_dtype), tname)
 
         for (kind, s), head in built.items():
             cfg = dataclasses.replace(p.head_train, device=p.device, seed=int(s),
@@ -153,13 +152,24 @@ def seed_heads(ms: Any, seeds: Sequence[int] = SEEDS, trunks: Sequence[str] | No
 
 
 def _test_correct(ms: Any, heads: dict[str, dict[str, models.Head]]) -> dict[str, Tensor]:
-    """Per-image correctness (N_test,) of every ``{trunk: {name: head}}`` through its trunk."""
-    images, labels = data_mod.as_tensors(ms.splits.test)
+    """Per-image correctness (N_test,) of every ``{trunk: {name: head}}``, on the model set's test
+    features when it has them (the same numbers as through the trunk: tested), else through the trunk."""
     device = utils.default_device(ms.profile.device)
     bs = ms.profile.head_train.eval_batch_size
     out: dict[str, list[Tensor]] = {}
+    sources = getattr(ms, "features", {})
     with utils.reproducible(), torch.no_grad():
         for tname, hs in heads.items():
+            if tname in sources:
+                test = sources[tname]("test")
+                for start in range(0, len(test), bs):
+                    feats, y = test.batch(torch.arange(start, min(start + bs, len(test))))
+                    feats = {k: v.to(device) for k, v in feats.items()}
+                    for name, head in hs.items():
+                        pred = head(feats).float().argmax(1).cpu()
+                        out.setdefault(name, []).append(pred == y)
+                continue
+            images, labels = data_mod.as_tensors(ms.splits.test)
             for start in range(0, len(labels), bs):
                 x = images[start : start + bs].to(device)
                 logits = models.run_heads(ms.trunks[tname], hs, x)
