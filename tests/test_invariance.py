@@ -209,6 +209,7 @@ def test_error_by_phase_and_its_plot_on_circular_trunk() -> None:
     assert grid.shape == (3, 4)
     assert np.ma.getmaskarray(grid)[0, 1:].all() and np.ma.getmaskarray(grid)[1, 2:].all()  # phase >= stride: blank
     assert grid[1, 0] == pytest.approx(-12) and grid[1, 1] > -3  # exact zero drawn at the floor; aliasing far above
+    fig.canvas.draw()  # the labels' mathtext parses
     plt.close(fig)
 
     with pytest.raises(ValueError, match="lacks columns"):
