@@ -37,7 +37,8 @@
 # notebook 03, its pools swapped for BlurPool / APS without retraining): the periods are a
 # property of the architecture, so they must appear with real weights too.
 #
-# Figures: `05_profiles_spectra`, `05_periodicity`, `05_boundary_vs_aliasing`, `05_explorer`.
+# Figures: `05_profiles_spectra`, `05_periodicity`, `05_boundary_vs_aliasing`, `05_phase_equivariance`,
+# `05_explorer`.
 
 # %%
 # library
@@ -49,7 +50,7 @@ import pandas as pd
 import torch
 from IPython.display import display
 
-from shiftinv import classify, explorer, figures, models, spectra, sweep, utils
+from shiftinv import classify, explorer, figures, invariance, models, spectra, sweep, utils
 
 figures.set_style()
 pd.set_option("display.width", 180)
@@ -59,6 +60,7 @@ PROFILE: str = "demo"  # demo (digits, CPU) | natural (MNIST canvas, HED VGG-16,
 SMOKE: bool = False  # tiny sizes, used by the test tier
 N_IMAGES: int = 0  # test images per sweep (0: the profile's n_aliasing)
 MAX_SHIFT: int = 48  # dense sweep of dx from -MAX_SHIFT to MAX_SHIFT - 1 at dy 0 (3 periods of 32 px)
+EQUIV_IMAGES: int = 2  # images of the per-layer equivariance figure (shifts dx = 0 .. 32: one pool5 period)
 EXPLORER_HEAD: str = "vgg/multi_gap"  # fixed choices of the headless explorer figure
 EXPLORER_LAYER: str = "pool3"
 EXPLORER_IMAGE: int = 0
@@ -264,7 +266,35 @@ plt.show()
 check
 
 # %% [markdown]
-# ## 6. The explorer
+# ## 6. Per-layer, phase-resolved equivariance: where the periods come from
+#
+# A feature map is **equivariant** to a shift `d` when shifting the input shifts the map:
+# `F(T_d x) = T_{d/r} F(x)`, with `r` the layer's total stride. After `k` stride-2 pools
+# (`r = 2**k`) this can only hold when `d` is a whole number of feature pixels, i.e. a multiple
+# of `2**k`. So the error depends on the shift's **phase** `d mod 2**k`, not on its size: with
+# circular padding and circular shifts it is exactly 0 (up to float round-off) at phase 0, and
+# non-zero at every other phase, where the pools sample the map at other positions (aliasing).
+# How large it is there depends on how much the map varies between its pixels: deep maps of small
+# images vary little, so their relative error is smaller, but it is never zero.
+# A GAP over an exactly equivariant map is exactly invariant: this is why the GAP(pool`k`) head
+# repeats with period `2**k` in sections 3-4.
+#
+# `invariance.equivariance_error` measures, for each tap, `||F(T_d x) - T_{d/r} F(x)||² / ||F(x)||²`
+# (the shifted map moved back by `round(d/r)` feature pixels), here on the circular-padding copy
+# of the plain trunk (same weights), for shifts `dx = 0 .. 32` (one period of pool5) on a few test
+# images. `relu1_2` (stride 1) is the control: equivariant to every shift.
+
+# %%
+equiv_taps = ("relu1_2", *models.POOL_TAPS)
+equiv = invariance.equivariance_error(circ, images[:EQUIV_IMAGES], equiv_taps, mode="circular", device=device)
+fig = invariance.plot_equivariance_by_phase(
+    equiv, title=f"{profile.name}: equivariance error of each layer of the circular trunk, by phase within its stride")
+figures.save_figure(fig, "05_phase_equivariance", equiv)
+plt.show()
+invariance.error_by_phase(equiv).pivot_table(index="tap", columns="phase_x", values="mean_error", sort=False)
+
+# %% [markdown]
+# ## 7. The explorer
 #
 # For one head, layer, image and shift: the shifted input (red: the shift vector), the layer's
 # feature map (mean over channels) for the unshifted and the shifted image, their **aligned**

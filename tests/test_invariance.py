@@ -178,3 +178,43 @@ def test_relative_loss_from_the_authors_pickle(tmp_path) -> None:
     # 8 non-zero shifts: 4 at distance 1 (L = 2), 4 at distance 2 (L = 3); L(0) = 1
     assert inv.relative_loss_from_table(table, "authors", "dataset_signed") == pytest.approx((4 * 1 + 4 * 2) / 8)
     assert inv.relative_loss_from_table(table, "authors", "acc_drop") == pytest.approx((4 * 0.1 + 4 * 0.2) / 8)
+
+
+def test_error_by_phase_and_its_plot_on_circular_trunk() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    trunk = TinyTrunk(circular=True)
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    table = inv.equivariance_error(trunk, images, ["conv1", "pool1", "pool2"], mode="circular")  # dx = 0..4
+    phases = inv.error_by_phase(table)
+    assert list(phases.columns) == ["tap", "stride", "phase_x", "phase_y", "mean_error", "max_error", "shifts"]
+    assert list(dict.fromkeys(phases["tap"])) == ["conv1", "pool1", "pool2"]
+    by = phases.set_index(["tap", "phase_x"])
+    assert by.loc[("conv1", 0), "shifts"] == 5  # stride 1: every shift is phase 0
+    assert by.loc[("pool1", 0), "shifts"] == 3 and by.loc[("pool1", 1), "shifts"] == 2  # dx 0, 2, 4 | 1, 3
+    assert by.loc[("pool2", 2), "shifts"] == 1 and set(phases.query("tap == 'pool2'")["phase_x"]) == {0, 1, 2, 3}
+    # phase 0 is exact, every other phase aliases
+    assert (phases.query("phase_x == 0")["max_error"] < 1e-10).all()
+    assert (phases.query("phase_x != 0")["mean_error"] > 1e-3).all()
+    pool1 = table.query("tap == 'pool1' and phase_x == 1")["error"]
+    assert by.loc[("pool1", 1), "mean_error"] == pytest.approx(pool1.mean())
+
+    fig = inv.plot_equivariance_by_phase(table, floor=1e-12)
+    left, heat = fig.axes[:2]
+    assert len(left.get_lines()) >= 3 * 3  # one line + two marker sets per tap
+    grid = heat.get_images()[0].get_array()  # (taps, max stride): log10 mean error by phase
+    assert grid.shape == (3, 4)
+    assert np.ma.getmaskarray(grid)[0, 1:].all() and np.ma.getmaskarray(grid)[1, 2:].all()  # phase >= stride: blank
+    assert grid[1, 0] == pytest.approx(-12) and grid[1, 1] > -3  # exact zero drawn at the floor; aliasing far above
+    fig.canvas.draw()  # the labels' mathtext parses
+    plt.close(fig)
+
+    with pytest.raises(ValueError, match="lacks columns"):
+        inv.error_by_phase(table.drop(columns="phase_x"))
+    with pytest.raises(ValueError, match=r"shifts \(dx, 0\)"):
+        inv.plot_equivariance_by_phase(table.assign(dy=1))
+    with pytest.raises(ValueError, match="floor"):
+        inv.plot_equivariance_by_phase(table, floor=0)

@@ -20,7 +20,8 @@ Notation used in the definitions: ``L_n(s)`` is the cross-entropy of image
 - :func:`consistency` (sampled, Zhang 2019) and :func:`expected_consistency` (exact).
 - :func:`diagonal_stability`: Azulay & Weiss's P(top-1 change) and mean
   absolute change between consecutive 1-px diagonal shifts.
-- :func:`equivariance_error`: per-layer, phase-resolved equivariance error of a trunk.
+- :func:`equivariance_error`: per-layer, phase-resolved equivariance error of a trunk;
+  :func:`error_by_phase` averages it per (tap, phase) and :func:`plot_equivariance_by_phase` draws it.
 
 Randomness only enters through a ``torch.Generator`` the caller passes.
 """
@@ -51,6 +52,8 @@ __all__ = [
     "expected_consistency",
     "diagonal_stability",
     "equivariance_error",
+    "error_by_phase",
+    "plot_equivariance_by_phase",
 ]
 
 #: name -> formula (``mean_s`` over non-zero shifts, ``mean_n`` over images). The dataset-level
@@ -385,3 +388,85 @@ def equivariance_error(
 
 def _round_half_away(v: float) -> int:
     return int(math.floor(abs(v) + 0.5) * (1 if v >= 0 else -1))
+
+
+_EQUIVARIANCE_COLUMNS = ("tap", "stride", "dx", "dy", "phase_x", "phase_y", "error")
+
+
+def _check_equivariance_table(table: pd.DataFrame) -> None:
+    missing = set(_EQUIVARIANCE_COLUMNS) - set(table.columns)
+    if missing:
+        raise ValueError(f"the table lacks columns {sorted(missing)}: pass the output of equivariance_error")
+    if table.empty:
+        raise ValueError("the equivariance table is empty: pass at least one tap and one shift")
+
+
+def error_by_phase(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean and max of :func:`equivariance_error`'s ``error`` per tap and phase within the tap's stride.
+
+    Args:
+        table: the output of :func:`equivariance_error` (columns ``tap, stride, dx, dy, phase_x,
+            phase_y, error``).
+
+    Returns:
+        DataFrame ``tap, stride, phase_x, phase_y, mean_error, max_error, shifts`` (``shifts``: how
+        many input shifts fell on that phase), taps in their order of appearance, phases ascending.
+    """
+    _check_equivariance_table(table)
+    order = {t: i for i, t in enumerate(dict.fromkeys(table["tap"]))}
+    g = table.groupby(["tap", "stride", "phase_x", "phase_y"], sort=False)["error"]
+    out = g.agg(mean_error="mean", max_error="max", shifts="size").reset_index()
+    out["_order"] = out["tap"].map(order)
+    return out.sort_values(["_order", "phase_y", "phase_x"], kind="stable", ignore_index=True).drop(columns="_order")
+
+
+def plot_equivariance_by_phase(table: pd.DataFrame, floor: float = 1e-12, title: str = "") -> Any:
+    """Draw per-layer, phase-resolved equivariance (shifts along x, ``dy = 0``).
+
+    Left: the error of each tap against the input shift ``dx`` (log scale; values below
+    ``floor``, exact zeros included, are drawn at ``floor``; filled markers: phase 0, the
+    shifts that are multiples of the tap's stride). Right: ``log10`` of the mean error per tap
+    and phase ``dx mod stride`` (blank where the phase does not exist, ``phase >= stride``).
+
+    Args:
+        table: the output of :func:`equivariance_error` with shifts ``(dx, 0)``.
+        floor: smallest error drawn (> 0).
+
+    Returns:
+        The matplotlib figure (two axes).
+    """
+    import matplotlib.pyplot as plt
+
+    _check_equivariance_table(table)
+    if floor <= 0:
+        raise ValueError(f"floor must be > 0 (it stands for exact zeros on a log axis), got {floor}")
+    if (table["dy"] != 0).any():
+        raise ValueError("plot_equivariance_by_phase draws shifts along x: pass shifts (dx, 0) only")
+    taps = list(dict.fromkeys(table["tap"]))
+    fig, (ax, hm) = plt.subplots(1, 2, figsize=(13, 0.45 * len(taps) + 3.2), layout="constrained",
+                                 gridspec_kw={"width_ratios": [1.2, 1]})
+    for i, t in enumerate(taps):
+        g = table[table["tap"] == t].sort_values("dx")
+        err = g["error"].clip(lower=floor).to_numpy()
+        ax.semilogy(g["dx"], err, "-", color=f"C{i}", lw=1, label=f"{t} (stride {int(g['stride'].iloc[0])})")
+        on = (g["phase_x"] == 0).to_numpy()
+        ax.semilogy(g["dx"][on], err[on], "o", color=f"C{i}", ms=5)
+        ax.semilogy(g["dx"][~on], err[~on], ".", color=f"C{i}", ms=3)
+    ax.axhline(floor, color="k", ls=":", lw=0.8)
+    ax.set(xlabel="input shift dx (px), dy = 0", ylabel=r"$||F(T_d x) - T_{d/r} F(x)||^2 \,/\, ||F(x)||^2$",
+           title=f"error per shift (dotted: {floor:g} and below, i.e. exact up to round-off)")
+    ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
+    phases = error_by_phase(table)
+    width = int(phases["stride"].max())
+    grid = np.full((len(taps), width), np.nan)  # (taps, phases)
+    for i, t in enumerate(taps):
+        p = phases[phases["tap"] == t]
+        grid[i, p["phase_x"].to_numpy(int)] = np.log10(p["mean_error"].clip(lower=floor).to_numpy())
+    im = hm.imshow(grid, aspect="auto", cmap="magma", interpolation="nearest")
+    hm.set_yticks(range(len(taps)), [f"{t} (r={int(phases[phases['tap'] == t]['stride'].iloc[0])})" for t in taps])
+    hm.set(xlabel="phase dx mod stride r", title="log10 mean error by phase (blank: phase >= stride)")
+    hm.grid(False)
+    fig.colorbar(im, ax=hm, label="log10 error")
+    if title:
+        fig.suptitle(title)
+    return fig
