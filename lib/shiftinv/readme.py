@@ -152,12 +152,32 @@ def _claim_periods(period: pd.DataFrame | None) -> Claim:
                  f"{_fmt(float(rows['periodic_deviation'].max()))}" + (f"; not for {', '.join(bad)}" if bad else ""))
 
 
+def _claim_protocol_periods(period: pd.DataFrame | None) -> Claim:
+    statement = ("with the profile's own shifts (borders included) over a 1-px line, the true-class logit of every "
+                 "GAP head on the max-pool trunk carries more energy at its predicted period 2^k and harmonics than "
+                 "white noise would")
+    if period is None or "setting" not in period or "fraction" not in period:
+        return Claim(statement, None, "`05_periodicity.csv` is missing")
+    rows = period[(period["setting"] == "protocol") & (period["field"] == "true_logit")
+                  & period["predicted_period"].notna() & period["fraction"].notna()
+                  & period["head"].astype(str).str.startswith("vgg/")]
+    if rows.empty:
+        return Claim(statement, None, "no protocol rows with a predicted period in `05_periodicity.csv`")
+    ratio = rows["fraction"].astype(float) / rows["chance"].astype(float)
+    ok = bool((ratio > 1).all())
+    worst = rows.loc[ratio.idxmin()]
+    return Claim(statement, ok, f"{len(rows)} heads; fraction at the predicted period / white-noise share from "
+                 f"{_fmt(float(ratio.min()))}x (`{worst['head']}`, period {int(worst['predicted_period'])}) to "
+                 f"{_fmt(float(ratio.max()))}x")
+
+
 def check_claims(folder: Path) -> list[Claim]:
     """Every functional claim of the README, checked on the data files in ``folder``."""
     rel = _read(folder, "04_relative_loss.csv")
     period = _read(folder, "05_periodicity.csv")
     one_pixel = _read(folder, "04_one_pixel.csv")
-    return [*_claim_flatten_vs_gap(rel), _claim_aps(period, one_pixel), _claim_periods(period)]
+    return [*_claim_flatten_vs_gap(rel), _claim_aps(period, one_pixel), _claim_periods(period),
+            _claim_protocol_periods(period)]
 
 
 # ----------------------------------------------------------------------------- the block
