@@ -206,6 +206,23 @@ def _relative_table(rel: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _params_table(params: pd.DataFrame) -> list[str]:
+    lines = ["| head | trainable | total |", "|---|---|---|"]
+    lines += [f"| {r['label']} | {int(r['trainable']):,} | {int(r['total']):,} |" for _, r in params.iterrows()]
+    r0 = params.iloc[0]
+    lines += ["", f"Trainable parameters fall by {100 * float(r0['reduction_trainable']):.1f}% (flatten to final GAP), "
+              f"the total size by {100 * float(r0['reduction_total']):.1f}% (stock VGG-16 to final GAP)."]
+    return lines
+
+
+def _transform_table(summary: pd.DataFrame) -> list[str]:
+    wide = summary.pivot_table(index="model", columns="kind", values="relative_drop", sort=False)
+    lines = ["| model | " + " | ".join(f"mean relative accuracy drop, {k}" for k in wide.columns) + " |",
+             "|---|" + "---|" * len(wide.columns)]
+    lines += [f"| `{m}` | " + " | ".join(_fmt(float(v)) for v in row) + " |" for m, row in wide.iterrows()]
+    return lines
+
+
 def results_block(profile: str, folder: Path) -> str:
     """The Markdown of the ``results:<profile>`` block, from the data files in ``folder``."""
     try:
@@ -214,6 +231,10 @@ def results_block(profile: str, folder: Path) -> str:
         shown = folder
     out = [f"<!-- written by `python -m shiftinv.readme --profile {profile}` from {shown}/; "
            "do not edit by hand -->", ""]
+    params = _read(folder, "02_params.csv")
+    if params is not None and {"label", "trainable", "total", "reduction_trainable"} <= set(params):
+        out += ["Parameters of the full-size models, 160 classes (`02_params.csv`, computed from the built modules):",
+                "", *_params_table(params), ""]
     acc = _read(folder, "03_accuracy_params.csv")
     if acc is not None:
         n = int(acc["n_test"].iloc[0]) if "n_test" in acc else None
@@ -226,6 +247,10 @@ def results_block(profile: str, folder: Path) -> str:
         out += [f"Translation (`04_relative_loss.csv`{f', {n} test images' if n else ''}"
                 f"{f', {shifts} shifts' if shifts else ''}; relative loss = mean over shifts of (L(s) - L(0)) / L(0)):",
                 "", *_relative_table(rel), ""]
+    transforms = _read(folder, "06_summary.csv")
+    if transforms is not None and {"kind", "model", "relative_drop"} <= set(transforms):
+        out += ["Rotation (0-20 degrees) and scaling (`06_summary.csv`; relative drop = 1 - mean accuracy / "
+                "accuracy untransformed): GAP removes position, not appearance.", "", *_transform_table(transforms), ""]
     out += ["Claims, checked on these intervals (bootstrap intervals must not overlap, and the ranges over "
             "head seeds must agree):", ""]
     out += [c.line() for c in check_claims(folder)]
