@@ -527,7 +527,8 @@ def train_or_load_models(profile: Profile, splits: data_mod.Splits | None = None
             head = aug_head
             pool = profile.aug_copies > 0 and isinstance(splits.train, data_mod.TensorImages)
             base = profile.head_train if pool else (profile.aug_train or profile.head_train)
-            cfg = dataclasses.replace(base, device=profile.device, l2=profile.l2,
+            cfg = dataclasses.replace(base, device=profile.device,
+                                      l2=profile.l2 if "flatten" in profile.l2_heads else 0.0,
                                       shift_aug=0 if pool else profile.aug_shift, shift_mode=profile.shift_mode)
             key = {"trunk": tkey, "head": "flatten_aug", "classes": k,
                    "pool": {"copies": profile.aug_copies, "max_shift": profile.aug_shift} if pool else None}
