@@ -102,7 +102,7 @@ depth_heads, depth_table = explorer.train_depth_heads(
     vgg, ms.splits.train, ms.splits.val, profile.num_classes,
     cfg=dataclasses.replace(profile.head_train, device=profile.device),
     key={"profile": profile.to_dict(), "trunk": "vgg", "trunk_fingerprint": fingerprint},
-    test_data=ms.splits.test, input_size=profile.image_size, seed=profile.seed,
+    test_data=ms.splits.test, input_size=profile.image_size, seed=profile.seed, source=ms.features.get("vgg"),
 )
 depth_table
 

@@ -69,3 +69,11 @@ def test_seed_heads_and_test_correctness_reuse_the_model_sets_features(monkeypat
         AssertionError("a second trunk pass")))
     reruns = intervals.seed_heads(ms, seeds=(0, 1))
     assert set(reruns) == {n for n in ms.names()} and not calls
+    # the GAP-depth ablation of notebook 05 also trains on those features
+    from shiftinv import explorer
+
+    heads, table = explorer.train_depth_heads(ms.trunks["vgg"], ms.splits.train, ms.splits.val, p.num_classes,
+                                              cfg=dataclasses.replace(p.head_train, device="cpu"), key={"test": 1},
+                                              test_data=ms.splits.test, input_size=p.image_size,
+                                              source=ms.features["vgg"])
+    assert len(heads) == 5 and table["test_acc"].between(0, 1).all() and not calls

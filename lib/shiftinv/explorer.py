@@ -381,6 +381,7 @@ def train_depth_heads(
     test_data: Any = None,
     input_size: int | None = None,
     seed: int = 0,
+    source: Any = None,
 ) -> tuple[dict[str, Any], "Any"]:
     """GAP-depth ablation: one linear head on GAP(tap) per tap, trained on features computed once.
 
@@ -393,6 +394,8 @@ def train_depth_heads(
         trunk: frozen ``VGGTrunk``; train_data / val_data / test_data: image datasets
             (``shiftinv.data`` splits); key: JSON-serialisable description of trunk and data.
         cfg: :class:`shiftinv.train.TrainConfig` for the heads.
+        source: ``split -> FeatureData`` already computed for this trunk and these data
+            (``ModelSet.features[trunk]``), used when it holds every tap: no second trunk pass.
 
     Returns:
         ``({depth_head_name(tap): Head}, DataFrame(head, tap, stride, val_acc, test_acc, epochs))``.
@@ -408,6 +411,8 @@ def train_depth_heads(
     feats: dict[str, Any] = {}
 
     def features(split: str, data: Any) -> Any:
+        if split not in feats and source is not None and set(taps) <= set(source(split).features):
+            feats[split] = source(split)
         if split not in feats:
             feats[split] = train.extract_features(lambda x: trunk(x, taps), data, taps, cfg.eval_batch_size,
                                                   device, desc=f"depth-head {split} features")
