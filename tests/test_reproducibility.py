@@ -218,7 +218,7 @@ TIMING_FILES = ("_timings",)
 def data_files(folder: Path) -> dict[str, Path]:
     """Every figure data file (.csv, .json) under ``folder`` except timings and manifests."""
     return {str(p.relative_to(folder)): p for p in sorted(folder.rglob("*")) if p.suffix in (".csv", ".json")
-            and not any(t in p.stem for t in TIMING_FILES) and "manifest" not in p.stem}
+            and not any(t in p.stem for t in TIMING_FILES) and "manifest" not in p.stem.lower()}
 
 
 def differences(a: Path, b: Path, rtol: float = 0.0) -> list[str]:
