@@ -201,6 +201,11 @@ def decode_check(paths_: Sequence[str], what: str, how: str, desc: str | None = 
     return out
 
 
+def decode_check_table(table: pd.DataFrame, what: str, how: str) -> pd.DataFrame:
+    """:func:`decode_check` of a pair table's images; adds ``ref_hash`` and ``dist_hash``."""
+    return _add_hashes(table.copy(), what, how)
+
+
 def _add_hashes(table: pd.DataFrame, what: str, how: str) -> pd.DataFrame:
     hashes = decode_check(list(table["ref_path"]) + list(table["dist_path"]), what, how)
     table["ref_hash"] = table["ref_path"].map(hashes)
@@ -652,6 +657,17 @@ def raid_approx_table(responses_csv: Path | str, kodak_dir: Path | str, size: in
     return refs, stimuli, merged
 
 
+def resolve_raid_source(source: str, kodak_dir: Path | str, responses_csv: Path | str) -> str:
+    """``auto`` -> ``raid-approx`` when the Kodak images and RAID responses are there, else
+    ``embedded``; ``raid``, ``raid-approx`` and ``embedded`` pass (anything else is an error)."""
+    if source == "auto":
+        ok = (Path(kodak_dir) / "kodim01.png").is_file() and Path(responses_csv).is_file()
+        return "raid-approx" if ok else "embedded"
+    if source not in ("raid", "raid-approx", "embedded"):
+        raise ValueError(f"RAID_SOURCE must be auto, raid, raid-approx or embedded, got {source!r}")
+    return source
+
+
 def tensor_pair_batches(refs: Tensor, images: Tensor, table: pd.DataFrame, batch_size: int = 16,
                         transform: Callable[[Tensor], Tensor] | None = None) -> Iterator[tuple[Tensor, Tensor]]:
     """Batches ``(refs[ref_index], images[index])`` over the rows of ``table`` (in-memory stimuli).
@@ -669,8 +685,20 @@ def tensor_pair_batches(refs: Tensor, images: Tensor, table: pd.DataFrame, batch
 # Stand-ins in the official layouts (tests and smoke runs of the `paper` profile)
 
 
-def write_standins(root: Path | str, generator: torch.Generator, n_refs: int = 3, size: int = 48) -> dict[str, Path]:
+def demo_frames(height: int, width: int, names: Sequence[str] = DEMO_IMAGES) -> Tensor:
+    """Embedded photographs as (R, 3, height, width) frames: central square resized to the longer
+    side, then the central rows/columns kept (stand-ins for 384x512 KADID/TID frames)."""
+    squares, _ = demo_references(max(height, width), names)
+    top, left = (squares.shape[-2] - height) // 2, (squares.shape[-1] - width) // 2
+    return squares[:, :, top:top + height, left:left + width].contiguous()
+
+
+def write_standins(root: Path | str, generator: torch.Generator, n_refs: int = 3, size: int = 48,
+                   frame: tuple[int, int] | None = None, raid_size: int | None = None) -> dict[str, Path]:
     """Write tiny KADID-10k, TID2008, TID2013, RAID and BAPPS stand-ins in their official layouts.
+
+    Images are ``size x size`` unless ``frame=(H, W)`` (KADID/TID images, e.g. the native
+    384x512) and ``raid_size`` (RAID images, e.g. the native 454) are given.
 
     Images are demo references (scikit-image) with KADID-style distortions / RAID-like transforms;
     scores are *synthetic* (a decreasing function of the level plus noise), only there to exercise
@@ -680,7 +708,8 @@ def write_standins(root: Path | str, generator: torch.Generator, n_refs: int = 3
     Returns ``{"kadid": dir, "tid2008": dir, "tid2013": dir, "raid": dir, "bapps": dir}``.
     """
     root = Path(root)
-    refs, _ = demo_references(size, DEMO_IMAGES[:n_refs])
+    refs = demo_frames(*frame, DEMO_IMAGES[:n_refs]) if frame else demo_references(size, DEMO_IMAGES[:n_refs])[0]
+    raid_refs = demo_references(raid_size, DEMO_IMAGES[:n_refs])[0] if raid_size else refs
     dists = list(KADID_STYLE)[:4]
     out = {k: root / k for k in ("kadid", "tid2008", "tid2013", "raid", "bapps")}
 
@@ -718,7 +747,7 @@ def write_standins(root: Path | str, generator: torch.Generator, n_refs: int = 3
         name = f"img_{r + 1:02d}"
         for t in RAID_TRANSFORMS:
             for k in range(1, 11):
-                img = raid_transform(refs[r:r + 1], t, k, generator)[0]
+                img = raid_transform(raid_refs[r:r + 1], t, k, generator)[0]
                 save_image(img, out["raid"] / "imagenes_bd" / f"{t}_{name}_level_{k:02d}.png")
                 resp = 0.0 if k == 1 else (k - 1) * 0.5 + 0.2 * float(torch.rand(1, generator=generator))
                 rows.append(f"{name}.png,{t}_{name}_level_{k:02d}.png,{resp / 4.7:.4f},0.2,{resp:.4f},{5.4 - resp / 2:.4f}")
@@ -734,6 +763,15 @@ def write_standins(root: Path | str, generator: torch.Generator, n_refs: int = 3
             save_image(img, base / kind / f"{i:06d}.png")
         (base / "judge").mkdir(parents=True, exist_ok=True)
         np.save(base / "judge" / f"{i:06d}.npy", np.array([float(torch.rand(1, generator=generator))]))
+    return out
+
+
+def first_pairs_per_ref(table: pd.DataFrame, k: int, by: Sequence[str] = ("ref",)) -> pd.DataFrame:
+    """The first ``k`` rows of each ``by`` group (smoke runs on dataset folders); ``k=0`` keeps all."""
+    if not k:
+        return table
+    out = table.groupby(list(by), sort=False).head(k).reset_index(drop=True)
+    out.attrs.update(table.attrs)
     return out
 
 

@@ -247,6 +247,16 @@ def backbone_weights(profile: str, path: str = "") -> object | None:
     return get_perceptual_profile(profile, weights=path).backbone_weights()
 
 
+def lpips_weights_note(profile: PerceptualProfile) -> str:
+    """The caveat to print next to LPIPS numbers when the backbone is not torchvision's VGG-16."""
+    where = {"": "a random-init trunk", "hed": "the HED trunk", "torchvision-features": "the original Caffe VGG-16"}
+    if profile.weights == "torchvision" or (profile.weights.endswith((".pth", ".pt")) and ":" not in profile.weights):
+        return ""
+    target = where.get(profile.weights, "the Keras (Caffe) VGG-16" if profile.weights.startswith("keras:")
+                       else f"the trunk {profile.weights}")
+    return f"LPIPS v0.1 weights were fitted to torchvision's VGG-16, applied to {target}"
+
+
 def profile_from_params(profile: str, smoke: bool, vgg_weights: str = "", device: str = "", image_size: int = -1,
                         recipe: str = "", epochs: int = -1, raid_source: str = "auto") -> PerceptualProfile:
     """The profile of notebooks 07-10 from their parameters cell (empty / -1 / "auto": the profile's).
@@ -478,12 +488,6 @@ class ClassicalMetric(nn.Module):
 # Trunks and the metric family
 
 
-def _named_weights(weights: object) -> bool:
-    """Weights whose input normalisation the model zoo chooses with them (HED / Keras: caffe, BGR 0-255
-    minus the mean pixel; torchvision's IMAGENET1K_FEATURES: its documented one)."""
-    return isinstance(weights, str) and (weights in ("hed", "torchvision-features") or weights.startswith("keras:"))
-
-
 def build_trunk(pool: str = "max", seed: int = 0, weights: object = None, circular: bool = False,
                 device: str | torch.device | None = None, **trunk_kwargs: object) -> nn.Module:
     """A frozen VGG-16 trunk (:func:`shiftinv.models.build_trunk`) for the metrics, on ``device``.
@@ -498,8 +502,11 @@ def build_trunk(pool: str = "max", seed: int = 0, weights: object = None, circul
     """
     from . import models
 
-    if "normalize" not in trunk_kwargs and not _named_weights(weights):
-        trunk_kwargs["normalize"] = "lpips"
+    if "normalize" not in trunk_kwargs:
+        # weights that bring their own normalisation keep it (HED / Keras: caffe); torchvision's
+        # ImageNet weights and the random init get LPIPS's ScalingLayer (as the lpips package does)
+        expected = models.default_normalization(weights)
+        trunk_kwargs["normalize"] = "lpips" if expected == "imagenet" else expected
     trunk = models.build_trunk(pool=pool, circular=circular, weights=weights, **trunk_kwargs)
     if weights is None:
         state = {f"features.{k}": v for k, v in random_vgg16_features(seed).state_dict().items()}
