@@ -208,7 +208,7 @@ def get_perceptual_profile(name: str = "demo", smoke: bool = False, **overrides:
                               n_refs=81, n_refs_shift=10, n_images=24, raid_source="raid",
                               anchor_protocols=("excluded", "included"), recipe="paper", epochs=0, lr=1e-3)
         if smoke:
-            p = p.replace(pools=("max",), embedded_size=64, n_refs_shift=2, max_pairs_per_ref=4, shifts=(0, 2),
+            p = p.replace(pools=("max",), embedded_size=64, n_refs_shift=2, max_pairs_per_ref=3, shifts=(0, 2),
                           epochs=2, n_boot=50, batch_size=8)
     else:  # natural
         p = PerceptualProfile(name, smoke, weights="hed", image_size=128, embedded_size=128, n_refs=6,
