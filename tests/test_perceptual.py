@@ -256,3 +256,24 @@ def test_evaluate_table_streams_native_frames(tmp_path) -> None:
     for name in zoo:
         np.testing.assert_allclose(streamed[name], in_memory[name], rtol=1e-5)
     torch.testing.assert_close(feats["gap/max"], mem_feats["gap/max"])
+
+
+@pytest.mark.gpu
+def test_metrics_and_training_on_cuda_match_the_cpu() -> None:
+    """DEVICE=cuda: the same distances and the same trained weights as on the CPU (to float tolerance)."""
+    from shiftinv import iqa
+    from shiftinv import metric_train as mt
+
+    refs, names = iqa.demo_references(64, iqa.DEMO_IMAGES[:2])
+    images, table = iqa.make_kadid_style(refs, names, torch.Generator().manual_seed(0), ["gaussian_blur", "jpeg"])
+    out = {}
+    for device in ("cpu", "cuda"):
+        zoo = P.metric_zoo(("max", "aps"), classical=(), device=device)
+        values, feats = P.evaluate_stimuli(zoo, refs, images, table, keep_features=True)
+        gap = zoo["gap/max"]
+        mt.train_metric(gap, feats["gap/max"], torch.tensor(table["level"].to_numpy(), dtype=torch.float32),
+                        mt.recipe_config("paper", gap, epochs=3, lr=1e-2, score_kind="distortion"))
+        out[device] = (values, gap.weight.detach().cpu())
+    for name in ("lpips/max", "baseline/aps", "gap/aps"):
+        np.testing.assert_allclose(out["cuda"][0][name], out["cpu"][0][name], rtol=1e-3, atol=1e-5)
+    torch.testing.assert_close(out["cuda"][1], out["cpu"][1], rtol=1e-3, atol=1e-4)
