@@ -205,3 +205,16 @@ def test_native_size_crops_to_multiples_of_32(tmp_path) -> None:
     iqa.save_image(frame, tmp_path / "a.png")
     assert iqa.read_for_metrics(tmp_path / "a.png", 0).shape == (3, 384, 512)
     assert iqa.read_for_metrics(tmp_path / "a.png", 64).shape == (3, 64, 64)
+
+
+def test_first_pairs_per_ref_and_raid_source(standins, tmp_path) -> None:
+    table = iqa.load_kadid10k(standins["kadid"])
+    first = iqa.first_pairs_per_ref(table, 2)
+    assert len(first) == 3 * 2 and first.groupby("ref").size().eq(2).all() and first.attrs == table.attrs
+    assert iqa.first_pairs_per_ref(table, 0) is table
+    raid = iqa.first_pairs_per_ref(iqa.load_raid(standins["raid"], include_anchors=True), 3, by=("ref", "transform"))
+    assert len(raid) == 3 * 4 * 3 and set(raid["level"]) == {1, 2, 3}
+    assert iqa.resolve_raid_source("auto", tmp_path, tmp_path / "none.csv") == "embedded"
+    assert iqa.resolve_raid_source("raid", "", "") == "raid"
+    with pytest.raises(ValueError, match="RAID_SOURCE"):
+        iqa.resolve_raid_source("kodak", "", "")
