@@ -157,7 +157,9 @@ figures.save_figure(fig, "09_raid_curves", curves)
 # Spearman between metric and MLDS response (a *distortion* score: higher = more different), over all
 # pairs of a transform and over all pairs; 95 % intervals resample images. Pooling across transforms
 # also asks whether a metric puts a 10-degree rotation and a visible noise on the human scale - much
-# harder than ordering the levels of one transform. One panel per anchor protocol.
+# harder than ordering the levels of one transform. One panel per anchor protocol. PSNR is infinite on
+# the anchors (the anchor is the reference image itself), so its `included` rows leave them out
+# (`n_pairs` in the data file says so).
 
 # %%
 if human:
@@ -233,7 +235,7 @@ if human:
 # any metric that is nonzero for all distorted pairs gains rank agreement for free.
 
 # %% tags=["solution"]
-trans = curves[(curves["transform"] == "trans") & (curves["level"] == curves["level"].min())]
+trans = curves[(curves["transform"] == "trans") & (curves["level"] == 2)]
 print(trans[["source", "mean"]])
 # A spatial metric jumps at the first sub-pixel/pixel shift (every feature moves), while the GAP metric
 # barely changes: position is averaged away before the comparison.
