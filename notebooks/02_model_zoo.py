@@ -41,6 +41,7 @@ NUM_CLASSES: int = 160  # classes of the paper's ImageNet subset
 INPUT_SIZE: int = 256  # the paper's input side in pixels
 
 # %%
+figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
 # derived settings (never in the parameters cell)
 WIDTH = {"demo": 1 / 8, "cifar": 1 / 4, "paper": 1.0}[PROFILE]
 if SMOKE:

@@ -28,7 +28,7 @@
 #   diagonal shifts (Azulay & Weiss 2019).
 #
 # Figures written: `04_shift_maps_accuracy`, `04_shift_maps_loss`, `04_shift_profiles`,
-# `04_relative_loss`, `04_one_pixel` (PNG + PDF + the numbers behind each).
+# `04_relative_loss`, `04_relative_loss_definitions`, `04_one_pixel` (PNG + PDF + the numbers behind each).
 
 # %%
 # library
@@ -42,17 +42,20 @@ figures.set_style()
 pd.set_option("display.width", 160)
 
 # %% tags=["parameters"]
-PROFILE: str = "demo"  # demo (digits canvas, CPU) | cifar (CIFAR-10, GPU) | paper (ImageNet-160, GPU)
+PROFILE: str = "demo"  # demo (digits, CPU) | natural (MNIST canvas, HED VGG-16, CPU) | cifar (GPU) | paper (ImageNet-160, GPU)
 SMOKE: bool = False  # tiny sizes, used by the test tier
 IMAGENET_DIR: str = ""  # paper: ImageNet folder with train/<wnid>/ and val/<wnid>/
 CIFAR_DIR: str = ""  # cifar: CIFAR-10 folder (empty: $SHIFTINV_DATA/cifar10_jpg)
-VGG_WEIGHTS: str = ""  # paper: torchvision VGG-16 state dict path (empty: download IMAGENET1K_V1)
+MNIST_DIR: str = ""  # natural: folder holding MNIST/raw (empty: $SHIFTINV_DATA/mnist, test split only)
+VGG_WEIGHTS: str = ""  # hed | keras:<path.h5> | torchvision-features | IMAGENET1K_V1 | a .pth (empty: the profile's)
 DEVICE: str = ""  # cpu, cuda, ... (empty: CUDA when available, else CPU)
+OVERRIDES: str = ""  # sizes for bigger runs, comma-separated FIELD:VALUE (e.g. image_size:256,n_sweep:1000)
 
 # %%
+figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
 # derived settings (never in the parameters cell)
-profile = classify.profile_from_params(PROFILE, SMOKE, data_dir=IMAGENET_DIR or CIFAR_DIR,
-                                       weights=VGG_WEIGHTS, device=DEVICE)
+profile = classify.profile_from_params(PROFILE, SMOKE, data_dir=IMAGENET_DIR or CIFAR_DIR or MNIST_DIR,
+                                       weights=VGG_WEIGHTS, device=DEVICE, overrides=OVERRIDES)
 print(f"profile {profile.name} (smoke={profile.smoke}): shifts {profile.shift_mode} +-{profile.shift_radius} px, "
       f"2-D grid step {profile.grid_step}, 1-D step {profile.profile_step}, {profile.n_sweep} test images, "
       f"device {utils.default_device(profile.device)}")
@@ -67,9 +70,16 @@ ms.summary[["model", "test_acc", "head_params", "trunk_source"]]
 # %% [markdown]
 # ## 2. Heat maps over the 2-D shift grid
 #
-# The heads on the plain trunk, every shift of the grid, every sweep image. In `demo` the digit
-# sits on a zero canvas, so a shift moves the digit and nothing else (`mode="zero"`); on natural
-# images (`cifar`, `paper`) the image is extended by mirroring (the paper's 3×3 mirrored mosaic).
+# The heads on the plain trunk, every shift of the grid, every sweep image. In `demo` and
+# `natural` the digit sits on a zero canvas, so a shift moves the digit and nothing else
+# (`mode="zero"`, the authors' MNIST-canvas test); on natural images (`cifar`, `paper`) the image
+# is extended by mirroring (the paper's 3×3 mirrored mosaic). In `natural` the trunk is a real
+# VGG-16 trained on natural images (HED, see notebook 03), so this is the paper's effect on real
+# features, at the authors' 128 px canvas with a ±24 px grid (theirs: ±25 px at 1 px steps; the
+# step here is the profile's `grid_step`, the 1-D profiles below are at 1 px).
+# Shifts are the workbook's `(dx, dy)` (content moves right / down); the authors' result keys
+# `(desp_h, desp_v)` move the content up / left along rows / columns and equal `(-dy, -dx)`
+# (`shiftinv.authors.to_workbook_shift`; their pickles read with `shiftinv.authors.read_results`).
 
 # %%
 grid = classify.translation_sweep(ms, "grid", trunks=["vgg"])
@@ -117,14 +127,22 @@ plt.show()
 # ## 4. Average relative loss, every definition
 #
 # The paper reports an "average relative loss under translation" of 0.09 for the baseline and
-# 0.05 for its GAP model but its code does not define it. `invariance.RELATIVE_LOSS_DEFINITIONS`
-# lists the readings; the most likely is `dataset_signed`, the mean over non-zero shifts of
-# `(L(s) - L(0)) / L(0)` with `L` the test-set loss. The table gives all of them per head, with the
-# accuracy-based robustness numbers (accuracy unshifted, mean and worst over the grid).
+# 0.05 for its GAP model but its code does not define it. What the authors' scripts saved per
+# shift is the test-set mean loss and accuracy (`{(desp_h, desp_v): {"loss", "accuracy"}}`), so
+# only the **dataset-level** definitions (`dataset_*`, `acc_*`) can be theirs: these come first
+# below. The most likely is `dataset_signed`, the mean over non-zero shifts of `(L(s) - L(0)) / L(0)`
+# with `L` the test-set loss. The per-image definitions (`image_*`, `flip_rate`, `pred_change`)
+# are the **workbook's additions**: they need each image's outcome, which the authors did not keep
+# (`invariance.relative_loss_definitions`; the column `computable_from_authors_outputs` of
+# `04_relative_loss_definitions.csv` says which is which). `invariance.relative_loss_from_table`
+# computes the dataset-level ones from a per-shift table alone, e.g. the authors' results read with
+# `shiftinv.authors.read_results` once they are published. The second table gives all of them per
+# head, with the accuracy-based robustness numbers (accuracy unshifted, mean and worst over the grid).
 
 # %%
-for name, formula in invariance.RELATIVE_LOSS_DEFINITIONS.items():
-    print(f"{name:>17}: {formula}")
+invariance.relative_loss_definitions()
+
+# %%
 rel = invariance.relative_loss_table(grid).merge(
     classify.robustness_table(grid).drop(columns=["acc0", "loss0"]), on="head")
 rel
@@ -141,6 +159,30 @@ axes[1].set_xticks(x, rel["head"], rotation=30, ha="right", fontsize=8)
 axes[1].set(ylabel="accuracy", ylim=(0, 1), title="accuracy: centred vs shifted")
 axes[1].legend(fontsize=8)
 figures.save_figure(fig, "04_relative_loss", rel)
+plt.show()
+
+# %%
+long = invariance.relative_loss_long(grid)
+order = invariance.relative_loss_definitions()
+fig, axes = plt.subplots(1, 2, figsize=(13, 0.35 * len(rel) + 1.8), sharey=True,
+                         gridspec_kw={"width_ratios": [int(order.computable_from_authors_outputs.sum()),
+                                                       int((~order.computable_from_authors_outputs).sum())]})
+for ax, computable, title in ((axes[0], True, "computable from the authors' outputs"),
+                              (axes[1], False, "workbook additions (per-image)")):
+    part = long[long["computable_from_authors_outputs"] == computable]
+    table = part.pivot(index="head", columns="definition", values="value").loc[rel["head"],
+                                                                                 part["definition"].unique()]
+    values = table.to_numpy(dtype=float)
+    scale = np.nanmax(np.abs(values), axis=0, keepdims=True)
+    ax.imshow(values / np.where(scale > 0, scale, 1), cmap="coolwarm", vmin=-1, vmax=1, aspect="auto")
+    for (i, j), v in np.ndenumerate(values):
+        ax.text(j, i, f"{v:.2g}", ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(table.shape[1]), table.columns, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(table)), table.index, fontsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.grid(False)
+fig.suptitle("average relative loss: every definition (colour: value / largest |value| of its column)", y=1.03)
+figures.save_figure(fig, "04_relative_loss_definitions", long.merge(order[["definition", "formula"]], on="definition"))
 plt.show()
 
 # %% [markdown]
@@ -194,7 +236,9 @@ frag
 # - Shift augmentation helps the flatten head only within the range it was trained on;
 #   the architecture makes the invariance hold everywhere.
 # - The "average relative loss" depends on its definition; the table gives every reading so that
-#   the paper's 0.09 / 0.05 can be compared with the one that matches.
+#   the paper's 0.09 / 0.05 can be compared with the one that matches. Only the dataset-level
+#   readings (`dataset_*`, `acc_*`) can be computed from what the authors saved; the per-image ones
+#   are the workbook's additions.
 
 # %% [markdown]
 # ## Exercises

@@ -33,6 +33,10 @@
 # map back, the change of the GAP vector and the prediction. The headless run draws the same
 # panels for fixed choices.
 #
+# In `natural` all of this runs on a real VGG-16 trained on natural images (the HED trunk of
+# notebook 03, its pools swapped for BlurPool / APS without retraining): the periods are a
+# property of the architecture, so they must appear with real weights too.
+#
 # Figures: `05_profiles_spectra`, `05_periodicity`, `05_boundary_vs_aliasing`, `05_explorer`.
 
 # %%
@@ -51,9 +55,9 @@ figures.set_style()
 pd.set_option("display.width", 180)
 
 # %% tags=["parameters"]
-PROFILE: str = "demo"  # demo (digits canvas, CPU) | cifar (CIFAR-10, GPU) | paper (ImageNet-160, GPU)
+PROFILE: str = "demo"  # demo (digits, CPU) | natural (MNIST canvas, HED VGG-16, CPU) | cifar (GPU) | paper (ImageNet-160, GPU)
 SMOKE: bool = False  # tiny sizes, used by the test tier
-N_IMAGES: int = 16  # test images per sweep (demo; other profiles use profile.n_sweep)
+N_IMAGES: int = 0  # test images per sweep (0: the profile's n_aliasing)
 MAX_SHIFT: int = 48  # dense sweep of dx from -MAX_SHIFT to MAX_SHIFT - 1 at dy 0 (3 periods of 32 px)
 EXPLORER_HEAD: str = "vgg/multi_gap"  # fixed choices of the headless explorer figure
 EXPLORER_LAYER: str = "pool3"
@@ -62,15 +66,18 @@ EXPLORER_DX: int = 3
 EXPLORER_DY: int = 0
 IMAGENET_DIR: str = ""  # paper: ImageNet folder with train/<wnid>/ and val/<wnid>/
 CIFAR_DIR: str = ""  # cifar: CIFAR-10 folder (empty: $SHIFTINV_DATA/cifar10_jpg)
-VGG_WEIGHTS: str = ""  # paper: torchvision VGG-16 state dict path (empty: download IMAGENET1K_V1)
+MNIST_DIR: str = ""  # natural: folder holding MNIST/raw (empty: $SHIFTINV_DATA/mnist, test split only)
+VGG_WEIGHTS: str = ""  # hed | keras:<path.h5> | torchvision-features | IMAGENET1K_V1 | a .pth (empty: the profile's)
 DEVICE: str = ""  # empty: CUDA when available, else CPU
+OVERRIDES: str = ""  # sizes for bigger runs, comma-separated FIELD:VALUE (e.g. image_size:256,n_sweep:1000)
 
 # %%
+figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
 # derived settings (never in the parameters cell)
-profile = classify.profile_from_params(PROFILE, SMOKE, data_dir=IMAGENET_DIR or CIFAR_DIR,
-                                       weights=VGG_WEIGHTS, device=DEVICE)
+profile = classify.profile_from_params(PROFILE, SMOKE, data_dir=IMAGENET_DIR or CIFAR_DIR or MNIST_DIR,
+                                       weights=VGG_WEIGHTS, device=DEVICE, overrides=OVERRIDES)
 device = utils.default_device(profile.device)
-n_images = 6 if SMOKE else (N_IMAGES if PROFILE == "demo" else profile.n_sweep)
+n_images = N_IMAGES or profile.n_aliasing or profile.n_sweep
 max_shift = min(16 if SMOKE else MAX_SHIFT, profile.image_size // 2)
 line = [(dx, 0) for dx in range(-max_shift, max_shift)]  # dense: every integer dx
 explorer_dx, explorer_dy = (min(EXPLORER_DX, max_shift), EXPLORER_DY) if not SMOKE else (3, 0)

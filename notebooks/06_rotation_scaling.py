@@ -18,15 +18,22 @@
 # cropping the centre. We run the same protocol on every model of notebook 03.
 #
 # - `shiftinv.transforms.rotate`: rotation about the centre, bilinear, mirror padding
-#   (checked against `scipy.ndimage.rotate(mode="reflect")`);
-# - `shiftinv.transforms.rescale`: antialiased resize, then mirror padding (factor < 1) or a
-#   centre crop (factor > 1) back to the frame size;
+#   (checked against `scipy.ndimage.rotate(mode="reflect")`). The authors rotate the 3x3 mirror
+#   mosaic with OpenCV (bilinear) about pixel `(W//2, H//2)`; here the centre is the geometric one,
+#   half a pixel away: a difference we state, not one we reproduce.
+# - `shiftinv.transforms.rescale`: by default (`SCALE_RESIZE="tf"`) as the authors' code does it:
+#   `tf.image.resize` to `floor(factor * 256)` px (bilinear, **no antialiasing**), mirror padding
+#   repeated until the frame is covered (factor < 1) or a centre crop (factor > 1) back to the
+#   frame size (tested against a transcription of their `scale_mosaic`). `SCALE_RESIZE="antialias"`
+#   is the workbook's own variant: antialiased resize to `round(factor * 256)` px.
 # - `shiftinv.transforms.evaluate_transforms`: accuracy and loss of all heads of one trunk,
 #   trunk evaluated once per transformed image.
 #
-# The exact 20 factors of the paper are not published: we use `numpy.linspace(0.11, 1.98, 20)`
-# plus the identity 1.0 (which the linspace misses). Figures: `06_examples`,
-# `06_rotation_scaling`, `06_summary`.
+# The scale factors (`SCALES="paper"`) are the authors' 20: rows `linspace(0, 98, 20, dtype=int)` of
+# their `escalas_imagenet.csv` (0.11, 0.19, ..., 1.98; `transforms.PAPER_SCALES`); `SCALES="linspace"`
+# is the workbook's earlier `numpy.linspace(0.11, 1.98, 20)`. Neither contains the identity, which we
+# add (1.0) as the reference of the relative drop; the authors' list has no such point.
+# Figures: `06_examples`, `06_rotation_scaling`, `06_summary`.
 
 # %%
 # library
@@ -43,25 +50,30 @@ figures.set_style()
 pd.set_option("display.width", 160)
 
 # %% tags=["parameters"]
-PROFILE: str = "demo"  # demo (digits canvas, CPU) | cifar (CIFAR-10, GPU) | paper (ImageNet-160, GPU)
+PROFILE: str = "demo"  # demo (digits, CPU) | natural (MNIST canvas, HED VGG-16, CPU) | cifar (GPU) | paper (ImageNet-160, GPU)
 SMOKE: bool = False  # tiny sizes, used by the test tier
-N_IMAGES: int = 32  # test images per transform (demo; the paper profile uses profile.n_sweep)
+N_IMAGES: int = 0  # test images per transform (0: the profile's n_transform)
 IMAGENET_DIR: str = ""  # paper: ImageNet folder with train/<wnid>/ and val/<wnid>/
 CIFAR_DIR: str = ""  # cifar: CIFAR-10 folder (empty: $SHIFTINV_DATA/cifar10_jpg)
-VGG_WEIGHTS: str = ""  # paper: torchvision VGG-16 state dict path (empty: download IMAGENET1K_V1)
+MNIST_DIR: str = ""  # natural: folder holding MNIST/raw (empty: $SHIFTINV_DATA/mnist, test split only)
+VGG_WEIGHTS: str = ""  # hed | keras:<path.h5> | torchvision-features | IMAGENET1K_V1 | a .pth (empty: the profile's)
 DEVICE: str = ""  # empty: CUDA when available, else CPU
+OVERRIDES: str = ""  # sizes for bigger runs, comma-separated FIELD:VALUE (e.g. image_size:256,n_sweep:1000)
+SCALES: str = "paper"  # paper (the authors' 20 factors) | linspace (numpy.linspace(0.11, 1.98, 20))
+SCALE_RESIZE: str = "tf"  # tf (the authors': floor, no antialiasing) | antialias (the workbook's variant)
 
 # %%
+figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
 # derived settings (never in the parameters cell)
-profile = classify.profile_from_params(PROFILE, SMOKE, data_dir=IMAGENET_DIR or CIFAR_DIR,
-                                       weights=VGG_WEIGHTS, device=DEVICE)
+profile = classify.profile_from_params(PROFILE, SMOKE, data_dir=IMAGENET_DIR or CIFAR_DIR or MNIST_DIR,
+                                       weights=VGG_WEIGHTS, device=DEVICE, overrides=OVERRIDES)
 device = utils.default_device(profile.device)
-n_images = 8 if SMOKE else (N_IMAGES if PROFILE == "demo" else profile.n_sweep)
+n_images = N_IMAGES or profile.n_transform or profile.n_sweep
 angles = (0.0, 10.0, 20.0) if SMOKE else transforms.PAPER_ANGLES
-scales = (0.5, 1.0, 1.5) if SMOKE else tuple(sorted(set(transforms.PAPER_SCALES) | {1.0}))
+scales = (0.5, 1.0, 1.5) if SMOKE else tuple(sorted(set(transforms.scale_list(SCALES)) | {1.0}))
 print(f"profile {profile.name} (smoke={profile.smoke}), {n_images} test images, device {device}")
 print(f"angles (deg): {angles}")
-print(f"scales: {scales}")
+print(f"scales ({SCALES}, resize {SCALE_RESIZE}): {scales}")
 
 # %% [markdown]
 # ## 1. The models and the protocol
@@ -80,7 +92,7 @@ show_angles = [angles[0], angles[len(angles) // 2], angles[-1]]
 show_scales = [scales[0], 1.0, scales[-1]]
 x0 = images[:1]
 panels = [(f"rotation {a:g} deg", transforms.rotate(x0, a)) for a in show_angles]
-panels += [(f"scale {s:g}", transforms.rescale(x0, s)) for s in show_scales]
+panels += [(f"scale {s:g}", transforms.rescale(x0, s, SCALE_RESIZE)) for s in show_scales]
 fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.9))
 for ax, (title, img) in zip(axes, panels):
     ax.imshow(img[0].permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
@@ -104,13 +116,14 @@ def run_protocol() -> dict:
         predict = ms.predictor(trunk_name)
         for kind, values in (("rotation", angles), ("scale", scales)):
             t = transforms.evaluate_transforms(predict, images, labels, kind, values, batch_size=profile.sweep_batch,
-                                               device=device, progress=True)
+                                               device=device, progress=True, resize=SCALE_RESIZE)
             t["head"] = trunk_name + "/" + t["head"]
             tables.append(t)
     return pd.concat(tables, ignore_index=True).to_dict("list")
 
 
 config = {"profile": profile.to_dict(), "n": int(images.shape[0]), "angles": list(angles), "scales": list(scales),
+          "resize": SCALE_RESIZE,
           "models": ms.names(), "test_acc": [round(float(a), 6) for a in ms.summary["test_acc"]]}
 table = pd.DataFrame(utils.cached("rotation_scaling", config, run_protocol))
 table.rename(columns={"head": "model"}).pivot_table(index="value", columns=["kind", "model"], values="accuracy").round(3)
@@ -193,10 +206,8 @@ summary[summary["kind"] == "scale"].sort_values("accuracy_mean", ascending=False
 # %% tags=["solution"]
 # 3. Zero canvas instead of mirrored copies, for factors < 1: blank out everything but the centre copy.
 def rescale_zero(x: torch.Tensor, factor: float) -> torch.Tensor:
-    out = transforms.rescale(x, factor)
-    h, w = x.shape[-2:]
-    nh, nw = max(1, round(h * factor)), max(1, round(w * factor))
-    top, left = (h - nh) // 2, (w - nw) // 2
+    out = transforms.rescale(x, factor, SCALE_RESIZE)
+    top, left, nh, nw = transforms.scaled_box(tuple(x.shape[-2:]), factor, SCALE_RESIZE)
     mask = torch.zeros_like(out)
     mask[..., top:top + nh, left:left + nw] = 1
     return out * mask if factor < 1 else out

@@ -23,7 +23,8 @@ Artefacts: screenshots and a log per notebook in ``build/browser/``.
 ``SHIFTINV_BROWSER_TIMEOUT`` sets the seconds one notebook may run (300),
 ``SHIFTINV_BROWSER_SMOKE=0`` runs the notebooks with their own parameters. With
 ``SHIFTINV_README_SCREENSHOT=1`` the first explorer met (notebooks run in
-order) is also saved as ``figures/05_explorer_screenshot.png`` (+ ``.json``).
+order) is also saved as ``figures/demo/05_explorer_screenshot.png`` (+ ``.json``), the
+README's picture (the demo profile's figure folder).
 
 Chromium is Debian's (``/usr/bin/chromium``, or ``$SHIFTINV_CHROMIUM``), never
 downloaded. Without it the tier skips, except under
@@ -591,7 +592,9 @@ def _save_readme_screenshot(png: Path, stem: str, move: Move, out_dir: Path) -> 
             "value_after": move.value_after, "text_before": _short(move.text_before, 400),
             "text_after": _short(move.text_after, 400), "images_changed": move.images_changed,
             "smoke_parameters": SMOKE, "made_by": "tests/test_browser.py (JupyterLab in headless Chromium)"}
-    written = figures.save_figure(fig, "05_explorer_screenshot", data, out_dir=out_dir)
+    run = {"by": "tests/test_browser.py (SHIFTINV_README_SCREENSHOT=1)", "notebook": stem, "profile": "demo",
+           "smoke": SMOKE, "parameters": {"SMOKE": True} if SMOKE else {}, **figures.code_version()}
+    written = figures.save_figure(fig, README_SCREENSHOT.stem, data, out_dir=out_dir, run=run)
     plt.close(fig)
     return written["png"]
 
@@ -647,8 +650,12 @@ def lab(chromium: Path, lab_root: Path, tmp_path_factory: pytest.TempPathFactory
         yield lab_page
 
 
+#: The README shows the explorer screenshot from the demo profile's figure folder.
+README_SCREENSHOT = Path("figures") / "demo" / "05_explorer_screenshot.png"
+
+
 def _readme_dir() -> Path | None:
-    return paths.ROOT / "figures" if os.environ.get("SHIFTINV_README_SCREENSHOT") == "1" else None
+    return (paths.ROOT / README_SCREENSHOT).parent if os.environ.get("SHIFTINV_README_SCREENSHOT") == "1" else None
 
 
 # --------------------------------------------------------------------------- tests
@@ -731,3 +738,12 @@ def test_error_patterns() -> None:
     assert TRACEBACK.search("Traceback (most recent call last):\n  File ...")
     assert not TRACEBACK.search("UserWarning: just a warning\n  warnings.warn(...)")
     assert SHIFT_TEXT.findall("shift (dx, dy) = (-3, 12) | prediction: 7 (p=0.93)") == [("-3", "12")]
+
+
+def test_readme_shows_the_committed_explorer_screenshot() -> None:
+    """The README's picture is the file the browser tier writes, in the demo profile's folder."""
+    readme = (paths.ROOT / "README.md").read_text()
+    assert f"]({README_SCREENSHOT.as_posix()})" in readme
+    assert (paths.ROOT / README_SCREENSHOT).is_file()
+    assert (paths.ROOT / README_SCREENSHOT).with_suffix(".json").is_file()
+    assert not re.search(r"\]\(figures/\d\d_", readme), "a README link points at figures/ outside a profile folder"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import matplotlib
@@ -115,3 +116,207 @@ def test_default_device_refuses_missing_cuda() -> None:
     assert utils.default_device().type == "cpu"
     with pytest.raises(RuntimeError, match="CUDA is not available"):
         utils.default_device("cuda")
+
+
+# --------------------------------------------------------------------------- where figures go
+
+
+@pytest.fixture
+def figure_roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Committed and smoke figure folders under ``tmp_path``; no $SHIFTINV_FIGURES; no active profile."""
+    monkeypatch.delenv("SHIFTINV_FIGURES", raising=False)
+    monkeypatch.delenv("SHIFTINV_PROFILE", raising=False)
+    monkeypatch.delenv("SHIFTINV_RUN", raising=False)
+    monkeypatch.setattr(paths, "FIGURES", tmp_path / "figures")
+    monkeypatch.setattr(paths, "SMOKE_FIGURES", tmp_path / "build" / "smoke" / "figures")
+    monkeypatch.setitem(figures._ACTIVE, "profile", None)
+    monkeypatch.setitem(figures._ACTIVE, "smoke", False)
+    return tmp_path
+
+
+def test_each_profile_has_its_own_figure_folder(figure_roots: Path) -> None:
+    data = pd.DataFrame({"x": [1.5]})
+    with pytest.raises(ValueError, match=r"use_profile\(PROFILE"):
+        figures.save_figure(_figure(), "00_where", data)  # no profile: no silent default folder
+    assert figures.use_profile("demo") == figure_roots / "figures" / "demo"
+    demo = figures.save_figure(_figure(), "00_where", data)
+    figures.use_profile("paper")
+    paper = figures.save_figure(_figure(), "00_where", pd.DataFrame({"x": [2.5]}))
+    assert demo["png"] == figure_roots / "figures" / "demo" / "00_where.png"
+    assert paper["data"] == figure_roots / "figures" / "paper" / "00_where.csv"
+    assert pd.read_csv(demo["data"])["x"].item() == 1.5  # the paper run did not overwrite demo's
+    figures.use_profile("demo", smoke=True)
+    smoke = figures.save_figure(_figure(), "00_where", pd.DataFrame({"x": [9.0]}))
+    assert smoke["png"].parent == figure_roots / "build" / "smoke" / "figures" / "demo"
+    assert pd.read_csv(demo["data"])["x"].item() == 1.5  # smoke never lands in figures/
+    with pytest.raises(ValueError, match="plain name"):
+        figures.use_profile("../elsewhere")
+    plt.close("all")
+
+
+def test_committed_figures_are_in_profile_folders() -> None:
+    from shiftinv import classify
+
+    entries = sorted(paths.FIGURES.iterdir())
+    assert entries, "figures/ is empty"
+    loose = [p.name for p in entries if not p.is_dir()]
+    assert not loose, f"figures must be in figures/<profile>/, found loose files {loose[:5]}"
+    assert {p.name for p in entries} <= set(classify.PROFILES)
+    assert (paths.FIGURES / "demo" / "01_conv_equivariance.png").is_file()
+
+
+def test_not_a_clone_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shiftinv import notebooks
+
+    monkeypatch.setattr(paths, "NOTEBOOKS", tmp_path / "site-packages" / "notebooks")
+    monkeypatch.delenv("SHIFTINV_RESULTS", raising=False)
+    with pytest.raises(RuntimeError, match=r"pip install -e \."):
+        paths.require_clone()
+    with pytest.raises(RuntimeError, match=r"pip install -e \."):
+        paths.results_dir()
+    with pytest.raises(notebooks.NotebookError, match=r"pip install -e \."):
+        notebooks.list_notebooks()
+    assert notebooks.main(["--profile", "demo"]) != 0
+    empty = tmp_path / "notebooks"
+    empty.mkdir()
+    monkeypatch.setattr(paths, "NOTEBOOKS", empty)
+    with pytest.raises(notebooks.NotebookError, match="no notebooks"):
+        notebooks.list_notebooks()
+    assert notebooks.main(["--profile", "demo"]) == 2  # zero notebooks is not a success
+
+
+# --------------------------------------------------------------------------- deterministic data files
+
+
+def test_numbers_are_written_to_fixed_significant_digits(tmp_path: Path) -> None:
+    # the primer's round-off difference between two machines must not change the data file
+    a = figures.encode_data(pd.DataFrame({"v": [0.00585665, 13.70000001, 4.7e-7], "n": [1, 2, 3]}))
+    b = figures.encode_data(pd.DataFrame({"v": [0.00585666, 13.69999999, 4.7000001e-7], "n": [1, 2, 3]}))
+    assert a == b
+    assert a[1].decode().splitlines()[1:] == ["0.005857,1", "13.7,2", "4.7e-07,3"]
+    assert figures.format_number(14_714_688.0) == "14714688"  # counts stored as floats stay exact
+    assert figures.format_number(-0.0) == "0"
+    ja = figures.encode_data({"v": np.float64(0.00585665), "w": [0.1 + 0.2]})
+    jb = figures.encode_data({"v": np.float64(0.00585666), "w": [0.3]})
+    assert ja == jb and json.loads(ja[1]) == {"v": 0.005857, "w": [0.3]}
+
+
+@pytest.mark.slow
+def test_figure_files_are_byte_identical_across_processes(tmp_path: Path) -> None:
+    """PNG/PDF metadata and the manifest hold no times, versions or host names."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt, pandas as pd\n"
+        "from shiftinv import figures\n"
+        "figures.set_style(); fig, ax = plt.subplots(figsize=(3, 2)); ax.plot([0, 1, 2], [1, 3, 2])\n"
+        "run = {'by': 'test', 'notebook': '00', 'profile': 'demo', 'parameters': {'A': 1}}\n"
+        "figures.save_figure(fig, '00_same', pd.DataFrame({'y': [1.25]}), out_dir=sys.argv[1], run=run)\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / name)],
+                              env={**os.environ, "SOURCE_DATE_EPOCH": epoch})
+             for name, epoch in (("a", "0"), ("b", "1234567890"))]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    names = sorted(p.name for p in (tmp_path / "a").iterdir())
+    assert names == ["00_same.csv", "00_same.pdf", "00_same.png", "MANIFEST.json"]
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+# --------------------------------------------------------------------------- concurrency and the manifest
+
+_RACE = """
+import sys, time
+from pathlib import Path
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+from shiftinv import figures
+
+tag, out, go = int(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+
+def draw():
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.plot([0, 1], [0, tag])
+    ax.set_title(f"writer {tag}")
+    return fig
+
+run = {"by": "test", "notebook": f"writer{tag}", "profile": "demo"}
+figures.save_figure(draw(), "00_race", pd.DataFrame({"writer": [tag]}), out_dir=out / f"ref{tag}", run=run)
+(out / f"ready{tag}").touch()
+while not go.exists():
+    time.sleep(0.01)
+for _ in range(15):
+    fig = draw()
+    figures.save_figure(fig, "00_race", pd.DataFrame({"writer": [tag]}), out_dir=out / "shared", run=run)
+    plt.close(fig)
+"""
+
+
+@pytest.mark.slow
+def test_concurrent_saves_of_one_figure_leave_a_consistent_set(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", _RACE, str(tag), str(tmp_path), str(go)],
+                              stderr=subprocess.PIPE, text=True) for tag in (1, 2)]
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / f"ready{t}").exists() for t in (1, 2)):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "writers did not start"
+        time.sleep(0.05)
+    go.touch()
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(errors)
+    shared = tmp_path / "shared"
+    writer = int(pd.read_csv(shared / "00_race.csv")["writer"].item())
+    for ext in ("png", "pdf", "csv"):  # every file of the figure from the same writer
+        assert (shared / f"00_race.{ext}").read_bytes() == (tmp_path / f"ref{writer}" / f"00_race.{ext}").read_bytes(), ext
+    assert sorted(p.name for p in shared.iterdir()) == ["00_race.csv", "00_race.pdf", "00_race.png", "MANIFEST.json"]
+    manifest = figures.read_manifest(shared)
+    for name, entry in manifest["files"].items():
+        import hashlib
+
+        assert entry["sha256"] == hashlib.sha256((shared / name).read_bytes()).hexdigest(), name
+        assert manifest["runs"][entry["run"]]["notebook"] == f"writer{writer}"
+
+
+def test_manifest_names_the_run_and_reruns_are_byte_identical(tmp_path: Path) -> None:
+    run = {"by": "python -m shiftinv.notebooks", "notebook": "01_x", "profile": "demo", "smoke": False,
+           "parameters": {"PROFILE": "demo", "EPOCHS": 3, "LR": 0.00123456}, **figures.code_version()}
+    folder = tmp_path / "figures" / "demo"
+
+    def publish(names: list[str]) -> None:
+        staging = folder / ".staging-01_x-1-abcd"
+        staging.mkdir(parents=True)
+        for name in names:
+            figures.save_figure(_figure(), name, pd.DataFrame({"v": [1.0]}), out_dir=staging, run=run)
+        figures.publish_folder(staging, folder, run)
+
+    publish(["01_a", "01_b"])
+    first = (folder / figures.MANIFEST).read_bytes()
+    manifest = json.loads(first)
+    assert set(manifest["files"]) == {f"01_{s}.{e}" for s in "ab" for e in ("png", "pdf", "csv")}
+    (entry,) = manifest["runs"].values()
+    assert entry["notebook"] == "01_x" and entry["parameters"] == {"PROFILE": "demo", "EPOCHS": 3, "LR": 0.00123456}
+    assert entry["profile"] == "demo" and "commit" in entry and "code_modified" in entry
+    text = first.decode().lower()
+    assert not any(word in text for word in ("time", "date", "host")), "the manifest must not change between reruns"
+    publish(["01_a", "01_b"])
+    assert (folder / figures.MANIFEST).read_bytes() == first
+    publish(["01_a"])  # the notebook no longer makes 01_b: its old files are stale, removed
+    assert not (folder / "01_b.png").exists() and (folder / "01_a.png").exists()
+    assert set(figures.read_manifest(folder)["files"]) == {"01_a.png", "01_a.pdf", "01_a.csv"}
+    assert not list(folder.glob(".staging-*"))
+    plt.close("all")
+
+
+def test_save_figure_leaves_no_temporary_files_and_drops_stale_data(tmp_path: Path) -> None:
+    figures.save_figure(_figure(), "00_t", pd.DataFrame({"v": [1]}), out_dir=tmp_path)
+    figures.save_figure(_figure(), "00_t", {"v": 1}, out_dir=tmp_path)  # data now JSON: the CSV goes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["00_t.json", "00_t.pdf", "00_t.png", "MANIFEST.json"]
+    assert oct((tmp_path / "00_t.png").stat().st_mode & 0o044) == oct(0o044)  # readable like other files
+    plt.close("all")

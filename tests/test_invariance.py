@@ -139,3 +139,42 @@ def test_equivariance_error_on_circular_vgg_trunk() -> None:
     # random deep maps are nearly constant over positions, so the pool5 aliasing is small but far from 0
     assert err[("pool5", 8, 0)] > 1e-13 and err[("pool5", 0, 16)] > 1e-13
     assert set(df.query("tap == 'pool5'")["phase_x"]) == {1, 8, 0}
+
+
+def test_authors_computable_definitions_need_only_the_per_shift_table() -> None:
+    from shiftinv import classify
+
+    g = torch.Generator().manual_seed(3)
+    shifts = torch.tensor([(dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
+    loss = torch.rand(9, 5, generator=g) + 0.1
+    correct = torch.rand(9, 5, generator=g) > 0.3
+    pred = torch.randint(0, 3, (9, 5), generator=g)
+    r = SweepResult(shifts, torch.zeros(5, dtype=torch.long), "mosaic", {"h": loss}, {"h": correct}, {"h": pred},
+                    {"h": torch.rand(9, 5, generator=g)})
+    table = classify.shift_frame(r)
+    for d in inv.AUTHORS_COMPUTABLE:
+        assert inv.relative_loss_from_table(table, "h", d) == pytest.approx(inv.relative_loss(r, "h", d)), d
+    for d in set(inv.RELATIVE_LOSS_DEFINITIONS) - set(inv.AUTHORS_COMPUTABLE):
+        with pytest.raises(ValueError, match="per-image"):
+            inv.relative_loss_from_table(table, "h", d)
+    defs = inv.relative_loss_definitions()
+    assert defs["computable_from_authors_outputs"].tolist() == [True] * 6 + [False] * 5
+    assert set(defs.definition[defs.computable_from_authors_outputs]) == {
+        "dataset_signed", "dataset_abs", "dataset_max", "dataset_cv", "acc_drop", "acc_abs"}
+    long = inv.relative_loss_long(r)
+    assert len(long) == 11 and long.set_index("definition").loc["image_abs", "computable_from_authors_outputs"] == False  # noqa: E712
+    assert long.set_index("definition").loc["acc_drop", "value"] == pytest.approx(inv.relative_loss(r, "h", "acc_drop"))
+
+
+def test_relative_loss_from_the_authors_pickle(tmp_path) -> None:
+    import pickle
+
+    from shiftinv import authors
+
+    res = {(h, v): {"loss": 1.0 + abs(h) + abs(v), "accuracy": 1.0 - 0.1 * (abs(h) + abs(v))}
+           for h in (-1, 0, 1) for v in (-1, 0, 1)}
+    (tmp_path / "met.pkl").write_bytes(pickle.dumps(res))
+    table = authors.read_results(tmp_path / "met.pkl", head="authors")
+    # 8 non-zero shifts: 4 at distance 1 (L = 2), 4 at distance 2 (L = 3); L(0) = 1
+    assert inv.relative_loss_from_table(table, "authors", "dataset_signed") == pytest.approx((4 * 1 + 4 * 2) / 8)
+    assert inv.relative_loss_from_table(table, "authors", "acc_drop") == pytest.approx((4 * 0.1 + 4 * 0.2) / 8)

@@ -24,6 +24,78 @@ def test_paper_grids() -> None:
     assert np.all(np.diff(transforms.PAPER_SCALES) > 0)
 
 
+def test_paper_scales_are_the_authors_list() -> None:
+    # rows np.linspace(0, 98, 20, dtype=int) of escalas_imagenet.csv (see /work/shared/PAPER.md)
+    authors = [0.11, 0.19, 0.29, 0.40, 0.48, 0.58, 0.68, 0.79, 0.90, 0.98,
+               1.08, 1.18, 1.26, 1.40, 1.48, 1.58, 1.68, 1.76, 1.87, 1.98]
+    assert list(transforms.PAPER_SCALES) == authors
+    assert transforms.scale_list("paper") == transforms.PAPER_SCALES
+    with pytest.raises(ValueError, match="unknown scale list"):
+        transforms.scale_list("authors")
+    lin = transforms.SCALE_LISTS["linspace"]
+    np.testing.assert_allclose(lin, np.linspace(0.11, 1.98, 20), atol=5e-5)
+    assert lin != transforms.PAPER_SCALES and 1.0 not in transforms.PAPER_SCALES
+    # their sizes: int(256 * s), i.e. floor (28 px at 0.11, 506 px at 1.98)
+    assert [int(256 * s) for s in transforms.PAPER_SCALES][:3] == [28, 48, 74]
+
+
+def _tf_bilinear_reference(x: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
+    """numpy transcription of TF's ResizeBilinear with half_pixel_centers=True (tf.image.resize default)."""
+
+    def axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pos = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5
+        lo = np.floor(pos)
+        frac = pos - lo
+        lo_i = np.clip(lo, 0, n_in - 1).astype(int)
+        hi_i = np.clip(lo + 1, 0, n_in - 1).astype(int)
+        return lo_i, hi_i, frac
+
+    y0, y1, fy = axis(x.shape[-2], out_h)
+    x0, x1, fx = axis(x.shape[-1], out_w)
+    top = x[..., y0, :] * (1 - fy)[:, None] + x[..., y1, :] * fy[:, None]  # (..., out_h, W)
+    return top[..., x0] * (1 - fx) + top[..., x1] * fx
+
+
+@pytest.mark.parametrize("size", [(5, 7), (11, 13), (28, 28), (40, 33), (50, 64)])
+def test_tf_resize_matches_half_pixel_bilinear(size: tuple[int, int]) -> None:
+    x = _img(h=25, w=32)
+    out = transforms.tf_resize(x, size).numpy()
+    np.testing.assert_allclose(out, _tf_bilinear_reference(x.numpy(), *size), atol=1e-12)
+
+
+def _authors_scale_mosaic(x: np.ndarray, factor: float, resize) -> np.ndarray:
+    """Their scale_mosaic: resize to int(H*s), pad SYMMETRIC by the mosaic's own size until >= H, centre crop."""
+    h, w = x.shape[-2:]
+    m = resize(x, int(h * factor), int(w * factor))
+    m = np.pad(m, ((0, 0), (0, 0), (m.shape[-2],) * 2, (m.shape[-1],) * 2), mode="symmetric")
+    while m.shape[-2] < h:
+        m = np.pad(m, ((0, 0), (0, 0), (m.shape[-2],) * 2, (m.shape[-1],) * 2), mode="symmetric")
+    ih, iw = m.shape[-2] // 2 - h // 2, m.shape[-1] // 2 - w // 2
+    return m[..., ih:ih + h, iw:iw + w]
+
+
+@pytest.mark.parametrize("factor", transforms.PAPER_SCALES)
+def test_rescale_tf_matches_authors_mosaic_crop(factor: float) -> None:
+    x = _img(n=1, h=32, w=32)
+    out = transforms.rescale(x, factor).numpy()  # default: resize="tf"
+    np.testing.assert_allclose(out, _authors_scale_mosaic(x.numpy(), factor, _tf_bilinear_reference), atol=1e-12)
+
+
+@pytest.mark.parametrize("factor", [0.11, 0.48, 0.9, 1.26])
+def test_rescale_tf_odd_frame(factor: float) -> None:
+    x = _img(n=1, h=27, w=31)
+    np.testing.assert_allclose(transforms.rescale(x, factor, resize="tf").numpy(),
+                               _authors_scale_mosaic(x.numpy(), factor, _tf_bilinear_reference), atol=1e-12)
+
+
+def test_rescale_rules_differ_when_shrinking() -> None:
+    x = _img(n=1, h=64, w=64)
+    tf_out, aa_out = transforms.rescale(x, 0.29, "tf"), transforms.rescale(x, 0.29, "antialias")
+    assert (tf_out - aa_out).abs().max() > 1e-3  # no prefilter vs antialiasing (and floor vs round)
+    with pytest.raises(ValueError, match="unknown resize rule"):
+        transforms.rescale(x, 0.5, "bicubic")
+
+
 @pytest.mark.parametrize("pad", [0, 3, 13, 40, (5, 0, 2, 30)])
 def test_mirror_pad_equals_numpy_symmetric(pad) -> None:
     x = _img(h=7, w=11)
@@ -61,27 +133,29 @@ def test_rescale_identity_and_constant() -> None:
     x = _img()
     assert torch.equal(transforms.rescale(x, 1.0), x)
     const = torch.full((1, 3, 20, 20), 0.25, dtype=torch.float64)
-    for f in transforms.PAPER_SCALES:
-        out = transforms.rescale(const, f)
-        assert out.shape == const.shape
-        torch.testing.assert_close(out, const)
+    for f in transforms.PAPER_SCALES + transforms.LINSPACE_SCALES:
+        for rule in transforms.RESIZE_RULES:
+            out = transforms.rescale(const, f, rule)
+            assert out.shape == const.shape
+            torch.testing.assert_close(out, const)
 
 
 def test_rescale_shrink_is_mirror_padded_resize() -> None:
     x = _img(h=20, w=20)
-    out = transforms.rescale(x, 0.5)  # 10x10 image in the centre, mirrored around it
+    out = transforms.rescale(x, 0.5, resize="antialias")  # 10x10 image in the centre, mirrored around it
     small = torch.nn.functional.interpolate(x, size=(10, 10), mode="bilinear", antialias=True, align_corners=False)
     torch.testing.assert_close(out[..., 5:15, 5:15], small)
     ref = np.pad(small.numpy(), ((0, 0), (0, 0), (5, 5), (5, 5)), mode="symmetric")
     np.testing.assert_allclose(out.numpy(), ref)
     # smaller than a third of the frame: the mirror pattern repeats (padding wider than the image)
-    tiny = transforms.rescale(x, 0.11)
+    tiny = transforms.rescale(x, 0.11, resize="antialias")
     assert tiny.shape == x.shape and torch.isfinite(tiny).all()
 
 
-def test_rescale_grow_is_centre_crop() -> None:
+@pytest.mark.parametrize("rule", transforms.RESIZE_RULES)
+def test_rescale_grow_is_centre_crop(rule: str) -> None:
     x = _img(h=8, w=8)
-    out = transforms.rescale(x, 2.0)
+    out = transforms.rescale(x, 2.0, rule)
     big = torch.nn.functional.interpolate(x, size=(16, 16), mode="bilinear", align_corners=False)
     torch.testing.assert_close(out, big[..., 4:12, 4:12])
 

@@ -50,6 +50,7 @@ from torch import Tensor, nn
 
 from . import data as data_mod
 from . import models, shifts, train, utils
+from . import weights as weights_io
 
 __all__ = [
     "PROFILES",
@@ -62,9 +63,11 @@ __all__ = [
     "recalibrate_batchnorm",
     "translation_sweep",
     "sweep_shifts",
+    "profile_from_params",
+    "parse_overrides",
 ]
 
-PROFILES: tuple[str, ...] = ("demo", "cifar", "paper")
+PROFILES: tuple[str, ...] = ("demo", "natural", "cifar", "paper")
 
 
 @dataclass(frozen=True)
@@ -82,11 +85,12 @@ class Variant:
 class Profile:
     """Every setting of one experiment profile (see :func:`get_profile`).
 
-    Data: ``dataset`` ("digits" | "cifar10" | "imagenet160"), ``data_root`` (folder; "" = default),
+    Data: ``dataset`` ("digits" | "mnist_canvas" | "cifar10" | "imagenet160"), ``data_root`` (folder; "" = default),
     ``image_size`` (network input side, px), ``digit_size`` (digits canvas), ``max_train``,
     ``max_val``, ``max_test`` (seeded subsets; None = all).
     Trunk: ``width`` (channel multiplier), ``batch_norm``, ``weights`` ("" = random init trained
-    here, "IMAGENET1K_V1" = torchvision download, or a file path), ``train_trunk``,
+    here, "IMAGENET1K_V1" = torchvision download, "hed", "keras:<path>", "torchvision-features" (see
+    :mod:`shiftinv.weights`), or a file path), ``train_trunk``,
     ``trunk_head`` (head used to train the trunk), ``trunk_train`` (TrainConfig).
     Heads: ``variants`` (trunks and their heads), ``variant_weights`` ("shared" | "trained"),
     ``head_train`` (TrainConfig), ``l2_heads`` (kinds trained with ``l2``), ``l2``,
@@ -95,7 +99,8 @@ class Profile:
     ``aug_copies`` (> 0: instead, a fixed pool of that many randomly shifted copies of every
     training image, whose features are computed once; in-memory datasets only).
     Sweeps: ``shift_mode`` (shifts.MODES), ``shift_radius``, ``grid_step`` (2-D maps),
-    ``profile_step`` (1-D profiles along dx), ``diag_radius`` (1-px diagonal steps, -r..r), ``n_sweep`` (test images), ``sweep_batch``.
+    ``profile_step`` (1-D profiles along dx), ``diag_radius`` (1-px diagonal steps, -r..r), ``n_sweep`` (test images),
+    ``n_aliasing`` / ``n_transform`` (test images of notebooks 05 / 06; None = ``n_sweep``), ``sweep_batch``.
     Misc: ``seed``, ``device`` (None = CUDA if available), ``feature_dtype`` ("float32" | "float16").
     """
 
@@ -128,6 +133,8 @@ class Profile:
     profile_step: int = 1
     diag_radius: int = 16
     n_sweep: int = 1000
+    n_aliasing: int | None = None
+    n_transform: int | None = None
     sweep_batch: int = 256
     seed: int = 666
     device: str | None = None
@@ -141,7 +148,7 @@ class Profile:
 
     @property
     def num_classes(self) -> int:
-        return {"digits": 10, "cifar10": 10, "imagenet160": 160}[self.dataset]
+        return {"digits": 10, "mnist_canvas": 10, "cifar10": 10, "imagenet160": 160}[self.dataset]
 
     def model_names(self) -> list[str]:
         """Every ``"<trunk>/<head>"`` in the set, in display order."""
@@ -165,7 +172,7 @@ def _variants(blur_heads: tuple[str, ...], aps_heads: tuple[str, ...], aps_own: 
 
 
 def get_profile(name: str = "demo", smoke: bool = False, **overrides: Any) -> Profile:
-    """The settings of profile ``name`` (``demo`` | ``cifar`` | ``paper``); ``smoke`` shrinks them.
+    """The settings of profile ``name`` (``demo`` | ``natural`` | ``cifar`` | ``paper``); ``smoke`` shrinks them.
 
     ``overrides`` replace fields (e.g. ``data_root=...``, ``weights=...``, ``device="cpu"``).
     """
@@ -182,7 +189,7 @@ def get_profile(name: str = "demo", smoke: bool = False, **overrides: Any) -> Pr
             variants=_variants(("flatten", "multi_gap"), ("final_gap", "multi_gap"), aps_own=True),
             head_train=cfg(epochs=30, batch_size=32, lr=1e-3, patience=6, seed=0),
             aug_copies=4, aug_shift=40, shift_mode="zero", shift_radius=40, grid_step=8, profile_step=2, diag_radius=8,
-            n_sweep=64, sweep_batch=512, seed=0,
+            n_sweep=64, n_aliasing=16, n_transform=32, sweep_batch=512, seed=0,
         )
         if smoke:
             p = p.replace(
@@ -190,6 +197,29 @@ def get_profile(name: str = "demo", smoke: bool = False, **overrides: Any) -> Pr
                 trunk_train=cfg(epochs=1, batch_size=32, patience=1, seed=0),
                 head_train=cfg(epochs=2, batch_size=32, patience=2, seed=0),
                 aug_copies=2, aug_shift=8, shift_radius=8, grid_step=8, profile_step=4, diag_radius=2, n_sweep=12,
+                n_aliasing=6, n_transform=8,
+            )
+    elif name == "natural":
+        # The authors' MNIST-canvas experiment on a real VGG-16 trained on natural images (the HED
+        # trunk: Keras's ImageNet VGG-16 fine-tuned on BSDS500 edges), frozen, on a CPU. Their code:
+        # 28 px digits centred on a zero canvas of 56/128/256 px, Flatten / multi-GAP -> Dense(10),
+        # no L2, Adam, early stopping (patience 5 on val_loss), shifts of +-10/25/50 px at 1 px.
+        # Here: the 128 px canvas, +-24 px, image counts that fit a 2-core CPU; BlurPool and APS
+        # swap the pools of the same weights (no retraining).
+        p = Profile(
+            name, smoke, "mnist_canvas", image_size=128, digit_size=28, max_train=600, max_val=200, max_test=300,
+            width=1.0, batch_norm=False, weights="hed", train_trunk=False,
+            variants=_variants(("flatten", "final_gap", "multi_gap"), ("flatten", "final_gap", "multi_gap")),
+            head_train=cfg(epochs=100, batch_size=32, lr=1e-3, patience=5, seed=666, eval_batch_size=64),
+            l2_heads=(), aug_copies=2, aug_shift=24, shift_mode="zero", shift_radius=24, grid_step=8, profile_step=1,
+            diag_radius=8, n_sweep=24, n_aliasing=8, n_transform=16, sweep_batch=64, seed=666,
+        )
+        if smoke:
+            p = p.replace(
+                image_size=64, max_train=60, max_val=20, max_test=20, aug_copies=1, aug_shift=4,
+                head_train=cfg(epochs=2, batch_size=16, patience=2, seed=666, eval_batch_size=32),
+                shift_radius=4, grid_step=4, profile_step=2, diag_radius=2, n_sweep=4, n_aliasing=4,
+                n_transform=4, sweep_batch=32,
             )
     elif name == "cifar":
         # CIFAR-10 upscaled 4x to 128 px (pool5 4x4), trained from scratch on a GPU.
@@ -240,6 +270,9 @@ def load_data(profile: Profile) -> data_mod.Splits:
     root = profile.data_root or None
     if profile.dataset == "digits":
         splits = data_mod.digits_canvas(profile.image_size, profile.digit_size, seed=profile.seed)
+    elif profile.dataset == "mnist_canvas":
+        return data_mod.mnist_splits(root, profile.image_size, (profile.max_train, profile.max_val, profile.max_test),
+                                     seed=profile.seed)
     elif profile.dataset == "cifar10":
         splits = data_mod.cifar10(root, image_size=profile.image_size, seed=profile.seed)
     elif profile.dataset == "imagenet160":
@@ -251,7 +284,7 @@ def load_data(profile: Profile) -> data_mod.Splits:
         splits = data_mod.imagenet160(root, image_size=profile.image_size, seed=profile.seed,
                                       allow_missing=profile.smoke)
     else:
-        raise ValueError(f"unknown dataset {profile.dataset!r}; expected digits, cifar10 or imagenet160")
+        raise ValueError(f"unknown dataset {profile.dataset!r}; expected digits, mnist_canvas, cifar10 or imagenet160")
     splits.train = data_mod.take(splits.train, profile.max_train, profile.seed)
     splits.val = data_mod.take(splits.val, profile.max_val, profile.seed + 1)
     splits.test = data_mod.take(splits.test, profile.max_test, profile.seed + 2)
@@ -341,6 +374,14 @@ def recalibrate_batchnorm(trunk: models.VGGTrunk, data: Any, batch_size: int = 1
     return trunk.eval()
 
 
+def backbone_label(profile: Profile) -> str:
+    """What the trunk is, for figures and data files: the weights' name, or how it was trained here."""
+    if profile.weights:
+        return weights_io.label(profile.weights)
+    width = "full width" if profile.width == 1 else f"width {profile.width:g}"
+    return f"VGG-16 ({width}{', batch norm' if profile.batch_norm else ''}) trained here on {profile.dataset}"
+
+
 def _freeze(module: nn.Module) -> nn.Module:
     module.requires_grad_(False)
     return module.eval()
@@ -410,7 +451,8 @@ def train_or_load_models(profile: Profile, splits: data_mod.Splits | None = None
         t0 = time.perf_counter()
         if not profile.train_trunk:
             trunk = _build_trunk(profile, v, weights)
-            trunk_info[v.name] = {"trunk_source": f"pretrained ({profile.weights})"}
+            trunk_info[v.name] = {"trunk_source": f"pretrained: {backbone_label(profile)}"
+                                  + ("" if v.pool == "max" else f", {v.pool} pooling swapped in")}
         elif v is plain or profile.variant_weights == "trained" or v.own_trunk or plain is None:
             trunk = trained_trunk(v)
             trunk_info[v.name]["trunk_source"] = "trained here"
@@ -509,7 +551,7 @@ def train_or_load_models(profile: Profile, splits: data_mod.Splits | None = None
                        trunk_params=models.count_parameters(trunk),
                        total_params=models.count_parameters(head) + models.count_parameters(trunk),
                        **trunk_info[v.name])
-    summary = pd.DataFrame(rows)
+    summary = pd.DataFrame(rows).assign(backbone=backbone_label(profile))
     return ModelSet(profile, splits, trunks, heads, summary, histories)
 
 
@@ -568,17 +610,52 @@ def translation_sweep(ms: ModelSet, kind: str = "grid", mode: str | None = None,
 
 
 def profile_from_params(profile: str, smoke: bool, data_dir: str = "", weights: str = "",
-                        device: str = "") -> Profile:
-    """The profile a notebook's parameters cell asks for: ``data_dir`` (ImageNet / CIFAR folder),
-    ``weights`` (VGG-16 state dict path or torchvision enum name), ``device`` ("" = automatic)."""
-    overrides: dict[str, Any] = {}
+                        device: str = "", overrides: str = "") -> Profile:
+    """The profile a notebook's parameters cell asks for: ``data_dir`` (ImageNet / CIFAR / MNIST folder),
+    ``weights`` (VGG-16 state dict path, torchvision enum name, or a :mod:`shiftinv.weights` name such
+    as ``"hed"``), ``device`` ("" = automatic), ``overrides`` (profile fields, see :func:`parse_overrides`)."""
+    changes: dict[str, Any] = {}
     if data_dir:
-        overrides["data_root"] = str(Path(data_dir).expanduser())
+        changes["data_root"] = str(Path(data_dir).expanduser())
     if weights:
-        overrides["weights"] = str(Path(weights).expanduser()) if Path(weights).expanduser().exists() else weights
+        changes["weights"] = str(Path(weights).expanduser()) if Path(weights).expanduser().exists() else weights
     if device:
-        overrides["device"] = device
-    return get_profile(profile, smoke, **overrides)
+        changes["device"] = device
+    base = get_profile(profile, smoke)
+    return base.replace(**changes, **parse_overrides(base, overrides))
+
+
+_SCALAR_FIELDS = {f.name for f in dataclasses.fields(Profile)
+                  if f.name not in ("name", "smoke", "variants", "trunk_train", "head_train", "aug_train", "l2_heads")}
+
+
+def parse_overrides(profile: Profile, text: str) -> dict[str, Any]:
+    """``"image_size:256,shift_radius:50,n_sweep:1000"`` -> ``{field: value}`` typed like ``profile``'s fields.
+
+    For the sizes a GPU user changes (canvas, grid radius and step, image counts). ``None`` and
+    ``none`` clear optional fields. Unknown fields and unparsable values raise an error naming them.
+    """
+    out: dict[str, Any] = {}
+    for item in text.replace(",", " ").split():
+        name, sep, raw = item.replace("=", ":", 1).partition(":")
+        if not sep or name not in _SCALAR_FIELDS:
+            raise ValueError(f"OVERRIDES item {item!r}: expected FIELD:VALUE with FIELD one of {sorted(_SCALAR_FIELDS)}")
+        current = getattr(profile, name)
+        try:
+            if raw.lower() == "none":
+                value: Any = None
+            elif isinstance(current, bool):
+                if raw.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(raw)
+                value = raw.lower() in ("true", "1")
+            elif isinstance(current, (int, float)) or current is None:
+                value = type(current)(raw) if current is not None else int(raw)
+            else:
+                value = raw
+        except ValueError:
+            raise ValueError(f"OVERRIDES item {item!r}: {raw!r} is not a valid {type(current).__name__} for {name}") from None
+        out[name] = value
+    return out
 
 
 # ----------------------------------------------------------------------------- tables and plots

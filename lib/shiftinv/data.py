@@ -2,12 +2,14 @@
 
 - :func:`digits_canvas`  the embedded default: scikit-learn's 8x8 handwritten digits, upscaled
   and pasted at the centre of a zero canvas (the paper's MNIST-canvas experiment at small scale).
-- :func:`mnist_canvas`   MNIST digits on a zero canvas (torchvision; download or a local copy).
+- :func:`mnist_canvas`   MNIST digits on a zero canvas (torchvision; download or a local copy);
+  :func:`mnist_splits` the authors' MNIST-canvas experiment with train / val / test splits.
 - :func:`cifar10`        CIFAR-10 (torchvision's python archive, or an ImageFolder copy).
 - :func:`image_folder`   any ``<root>/<class>/<image>`` tree.
 - :func:`imagenet160`    the paper's 160-class ImageNet subset (list in ``imagenet160.txt``)
   from a user-given ImageNet folder (``train/<wnid>/*.JPEG`` and ``val/<wnid>/*.JPEG``), resized
-  to 256x256 without cropping, as in the paper.
+  to 256x256 without cropping, as in the paper (by default as the authors' ``tf.image.resize``:
+  bilinear without antialiasing; ``resize="antialias"`` keeps the workbook's earlier rule).
 
 Small datasets live in memory as :class:`TensorImages` (uint8, converted to float in [0, 1]
 per batch); ImageNet stays on disk as a torchvision ``ImageFolder``. Every split is
@@ -35,6 +37,8 @@ __all__ = [
     "Splits",
     "digits_canvas",
     "mnist_canvas",
+    "mnist_splits",
+    "read_mnist",
     "cifar10",
     "image_folder",
     "imagenet160",
@@ -174,6 +178,56 @@ def digits_canvas(
     )
 
 
+MNIST_HELP = (
+    "MNIST: torchvision downloads it (https://yann.lecun.com/exdb/mnist/ mirrors) on a machine with internet; "
+    "or point the notebook parameter MNIST_DIR (data_root) at a folder holding MNIST/raw/*-idx*-ubyte(.gz)."
+)
+
+
+def read_mnist(root: Path | str | None = None, train: bool = False, download: bool = False) -> tuple[Tensor, Tensor]:
+    """One MNIST split: uint8 digits (N, 28, 28) and labels (N,) int64.
+
+    ``root`` is torchvision's MNIST root (holding ``MNIST/raw``); default ``$SHIFTINV_DATA/mnist``.
+    The official idx files are read directly (plain or .gz), so one split suffices;
+    ``download=True`` fetches them with torchvision (needs internet).
+    """
+    from torchvision.datasets import MNIST
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+
+    root = Path(root).expanduser() if root else paths.data_dir() / "mnist"
+    if download:
+        ds = MNIST(str(root), train=train, download=True)
+        return ds.data, ds.targets.long()
+    prefix = "train" if train else "t10k"
+    raw = root / "MNIST" / "raw"
+    files = []
+    for kind in ("images-idx3", "labels-idx1"):
+        found = [f for f in (raw / f"{prefix}-{kind}-ubyte{ext}" for ext in ("", ".gz")) if f.is_file()]
+        if not found:
+            split = "train" if train else "test"
+            raise FileNotFoundError(f"MNIST {split} split not found: no '{prefix}-{kind}-ubyte(.gz)' in '{raw}'. "
+                                    "Pass download=True on a machine with internet. " + MNIST_HELP)
+        if found[0].suffix == ".gz":  # torchvision's reader wants the plain file: unpack once
+            import gzip
+
+            from .utils import atomic_write_bytes
+
+            plain = paths.results_dir() / "mnist_raw" / found[0].stem
+            if not plain.is_file():
+                atomic_write_bytes(plain, gzip.decompress(found[0].read_bytes()))
+            found[0] = plain
+        files.append(str(found[0]))
+    return read_image_file(files[0]), read_label_file(files[1]).long()
+
+
+def _digits_on_canvas(digits: Tensor, canvas: int, digit_size: int = 28) -> Tensor:
+    """uint8 digits (N, 28, 28) -> uint8 (N, 1, canvas, canvas), resized to ``digit_size`` and centred on zeros."""
+    x = digits[:, None].float() / 255.0  # (N, 1, 28, 28)
+    if digit_size != x.shape[-1]:
+        x = F.interpolate(x, size=(digit_size, digit_size), mode="bilinear", align_corners=False).clamp(0, 1)
+    return (_paste_centre(x, canvas) * 255.0).round().to(torch.uint8)
+
+
 def mnist_canvas(
     root: Path | str | None = None,
     canvas: int = 128,
@@ -181,49 +235,46 @@ def mnist_canvas(
     train: bool = False,
     download: bool = False,
 ) -> TensorImages:
-    """MNIST digits (28x28, resized to ``digit_size``) at the centre of a zero canvas.
+    """MNIST digits (28x28, resized to ``digit_size``) at the centre of a zero canvas (see :func:`read_mnist`)."""
+    images, labels = read_mnist(root, train, download)
+    return TensorImages(_digits_on_canvas(images, canvas, digit_size), labels)
 
-    ``root`` is torchvision's MNIST root (holding ``MNIST/raw``); default ``$SHIFTINV_DATA/mnist``.
-    ``download=True`` fetches the official files (needs internet).
+
+def mnist_splits(
+    root: Path | str | None = None,
+    canvas: int = 128,
+    sizes: tuple[int | None, int | None, int | None] = (None, None, None),
+    seed: int = 0,
+    download: bool = False,
+) -> Splits:
+    """The authors' MNIST-canvas experiment: 28 px digits at the centre of a zero ``canvas``.
+
+    With MNIST's training split at hand (``root``, or ``download=True``), train / validation come from
+    it (5:1, stratified) and test from the test split. When only the test split exists (as in
+    ``$SHIFTINV_DATA/mnist``), it is split deterministically into train / validation / test
+    (0.6 / 0.15 / 0.25, stratified, seeded); ``info["source"]`` says which. ``sizes`` caps each split
+    (seeded subsets, taken before the canvas is built, so memory follows the caps).
     """
-    from torchvision.datasets import MNIST
-    from torchvision.datasets.mnist import read_image_file, read_label_file
-
-    root = Path(root) if root is not None else paths.data_dir() / "mnist"
-    if download:
-        ds = MNIST(str(root), train=train, download=True)
-        images, labels = ds.data, ds.targets
-    else:
-        # Read the official idx files directly (plain or .gz), so that one split suffices.
-        prefix = "train" if train else "t10k"
-        raw = root / "MNIST" / "raw"
-        files = []
-        for kind in ("images-idx3", "labels-idx1"):
-            found = [raw / f"{prefix}-{kind}-ubyte{ext}" for ext in ("", ".gz")]
-            found = [f for f in found if f.is_file()]
-            if not found:
-                split = "train" if train else "test"
-                raise FileNotFoundError(
-                    f"MNIST {split} split not found: no '{prefix}-{kind}-ubyte(.gz)' in '{raw}'. Pass "
-                    "download=True on a machine with internet, or point root at a folder holding "
-                    "MNIST/raw/*-idx*-ubyte(.gz) from https://yann.lecun.com/exdb/mnist/."
-                )
-            if found[0].suffix == ".gz":  # torchvision's reader wants the plain file: unpack once
-                import gzip
-
-                from .utils import atomic_write_bytes
-
-                plain = paths.results_dir() / "mnist_raw" / found[0].stem
-                if not plain.is_file():
-                    atomic_write_bytes(plain, gzip.decompress(found[0].read_bytes()))
-                found[0] = plain
-            files.append(str(found[0]))
-        images, labels = read_image_file(files[0]), read_label_file(files[1])
-    x = images[:, None].float() / 255.0  # (N, 1, 28, 28)
-    if digit_size != 28:
-        x = F.interpolate(x, size=(digit_size, digit_size), mode="bilinear", align_corners=False).clamp(0, 1)
-    x = (_paste_centre(x, canvas) * 255.0).round().to(torch.uint8)
-    return TensorImages(x, labels.long())
+    try:
+        tr_x, tr_y = read_mnist(root, train=True, download=download)
+        te_x, te_y = read_mnist(root, train=False, download=download)
+        tr, va = stratified_split(tr_y.numpy(), (5 / 6, 1 / 6), seed)
+        parts = [(tr_x, tr_y, tr), (tr_x, tr_y, va), (te_x, te_y, np.arange(len(te_y)))]
+        source = "MNIST train split -> train/val (5:1), test split -> test"
+    except FileNotFoundError:
+        te_x, te_y = read_mnist(root, train=False, download=False)
+        parts = [(te_x, te_y, p) for p in stratified_split(te_y.numpy(), (0.6, 0.15, 0.25), seed)]
+        source = "MNIST test split only, divided 0.6/0.15/0.25 (stratified, seeded) into train/val/test"
+    made = []
+    for (x, y, idx), cap, s in zip(parts, sizes, (seed, seed + 1, seed + 2)):
+        if cap is not None and cap < len(idx):
+            idx = np.sort(np.random.default_rng(s).permutation(idx)[:cap])
+        t = torch.from_numpy(np.asarray(idx))
+        made.append(TensorImages(_digits_on_canvas(x[t], canvas), y[t]))
+    return Splits(name="mnist_canvas", train=made[0], val=made[1], test=made[2],
+                  classes=[str(d) for d in range(10)], image_size=canvas, background="zero",
+                  info={"canvas": canvas, "digit_size": 28, "seed": seed, "source": source,
+                        "caps": list(sizes)})
 
 
 def _load_folder_to_tensor(folder: Path) -> tuple[Tensor, Tensor, list[str]]:
@@ -294,17 +345,33 @@ def cifar10(
     )
 
 
-def _resize_transform(image_size: int):
+#: Rules for resizing whole images to the network's square input (see :func:`_resize_transform`).
+RESIZE_RULES: tuple[str, ...] = ("tf", "antialias")
+
+
+def _resize_transform(image_size: int, resize: str = "antialias"):
+    """PIL image -> (3, image_size, image_size) float in [0, 1], the whole image without cropping.
+
+    ``resize="antialias"``: torchvision ``Resize`` on the PIL image (bilinear, antialiased).
+    ``resize="tf"``: as the authors' preprocessing (``decode_jpeg``, ``convert_image_dtype`` to [0, 1],
+    then ``tf.image.resize((256, 256))``): bilinear without antialiasing at half-pixel centres
+    (:func:`shiftinv.transforms.tf_resize`). JPEG decoding is PIL's, which may differ from
+    TensorFlow's ``decode_jpeg`` in the rounding of some pixels.
+    """
     from torchvision import transforms
 
+    if resize not in RESIZE_RULES:
+        raise ValueError(f"unknown resize rule {resize!r}; choose one of {RESIZE_RULES}")
+    to_rgb = transforms.Lambda(lambda im: im.convert("RGB"))
+    if resize == "tf":
+        from .transforms import tf_resize
+
+        size = (image_size, image_size)
+        return transforms.Compose([to_rgb, transforms.ToTensor(),
+                                   transforms.Lambda(lambda x: tf_resize(x[None], size)[0].clamp(0, 1))])
     # Resize the whole image to a square without cropping (the paper's preprocessing).
-    return transforms.Compose(
-        [
-            transforms.Lambda(lambda im: im.convert("RGB")),
-            transforms.Resize((image_size, image_size), antialias=True),
-            transforms.ToTensor(),
-        ]
-    )
+    return transforms.Compose([to_rgb, transforms.Resize((image_size, image_size), antialias=True),
+                               transforms.ToTensor()])
 
 
 def image_folder(root: Path | str, image_size: int = 256) -> Dataset:
@@ -333,7 +400,7 @@ IMAGENET_HELP = (
 )
 
 
-def _restricted_folder(folder: Path, wnids: list[str], image_size: int) -> Dataset:
+def _restricted_folder(folder: Path, wnids: list[str], image_size: int, resize: str = "antialias") -> Dataset:
     from torchvision.datasets import ImageFolder
 
     label = {w: i for i, w in enumerate(wnids)}
@@ -343,7 +410,7 @@ def _restricted_folder(folder: Path, wnids: list[str], image_size: int) -> Datas
             present = [w for w in wnids if (Path(directory) / w).is_dir()]
             return present, {w: label[w] for w in present}
 
-    return _Subset(str(folder), transform=_resize_transform(image_size))
+    return _Subset(str(folder), transform=_resize_transform(image_size, resize))
 
 
 def imagenet160(
@@ -352,12 +419,15 @@ def imagenet160(
     val_fraction: float = 0.05,
     seed: int = 666,
     allow_missing: bool = False,
+    resize: str = "tf",
 ) -> Splits:
     """The paper's ImageNet-160 subset from a user-given ImageNet folder.
 
     Labels are the row numbers of ``imagenet160.txt`` (0..159, always 160 classes). Train and
     validation come from ``train/`` (validation: ``val_fraction`` per class, seeded); the test split
-    is ``val/``. Images are resized to ``image_size`` squares without cropping, float in [0, 1].
+    is ``val/``. Images are resized to ``image_size`` squares without cropping, float in [0, 1],
+    by ``resize`` (:data:`RESIZE_RULES`): ``"tf"`` as the authors' ``tf.image.resize`` (bilinear,
+    no antialiasing), ``"antialias"`` the workbook's earlier antialiased resize.
     ``allow_missing=True`` accepts a folder with only some of the 160 classes (stand-in data).
     """
     root = paths.require_dir(root, "ImageNet folder", IMAGENET_HELP)
@@ -374,8 +444,10 @@ def imagenet160(
             if not allow_missing:
                 raise FileNotFoundError(msg + " " + IMAGENET_HELP)
             warnings.warn(msg + " Continuing with the classes present (allow_missing=True).", stacklevel=2)
-    full_train = _restricted_folder(root / "train", wnids, image_size)
-    test = _restricted_folder(root / "val", wnids, image_size)
+    if resize not in RESIZE_RULES:
+        raise ValueError(f"unknown resize rule {resize!r}; choose one of {RESIZE_RULES}")
+    full_train = _restricted_folder(root / "train", wnids, image_size, resize)
+    test = _restricted_folder(root / "val", wnids, image_size, resize)
     if len(full_train) == 0 or len(test) == 0:
         raise FileNotFoundError(f"no ImageNet-160 images found under '{root}'. {IMAGENET_HELP}")
     targets = np.asarray(full_train.targets)  # type: ignore[attr-defined]
@@ -388,7 +460,7 @@ def imagenet160(
         classes=[name for _, name in classes],
         image_size=image_size,
         background="mirror",
-        info={"root": str(root), "seed": seed},
+        info={"root": str(root), "seed": seed, "resize": resize},
     )
 
 

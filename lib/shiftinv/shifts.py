@@ -12,8 +12,9 @@ Modes (``MODES``):
   size on every side (``numpy.pad(mode="symmetric")``, edge pixel repeated: a
   3x3 mirrored mosaic) and the window of the original size is taken at the
   shifted offset. ``|dx| <= W`` and ``|dy| <= H``. (The authors' code takes the
-  window at offset ``(H + dy, W + dx)``, which moves content *left/up* for
-  positive values; on their symmetric grid this only flips the heat maps.)
+  window at offset ``(H + desp_h, W + desp_v)``, which moves content *up/left*
+  for positive values: their key ``(desp_h, desp_v)`` is ``(-dy, -dx)`` here;
+  :mod:`shiftinv.authors` converts, tested against this function.)
 - ``"circular"`` ``torch.roll``: exact for circular-padded, polyphase models.
 - ``"zero"`` / ``"mean"``  canvas embedding (Azulay & Weiss; the paper's MNIST
   canvases): the image is pasted into a canvas filled with zeros or with its

@@ -19,8 +19,16 @@ The protocol the engine relies on (see :mod:`shiftinv.models`):
 ``trunk(x, taps) -> {tap: (B, C, h, w)}`` and ``head(feats) -> (B, K)`` logits,
 ``head.taps`` naming the maps it reads.
 
-Command line (single process or ``torchrun --nproc-per-node 2 -m shiftinv.sweep ...``):
-see ``python -m shiftinv.sweep --help``.
+Command line (single process or ``torchrun --nproc-per-node 2 -m shiftinv.sweep run ...``;
+``python -m shiftinv.sweep --help``):
+
+- ``export --profile demo --out models.pt`` reads the trunks and heads notebook 03 trained
+  (``results/``, via :func:`shiftinv.classify.train_or_load_models`, refusing to train unless
+  ``--train-missing``) and writes them to one file (:func:`models_state` documents the layout);
+- ``run --models models.pt --out sweep.pt`` sweeps them over the profile's shift grid and test
+  images (or ``--images`` / ``--shifts`` / ``--mode``), heads named ``"trunk/head"``; ``--profile``
+  reads the cache directly. ``--dtype float32|bf16`` (default bf16 on CUDA, float32 on the CPU).
+  Untrained weights only with ``--random-weights``. Bad input exits with status 2 and a message.
 """
 
 from __future__ import annotations
@@ -40,7 +48,8 @@ from torch import Tensor, nn
 from . import utils
 from .shifts import MODES, _window_indices, shift_windows
 
-__all__ = ["SweepResult", "sweep", "sweep_models", "reference_sweep", "main"]
+__all__ = ["SweepResult", "sweep", "sweep_models", "reference_sweep", "main", "export_models", "load_models",
+           "models_state", "build_models", "MODELS_FORMAT"]
 
 FIELDS: tuple[str, ...] = ("loss", "correct", "pred", "p_true")
 
@@ -533,6 +542,16 @@ def reference_sweep(
 
 # ----------------------------------------------------------------------------- command line
 
+#: ``format`` field of the file ``python -m shiftinv.sweep export`` writes (see :func:`export_models`).
+MODELS_FORMAT = "shiftinv.sweep/models-v1"
+_TRUNK_SPEC = ("width", "batch_norm", "pool", "blur_size", "blur_pad", "circular", "normalize")
+_DATA_FIELDS = ("dataset", "data_root", "image_size", "digit_size", "max_train", "max_val", "max_test", "seed",
+                "n_sweep", "shift_mode", "shift_radius", "grid_step", "sweep_batch")
+
+
+class CommandError(Exception):
+    """A problem with the command line's input, reported as one message (no traceback)."""
+
 
 def _parse_shifts(text: str) -> list[tuple[int, int]]:
     """``"R"`` or ``"R:STEP"`` -> :func:`shift_grid`; ``"diag:A:B"`` -> diagonal shifts."""
@@ -547,28 +566,270 @@ def _parse_shifts(text: str) -> list[tuple[int, int]]:
         raise argparse.ArgumentTypeError(f"--shifts must be 'R', 'R:STEP' or 'diag:A:B', got {text!r}") from None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m shiftinv.sweep`` (or under ``torchrun``): sweep VGG-16 heads over a shift grid."""
-    parser = argparse.ArgumentParser(prog="python -m shiftinv.sweep", description=main.__doc__)
-    parser.add_argument("--images", type=Path, help="ImageFolder-style folder (class sub-folders) of test images")
-    parser.add_argument("--synthetic", type=int, default=0, help="use N random images instead of --images (smoke runs)")
-    parser.add_argument("--size", type=int, default=256, help="input side in pixels (images are resized to it)")
-    parser.add_argument("--heads", default="flatten,final_gap,multi_gap,gap_flatten", help="comma-separated head kinds")
-    parser.add_argument("--head-weights", type=Path, help="torch file {head_kind: state_dict} of trained heads")
-    parser.add_argument("--weights", default=None, help="trunk weights: a VGG16_Weights name or a state-dict path")
-    parser.add_argument("--num-classes", type=int, default=160)
-    parser.add_argument("--width", type=float, default=1.0, help="channel width multiplier of the trunk")
-    parser.add_argument("--pool", default="max", choices=("max", "blur", "aps"))
-    parser.add_argument("--circular", action="store_true", help="circular padding in the trunk")
-    parser.add_argument("--shifts", type=_parse_shifts, default=_parse_shifts("2"), help="'R', 'R:STEP' or 'diag:A:B'")
-    parser.add_argument("--mode", default="mosaic", choices=MODES)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--out", type=Path, required=True, help="result file (.pt); resumed if interrupted")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+def _amp_of_dtype(dtype: str | None) -> str | None:
+    """``--dtype``: ``None`` (bf16 on CUDA, float32 elsewhere), ``"float32"`` (no autocast) or ``"bf16"``."""
+    return None if dtype is None else {"float32": "off", "bf16": "bf16"}[dtype]
 
+
+@contextlib.contextmanager
+def _loading_only(results: Path) -> Any:
+    """Make :func:`shiftinv.train.fit` refuse to run: models must come from the cache (notebook 03)."""
+    from . import train
+
+    original = train.fit
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise CommandError(
+            f"a model of this profile is not in the cache under '{results}' (trained by notebook 03 with the "
+            "same profile and parameters). Run notebook 03 first (e.g. `make figures NOTEBOOKS=03`, or "
+            "`python -m shiftinv.notebooks 03`), point SHIFTINV_RESULTS at its results folder, or pass "
+            "--train-missing to train the missing models now."
+        )
+
+    train.fit = refuse
+    try:
+        yield
+    finally:
+        train.fit = original
+
+
+def models_state(ms: Any) -> dict[str, Any]:
+    """The trained trunks and heads of a :class:`shiftinv.classify.ModelSet` as a plain dict.
+
+    The documented layout (``format`` :data:`MODELS_FORMAT`), loadable with ``weights_only=True``::
+
+        {"format": "shiftinv.sweep/models-v1",
+         "profile": {...},                       # classify.Profile.to_dict(): data, shifts, seed, ...
+         "trunks": {trunk: {"spec": {width, batch_norm, pool, blur_size, blur_pad, circular, normalize},
+                            "state": VGGTrunk.state_dict()}},
+         "heads": {trunk: {head: {"kind", "num_classes", "input_size", "gap_taps": [...],
+                                  "state": Head.state_dict()}}},
+         "summary": {"model": [...], "test_acc": [...]}}   # notebook 03's test accuracy per model
+    """
+    p = ms.profile
+    trunks = {name: {"spec": {k: getattr(t, k) for k in _TRUNK_SPEC},
+                     "state": {k: v.detach().cpu() for k, v in t.state_dict().items()}}
+              for name, t in ms.trunks.items()}
+    heads = {t: {h: {"kind": m.kind, "num_classes": m.num_classes, "input_size": p.image_size,
+                     "gap_taps": list(m.gap_taps), "state": {k: v.detach().cpu() for k, v in m.state_dict().items()}}
+                 for h, m in hs.items()} for t, hs in ms.heads.items()}
+    summary = {"model": [str(m) for m in ms.summary["model"]],
+               "test_acc": [float(a) for a in ms.summary["test_acc"]]}
+    return {"format": MODELS_FORMAT, "profile": p.to_dict(), "trunks": trunks, "heads": heads, "summary": summary}
+
+
+def export_models(profile: Any, out: Path | str | None = None, train_missing: bool = False) -> dict[str, Any]:
+    """Load a profile's trunks and heads from notebook 03's cache (:func:`shiftinv.classify.train_or_load_models`)
+    and return (and, with ``out``, write atomically) :func:`models_state`.
+
+    Without ``train_missing`` a model absent from the cache raises :class:`CommandError` instead of
+    being trained. BlurPool/APS trunks that reuse the plain trunk's conv weights get their BatchNorm
+    statistics re-estimated on the training images exactly as in notebook 03 (deterministic).
+    """
+    from . import classify, paths
+
+    guard = contextlib.nullcontext() if train_missing else _loading_only(paths.results_dir())
+    with guard:
+        ms = classify.train_or_load_models(profile)
+    state = models_state(ms)
+    if out is not None:
+        utils.atomic_torch_save(state, out)
+    return state
+
+
+def load_models(path: Path | str) -> tuple[dict[str, Any], dict[str, tuple[Any, dict[str, Any]]]]:
+    """Read a file written by ``export``: ``(state, {trunk: (VGGTrunk, {head: Head})})`` (eval mode)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CommandError(f"models file not found: '{path}'. Write one with "
+                           "`python -m shiftinv.sweep export --profile demo --out models.pt`.")
+    try:
+        state = utils.safe_torch_load(path)
+    except ValueError as exc:
+        raise CommandError(f"{exc} (is '{path}' a file written by `python -m shiftinv.sweep export`?)") from None
+    return state, build_models(state, f"'{path}'")
+
+
+def build_models(state: Any, where: str = "the models state") -> dict[str, tuple[Any, dict[str, Any]]]:
+    """``{trunk: (VGGTrunk, {head: Head})}`` (eval mode) from a :func:`models_state` dict."""
     from . import models
+
+    if not isinstance(state, dict) or state.get("format") != MODELS_FORMAT:
+        got = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise CommandError(f"{where} is not a models file of format {MODELS_FORMAT!r} (found {got!r}); "
+                           "write one with `python -m shiftinv.sweep export`.")
+    built: dict[str, tuple[Any, dict[str, Any]]] = {}
+    try:
+        for tname, t in state["trunks"].items():
+            trunk = models.build_trunk(**t["spec"])
+            trunk.load_state_dict(t["state"])
+            heads = {}
+            for hname, h in state["heads"].get(tname, {}).items():
+                gap = None if h["kind"] in ("flatten", "fc") else tuple(h["gap_taps"])
+                head = models.build_head(h["kind"], trunk, h["num_classes"], h["input_size"], gap_taps=gap)
+                head.load_state_dict(h["state"])
+                heads[hname] = head.eval()
+            built[tname] = (trunk.eval(), heads)
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        raise CommandError(f"{where} is damaged or from another version ({type(exc).__name__}: {exc}); "
+                           "export it again.") from None
+    return built
+
+
+def _profile_from_state(d: dict[str, Any], device: str | None) -> Any:
+    """The exported profile (its data and sweep settings) as a :class:`shiftinv.classify.Profile`."""
+    from . import classify
+
+    p = classify.get_profile(d["name"], bool(d["smoke"]))
+    return p.replace(**{k: d[k] for k in _DATA_FIELDS if k in d}, device=device)
+
+
+def _profile_test_images(profile: Any, n: int | None) -> tuple[Tensor, Tensor]:
+    """The first ``n`` (default ``n_sweep``) test images of the profile, as notebook 04 sweeps them
+    (:meth:`shiftinv.classify.ModelSet.test_tensors`)."""
+    from . import classify
+    from . import data as data_mod
+
+    splits = classify.load_data(profile)
+    n = profile.n_sweep if n is None else n
+    return data_mod.as_tensors(data_mod.take(splits.test, n, profile.seed + 3))
+
+
+def _select(built: dict[str, tuple[Any, dict[str, Any]]], wanted: str | None) -> dict[str, tuple[Any, dict[str, Any]]]:
+    if not wanted:
+        return built
+    names = [w for w in wanted.split(",") if w]
+    out: dict[str, tuple[Any, dict[str, Any]]] = {}
+    every = [f"{t}/{h}" for t, (_, hs) in built.items() for h in hs]
+    for w in names:
+        hits = [n for n in every if n == w or n.split("/")[0] == w]
+        if not hits:
+            raise CommandError(f"--heads: no model {w!r}; the file has {every} (a name or a trunk name)")
+        for n in hits:
+            t, h = n.split("/")
+            out.setdefault(t, (built[t][0], {}))[1][h] = built[t][1][h]
+    return out
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every default; ``None`` / ``False`` defaults are described in the help text itself."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "(default" in text or action.default in (None, False, "", argparse.SUPPRESS) or action.required:
+            return text
+        return super()._get_help_string(action) or text
+
+
+def _parser() -> argparse.ArgumentParser:
+    fmt = _HelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="python -m shiftinv.sweep", formatter_class=fmt,
+        description="Sweep trained VGG-16 heads over a grid of shifts (one process, or sharded under torchrun). "
+                    "`export` writes the trunks and heads notebook 03 trained (read from results/) to one file; "
+                    "`run` (the default sub-command) sweeps them.",
+        epilog="Example: python -m shiftinv.sweep export --profile demo --out models.pt && "
+               "torchrun --nproc-per-node 2 -m shiftinv.sweep run --models models.pt --out sweep.pt")
+    sub = parser.add_subparsers(dest="command")
+
+    ex = sub.add_parser("export", formatter_class=fmt,
+                        help="write a profile's trained trunks and heads (notebook 03's cache) to one file",
+                        description=f"Read the trunks and heads notebook 03 trained for a profile from the cache "
+                                    f"(SHIFTINV_RESULTS, default results/) and write them to one torch file "
+                                    f"(format {MODELS_FORMAT!r}, documented in shiftinv.sweep.models_state). "
+                                    "Nothing is trained unless --train-missing is given.")
+    ex.add_argument("--profile", default="demo", help="demo | cifar | paper (as notebook 03's PROFILE)")
+    ex.add_argument("--smoke", action="store_true", help="the profile's smoke sizes (as SMOKE=True)")
+    ex.add_argument("--data-dir", default="", help="notebook 03's IMAGENET_DIR / CIFAR_DIR ('' = the default)")
+    ex.add_argument("--weights", default="", help="notebook 03's VGG_WEIGHTS ('' = the profile's default)")
+    ex.add_argument("--device", default="", help="notebook 03's DEVICE ('' = CUDA if present; part of the cache key, "
+                                                "so give what notebook 03 was given)")
+    ex.add_argument("--train-missing", action="store_true", help="train models missing from the cache instead of failing")
+    ex.add_argument("--out", type=Path, required=True, help="models file to write (.pt)")
+
+    run = sub.add_parser("run", formatter_class=fmt, help="sweep trained heads over shifts (default sub-command)",
+                         description="Sweep heads over a shift grid. Weights: --models FILE (from `export`), or "
+                                     "--profile NAME (read from notebook 03's cache directly), or --weights plus "
+                                     "--head-weights; untrained weights only with --random-weights.")
+    src = run.add_argument_group("trained models")
+    src.add_argument("--models", type=Path, help="file written by `python -m shiftinv.sweep export`")
+    src.add_argument("--profile", default=None, help="read this profile's models from notebook 03's cache (with --smoke, "
+                                                     "--data-dir, --weights as there; models cached with notebook 03's "
+                                                     "default DEVICE) instead of --models")
+    src.add_argument("--smoke", action="store_true", help="with --profile: the smoke sizes")
+    src.add_argument("--data-dir", default="", help="with --profile: IMAGENET_DIR / CIFAR_DIR")
+    src.add_argument("--heads", default=None,
+                     help="comma-separated models: 'trunk/head' or trunk names with --models/--profile (default: all); "
+                          "head kinds with --head-weights/--random-weights (default: flatten,final_gap,multi_gap,gap_flatten)")
+    src.add_argument("--head-weights", type=Path, help="torch file {head_kind: state_dict} of trained heads (with --weights)")
+    src.add_argument("--weights", default=None, help="trunk weights: a VGG16_Weights name or a state-dict path "
+                                                     "(with --profile: notebook 03's VGG_WEIGHTS)")
+    src.add_argument("--random-weights", action="store_true",
+                     help="allow untrained (seeded random) heads/trunk: for timing only, accuracies are meaningless")
+    arch = run.add_argument_group("architecture (only with --head-weights / --random-weights)")
+    arch.add_argument("--num-classes", type=int, default=160)
+    arch.add_argument("--width", type=float, default=1.0, help="channel width multiplier of the trunk")
+    arch.add_argument("--pool", default="max", choices=("max", "blur", "aps"))
+    arch.add_argument("--circular", action="store_true", help="circular padding in the trunk")
+    data = run.add_argument_group("images and shifts")
+    data.add_argument("--images", type=Path, help="ImageFolder-style folder (class sub-folders) of test images "
+                                                  "(default with --models/--profile: the profile's test split)")
+    data.add_argument("--n-images", type=int, default=None, help="with the profile's test split: how many "
+                                                                  "(default: the profile's n_sweep, as notebook 04)")
+    data.add_argument("--synthetic", type=int, default=0, help="use N random images instead (smoke runs)")
+    data.add_argument("--size", type=int, default=256, help="input side in px for --images/--synthetic (resized to it)")
+    data.add_argument("--resize", default="tf", choices=("tf", "antialias"),
+                      help="--images resizing: tf = the authors' tf.image.resize (bilinear, no antialiasing)")
+    data.add_argument("--shifts", type=_parse_shifts, default=None,
+                      help="'R', 'R:STEP' or 'diag:A:B' (default: the profile's 2-D grid with --models/--profile, else '2')")
+    data.add_argument("--mode", default=None, choices=MODES, help="shift protocol (default: the profile's, else mosaic)")
+    comp = run.add_argument_group("computation")
+    comp.add_argument("--batch-size", type=int, default=None, help="shifted images per forward pass "
+                                                                  "(default: the profile's sweep_batch, else 64)")
+    comp.add_argument("--dtype", default=None, choices=("float32", "bf16"),
+                      help="compute dtype (default: bf16 autocast on CUDA, float32 on the CPU); float32 for the "
+                           "reference paper sweep, bf16 for speed")
+    comp.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if available; "
+                                                     "under torchrun each rank takes cuda:LOCAL_RANK)")
+    comp.add_argument("--out", type=Path, required=True, help="result file (.pt, SweepResult); resumed if interrupted")
+    comp.add_argument("--seed", type=int, default=0, help="seed of --synthetic images and --random-weights")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m shiftinv.sweep [export|run] ...`` (``run`` under ``torchrun`` shards the sweep)."""
+    import sys
+
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    if not args_in or args_in[0] not in ("export", "run", "-h", "--help"):
+        args_in = ["run", *args_in]  # `run` is the default sub-command
+    args = _parser().parse_args(args_in)
+    try:
+        if args.command == "export":
+            return _export_command(args)
+        return _run_command(args)
+    except (CommandError, FileNotFoundError, ValueError, KeyError) as exc:
+        print(f"python -m shiftinv.sweep {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _export_command(args: argparse.Namespace) -> int:
+    from . import classify
+
+    profile = classify.profile_from_params(args.profile, args.smoke, data_dir=args.data_dir, weights=args.weights,
+                                           device=args.device)
+    state = export_models(profile, args.out, train_missing=args.train_missing)
+    names = [f"{t}/{h}" for t, hs in state["heads"].items() for h in hs]
+    print(f"exported {len(names)} models of profile {profile.name} (smoke={profile.smoke}) -> {args.out}: "
+          f"{', '.join(names)}")
+    return 0
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    from . import classify, models
 
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed and not torch.distributed.is_initialized():
@@ -578,42 +839,93 @@ def main(argv: Sequence[str] | None = None) -> int:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
             args.device = args.device or f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     g = utils.seed_everything(args.seed)
-    if args.synthetic:
-        images = torch.rand(args.synthetic, 3, args.size, args.size, generator=g)
-        labels = torch.randint(0, args.num_classes, (args.synthetic,), generator=g)
-    elif args.images is not None:
-        images, labels = _load_folder(args.images, args.size)
+    trained = args.models is not None or args.profile is not None
+    if args.models is not None and args.profile is not None:
+        raise CommandError("give either --models FILE or --profile NAME, not both")
+    profile = None
+    if trained:
+        if args.head_weights is not None:
+            raise CommandError("--head-weights is for a trunk given by --weights; --models/--profile carry their heads")
+        if args.models is not None:
+            state, built = load_models(args.models)
+        else:
+            # notebook 03's default DEVICE (""): the device is part of its cache keys; for models cached
+            # under another DEVICE use `export --device ...` and --models
+            p = classify.profile_from_params(args.profile, args.smoke, data_dir=args.data_dir,
+                                             weights=args.weights or "")
+            state = export_models(p)
+            built = build_models(state, f"profile {p.name}")
+        profile = _profile_from_state(state["profile"], args.device)
+        chosen = _select(built, args.heads)
     else:
-        parser.error("give --images FOLDER or --synthetic N")
-    trunk = models.build_trunk(width=args.width, pool=args.pool, circular=args.circular, weights=args.weights)
-    heads = {k: models.build_head(k, trunk, args.num_classes, args.size) for k in args.heads.split(",") if k}
-    if args.head_weights is not None:
-        states = utils.safe_torch_load(args.head_weights)
-        for k, head in heads.items():
-            if k not in states:
-                raise KeyError(f"{args.head_weights} has no weights for head {k!r} (it has {sorted(states)})")
-            head.load_state_dict(states[k])
-    result = sweep(trunk, heads, images, labels, args.shifts, args.mode, batch_size=args.batch_size,
-                   device=args.device, out_path=args.out)
+        if args.head_weights is None and not args.random_weights:
+            raise CommandError(
+                "no trained weights given. Sweep the models notebook 03 trained with --models FILE (write it with "
+                "`python -m shiftinv.sweep export --profile demo --out models.pt`) or --profile NAME; or give "
+                "--weights and --head-weights; or pass --random-weights to sweep untrained models (timing only).")
+        if args.head_weights is not None and args.weights is None and not args.random_weights:
+            raise CommandError("--head-weights without --weights would put trained heads on a random trunk; "
+                               "give --weights (or --random-weights to allow it)")
+        trunk = models.build_trunk(width=args.width, pool=args.pool, circular=args.circular, weights=args.weights)
+        kinds = (args.heads or "flatten,final_gap,multi_gap,gap_flatten").split(",")
+        heads = {k: models.build_head(k, trunk, args.num_classes, args.size) for k in kinds if k}
+        if args.head_weights is not None:
+            states = utils.safe_torch_load(args.head_weights)
+            for k, head in heads.items():
+                if k not in states:
+                    raise CommandError(f"{args.head_weights} has no weights for head {k!r} (it has {sorted(states)})")
+                try:
+                    head.load_state_dict(states[k])
+                except RuntimeError as exc:
+                    raise CommandError(f"{args.head_weights}: head {k!r} does not fit this architecture "
+                                       f"(--width/--num-classes/--size?): {exc}") from None
+        chosen = {"model": (trunk, heads)}
+
+    size = profile.image_size if profile is not None else args.size
+    if args.synthetic:
+        num_classes = next(iter(next(iter(chosen.values()))[1].values())).num_classes
+        images = torch.rand(args.synthetic, 3, size, size, generator=g)
+        labels = torch.randint(0, num_classes, (args.synthetic,), generator=g)
+    elif args.images is not None:
+        images, labels = _load_folder(args.images, size, args.resize)
+    elif profile is not None:
+        images, labels = _profile_test_images(profile, args.n_images)
+    else:
+        raise CommandError("give --images FOLDER or --synthetic N (or --models/--profile for the profile's test split)")
+    shifts = args.shifts if args.shifts is not None else (
+        classify.sweep_shifts(profile, "grid") if profile is not None else _parse_shifts("2"))
+    mode = args.mode or (profile.shift_mode if profile is not None else "mosaic")
+    batch = args.batch_size or (profile.sweep_batch if profile is not None else 64)
+    kw = dict(batch_size=batch, device=args.device, amp=_amp_of_dtype(args.dtype))
+    if trained:
+        result = sweep_models(chosen, images, labels, shifts, mode, out_path=args.out, **kw)
+    else:
+        trunk, heads = chosen["model"]
+        result = sweep(trunk, heads, images, labels, shifts, mode, out_path=args.out, **kw)
     rank, _ = _dist()
     if rank == 0:
+        if trained:
+            result.save(args.out)  # the merged result ("trunk/head"; per-trunk files beside it for resuming)
         acc = {h: round(float(result.correct[h].float().mean()), 4) for h in result.heads}
-        print(f"swept {result.num_shifts} shifts x {result.num_images} images in {result.meta['seconds']:.1f} s "
-              f"-> {args.out}; mean accuracy {acc}")
+        meta = next(iter(result.meta["models"].values())) if trained else result.meta
+        note = "" if trained or args.head_weights is not None else " (RANDOM WEIGHTS: accuracies are meaningless)"
+        print(f"swept {result.num_shifts} shifts x {result.num_images} images ({mode}, {meta['amp']}) "
+              f"-> {args.out}; mean accuracy{note} {acc}")
     if distributed:
-        torch.distributed.destroy_process_group()
+        torch.distributed.barrier()
     return 0
 
 
-def _load_folder(folder: Path, size: int) -> tuple[Tensor, Tensor]:
-    """(N, 3, size, size) in [0, 1] and (N,) labels from an ImageFolder (resized, no crop, like the paper)."""
-    from torchvision import datasets, transforms
+def _load_folder(folder: Path, size: int, resize: str = "tf") -> tuple[Tensor, Tensor]:
+    """(N, 3, size, size) in [0, 1] and (N,) labels from an ImageFolder (resized whole, no crop, like the paper;
+    ``resize``: ``"tf"`` the authors' tf.image.resize without antialiasing, ``"antialias"``)."""
+    from torchvision import datasets
 
+    from .data import _resize_transform
     from .paths import require_dir
 
     require_dir(folder, "sweep test images", "Pass --images pointing to an ImageFolder (one sub-folder per class).")
-    ds = datasets.ImageFolder(str(folder), transform=transforms.Compose(
-        [transforms.Resize((size, size)), transforms.ToTensor()]))
+    ds = datasets.ImageFolder(str(folder), transform=_resize_transform(size, resize))
     xs, ys = zip(*[ds[i] for i in range(len(ds))])
     return torch.stack(xs), torch.tensor(ys)
 

@@ -1,4 +1,4 @@
-"""Rotation and scaling protocols (the paper's code: 0..20 degrees, 20 scales 0.11..1.98).
+"""Rotation and scaling protocols (the authors' code: 0..20 degrees, 20 scales 0.11..1.98).
 
 The authors' code tests robustness beyond translation by rotating each test
 image by 0..20 degrees and rescaling it by 20 factors between 0.11 and 1.98,
@@ -9,16 +9,28 @@ centre crop where it overflows it; the frame size never changes. Here:
   (bilinear, ``padding_mode="reflection"``, ``align_corners=False``), which is
   the symmetric mirror padding (edge pixel repeated) of ``numpy.pad(mode="symmetric")``
   and gives the same numbers as ``scipy.ndimage.rotate(reshape=False, order=1,
-  mode="reflect")`` (tested).
-- :func:`rescale` resizes with ``torch.nn.functional.interpolate`` (bilinear,
-  antialiased when shrinking), then mirror-pads (any width, :func:`mirror_pad`)
-  or centre-crops back to the original size.
+  mode="reflect")`` (tested). The authors rotate the 3x3 mirror mosaic with
+  ``cv2.warpAffine`` (bilinear, weights quantised to 1/32 px) about pixel
+  ``(W//2, H//2)`` of the mosaic; here the centre is the geometric centre of the
+  frame (half a pixel away on even sizes): a stated difference.
+- :func:`rescale` has two resizing rules (``resize=``, :data:`RESIZE_RULES`):
+
+  ``"tf"`` (default, the authors' code): the image is resized to
+  ``floor(factor * H) x floor(factor * W)`` with :func:`tf_resize` (bilinear, no
+  antialiasing, half-pixel centres: what ``tf.image.resize`` does by default),
+  symmetric-padded by its own size until the mosaic covers the frame, and the
+  centre ``H x W`` window is cut at ``(h//2 - H//2, w//2 - W//2)`` of the mosaic,
+  i.e. the resized image's pixel ``(nh//2, nw//2)`` lands on ``(H//2, W//2)``.
+
+  ``"antialias"`` (the workbook's own variant): ``round(factor * H)``, antialiased
+  when shrinking, margins ``(H - nh) // 2`` (extra pixel at the bottom/right).
+- :data:`PAPER_SCALES` are the authors' 20 factors, rows
+  ``numpy.linspace(0, 98, 20, dtype=int)`` of their ``escalas_imagenet.csv``;
+  :data:`LINSPACE_SCALES` the workbook's earlier ``numpy.linspace(0.11, 1.98, 20)``.
+  Neither list contains the identity 1.0.
 - :func:`evaluate_transforms` runs a classifier (or several heads sharing one
   trunk) over a list of angles or factors and returns accuracy and loss per
   value and head, as a tidy DataFrame.
-
-Which exact 20 factors the paper uses is not known: :data:`PAPER_SCALES` is
-``numpy.linspace(0.11, 1.98, 20)`` (our choice, stated in notebook 06).
 """
 
 from __future__ import annotations
@@ -36,8 +48,23 @@ from .shifts import symmetric_index
 
 #: Rotation angles of the paper's code, in degrees (0, 1, ..., 20).
 PAPER_ANGLES: tuple[float, ...] = tuple(float(a) for a in range(21))
-#: 20 scale factors from 0.11 to 1.98 (``linspace``; the exact list is not published).
-PAPER_SCALES: tuple[float, ...] = tuple(round(float(s), 4) for s in np.linspace(0.11, 1.98, 20))
+#: The authors' 20 scale factors: rows ``numpy.linspace(0, 98, 20, dtype=int)`` of
+#: ``escalas_imagenet.csv`` (Rietta5/InvarianceTestIQA), as their scaling scripts select them.
+PAPER_SCALES: tuple[float, ...] = (0.11, 0.19, 0.29, 0.40, 0.48, 0.58, 0.68, 0.79, 0.90, 0.98,
+                                   1.08, 1.18, 1.26, 1.40, 1.48, 1.58, 1.68, 1.76, 1.87, 1.98)
+#: The workbook's earlier choice, ``numpy.linspace(0.11, 1.98, 20)`` (before the authors' list was known).
+LINSPACE_SCALES: tuple[float, ...] = tuple(round(float(s), 4) for s in np.linspace(0.11, 1.98, 20))
+#: Named scale lists (notebook 06's ``SCALES`` parameter).
+SCALE_LISTS: dict[str, tuple[float, ...]] = {"paper": PAPER_SCALES, "linspace": LINSPACE_SCALES}
+def scale_list(name: str) -> tuple[float, ...]:
+    """The named scale factors of :data:`SCALE_LISTS` (``"paper"``: the authors' 20; ``"linspace"``)."""
+    if name not in SCALE_LISTS:
+        raise ValueError(f"unknown scale list {name!r}; choose one of {tuple(SCALE_LISTS)}")
+    return SCALE_LISTS[name]
+
+
+#: Resizing rules of :func:`rescale`: the authors' TF default, or the workbook's antialiased one.
+RESIZE_RULES: tuple[str, ...] = ("tf", "antialias")
 #: Transform kinds understood by :func:`apply_transform`.
 KINDS: tuple[str, ...] = ("rotation", "scale")
 
@@ -112,40 +139,93 @@ def rotate(images: Tensor, angle_deg: float) -> Tensor:
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
-def rescale(images: Tensor, factor: float) -> Tensor:
+def tf_resize(images: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear resize as ``tf.image.resize(images, size)`` does by default.
+
+    TensorFlow 2's default (``method="bilinear"``, ``antialias=False``) samples at
+    half-pixel centres: output pixel ``i`` reads input position ``(i + 0.5) * in / out - 0.5``,
+    clamped at the border, and interpolates linearly without any prefilter, also when
+    shrinking. ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False,
+    antialias=False)`` implements the same rule (``tests/test_transforms.py`` checks it
+    against a numpy transcription of the formula), so the two agree to float rounding.
+
+    Args:
+        images: ``(N, C, H, W)`` float.
+        size: output ``(h, w)`` in pixels.
+
+    Returns:
+        ``(N, C, h, w)``.
+    """
+    _check_images(images)
+    h, w = (int(v) for v in size)
+    if h < 1 or w < 1:
+        raise ValueError(f"resize target must be at least 1x1 px, got {size!r}")
+    return F.interpolate(images, size=(h, w), mode="bilinear", align_corners=False, antialias=False)
+
+
+def rescale(images: Tensor, factor: float, resize: str = "tf") -> Tensor:
     """Zoom about the centre by ``factor``, keeping the frame size.
 
-    The image is resized to ``round(factor * H) x round(factor * W)`` (bilinear,
-    antialiased when shrinking), then mirror-padded (factor < 1) or centre-cropped
-    (factor > 1) back to ``H x W``; odd margins put the extra pixel at the bottom/right.
+    ``resize="tf"`` (the authors' code): resize to ``floor(factor * H) x floor(factor * W)``
+    with :func:`tf_resize` (no antialiasing); place the resized image's pixel
+    ``(nh // 2, nw // 2)`` on the frame's ``(H // 2, W // 2)``, filling the rest by symmetric
+    mirroring (what their repeated ``tf.pad(mode="SYMMETRIC")`` by the mosaic's own size and
+    centre crop give) or cropping (factor > 1).
+
+    ``resize="antialias"`` (the workbook's own variant): resize to ``round(factor * H) x
+    round(factor * W)`` (bilinear, antialiased when shrinking), then mirror-pad (factor < 1)
+    or centre-crop (factor > 1) back to ``H x W``; odd margins put the extra pixel at the
+    bottom/right.
 
     Args:
         images: ``(N, C, H, W)`` float.
         factor: scale factor > 0 (1 is the identity).
+        resize: one of :data:`RESIZE_RULES`.
 
     Returns:
         ``(N, C, H, W)``.
     """
     _check_images(images)
+    if resize not in RESIZE_RULES:
+        raise ValueError(f"unknown resize rule {resize!r}; choose one of {RESIZE_RULES}")
     factor = float(factor)
     if not math.isfinite(factor) or factor <= 0:
         raise ValueError(f"scale factor must be a positive number, got {factor!r}")
     h, w = images.shape[-2:]
-    nh, nw = max(1, round(h * factor)), max(1, round(w * factor))
+    top, left, nh, nw = scaled_box((h, w), factor, resize)
     if (nh, nw) == (h, w):
         return images.clone()
-    resized = F.interpolate(images, size=(nh, nw), mode="bilinear", align_corners=False,
-                            antialias=factor < 1)  # (N, C, nh, nw)
-    top, left = (h - nh) // 2, (w - nw) // 2
+    if resize == "tf":
+        resized = tf_resize(images, (nh, nw))  # (N, C, nh, nw)
+    else:
+        resized = F.interpolate(images, size=(nh, nw), mode="bilinear", align_corners=False,
+                                antialias=factor < 1)  # (N, C, nh, nw)
     return mirror_pad(resized, (left, w - nw - left, top, h - nh - top))
 
 
-def apply_transform(images: Tensor, kind: str, value: float) -> Tensor:
-    """``rotate(images, value)`` for ``kind="rotation"``, ``rescale(images, value)`` for ``"scale"``."""
+def scaled_box(size: tuple[int, int], factor: float, resize: str = "tf") -> tuple[int, int, int, int]:
+    """Where :func:`rescale` puts the resized image in the frame: ``(top, left, nh, nw)`` in pixels.
+
+    ``(nh, nw)`` is the resized size (``floor`` for ``"tf"``, ``round`` for ``"antialias"``, at
+    least 1); ``(top, left)`` its top-left corner in the ``size = (H, W)`` frame (negative when
+    it overflows the frame and is cropped).
+    """
+    if resize not in RESIZE_RULES:
+        raise ValueError(f"unknown resize rule {resize!r}; choose one of {RESIZE_RULES}")
+    h, w = (int(v) for v in size)
+    if resize == "tf":
+        nh, nw = max(1, math.floor(h * factor)), max(1, math.floor(w * factor))
+        return h // 2 - nh // 2, w // 2 - nw // 2, nh, nw
+    nh, nw = max(1, round(h * factor)), max(1, round(w * factor))
+    return (h - nh) // 2, (w - nw) // 2, nh, nw
+
+
+def apply_transform(images: Tensor, kind: str, value: float, resize: str = "tf") -> Tensor:
+    """``rotate(images, value)`` for ``kind="rotation"``, ``rescale(images, value, resize)`` for ``"scale"``."""
     if kind == "rotation":
         return rotate(images, value)
     if kind == "scale":
-        return rescale(images, value)
+        return rescale(images, value, resize)
     raise ValueError(f"unknown transform kind {kind!r}; choose one of {KINDS}")
 
 
@@ -166,6 +246,7 @@ def evaluate_transforms(
     batch_size: int = 256,
     device: torch.device | str | None = None,
     progress: bool = False,
+    resize: str = "tf",
 ) -> pd.DataFrame:
     """Accuracy and cross-entropy of each head on transformed copies of a test set.
 
@@ -179,6 +260,7 @@ def evaluate_transforms(
         values: the angles or factors to test.
         batch_size: images per forward pass.
         device: where the transforms and the model run (default: the images' device).
+        resize: resizing rule of the scale protocol (:data:`RESIZE_RULES`; ignored for rotation).
 
     Returns:
         DataFrame with one row per (value, head): ``kind, value, head, accuracy,
@@ -189,6 +271,8 @@ def evaluate_transforms(
         raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
     if kind not in KINDS:
         raise ValueError(f"unknown transform kind {kind!r}; choose one of {KINDS}")
+    if resize not in RESIZE_RULES:
+        raise ValueError(f"unknown resize rule {resize!r}; choose one of {RESIZE_RULES}")
     values = [float(v) for v in values]
     if not values:
         raise ValueError("values is empty: give at least one angle or scale factor")
@@ -207,7 +291,7 @@ def evaluate_transforms(
         correct: dict[str, float] = {}
         loss: dict[str, float] = {}
         for start in range(0, images.shape[0], batch_size):
-            x = apply_transform(images[start:start + batch_size].to(device), kind, value)
+            x = apply_transform(images[start:start + batch_size].to(device), kind, value, resize)
             y = labels[start:start + batch_size].to(device)
             for head, logits in predict(x).items():
                 logits = logits.float()
