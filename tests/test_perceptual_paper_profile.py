@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import torch
 
-from shiftinv import iqa, notebooks, paths
+from shiftinv import iqa, notebooks
 from shiftinv import perceptual as P
 
 N_REFS = 2
@@ -59,13 +59,15 @@ def test_standins_have_native_sizes(paper_params) -> None:
 
 @pytest.mark.notebooks
 @pytest.mark.parametrize("prefix", ["07", "08", "09", "10"])
-def test_paper_profile_runs_on_standins(prefix: str, paper_params, session_tmp: Path) -> None:
+def test_paper_profile_runs_on_standins(prefix: str, paper_params, session_tmp: Path, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHIFTINV_FIGURES", str(tmp_path / "figures"))  # this test's own folder (xdist workers)
     (source,) = notebooks.list_notebooks([prefix])
     executed = notebooks.run_notebook(source, _params_for(source, paper_params), session_tmp / "executed-paper")
     assert executed.exists()
     text = _outputs(executed)
     assert "device cpu" in text
-    figs = paths.figures_dir()
+    figs = tmp_path / "figures"
     if prefix == "08":
         assert "recipe paper" in text and "images native" in text
         table = pd.read_csv(figs / "08_kadid_table.csv")
@@ -88,8 +90,11 @@ def test_paper_profile_runs_on_standins(prefix: str, paper_params, session_tmp: 
 
 
 @pytest.mark.notebooks
+@pytest.mark.shared_data
 @pytest.mark.parametrize("prefix", ["07", "08", "09", "10"])
-def test_natural_profile_runs_with_smoke_parameters(prefix: str, shared_data, session_tmp: Path) -> None:
+def test_natural_profile_runs_with_smoke_parameters(prefix: str, shared_data, session_tmp: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHIFTINV_FIGURES", str(tmp_path / "figures"))
     (source,) = notebooks.list_notebooks([prefix])
     executed = notebooks.run_notebook(source, {"PROFILE": "natural", "SMOKE": True, "DEVICE": "cpu"},
                                       session_tmp / "executed-natural")
@@ -98,7 +103,7 @@ def test_natural_profile_runs_with_smoke_parameters(prefix: str, shared_data, se
     if prefix in ("07", "09"):
         assert "LPIPS v0.1 weights were fitted to torchvision's VGG-16, applied to the HED trunk" in text
     if prefix == "09":
-        table = pd.read_csv(paths.figures_dir() / "09_raid_srcc.csv")
+        table = pd.read_csv(tmp_path / "figures" / "09_raid_srcc.csv")
         assert set(table["source"]) == {"raid-approx"} and set(table["anchors"]) == {"excluded", "included"}
         pooled = table[table["transform"] == "pooled"].groupby("anchors")["n_pairs"].max()
         assert pooled["included"] == pooled["excluded"] + 2 * 4  # one anchor per image and transform
