@@ -218,3 +218,11 @@ def test_first_pairs_per_ref_and_raid_source(standins, tmp_path) -> None:
     assert iqa.resolve_raid_source("raid", "", "") == "raid"
     with pytest.raises(ValueError, match="RAID_SOURCE"):
         iqa.resolve_raid_source("kodak", "", "")
+
+
+def test_raid_anchor_is_the_reference_and_draws_no_noise() -> None:
+    x = torch.rand(2, 3, 32, 32)
+    for t in iqa.RAID_TRANSFORMS:
+        g = torch.Generator().manual_seed(0)
+        assert torch.equal(iqa.raid_transform(x, t, 1, g), x)
+        assert torch.equal(torch.rand(1, generator=g), torch.rand(1, generator=torch.Generator().manual_seed(0)))

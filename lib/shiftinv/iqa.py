@@ -587,6 +587,8 @@ def raid_transform(x: Tensor, transform: str, level: int, generator: torch.Gener
         raise ValueError(f"unknown RAID transform {transform!r}; choose from {RAID_TRANSFORMS}")
     if not 1 <= level <= 10:
         raise ValueError(f"RAID levels run from 1 (anchor) to 10, got {level}")
+    if level == 1:  # the undistorted anchor: the image itself (no resampling, no noise drawn)
+        return x.clone()
     value = RAID_APPROX_LEVELS[transform][level - 1]
     if transform == "rot":
         return transforms.rotate(x, value)
