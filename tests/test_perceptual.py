@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -204,5 +205,75 @@ def test_backbone_weights_per_profile(tmp_path) -> None:
     assert P.backbone_weights("demo") is None and P.backbone_weights("cifar", "ignored.pth") is None
     assert P.backbone_weights("paper", str(tmp_path / "w.pth")) == str(tmp_path / "w.pth")
     assert P.backbone_weights("paper") is VGG16_Weights.IMAGENET1K_V1
+    assert P.backbone_weights("natural") == "hed"
+    assert P.backbone_weights("natural", "keras:/x.h5") == "keras:/x.h5"
     with pytest.raises(ValueError, match="PROFILE must be one of"):
         P.backbone_weights("imagenet")
+
+
+def test_perceptual_profiles_change_data_and_sizes() -> None:
+    demo, cifar = P.get_perceptual_profile("demo"), P.get_perceptual_profile("cifar")
+    assert demo.replace(name="cifar") == cifar and demo.backbone_weights() is None
+    paper = P.get_perceptual_profile("paper")
+    # the authors' settings: native frames, their recipes, both RAID anchor protocols
+    assert (paper.image_size, paper.recipe, paper.data, paper.raid_source) == (0, "paper", "datasets", "raid")
+    assert paper.anchor_protocols == ("excluded", "included")
+    smoke = P.get_perceptual_profile("paper", smoke=True, device="cpu")
+    assert smoke.image_size == 0 and smoke.torch_device().type == "cpu" and smoke.max_pairs_per_ref > 0
+    natural = P.get_perceptual_profile("natural")
+    assert natural.weights == "hed" and natural.pools == ("max", "blur", "aps") and natural.n_images == 24
+    assert "HED" in natural.backbone_label()
+    p = P.profile_from_params("demo", False, vgg_weights="ignored.pth", image_size=-1, epochs=-1, recipe="")
+    assert p == demo
+    assert P.profile_from_params("paper", False, image_size=64, recipe="lpips").image_size == 64
+    with pytest.raises(ValueError, match="multiple of 32"):
+        P.profile_from_params("paper", False, image_size=100)
+    with pytest.raises(ValueError, match="RECIPE"):
+        P.profile_from_params("paper", False, recipe="keras")
+    with pytest.raises(ValueError, match="unknown profile"):
+        P.get_perceptual_profile("typo")
+
+
+def test_evaluate_table_streams_native_frames(tmp_path) -> None:
+    """Disk streaming (one reference at a time) equals scoring the same pairs in memory."""
+    from shiftinv import iqa
+
+    g = torch.Generator().manual_seed(0)
+    rows = []
+    for r in range(2):
+        ref = torch.rand(3, 70, 100, generator=g)  # native frame, cropped to 64x96 for the metrics
+        iqa.save_image(ref, tmp_path / f"r{r}.png")
+        for k in range(3):
+            iqa.save_image((ref + 0.05 * (k + 1) * torch.randn(ref.shape, generator=g)).clamp(0, 1),
+                           tmp_path / f"d{r}{k}.png")
+            rows.append({"ref": f"r{r}", "ref_path": str(tmp_path / f"r{r}.png"), "dist_path": str(tmp_path / f"d{r}{k}.png")})
+    table = pd.DataFrame(rows)
+    zoo = P.metric_zoo(("max",), lpips_weights=False, classical=("psnr",), device="cpu")
+    streamed, feats = P.evaluate_table(zoo, table, None, batch_size=2, keep_features=True)
+    refs, images, mem_table = iqa.load_into_memory(table, None, square=False)
+    assert images.shape[-2:] == (64, 96)
+    in_memory, mem_feats = P.evaluate_stimuli(zoo, refs, images, mem_table, keep_features=True)
+    for name in zoo:
+        np.testing.assert_allclose(streamed[name], in_memory[name], rtol=1e-5)
+    torch.testing.assert_close(feats["gap/max"], mem_feats["gap/max"])
+
+
+@pytest.mark.gpu
+def test_metrics_and_training_on_cuda_match_the_cpu() -> None:
+    """DEVICE=cuda: the same distances and the same trained weights as on the CPU (to float tolerance)."""
+    from shiftinv import iqa
+    from shiftinv import metric_train as mt
+
+    refs, names = iqa.demo_references(64, iqa.DEMO_IMAGES[:2])
+    images, table = iqa.make_kadid_style(refs, names, torch.Generator().manual_seed(0), ["gaussian_blur", "jpeg"])
+    out = {}
+    for device in ("cpu", "cuda"):
+        zoo = P.metric_zoo(("max", "aps"), classical=(), device=device)
+        values, feats = P.evaluate_stimuli(zoo, refs, images, table, keep_features=True)
+        gap = zoo["gap/max"]
+        mt.train_metric(gap, feats["gap/max"], torch.tensor(table["level"].to_numpy(), dtype=torch.float32),
+                        mt.recipe_config("paper", gap, epochs=3, lr=1e-2, score_kind="distortion"))
+        out[device] = (values, gap.weight.detach().cpu())
+    for name in ("lpips/max", "baseline/aps", "gap/aps"):
+        np.testing.assert_allclose(out["cuda"][0][name], out["cpu"][0][name], rtol=1e-3, atol=1e-5)
+    torch.testing.assert_close(out["cuda"][1], out["cpu"][1], rtol=1e-3, atol=1e-4)

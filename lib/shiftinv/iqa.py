@@ -100,20 +100,55 @@ def center_square(image: Tensor, size: int) -> Tensor:
     return crop[0].clamp(0, 1)
 
 
+#: Every backbone (APS included: five stride-2 polyphase pools) needs sides that are multiples of 32.
+SIDE_MULTIPLE = 32
+
+
+def center_crop_multiple(image: Tensor, multiple: int = SIDE_MULTIPLE) -> Tensor:
+    """Central crop of (3, H, W) to the largest sides that are multiples of ``multiple`` (no resampling).
+
+    Native-size runs use it: KADID-10k and TID (384x512) pass unchanged; RAID's 454x454 becomes
+    448x448 (3 px dropped at each border). Cropping invents no pixels, where reflect-padding to 480
+    would add mirrored borders that a metric compares as if they were image content.
+    """
+    _, h, w = image.shape
+    nh, nw = (h // multiple) * multiple, (w // multiple) * multiple
+    if nh == 0 or nw == 0:
+        raise ValueError(f"image {h}x{w} is smaller than {multiple} px: pass a size (IMAGE_SIZE) instead")
+    top, left = (h - nh) // 2, (w - nw) // 2
+    return image[:, top:top + nh, left:left + nw]
+
+
+def read_for_metrics(path: Path | str, size: int | None = None, square: bool = True) -> Tensor:
+    """One dataset image as the metrics get it, (3, H, W) in [0, 1].
+
+    ``size`` 0 or ``None``: the native frame, centrally cropped to multiples of 32
+    (:func:`center_crop_multiple`); else ``square=True``: central square resized to ``size``;
+    ``square=False``: the shorter side resized to ``size``.
+    """
+    if not size:
+        return center_crop_multiple(load_image(path))
+    if square:
+        return center_square(load_image(path), size)
+    return load_image(path, size)
+
+
 def pair_batches(table: pd.DataFrame, size: int | None = None, batch_size: int = 16,
-                 square: bool = False) -> Iterator[tuple[Tensor, Tensor]]:
+                 square: bool = False, progress: str | None = None) -> Iterator[tuple[Tensor, Tensor]]:
     """Yield ``(ref, dist)`` batches (N, 3, H, W) for the rows of ``table`` in order.
 
-    Reference images are read once per reference. ``size`` resizes the shorter side (or, with
-    ``square=True``, crops the central square and resizes it to ``size x size``).
+    Reference images are read once per reference. Sizes as in :func:`read_for_metrics`
+    (``size`` 0/None = native frame cropped to multiples of 32). ``progress``: a label for a
+    progress bar over the pairs (None: no bar).
     """
+    from . import utils
+
     cache: dict[str, Tensor] = {}
 
     def read(path: str) -> Tensor:
-        if square:
-            img = load_image(path)
-            return center_square(img, size or min(img.shape[-2:]))
-        return load_image(path, size)
+        return read_for_metrics(path, size, square)
+
+    bar = utils.progress(total=len(table), desc=progress, unit="pair") if progress else None
 
     refs, dists = [], []
     for ref_path, dist_path in zip(table["ref_path"], table["dist_path"]):
@@ -122,16 +157,60 @@ def pair_batches(table: pd.DataFrame, size: int | None = None, batch_size: int =
         refs.append(cache[ref_path])
         dists.append(read(dist_path))
         if len(refs) == batch_size:
+            if bar is not None:
+                bar.update(len(refs))
             yield torch.stack(refs), torch.stack(dists)
             refs, dists = [], []
     if refs:
+        if bar is not None:
+            bar.update(len(refs))
         yield torch.stack(refs), torch.stack(dists)
+    if bar is not None:
+        bar.close()
 
 
 def _find_case_insensitive(folder: Path, name: str, index: dict[str, Path] | None = None) -> Path | None:
     if index is None:
         index = {p.name.lower(): p for p in folder.iterdir()}
     return index.get(name.lower())
+
+
+def _require_root(root: Path | str | None, what: str, param: str, how: str) -> Path:
+    """The dataset folder given by notebook parameter ``param``; an empty value names the parameter."""
+    if root is None or not str(root).strip():
+        raise ValueError(f"{what}: no folder given. Set the notebook parameter {param} to the folder ({how})")
+    return paths.require_dir(root, what, f"{how} (notebook parameter {param}).")
+
+
+def decode_check(paths_: Sequence[str], what: str, how: str, desc: str | None = None) -> dict[str, str]:
+    """Decode every image file once (with a progress bar) and return ``{path: pixel hash}``.
+
+    A file that cannot be decoded (truncated, corrupt, not an image) raises a ``ValueError``
+    naming it and saying ``how`` to get a good copy, instead of PIL's bare ``OSError: image file
+    is truncated`` in the middle of a scoring run. The hashes are :func:`image_hash`'s.
+    """
+    from . import utils
+
+    out: dict[str, str] = {}
+    for path in utils.progress(list(dict.fromkeys(paths_)), desc=desc or f"checking {what} images", unit="img"):
+        try:
+            out[path] = image_hash(path)
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise ValueError(f"{what}: image file '{path}' cannot be decoded ({type(exc).__name__}: {exc}). "
+                             f"{how}") from exc
+    return out
+
+
+def decode_check_table(table: pd.DataFrame, what: str, how: str) -> pd.DataFrame:
+    """:func:`decode_check` of a pair table's images; adds ``ref_hash`` and ``dist_hash``."""
+    return _add_hashes(table.copy(), what, how)
+
+
+def _add_hashes(table: pd.DataFrame, what: str, how: str) -> pd.DataFrame:
+    hashes = decode_check(list(table["ref_path"]) + list(table["dist_path"]), what, how)
+    table["ref_hash"] = table["ref_path"].map(hashes)
+    table["dist_hash"] = table["dist_path"].map(hashes)
+    return table
 
 
 def _require_files(table: pd.DataFrame, what: str, how: str) -> None:
@@ -169,28 +248,44 @@ def read_kadid_scores(csv_path: Path | str) -> pd.DataFrame:
     return out
 
 
-def load_kadid10k(root: Path | str, check_files: bool = True) -> pd.DataFrame:
-    """KADID-10k pair table from ``<root>/images`` and ``<root>/dmos.csv`` (10,125 pairs when complete)."""
-    root = paths.require_dir(root, "KADID-10k folder", f"Download and unzip KADID-10k from {KADID_URL}, "
-                             "then pass the folder that holds images/ and dmos.csv (parameter KADID_DIR).")
+def load_kadid10k(root: Path | str, check_files: bool = True, decode: bool = False,
+                  param: str = "KADID_DIR") -> pd.DataFrame:
+    """KADID-10k pair table from ``<root>/images`` and ``<root>/dmos.csv`` (10,125 pairs when complete).
+
+    ``decode=True`` decodes every image once (progress bar; about a minute for the 10k files) so
+    that a truncated file is named here, and adds ``ref_hash``/``dist_hash`` pixel hashes (used by
+    :func:`find_identical_pairs`). ``param`` is the notebook parameter named in errors.
+    """
+    root = _require_root(root, "KADID-10k folder", param, f"download and unzip KADID-10k from {KADID_URL}; "
+                         "the folder holds images/ and dmos.csv")
     images = paths.require_dir(root / "images", "KADID-10k images/ folder", f"Expected {root}/images/I01.png ...")
     table = read_kadid_scores(root / "dmos.csv")
     table["ref_path"] = [str(images / r) for r in table["ref_img"]]
     table["dist_path"] = [str(images / d) for d in table["dist"]]
     if check_files:
         _require_files(table, f"KADID-10k in '{root}'", f"Re-extract the archive from {KADID_URL}.")
-    return table.drop(columns=["ref_img"])
+    table = table.drop(columns=["ref_img"])
+    if decode:
+        table = _add_hashes(table, "KADID-10k", f"Re-extract it from the archive ({KADID_URL}).")
+    return table
 
 
-def load_tid(root: Path | str, version: str = "2013", check_files: bool = True) -> pd.DataFrame:
-    """TID2008 / TID2013 pair table (``mos_with_names.txt``; file names matched case-insensitively)."""
+def load_tid(root: Path | str, version: str = "2013", check_files: bool = True, decode: bool = False,
+             param: str | None = None) -> pd.DataFrame:
+    """TID2008 / TID2013 pair table (``mos_with_names.txt``; file names matched case-insensitively).
+
+    ``decode`` and ``param`` (default ``TID2008_DIR`` / ``TID2013_DIR``) as in :func:`load_kadid10k`.
+    """
     if version not in ("2008", "2013"):
         raise ValueError(f"TID version must be '2008' or '2013', got {version!r}")
     what = f"TID{version} folder"
-    root = paths.require_dir(root, what, f"Download TID{version} from {TID_URL} and pass the folder holding "
-                             "reference_images/, distorted_images/ and mos_with_names.txt.")
-    ref_dir = paths.require_dir(root / "reference_images", f"TID{version} reference_images/", f"Expected in {root}.")
-    dist_dir = paths.require_dir(root / "distorted_images", f"TID{version} distorted_images/", f"Expected in {root}.")
+    param = param or f"TID{version}_DIR"
+    root = _require_root(root, what, param, f"download TID{version} from {TID_URL}; the folder holds "
+                         "reference_images/, distorted_images/ and mos_with_names.txt")
+    ref_dir = paths.require_dir(root / "reference_images", f"TID{version} reference_images/",
+                                f"Expected in {root}: set {param} to the folder that holds it.")
+    dist_dir = paths.require_dir(root / "distorted_images", f"TID{version} distorted_images/",
+                                 f"Expected in {root}: set {param} to the folder that holds it.")
     mos_file = root / "mos_with_names.txt"
     if not mos_file.is_file():
         raise FileNotFoundError(f"TID{version} scores '{mos_file}' not found (lines '<mos> <image name>'); "
@@ -218,6 +313,8 @@ def load_tid(root: Path | str, version: str = "2013", check_files: bool = True) 
                      "score": mos, "ref_path": str(ref_path or ref_dir / f"{ref}.BMP"),
                      "dist_path": str(dist_path or dist_dir / name)})
     table = pd.DataFrame(rows)
+    if decode:
+        table = _add_hashes(table, f"TID{version}", f"Re-extract it from the official archive ({TID_URL}).")
     table.attrs.update(dataset=f"TID{version}", score_kind="quality")
     return table
 
@@ -232,9 +329,11 @@ def read_raid_responses(csv_path: Path | str) -> pd.DataFrame:
     if not csv_path.is_file():
         raise FileNotFoundError(f"RAID responses '{csv_path}' not found. Get RAID from {RAID_URL}")
     raw = pd.read_csv(csv_path)
-    need = {"Reference", "Distorted", "Curve_Value", "Response"}
-    if not need <= set(raw.columns):
-        raise ValueError(f"'{csv_path}' is not a RAID responses.csv: columns {list(raw.columns)}")
+    need = ["Reference", "Distorted", "Curve_Value", "Response"]
+    missing = [c for c in need if c not in raw.columns]
+    if missing:
+        raise ValueError(f"'{csv_path}' is not a RAID responses.csv: column(s) {missing} missing "
+                         f"(found {list(raw.columns)}). Use the responses.csv from {RAID_URL}.")
     parts = raw["Distorted"].str.extract(r"^(rot|trans|scale|gn)_img_(\d+)_level_(\d+)\.\w+$")
     if parts.isna().any().any():
         raise ValueError(f"unexpected RAID names: {raw['Distorted'][parts.isna().any(axis=1)].head(3).tolist()}")
@@ -249,7 +348,8 @@ def read_raid_responses(csv_path: Path | str) -> pd.DataFrame:
     return out
 
 
-def load_raid(root: Path | str, include_anchors: bool = False, check_files: bool = True) -> pd.DataFrame:
+def load_raid(root: Path | str, include_anchors: bool = False, check_files: bool = True,
+              param: str = "RAID_DIR") -> pd.DataFrame:
     """RAID pair table from ``<root>/imagenes_bd`` and ``<root>/responses.csv``.
 
     The reference of each pair is the undistorted ``level_01`` image of the same transform
@@ -257,9 +357,10 @@ def load_raid(root: Path | str, include_anchors: bool = False, check_files: bool
     ``imagenes_bd/`` or ``<root>``. ``include_anchors=False`` drops the level_01 rows
     (distance 0 by construction, response 0 by definition: they inflate correlations).
     """
-    root = paths.require_dir(root, "RAID folder", f"Download RAID from {RAID_URL} and pass the folder holding "
-                             "imagenes_bd/ and responses.csv (parameter RAID_DIR).")
-    img_dir = paths.require_dir(root / "imagenes_bd", "RAID imagenes_bd/ folder", f"Expected in {root}.")
+    root = _require_root(root, "RAID folder", param, f"download RAID from {RAID_URL}; the folder holds "
+                         "imagenes_bd/ and responses.csv")
+    img_dir = paths.require_dir(root / "imagenes_bd", "RAID imagenes_bd/ folder",
+                                f"Expected in {root}: set {param} to the folder that holds it.")
     table = read_raid_responses(root / "responses.csv")
     index = {p.name.lower(): p for p in img_dir.iterdir()}
     top = {p.name.lower(): p for p in root.iterdir() if p.is_file()}
@@ -320,8 +421,11 @@ def find_identical_pairs(table: pd.DataFrame) -> pd.DataFrame:
     Such pairs have distance 0 for every metric but a human score that is not the maximum: they
     are ties that no metric can order, and should be reported (KADID-10k has some).
     """
-    ref_hash = {p: image_hash(p) for p in table["ref_path"].unique()}
-    same = [image_hash(d) == ref_hash[r] for r, d in zip(table["ref_path"], table["dist_path"])]
+    if {"ref_hash", "dist_hash"} <= set(table.columns):  # decoded when loaded (decode=True)
+        return table[(table["ref_hash"] == table["dist_hash"]).to_numpy()]
+    hashes = decode_check(list(table["ref_path"]) + list(table["dist_path"]), "pair table", "",
+                          desc="hashing images")
+    same = [hashes[d] == hashes[r] for r, d in zip(table["ref_path"], table["dist_path"])]
     return table[np.asarray(same, dtype=bool)]
 
 
@@ -483,6 +587,8 @@ def raid_transform(x: Tensor, transform: str, level: int, generator: torch.Gener
         raise ValueError(f"unknown RAID transform {transform!r}; choose from {RAID_TRANSFORMS}")
     if not 1 <= level <= 10:
         raise ValueError(f"RAID levels run from 1 (anchor) to 10, got {level}")
+    if level == 1:  # the undistorted anchor: the image itself (no resampling, no noise drawn)
+        return x.clone()
     value = RAID_APPROX_LEVELS[transform][level - 1]
     if transform == "rot":
         return transforms.rotate(x, value)
@@ -553,6 +659,17 @@ def raid_approx_table(responses_csv: Path | str, kodak_dir: Path | str, size: in
     return refs, stimuli, merged
 
 
+def resolve_raid_source(source: str, kodak_dir: Path | str, responses_csv: Path | str) -> str:
+    """``auto`` -> ``raid-approx`` when the Kodak images and RAID responses are there, else
+    ``embedded``; ``raid``, ``raid-approx`` and ``embedded`` pass (anything else is an error)."""
+    if source == "auto":
+        ok = (Path(kodak_dir) / "kodim01.png").is_file() and Path(responses_csv).is_file()
+        return "raid-approx" if ok else "embedded"
+    if source not in ("raid", "raid-approx", "embedded"):
+        raise ValueError(f"RAID_SOURCE must be auto, raid, raid-approx or embedded, got {source!r}")
+    return source
+
+
 def tensor_pair_batches(refs: Tensor, images: Tensor, table: pd.DataFrame, batch_size: int = 16,
                         transform: Callable[[Tensor], Tensor] | None = None) -> Iterator[tuple[Tensor, Tensor]]:
     """Batches ``(refs[ref_index], images[index])`` over the rows of ``table`` (in-memory stimuli).
@@ -570,8 +687,20 @@ def tensor_pair_batches(refs: Tensor, images: Tensor, table: pd.DataFrame, batch
 # Stand-ins in the official layouts (tests and smoke runs of the `paper` profile)
 
 
-def write_standins(root: Path | str, generator: torch.Generator, n_refs: int = 3, size: int = 48) -> dict[str, Path]:
+def demo_frames(height: int, width: int, names: Sequence[str] = DEMO_IMAGES) -> Tensor:
+    """Embedded photographs as (R, 3, height, width) frames: central square resized to the longer
+    side, then the central rows/columns kept (stand-ins for 384x512 KADID/TID frames)."""
+    squares, _ = demo_references(max(height, width), names)
+    top, left = (squares.shape[-2] - height) // 2, (squares.shape[-1] - width) // 2
+    return squares[:, :, top:top + height, left:left + width].contiguous()
+
+
+def write_standins(root: Path | str, generator: torch.Generator, n_refs: int = 3, size: int = 48,
+                   frame: tuple[int, int] | None = None, raid_size: int | None = None) -> dict[str, Path]:
     """Write tiny KADID-10k, TID2008, TID2013, RAID and BAPPS stand-ins in their official layouts.
+
+    Images are ``size x size`` unless ``frame=(H, W)`` (KADID/TID images, e.g. the native
+    384x512) and ``raid_size`` (RAID images, e.g. the native 454) are given.
 
     Images are demo references (scikit-image) with KADID-style distortions / RAID-like transforms;
     scores are *synthetic* (a decreasing function of the level plus noise), only there to exercise
@@ -581,7 +710,8 @@ def write_standins(root: Path | str, generator: torch.Generator, n_refs: int = 3
     Returns ``{"kadid": dir, "tid2008": dir, "tid2013": dir, "raid": dir, "bapps": dir}``.
     """
     root = Path(root)
-    refs, _ = demo_references(size, DEMO_IMAGES[:n_refs])
+    refs = demo_frames(*frame, DEMO_IMAGES[:n_refs]) if frame else demo_references(size, DEMO_IMAGES[:n_refs])[0]
+    raid_refs = demo_references(raid_size, DEMO_IMAGES[:n_refs])[0] if raid_size else refs
     dists = list(KADID_STYLE)[:4]
     out = {k: root / k for k in ("kadid", "tid2008", "tid2013", "raid", "bapps")}
 
@@ -619,7 +749,7 @@ def write_standins(root: Path | str, generator: torch.Generator, n_refs: int = 3
         name = f"img_{r + 1:02d}"
         for t in RAID_TRANSFORMS:
             for k in range(1, 11):
-                img = raid_transform(refs[r:r + 1], t, k, generator)[0]
+                img = raid_transform(raid_refs[r:r + 1], t, k, generator)[0]
                 save_image(img, out["raid"] / "imagenes_bd" / f"{t}_{name}_level_{k:02d}.png")
                 resp = 0.0 if k == 1 else (k - 1) * 0.5 + 0.2 * float(torch.rand(1, generator=generator))
                 rows.append(f"{name}.png,{t}_{name}_level_{k:02d}.png,{resp / 4.7:.4f},0.2,{resp:.4f},{5.4 - resp / 2:.4f}")
@@ -638,19 +768,26 @@ def write_standins(root: Path | str, generator: torch.Generator, n_refs: int = 3
     return out
 
 
+def first_pairs_per_ref(table: pd.DataFrame, k: int, by: Sequence[str] = ("ref",)) -> pd.DataFrame:
+    """The first ``k`` rows of each ``by`` group (smoke runs on dataset folders); ``k=0`` keeps all."""
+    if not k:
+        return table
+    out = table.groupby(list(by), sort=False).head(k).reset_index(drop=True)
+    out.attrs.update(table.attrs)
+    return out
+
+
 def load_into_memory(table: pd.DataFrame, size: int | None = None, square: bool = True
                      ) -> tuple[Tensor, Tensor, pd.DataFrame]:
     """Read a pair table's images: ``(refs (R,3,H,W), images (M,3,H,W), table + ref_index/index)``.
 
     ``square=True`` takes the central square and resizes it to ``size`` (so every backbone,
-    APS included, gets a side that is a multiple of 32 when ``size`` is); ``size=None`` keeps
-    the native resolution (all images of a dataset must then share one size).
+    APS included, gets a side that is a multiple of 32 when ``size`` is); ``size`` 0 or ``None``
+    keeps the native frame, centrally cropped to multiples of 32 (RAID 454 -> 448; KADID/TID
+    384x512 unchanged; all images of a dataset must then share one size).
     """
     def read(path: str) -> Tensor:
-        img = load_image(path)
-        if square:
-            return center_square(img, size or min(img.shape[-2:]))
-        return load_image(path, size) if size else img
+        return read_for_metrics(path, size, square)
 
     ref_paths = list(dict.fromkeys(table["ref_path"]))
     refs = torch.stack([read(p) for p in ref_paths])

@@ -10,10 +10,20 @@ Two recipes:
   people who judged p1 closer to the reference, the ``lpips`` package's ``BCERankingLoss`` (a
   small network on ``(d0, d1)`` trained jointly with the metric weights, as in lpips' trainer).
 
+Two weight recipes for the Pearson loss (:func:`recipe_config`):
+
+- ``"paper"`` (the authors' scripts, LPIPS/05a and 05b): the retrained baseline starts from
+  *signed* glorot-uniform 1x1 weights (``U(-a, a)``, ``a = sqrt(6 / (C + 1))`` per tap, as Keras
+  initialises a ``Conv2D(1, 1)`` on C channels), is never clamped, trains up to 1,500 epochs and
+  keeps the epoch with the lowest TID2013 validation loss; the GAP metric starts at 1 and keeps the
+  epoch with the lowest training loss (05b stops early on the training set itself).
+- ``"lpips"`` (LPIPS's own): weights start at 1, are clamped at 0 after every step (so the
+  distance stays a distance), 30 epochs, the epoch with the best validation SRCC is kept.
+
 Because the trunk is frozen, each metric is linear (LPIPS) or a weighted norm (GAP) of a fixed
 per-pair feature vector (:meth:`shiftinv.perceptual.PerceptualMetric.pair_features`): training
-works on those (N, D) tensors, computed once. LPIPS-style weights are clamped to be
-non-negative after each step (as in the lpips package), so the result stays a distance.
+works on those (N, D) tensors, computed once, on the device of the metric's weights. A non-finite
+loss or weight stops training with a ``FloatingPointError`` before anything is checkpointed.
 
 Runs checkpoint every epoch with :func:`shiftinv.utils.atomic_torch_save` (weights, optimizer,
 generator state, history, best weights by validation SRCC) and resume from the checkpoint when
@@ -63,6 +73,62 @@ class TrainConfig:
     seed: int = 666
     score_kind: str = "quality"  # of the training scores (pearson)
     nonnegative: bool = True     # clamp LPIPS-style weights at 0 after each step
+    init: str = "keep"           # "keep" (the metric's current weights) | "ones" | "glorot" (signed, per tap)
+    select: str = "val_srcc"     # epoch kept: "val_srcc" (highest) | "val_loss" | "train_loss" (lowest)
+    checkpoint_every: int = 1    # epochs between checkpoints (and always after the last)
+
+
+INITS = ("keep", "ones", "glorot")
+SELECTIONS = ("val_srcc", "val_loss", "train_loss")
+RECIPES = ("paper", "lpips")
+
+
+def recipe_config(recipe: str, metric: PerceptualMetric, epochs: int | None = None, lr: float = 1e-3,
+                  seed: int = 0, score_kind: str = "quality") -> TrainConfig:
+    """The :class:`TrainConfig` of a named recipe for ``metric`` (see the module docstring).
+
+    ``"paper"``: baseline (LinearTapMetric) = signed glorot init, no clamp, up to 1,500 epochs,
+    lowest validation loss; GAP metric = init 1, up to 1,500 epochs, lowest training loss.
+    ``"lpips"``: init 1, clamp at 0, 30 epochs, highest validation SRCC. ``epochs`` overrides.
+    """
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown metric-training recipe {recipe!r}; choose from {RECIPES}")
+    if recipe == "lpips":
+        return TrainConfig(epochs=epochs or 30, lr=lr, seed=seed, score_kind=score_kind, nonnegative=True,
+                           init="ones", select="val_srcc")
+    n = epochs or 1500
+    every = max(1, n // 50)
+    if isinstance(metric, LinearTapMetric):
+        return TrainConfig(epochs=n, lr=lr, seed=seed, score_kind=score_kind, nonnegative=False, init="glorot",
+                           select="val_loss", checkpoint_every=every)
+    return TrainConfig(epochs=n, lr=lr, seed=seed, score_kind=score_kind, nonnegative=False, init="ones",
+                       select="train_loss", checkpoint_every=every)
+
+
+def initialise_weights(metric: PerceptualMetric, init: str, seed: int = 0) -> None:
+    """Set ``metric.weight`` in place: ``"ones"``, or ``"glorot"``: per tap of C channels, uniform
+    in ``(-a, a)`` with ``a = sqrt(6 / (C + 1))`` (Keras' glorot-uniform of a ``Conv2D(1, 1)``),
+    drawn from a generator seeded with ``seed``; ``"keep"`` leaves the weights alone."""
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}")
+    if init == "keep":
+        return
+    with torch.no_grad():
+        if init == "ones":
+            metric.weight.fill_(1.0)
+            return
+        g = torch.Generator().manual_seed(seed)
+        parts = [(torch.rand(c, generator=g) * 2 - 1) * (6 / (c + 1)) ** 0.5 for c in metric.sizes]
+        metric.weight.copy_(torch.cat(parts).to(metric.weight.device))
+
+
+def _check_finite(metric: PerceptualMetric, loss: Tensor, epoch: int, config: TrainConfig) -> None:
+    if not torch.isfinite(loss) or not torch.isfinite(metric.weight).all():
+        what = "loss" if not torch.isfinite(loss) else "weights"
+        raise FloatingPointError(
+            f"metric training diverged: non-finite {what} in epoch {epoch + 1} (loss {loss.item():.4g}, "
+            f"lr {config.lr}). Nothing of this epoch was checkpointed; lower the learning rate "
+            "(TrainConfig.lr / the notebook's METRIC_LR) and rerun.")
 
 
 def _metric_id(metric: PerceptualMetric) -> dict[str, Any]:
@@ -87,10 +153,19 @@ def train_metric(metric: PerceptualMetric, features: Tensor | tuple[Tensor, Tens
             the last weights are kept.
 
     Returns:
-        history with columns ``epoch, train_loss, val_srcc``.
+        history with columns ``epoch, train_loss, val_loss, val_srcc`` (``val_loss``: the Pearson
+        loss on the whole selection set; NaN for 2afc).
+
+    Raises:
+        FloatingPointError: a non-finite loss or weight (nothing non-finite is checkpointed).
     """
     if config.loss not in ("pearson", "2afc"):
         raise ValueError(f"loss must be 'pearson' or '2afc', got {config.loss!r}")
+    if config.select not in SELECTIONS:
+        raise ValueError(f"select must be one of {SELECTIONS}, got {config.select!r}")
+    device = metric.weight.device
+    features = tuple(f.to(device) for f in features) if isinstance(features, tuple) else features.to(device)
+    targets = targets.to(device)
     pairs = features if config.loss == "2afc" else (features,)
     if config.loss == "2afc" and not (isinstance(features, tuple) and len(features) == 2):
         raise ValueError("2afc training needs features=(F0, F1), the pair features of (ref, p0) and (ref, p1)")
@@ -101,6 +176,7 @@ def train_metric(metric: PerceptualMetric, features: Tensor | tuple[Tensor, Tens
     if targets.shape != (n,):
         raise ValueError(f"targets must be ({n},), got {tuple(targets.shape)}")
 
+    initialise_weights(metric, config.init, config.seed)
     head = None
     params = [metric.weight]
     if config.loss == "2afc":
@@ -108,12 +184,13 @@ def train_metric(metric: PerceptualMetric, features: Tensor | tuple[Tensor, Tens
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
-            head = lpips.BCERankingLoss()
+            head = lpips.BCERankingLoss().to(device)
         params += list(head.parameters())
     optimizer = torch.optim.Adam(params, lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed)
     run_id = {"config": asdict(config), "metric": _metric_id(metric), "n": n}
     history: list[dict[str, float]] = []
+    # "val": the selection value as a score to maximise (-loss for the loss selections)
     best = {"val": -np.inf, "weight": metric.weight.detach().clone()}
     start = 0
 
@@ -123,6 +200,8 @@ def train_metric(metric: PerceptualMetric, features: Tensor | tuple[Tensor, Tens
         if state.get("run_id") != run_id:
             raise ValueError(f"checkpoint '{checkpoint}' was written by a different run ({state.get('run_id')}); "
                              "delete it or pass another checkpoint path")
+        if not torch.isfinite(state["weight"]).all():
+            raise ValueError(f"checkpoint '{checkpoint}' holds non-finite weights; delete it and rerun")
         with torch.no_grad():
             metric.weight.copy_(state["weight"])
         optimizer.load_state_dict(state["optimizer"])
@@ -132,12 +211,15 @@ def train_metric(metric: PerceptualMetric, features: Tensor | tuple[Tensor, Tens
         history, start = list(state["history"]), int(state["epoch"])
         best = {"val": state["best_val"], "weight": state["best_weight"]}
 
-    def validate() -> float:
+    def validate() -> tuple[float, float]:
         if val_features is None or val_scores is None:
-            return float("nan")
+            return float("nan"), float("nan")
         with torch.no_grad():
-            d = metric.distance_from_features(val_features).numpy()
-        return stats.agreement_sign("distance", val_score_kind) * stats.srcc(d, val_scores.numpy())
+            d = metric.distance_from_features(val_features.to(device))
+            loss = pearson_loss(d, val_scores.to(device), val_score_kind).item() if config.loss == "pearson" \
+                else float("nan")
+            d = d.cpu().numpy()
+        return stats.agreement_sign("distance", val_score_kind) * stats.srcc(d, val_scores.cpu().numpy()), loss
 
     for epoch in range(start, config.epochs):
         order = torch.randperm(n, generator=generator)
@@ -158,13 +240,16 @@ def train_metric(metric: PerceptualMetric, features: Tensor | tuple[Tensor, Tens
             if config.nonnegative and isinstance(metric, LinearTapMetric):
                 with torch.no_grad():
                     metric.weight.clamp_(min=0)
+            _check_finite(metric, loss.detach(), epoch, config)
             losses.append(loss.item())
-        val = validate()
-        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else float("nan"),
-                        "val_srcc": val})
-        if np.isfinite(val) and val > best["val"]:
-            best = {"val": val, "weight": metric.weight.detach().clone()}
-        if checkpoint is not None:
+        val_srcc, val_loss = validate()
+        train_loss = float(np.mean(losses)) if losses else float("nan")
+        history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_srcc": val_srcc})
+        score = {"val_srcc": val_srcc, "val_loss": -val_loss, "train_loss": -train_loss}[config.select]
+        if np.isfinite(score) and score > best["val"]:
+            best = {"val": score, "weight": metric.weight.detach().clone()}
+        last = epoch + 1 == config.epochs
+        if checkpoint is not None and ((epoch + 1) % config.checkpoint_every == 0 or last):
             utils.atomic_torch_save({
                 "run_id": run_id, "epoch": epoch + 1, "weight": metric.weight.detach().clone(),
                 "optimizer": optimizer.state_dict(), "head": head.state_dict() if head is not None else {},
@@ -174,4 +259,4 @@ def train_metric(metric: PerceptualMetric, features: Tensor | tuple[Tensor, Tens
     if np.isfinite(best["val"]):
         with torch.no_grad():
             metric.weight.copy_(best["weight"])
-    return pd.DataFrame(history, columns=["epoch", "train_loss", "val_srcc"])
+    return pd.DataFrame(history, columns=["epoch", "train_loss", "val_loss", "val_srcc"])

