@@ -223,6 +223,37 @@ def _transform_table(summary: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _raid_table(raid: pd.DataFrame) -> list[str]:
+    """SRCC with RAID's human responses per metric: pooled (both anchor protocols) and per transform."""
+    pooled = raid[raid["transform"] == "pooled"]
+    per = raid[(raid["transform"] != "pooled") & (raid.get("anchors", "excluded") == "excluded")]
+    kinds = [t for t in ("rot", "trans", "scale", "gn") if t in set(per["transform"])]
+    head = ["| metric | pooled, anchors excluded | pooled, anchors included | " + " | ".join(kinds) + " |",
+            "|---|---|---|" + "---|" * len(kinds)]
+    rows = []
+    for m in dict.fromkeys(raid["metric"]):
+        cells = []
+        for anchors in ("excluded", "included"):
+            r = pooled[(pooled["metric"] == m) & (pooled.get("anchors", "excluded") == anchors)]
+            cells.append(f"{_fmt(float(r['srcc'].iloc[0]))} {_interval(float(r['srcc_low'].iloc[0]), float(r['srcc_high'].iloc[0]))}"
+                         if len(r) else "n/a")
+        for k in kinds:
+            r = per[(per["metric"] == m) & (per["transform"] == k)]
+            cells.append(_fmt(float(r["srcc"].iloc[0])) if len(r) else "n/a")
+        rows.append(f"| `{m}` | " + " | ".join(cells) + " |")
+    return head + rows
+
+
+def _shift_table(frame: pd.DataFrame) -> list[str]:
+    """Monotonicity with distortion level per metric, unshifted and at the largest shift."""
+    top = frame["shift"].max()
+    a, b = frame[frame["shift"] == 0].set_index("metric"), frame[frame["shift"] == top].set_index("metric")
+    lines = [f"| metric | monotonicity, unshifted | monotonicity, distorted image shifted {top} px |", "|---|---|---|"]
+    lines += [f"| `{m}` | {_fmt(float(a.loc[m, 'monotonicity']))} | {_fmt(float(b.loc[m, 'monotonicity']))} |"
+              for m in a.index if m in b.index]
+    return lines
+
+
 def results_block(profile: str, folder: Path) -> str:
     """The Markdown of the ``results:<profile>`` block, from the data files in ``folder``."""
     try:
@@ -251,6 +282,17 @@ def results_block(profile: str, folder: Path) -> str:
     if transforms is not None and {"kind", "model", "relative_drop"} <= set(transforms):
         out += ["Rotation (0-20 degrees) and scaling (`06_summary.csv`; relative drop = 1 - mean accuracy / "
                 "accuracy untransformed): GAP removes position, not appearance.", "", *_transform_table(transforms), ""]
+    raid = _read(folder, "09_raid_srcc.csv")
+    if raid is not None and {"metric", "srcc", "srcc_low", "srcc_high", "transform"} <= set(raid):
+        src = f", stimuli: {raid['source'].iloc[0]}" if "source" in raid else ""
+        back = f", backbone: {raid['backbone'].iloc[0]}" if "backbone" in raid else ""
+        out += [f"Perceptual metrics against RAID's human responses (`09_raid_srcc.csv`{src}{back}; SRCC with "
+                "95% bootstrap intervals over reference images; per transform with anchors excluded):", "",
+                *_raid_table(raid), ""]
+    moved = _read(folder, "10_srcc_vs_shift.csv")
+    if moved is not None and {"shift", "metric", "monotonicity"} <= set(moved):
+        out += ["A shift of the distorted image (`10_srcc_vs_shift.csv`; monotonicity of distance with "
+                "distortion level):", "", *_shift_table(moved), ""]
     out += ["Claims, checked on these intervals (bootstrap intervals must not overlap, and the ranges over "
             "head seeds must agree):", ""]
     out += [c.line() for c in check_claims(folder)]
