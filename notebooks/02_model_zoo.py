@@ -43,7 +43,7 @@ INPUT_SIZE: int = 256  # the paper's input side in pixels
 # %%
 figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
 # derived settings (never in the parameters cell)
-WIDTH = {"demo": 1 / 8, "cifar": 1 / 4, "paper": 1.0}[PROFILE]
+WIDTH = {"demo": 1 / 8, "natural": 1 / 8, "cifar": 1 / 4, "paper": 1.0}[PROFILE]  # random-init architecture checks
 if SMOKE:
     WIDTH = 1 / 16
 CHECK_SIZE = 64  # side of the random images in the circular-shift check: two pool5 cells
