@@ -212,7 +212,7 @@ def get_profile(name: str = "demo", smoke: bool = False, **overrides: Any) -> Pr
             variants=_variants(("flatten", "final_gap", "multi_gap"), ("flatten", "final_gap", "multi_gap")),
             head_train=cfg(epochs=100, batch_size=32, lr=1e-3, patience=5, seed=666, eval_batch_size=64),
             l2_heads=(), aug_copies=1, aug_shift=24, shift_mode="zero", shift_radius=24, grid_step=8, profile_step=1,
-            diag_radius=8, n_sweep=16, n_aliasing=8, n_transform=16, sweep_batch=64, seed=666,
+            diag_radius=8, n_sweep=12, n_aliasing=6, n_transform=12, sweep_batch=64, seed=666,
         )
         if smoke:
             p = p.replace(
