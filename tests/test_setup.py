@@ -30,7 +30,6 @@ TOOLS = {
     "ipykernel": "the notebook kernel `make setup` registers",
     "jupyterlab": "`make lab` and the browser tier (python -m jupyterlab)",
     "pytest-xdist": "`make test` runs pytest -n 2",
-    "h5py": "reads the Keras/HED VGG-16 weight files (issue 11, the natural profile)",
 }
 
 
