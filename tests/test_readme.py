@@ -65,7 +65,7 @@ def test_block_is_rewritten_from_data_files_and_claims_hold(tmp_path: Path, caps
     out = capsys.readouterr().out
     assert "exceeds every GAP head's: **holds**" in out
     assert "order of the two GAP heads" in out and "**does not hold**" in out and "the intervals overlap" in out
-    assert "APS heads are invariant" in out and "periods 2, 4, 8, 16, 32 found" in out
+    assert "APS GAP heads are invariant" in out and "periods 2, 4, 8, 16, 32 found" in out
     # idempotent: a second run leaves the file as it is
     before = path.read_text()
     readme.main(["--readme", str(path), "--figures", str(folder)])

@@ -31,8 +31,9 @@ from . import paths, utils
 
 __all__ = ["Claim", "check_claims", "results_block", "update_readme", "main"]
 
-#: Tolerance below which a deviation counts as float round-off (float32 losses and logits).
-EXACT_TOL = 1e-5
+#: Tolerance below which a deviation counts as float round-off (float32 losses and logits; a trunk fed
+#: caffe-normalised 0-255 inputs, as in `natural`, has logits whose round-off reaches about 1e-5).
+EXACT_TOL = 1e-4
 GAP_KINDS = ("final_gap", "multi_gap")
 
 
@@ -116,18 +117,20 @@ def _claim_flatten_vs_gap(rel: pd.DataFrame | None) -> list[Claim]:
 
 
 def _claim_aps(period: pd.DataFrame | None, one_pixel: pd.DataFrame | None) -> Claim:
-    statement = (f"the APS heads are invariant to circular shifts (deviation below {EXACT_TOL:g}) and never "
+    statement = (f"the APS GAP heads are invariant to circular shifts (deviation below {EXACT_TOL:g}) and never "
                  "change their answer under 1-px steps")
     if period is None or "setting" not in period:
         return Claim(statement, None, "`05_periodicity.csv` is missing")
-    aps = period[(period["setting"] == "aps") & period["field"].isin(["loss", "true_logit"])]
+    aps = period[(period["setting"] == "aps") & period["field"].isin(["loss", "true_logit"])
+                 & ~period["head"].astype(str).str.contains("flatten")]
     if aps.empty:
         return Claim(statement, None, "no APS rows in `05_periodicity.csv`")
     dev = float(aps["invariance_deviation"].max())
     ok = dev < EXACT_TOL
     text = f"largest deviation of loss / true logit {_fmt(dev)}"
     if one_pixel is not None:
-        p = one_pixel[one_pixel["head"].str.startswith("aps/")]["p_top1_change"]
+        p = one_pixel[one_pixel["head"].str.startswith("aps/")
+                      & ~one_pixel["head"].str.contains("flatten")]["p_top1_change"]
         if not p.empty:
             ok = ok and float(p.max()) == 0.0
             text += f"; P(top-1 change) per 1-px step {_fmt(float(p.max()))} (`04_one_pixel.csv`)"
