@@ -81,7 +81,7 @@ def test_unknown_parameter_is_an_error_listing_the_valid_ones(no_runs, capsys) -
     assert notebooks.main(["-p", "EPOCS=3"]) == 2
     err = capsys.readouterr().err
     assert "unknown parameter EPOCS (did you mean EPOCHS?)" in err
-    assert "valid names" in err and "N_BOOT" in err and "SEED" in err
+    assert "valid names" in err and "OVERRIDES" in err and "SEED" in err and "DEVICE" in err
     assert no_runs == []
     assert notebooks.main(["-p", "EPOCHS=3", "01"]) == 2  # EPOCHS exists, but not in notebook 01
 
