@@ -275,7 +275,7 @@ def resolve_state_dict(weights: Any, batch_norm: bool = False) -> dict[str, Tens
     if weights is None:
         return None
     if weights_io.is_named(weights):
-        return weights_io.load_named(weights, batch_norm).state_dict
+        return weights_io.load_named(weights, batch_norm)
     enum = _weights_enum(weights, batch_norm)
     if enum is not None:
         try:

@@ -17,14 +17,13 @@ to RGB (input 0-255 minus the mean pixel, in RGB order). This module reads:
   Keras 3 ``.weights.h5`` layout (``.../vars/0`` kernel (3, 3, in, out), ``.../vars/1`` bias).
 - ``"torchvision-features"``: torchvision's ``VGG16_Weights.IMAGENET1K_FEATURES`` (downloads).
 
-Every reader returns a torchvision-layout state dict (``features.0.weight`` ...) plus the input
-normalisation the weights expect (:data:`WEIGHT_NORMALIZATION`) and a label for figures.
+Every reader returns a torchvision-layout state dict (``features.0.weight`` ...); the input
+normalisation the weights expect is :data:`WEIGHT_NORMALIZATION`, their name for figures :func:`label`.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,15 +47,6 @@ VGG16_CONVS: tuple[tuple[int, int], ...] = (
 CONV_INDICES: tuple[int, ...] = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 #: short weight names -> the normalisation their first conv expects.
 WEIGHT_NORMALIZATION = {"hed": "caffe", "keras": "caffe", "torchvision-features": "caffe-rgb"}
-
-
-@dataclass(frozen=True)
-class LoadedWeights:
-    """A torchvision-layout state dict with what it expects and where it comes from."""
-
-    state_dict: dict[str, Tensor]
-    normalize: str  # models.NORMALIZATIONS
-    label: str  # for figures and data files
 
 
 def is_named(weights: Any) -> bool:
@@ -159,23 +149,23 @@ def read_keras_vgg16(path: Path | str) -> dict[str, Tensor]:
     return _to_state_dict(convs, str(path))
 
 
-def load_named(weights: str, batch_norm: bool = False) -> LoadedWeights:
-    """Read ``"hed"``, ``"keras:<path>"`` or ``"torchvision-features"`` (see the module docstring)."""
+def load_named(weights: str, batch_norm: bool = False) -> dict[str, Tensor]:
+    """Read ``"hed"``, ``"keras:<path>"`` or ``"torchvision-features"`` (see the module docstring) as a
+    torchvision-layout state dict; the normalisation they expect is :data:`WEIGHT_NORMALIZATION`, their
+    name for figures :func:`label`."""
     if batch_norm:
         raise ValueError(f"weights {weights!r} are for VGG-16 without batch norm: use batch_norm=False")
     if weights == "hed":
-        return LoadedWeights(read_keras_vgg16(hed_path()), "caffe",
-                             "HED VGG-16 (Keras ImageNet VGG-16 fine-tuned on BSDS500 edges)")
+        return read_keras_vgg16(hed_path())
     if weights.startswith("keras:"):
         path = weights[len("keras:"):]
-        return LoadedWeights(read_keras_vgg16(path), "caffe", f"Keras VGG-16 ({Path(path).name})")
+        return read_keras_vgg16(path)
     if weights == "torchvision-features":
         from torchvision.models import VGG16_Weights
 
         from .models import resolve_state_dict
 
-        return LoadedWeights(resolve_state_dict(VGG16_Weights.IMAGENET1K_FEATURES) or {}, "caffe-rgb",
-                             "torchvision VGG16_Weights.IMAGENET1K_FEATURES (original weights, ported)")
+        return resolve_state_dict(VGG16_Weights.IMAGENET1K_FEATURES) or {}
     raise ValueError(f"unknown weights name {weights!r}; use 'hed', 'keras:<path>', 'torchvision-features', "
                      "a VGG16_Weights name such as 'IMAGENET1K_V1', or a .pth path")
 
