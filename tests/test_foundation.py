@@ -320,3 +320,26 @@ def test_save_figure_leaves_no_temporary_files_and_drops_stale_data(tmp_path: Pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["00_t.json", "00_t.pdf", "00_t.png", "MANIFEST.json"]
     assert oct((tmp_path / "00_t.png").stat().st_mode & 0o044) == oct(0o044)  # readable like other files
     plt.close("all")
+
+
+def test_amp_policy_is_one_rule_for_training_and_sweeps() -> None:
+    assert utils.resolve_amp("cpu", None) == "off"
+    assert utils.resolve_amp("cpu", True) == "off"  # no autocast policy on a CPU unless asked by name
+    assert utils.resolve_amp("cpu", "bfloat16") == "bf16"
+    assert utils.resolve_amp("cuda", None) == "bf16"
+    with pytest.raises(ValueError, match="amp must be"):
+        utils.resolve_amp("cpu", "int8")
+    with utils.autocast("cpu", "bf16"):
+        y = torch.nn.Linear(4, 4)(torch.randn(2, 4))
+    assert y.dtype == torch.bfloat16
+
+
+def test_state_fingerprint_changes_with_any_weight() -> None:
+    torch.manual_seed(0)
+    a = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    b = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    b.load_state_dict(a.state_dict())
+    assert utils.state_fingerprint(a) == utils.state_fingerprint(b)
+    b[1].running_mean += 1e-6  # a buffer counts too
+    assert utils.state_fingerprint(a) != utils.state_fingerprint(b)
+    assert utils.state_fingerprint(a, "not a module") == utils.state_fingerprint(a)

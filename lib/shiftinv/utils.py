@@ -115,6 +115,49 @@ def default_device(prefer: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def resolve_amp(device: torch.device | str, amp: str | bool | None) -> str:
+    """The mixed-precision policy of training and sweeps: ``"off"``, ``"bf16"`` or ``"fp16"``.
+
+    ``None`` means bf16 on CUDA and off elsewhere; ``True`` means bf16 where the GPU supports it,
+    else fp16 (which needs a gradient scaler in training); ``False``/``"off"`` means full float32.
+    """
+    dev = torch.device(device)
+    if amp is None:
+        return "bf16" if dev.type == "cuda" else "off"
+    if amp is False or amp == "off":
+        return "off"
+    if amp is True:
+        if dev.type != "cuda":
+            return "off"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    names = {"bf16": "bf16", "bfloat16": "bf16", "fp16": "fp16", "float16": "fp16"}
+    if amp not in names:
+        raise ValueError(f"amp must be None, False, True, 'off', 'bf16' or 'fp16'; got {amp!r}")
+    return names[amp]
+
+
+def autocast(device: torch.device | str, amp: str) -> contextlib.AbstractContextManager:
+    """Autocast context for an :func:`resolve_amp` policy (a no-op for ``"off"``)."""
+    if amp == "off":
+        return contextlib.nullcontext()
+    dev = torch.device(device)
+    return torch.autocast(device_type=dev.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def state_fingerprint(*modules: Any, length: int = 16) -> str:
+    """Hash of the weights and buffers of ``modules`` (``nn.Module`` objects; other values are
+    skipped): identifies trained models in cache keys and refuses resuming a run of other weights."""
+    h = hashlib.sha256()
+    for m in modules:
+        if not isinstance(m, torch.nn.Module):
+            continue
+        for k, v in sorted(m.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes()
+                     if v.dtype == torch.bfloat16 else v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:length]
+
+
 def atomic_write_bytes(path: Path | str, payload: bytes) -> Path:
     """Write ``payload`` to ``path`` atomically (temporary file + rename)."""
     path = Path(path)
