@@ -319,7 +319,8 @@ def _flops_per_image(trunk: nn.Module, heads: Mapping[str, nn.Module], size: int
 
 def run_baseline(models: Mapping[str, nn.Module], images: Tensor, labels: Tensor,
                  shifts: Sequence[tuple[int, int]], batch: int, device: torch.device) -> dict[str, Any]:
-    """The straightforward sweep: per model, per shift, shifted images built on the CPU, float32.
+    """The straightforward sweep, timed: :func:`shiftinv.sweep.reference_sweep` with the shifted
+    images built on the CPU by :func:`mosaic_numpy`, one shift at a time, float32.
 
     Args:
         models: name -> full model (trunk + head), logits (N, K) from images (N, 3, H, W).
@@ -331,32 +332,20 @@ def run_baseline(models: Mapping[str, nn.Module], images: Tensor, labels: Tensor
         ``{"seconds", "forward_passes", "accuracy": {model: (S,)}, "loss": {model: (S,)}}``
         with per-shift mean accuracy (fraction) and mean cross-entropy.
     """
-    arr = images.float().cpu().numpy()
-    y = labels.to(device)
-    acc = {k: torch.zeros(len(shifts), dtype=torch.float64) for k in models}
-    loss = {k: torch.zeros(len(shifts), dtype=torch.float64) for k in models}
-    passes = 0
+    from .sweep import reference_sweep
+
+    cpu = images.float().cpu()
     with torch.no_grad():  # warm-up, untimed: first-call allocations and kernel selection of each model
         for model in models.values():
-            model(torch.from_numpy(arr[:batch]).to(device))
+            model(cpu[:batch].to(device))
     timing: dict[str, float] = {}
-    with _timer(device, timing), torch.no_grad():
-        for name, model in models.items():
-            for i, (dx, dy) in enumerate(shifts):
-                shifted = mosaic_numpy(arr, dx, dy)  # built on the CPU, one shift at a time
-                correct = 0.0
-                total_loss = 0.0
-                for start in range(0, len(arr), batch):
-                    x = torch.from_numpy(shifted[start: start + batch]).to(device)
-                    logits = model(x).float()
-                    yy = y[start: start + batch]
-                    correct += (logits.argmax(1) == yy).sum().item()
-                    total_loss += F.cross_entropy(logits, yy, reduction="sum").item()
-                    passes += 1
-                acc[name][i] = correct / len(arr)
-                loss[name][i] = total_loss / len(arr)
+    with _timer(device, timing):
+        result = reference_sweep(models, cpu, labels, shifts, batch_size=batch, device=device,
+                                 shift=lambda x, dx, dy: torch.from_numpy(mosaic_numpy(x.numpy(), dx, dy)))
+    passes = len(models) * len(shifts) * math.ceil(len(cpu) / batch)
     return {"seconds": timing["seconds"], "cpu_seconds": timing["cpu_seconds"], "forward_passes": passes,
-            "accuracy": acc, "loss": loss}
+            "accuracy": {k: v.cpu().double().mean(1) for k, v in result.correct.items()},
+            "loss": {k: v.cpu().double().mean(1) for k, v in result.loss.items()}}
 
 
 # ----------------------------------------------------------------------------- 4. engine

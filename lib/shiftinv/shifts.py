@@ -51,16 +51,22 @@ __all__ = [
     "shift_grid",
     "diagonal_shifts",
     "symmetric_index",
+    "check_images",
+    "window_indices",
 ]
 
 
 # ----------------------------------------------------------------------------- helpers
 
 
-def _check_images(images: Tensor) -> None:
+def check_images(images: Tensor, floating: bool = False) -> None:
+    """Raise ``ValueError`` unless ``images`` is a 4-D tensor ``(N, C, H, W)`` (and, with
+    ``floating``, of a floating-point dtype, e.g. values in [0, 1])."""
     if not isinstance(images, Tensor) or images.dim() != 4:
         shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
         raise ValueError(f"images must be a tensor (N, C, H, W), got {shape}; add a batch axis with images[None]")
+    if floating and not images.is_floating_point():
+        raise ValueError(f"images must be floating point (e.g. in [0, 1]), got dtype {images.dtype}; use x.float() / 255")
 
 
 def _check_mode(mode: str) -> None:
@@ -105,7 +111,7 @@ def _as_shift_tensor(shifts: Sequence[tuple[int, int]] | Tensor, device: torch.d
 # ----------------------------------------------------------------------------- batched windows
 
 
-def _window_indices(
+def window_indices(
     shifts: Tensor, mode: str, src_h: int, src_w: int, out_h: int, out_w: int, validate: bool = True
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
     """Row/column source indices (S, out_h) / (S, out_w) and in-range masks (canvas modes).
@@ -203,7 +209,7 @@ def shift_each(
 
 def _gather(images: Tensor, shifts: Sequence[tuple[int, int]] | Tensor, mode: str, out_size: tuple[int, int] | int | None,
             channels_last: bool, validate: bool, per_image: bool) -> Tensor:
-    _check_images(images)
+    check_images(images)
     _check_mode(mode)
     n, c, src_h, src_w = images.shape
     s = shifts if (not validate and isinstance(shifts, Tensor)) else _as_shift_tensor(shifts, images.device)
@@ -221,7 +227,7 @@ def _gather(images: Tensor, shifts: Sequence[tuple[int, int]] | Tensor, mode: st
             raise ValueError(f"canvas {out_size} is smaller than the images ({src_h}x{src_w})")
     else:
         out_h, out_w = src_h, src_w
-    rows, cols, row_ok, col_ok = _window_indices(s, mode, src_h, src_w, out_h, out_w, validate)
+    rows, cols, row_ok, col_ok = window_indices(s, mode, src_h, src_w, out_h, out_w, validate)
     num_s = s.shape[0]
     # advanced indices separated by a slice -> broadcast dims first: (S, N, h, w, C), or (N, h, w, C) per image
     if per_image:
@@ -256,7 +262,7 @@ def subpixel_shift(images: Tensor, dx: float, dy: float, boundary: str = "circul
     Returns:
         (N, C, H, W), same dtype (computed in float64 for float64 input, else float32).
     """
-    _check_images(images)
+    check_images(images)
     if boundary not in ("circular", "symmetric"):
         raise ValueError(f"boundary must be 'circular' or 'symmetric', got {boundary!r}")
     x = images if images.dtype == torch.float64 else images.float()
@@ -296,7 +302,7 @@ def translate(
     Returns:
         (N, C, h, w): ``(H, W)`` except for ``"crop"`` and larger canvases.
     """
-    _check_images(images)
+    check_images(images)
     _check_mode(mode)
     if not (_is_integer(dx) and _is_integer(dy)):
         if mode == "circular":

@@ -46,12 +46,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import utils
-from .shifts import MODES, _window_indices, shift_windows
+from .shifts import MODES, shift_windows, window_indices
 
-__all__ = ["SweepResult", "sweep", "sweep_models", "reference_sweep", "main", "export_models", "load_models",
+__all__ = ["SweepResult", "RESPONSES", "sweep", "sweep_models", "reference_sweep", "main", "export_models", "load_models",
            "models_state", "build_models", "MODELS_FORMAT"]
 
 FIELDS: tuple[str, ...] = ("loss", "correct", "pred", "p_true")
+#: Per-image responses :meth:`SweepResult.per_image` reads (the one reader of sweep results).
+RESPONSES: tuple[str, ...] = ("loss", "accuracy", "p_true", "true_logit", "pred_change")
 
 
 # ----------------------------------------------------------------------------- result
@@ -106,6 +108,36 @@ class SweepResult:
         if head not in self.loss:
             raise KeyError(f"unknown head {head!r}; this sweep has heads {self.heads}")
         return head
+
+    def per_image(self, head: str, field: str = "loss") -> Tensor:
+        """(S, N) response of every image at every shift (rows as in :attr:`shifts`).
+
+        Args:
+            field: ``"loss"`` (cross-entropy, nats, float32), ``"accuracy"`` (top-1 correct, bool),
+                ``"p_true"`` (softmax probability of the true class), ``"true_logit"`` (logit of the
+                true class; needs a sweep run with ``keep_logits=True``) or ``"pred_change"`` (top-1
+                differs from the unshifted image's, bool; needs the shift (0, 0)).
+        """
+        self.check_head(head)
+        if field == "loss":
+            return self.loss[head]
+        if field == "accuracy":
+            return self.correct[head]
+        if field == "p_true":
+            return self.p_true[head]
+        if field == "true_logit":
+            if head not in self.logits:
+                raise ValueError("field 'true_logit' needs the logits: run the sweep with keep_logits=True")
+            lg = self.logits[head]  # (S, N, K)
+            return lg.gather(2, self.labels.view(1, -1, 1).expand(lg.shape[0], -1, 1))[..., 0]
+        if field == "pred_change":
+            try:
+                z = self.index(0, 0)
+            except KeyError:
+                raise ValueError("field 'pred_change' needs the unshifted image: include (0, 0) in the sweep's "
+                                 "shifts") from None
+            return self.pred[head] != self.pred[head][z]
+        raise ValueError(f"field must be one of {RESPONSES}, got {field!r}")
 
     def to_state(self) -> dict[str, Any]:
         """Plain dict of tensors / strings (loadable with ``weights_only=True``)."""
@@ -203,38 +235,6 @@ def _union_taps(trunk: Any, heads: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(taps)
 
 
-def _fingerprint(modules: Sequence[Any]) -> list[float]:
-    """Cheap checksum of the parameters (sum and sum of squares), to refuse resuming another model."""
-    total, sq = 0.0, 0.0
-    for m in modules:
-        if isinstance(m, nn.Module):
-            for p in m.parameters():
-                p64 = p.detach().double()
-                total += float(p64.sum())
-                sq += float((p64 * p64).sum())
-    return [round(total, 6), round(sq, 6)]
-
-
-def _resolve_amp(device: torch.device, amp: str | bool | None) -> str:
-    """``"off"``, ``"bf16"`` or ``"fp16"`` (default: bf16 on CUDA, off elsewhere)."""
-    if amp is None:
-        return "bf16" if device.type == "cuda" else "off"
-    if amp is True:
-        return "bf16"
-    if amp is False or amp == "off":
-        return "off"
-    names = {"bf16": "bf16", "bfloat16": "bf16", "fp16": "fp16", "float16": "fp16"}
-    if amp not in names:
-        raise ValueError(f"amp must be None, False, True, 'bf16' or 'fp16'; got {amp!r}")
-    return names[amp]
-
-
-def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    if amp == "off":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
-
-
 def _dist() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -263,22 +263,11 @@ def _plan(num_shifts: int, num_images: int, batch_size: int) -> list[tuple[int, 
 
 
 def sweep(
-    trunk: Any,
-    heads: Mapping[str, Any] | None,
-    images: Tensor,
-    labels: Tensor,
-    shifts: Sequence[tuple[int, int]] | Tensor,
-    mode: str = "mosaic",
-    *,
-    batch_size: int = 64,
-    device: str | torch.device | None = None,
-    out_path: Path | str | None = None,
-    keep_logits: bool = False,
-    amp: str | bool | None = None,
-    channels_last: bool | None = None,
-    out_size: tuple[int, int] | int | None = None,
-    save_every: float = 60.0,
-    progress: bool = True,
+    trunk: Any, heads: Mapping[str, Any] | None, images: Tensor, labels: Tensor,
+    shifts: Sequence[tuple[int, int]] | Tensor, mode: str = "mosaic", *, batch_size: int = 64,
+    device: str | torch.device | None = None, out_path: Path | str | None = None, keep_logits: bool = False,
+    amp: str | bool | None = None, channels_last: bool | None = None,
+    out_size: tuple[int, int] | int | None = None, save_every: float = 60.0, progress: bool = True,
 ) -> SweepResult:
     """Evaluate every head on every shifted image.
 
@@ -298,8 +287,8 @@ def sweep(
             from another configuration is refused). Under torch.distributed each
             rank keeps ``<stem>.rank{r}of{w}<suffix>``, rank 0 writes the final file.
         keep_logits: also return ``(S, N, K)`` logits per head (memory: S*N*K*4 bytes).
-        amp: autocast dtype (``"bf16"``/``"fp16"``/``True``/``False``); default
-            bf16 on CUDA, off on the CPU. Losses are computed in float32.
+        amp: :func:`shiftinv.utils.resolve_amp` policy (``"bf16"``/``"fp16"``/``"off"``/``True``/``False``);
+            default bf16 on CUDA, off on the CPU. Losses are computed in float32.
         channels_last: memory format of the batches (default: on CUDA only).
         out_size: ``"crop"`` window / canvas size (see :func:`shiftinv.shifts.shift_windows`).
         save_every: seconds between checkpoints of partial results (0: every batch).
@@ -312,7 +301,34 @@ def sweep(
         raise ValueError(f"unknown shift mode {mode!r}; choose one of {MODES}")
     trunk, heads = _resolve_model(trunk, heads)
     dev = utils.default_device(str(device) if device is not None else None)
-    amp = _resolve_amp(dev, amp)
+    amp = utils.resolve_amp(dev, amp)
+    labels, shifts_cpu, out_size = _check_sweep_inputs(images, labels, shifts, mode, out_size)
+    taps = _union_taps(trunk, heads)
+    config = _sweep_config(trunk, heads, images, labels, shifts_cpu, mode, taps, keep_logits, out_size)
+    final_path = Path(out_path) if out_path is not None else None
+    finished = _load_finished(final_path, config)
+    if finished is not None:
+        return finished
+    run = _SweepRun(trunk, heads, taps, mode, out_size, bool(keep_logits), dev, config, batch_size, final_path,
+                    num_s=shifts_cpu.shape[0], num_n=images.shape[0])
+    modules, training, cl = _prepare_modules(trunk, heads, dev, channels_last)
+    x_all = images.to(dev, images.dtype if images.is_floating_point() else torch.float32)  # float64 kept
+    started = time.monotonic()
+    try:
+        run.execute(x_all, labels.to(dev), shifts_cpu.to(dev), cl, amp, save_every, progress)
+    finally:
+        for m, t in zip(modules, training):
+            m.train(t)
+    return run.finish(x_all, shifts_cpu, labels, amp, cl, started)
+
+
+def _check_sweep_inputs(images: Tensor, labels: Tensor, shifts: Sequence[tuple[int, int]] | Tensor, mode: str,
+                        out_size: tuple[int, int] | int | None
+                        ) -> tuple[Tensor, Tensor, tuple[int, int] | None]:
+    """Validated ``(labels (N,) int64, shifts (S, 2) int64 on the CPU, out_size (h, w) or None)``.
+
+    Every shift is checked here once, on the CPU, with a clear message; the batches skip the checks.
+    """
     if images.dim() != 4:
         raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
     labels = torch.as_tensor(labels).long().reshape(-1)
@@ -331,42 +347,38 @@ def sweep(
     oh, ow = out_size if out_size is not None and mode in ("crop", "zero", "mean") else (h, w)
     if mode == "crop" and out_size is None:
         raise ValueError("mode 'crop' needs out_size=(h, w): the window taken inside the larger source images")
-    _window_indices(shifts_cpu, mode, h, w, oh, ow)  # validates every shift once, on the CPU (raises clearly)
+    window_indices(shifts_cpu, mode, h, w, oh, ow)  # raises clearly on a shift out of range
+    return labels, shifts_cpu, out_size
 
-    rank, world = _dist()
-    taps = _union_taps(trunk, heads)
-    names = tuple(heads)
-    config = {
-        "mode": mode, "shifts": utils.config_hash({"s": shifts_cpu.tolist()}), "num_shifts": num_s,
+
+def _sweep_config(trunk: Any, heads: Mapping[str, Any], images: Tensor, labels: Tensor, shifts: Tensor, mode: str,
+                  taps: Sequence[str], keep_logits: bool, out_size: tuple[int, int] | None) -> dict[str, Any]:
+    """What identifies a sweep: a finished or partial file is reused only for an equal config."""
+    return {
+        "mode": mode, "shifts": utils.config_hash({"s": shifts.tolist()}), "num_shifts": int(shifts.shape[0]),
         "images": [list(images.shape), round(float(images.double().sum()), 4)],
-        "labels": utils.config_hash({"l": labels.tolist()}), "heads": list(names), "taps": list(taps),
+        "labels": utils.config_hash({"l": labels.tolist()}), "heads": list(heads), "taps": list(taps),
         "keep_logits": bool(keep_logits), "out_size": list(out_size) if out_size else None,
-        "params": _fingerprint([trunk, *heads.values()]),
+        "params": utils.state_fingerprint(trunk, *heads.values()),
     }
 
-    final_path = Path(out_path) if out_path is not None else None
-    if final_path is not None and final_path.exists():
-        state = utils.safe_torch_load(final_path)
-        if state.get("complete") and state["result"]["meta"].get("config") == config:
-            return SweepResult.from_state(state["result"])
-    part_path = _rank_path(final_path, rank, world) if final_path is not None else None
 
-    # device-side accumulators, (S, N) per head; done marks finished batches
-    plan = _plan(num_s, num_n, batch_size)
-    mine = [i for i in range(len(plan)) if i % world == rank]
-    acc: dict[str, dict[str, Tensor]] | None = None
-    done = torch.zeros(len(plan), dtype=torch.bool)
-    if part_path is not None and part_path.exists():
-        state = utils.safe_torch_load(part_path)
-        if state.get("config") != config or state.get("batch_size") != batch_size:
-            raise ValueError(
-                f"'{part_path}' holds a sweep of another configuration (model, images, shifts, mode or batch "
-                "size differ); delete it or choose another out_path"
-            )
-        if not state.get("complete"):
-            acc = {f: {k: v.to(dev) for k, v in d.items()} for f, d in state["acc"].items()}
-            done = state["done"].clone()
+def _load_finished(final_path: Path | None, config: Mapping[str, Any]) -> SweepResult | None:
+    """The finished result in ``final_path`` when it holds a sweep of ``config``, else ``None``."""
+    if final_path is None or not final_path.exists():
+        return None
+    state = utils.safe_torch_load(final_path)
+    if state.get("complete") and state["result"]["meta"].get("config") == config:
+        return SweepResult.from_state(state["result"])
+    return None
 
+
+def _prepare_modules(trunk: Any, heads: Mapping[str, Any], dev: torch.device, channels_last: bool | None
+                     ) -> tuple[list[nn.Module], list[bool], bool]:
+    """Move the modules to ``dev`` in eval mode (channels-last by default on CUDA).
+
+    Returns ``(modules, their previous training flags, channels_last)``.
+    """
     modules = [m for m in (trunk, *heads.values()) if isinstance(m, nn.Module)]
     training = [m.training for m in modules]
     for m in modules:
@@ -375,77 +387,121 @@ def sweep(
     if cl:
         for m in modules:
             m.to(memory_format=torch.channels_last)
-    x_all = images.to(dev, images.dtype if images.is_floating_point() else torch.float32)  # float64 kept
-    y_all = labels.to(dev)
-    s_all = shifts_cpu.to(dev)
-    todo = [i for i in mine if not done[i]]
-    started = time.monotonic()
-    last_save = started
-    bar = utils.progress(total=sum((plan[i][1] - plan[i][0]) * (plan[i][3] - plan[i][2]) for i in todo),
-                         unit="img", desc=f"sweep {mode} x{len(names)} heads" + (f" [rank {rank}]" if world > 1 else ""),
-                         disable=(not progress) or os.environ.get("SHIFTINV_PROGRESS", "1") == "0")
+    return modules, training, cl
 
-    def save_partial() -> None:
-        if part_path is None or acc is None:
+
+class _SweepRun:
+    """One :func:`sweep` call on one rank: its batch plan, device accumulators and checkpoint file.
+
+    The accumulators are ``{field: {head: (S, N)}}`` device tensors (``logits``: (S, N, K)), allocated
+    at the first batch (when the number of classes is known); ``done`` marks finished batches.
+    """
+
+    def __init__(self, trunk: Any, heads: Mapping[str, Any], taps: tuple[str, ...], mode: str,
+                 out_size: tuple[int, int] | None, keep_logits: bool, dev: torch.device, config: dict[str, Any],
+                 batch_size: int, final_path: Path | None, *, num_s: int, num_n: int) -> None:
+        self.trunk, self.heads, self.taps, self.mode, self.out_size = trunk, heads, taps, mode, out_size
+        self.keep_logits, self.dev, self.config, self.batch_size = keep_logits, dev, config, batch_size
+        self.num_s, self.num_n = num_s, num_n
+        self.rank, self.world = _dist()
+        self.final_path = final_path
+        self.part_path = _rank_path(final_path, self.rank, self.world) if final_path is not None else None
+        self.plan = _plan(num_s, num_n, batch_size)
+        self.acc: dict[str, dict[str, Tensor]] | None = None
+        self.done = torch.zeros(len(self.plan), dtype=torch.bool)
+        self._resume()
+
+    def _resume(self) -> None:
+        """Load this rank's partial results; refuse a file of another configuration."""
+        if self.part_path is None or not self.part_path.exists():
             return
-        cpu = {f: {k: v.cpu() for k, v in d.items()} for f, d in acc.items()}
-        utils.atomic_torch_save({"complete": False, "config": config, "batch_size": batch_size,
-                                 "acc": cpu, "done": done}, part_path)
+        state = utils.safe_torch_load(self.part_path)
+        if state.get("config") != self.config or state.get("batch_size") != self.batch_size:
+            raise ValueError(
+                f"'{self.part_path}' holds a sweep of another configuration (model, images, shifts, mode or batch "
+                "size differ); delete it or choose another out_path"
+            )
+        if not state.get("complete"):
+            self.acc = {f: {k: v.to(self.dev) for k, v in d.items()} for f, d in state["acc"].items()}
+            self.done = state["done"].clone()
 
-    try:
-        with torch.inference_mode(), _autocast(dev, amp):
-            for i in todo:
-                s0, s1, n0, n1 = plan[i]
-                x = shift_windows(x_all[n0:n1], s_all[s0:s1], mode, out_size=out_size, channels_last=cl,
-                                  validate=False)  # (B, C, h, w) with B = (s1-s0)*(n1-n0), shift-major
-                feats = trunk(x, taps)
-                y = y_all[n0:n1].repeat(s1 - s0)  # (B,)
-                for name, head in heads.items():
-                    logits = head(feats).float()  # (B, K)
-                    if acc is None:
-                        acc = _alloc(names, num_s, num_n, logits.shape[1], keep_logits, dev)
-                    shape = (s1 - s0, n1 - n0)
-                    a = {f: acc[f][name] for f in acc}
-                    a["loss"][s0:s1, n0:n1] = F.cross_entropy(logits, y, reduction="none").view(shape)
-                    pred = logits.argmax(dim=1)
-                    a["pred"][s0:s1, n0:n1] = pred.view(shape)
-                    a["correct"][s0:s1, n0:n1] = (pred == y).view(shape)
-                    a["p_true"][s0:s1, n0:n1] = logits.softmax(1).gather(1, y[:, None]).view(shape)
-                    if keep_logits:
-                        a["logits"][s0:s1, n0:n1] = logits.view(*shape, -1)
-                done[i] = True
-                bar.update((s1 - s0) * (n1 - n0))
-                now = time.monotonic()
-                if part_path is not None and now - last_save >= save_every:
-                    save_partial()
-                    last_save = now
-    finally:
-        bar.close()
-        for m, t in zip(modules, training):
-            m.train(t)
-    if acc is None:  # this rank had nothing to do (more ranks than batches) or resumed complete
-        acc = _alloc(names, num_s, num_n, _num_classes(trunk, heads, x_all, s_all, mode, out_size, taps), keep_logits, dev)
-    if world > 1:
-        save_partial()  # this rank's share is safe before the collective
-    elapsed = time.monotonic() - started
+    def save_partial(self) -> None:
+        if self.part_path is None or self.acc is None:
+            return
+        cpu = {f: {k: v.cpu() for k, v in d.items()} for f, d in self.acc.items()}
+        utils.atomic_torch_save({"complete": False, "config": self.config, "batch_size": self.batch_size,
+                                 "acc": cpu, "done": self.done}, self.part_path)
 
-    if world > 1:
-        _all_reduce(acc, dev)
-    cpu = {f: {k: v.cpu() for k, v in d.items()} for f, d in acc.items()}
-    result = SweepResult(
-        shifts=shifts_cpu, labels=labels.cpu(), mode=mode,
-        loss=cpu["loss"], correct={k: v.bool() for k, v in cpu["correct"].items()}, pred=cpu["pred"], p_true=cpu["p_true"],
-        logits=cpu.get("logits", {}),
-        meta={"config": config, "device": str(dev), "world_size": world, "batch_size": batch_size,
-              "amp": amp, "channels_last": cl, "seconds": elapsed},
-    )
-    if final_path is not None and rank == 0:
-        result.save(final_path)
-    if world > 1:
-        torch.distributed.barrier()
-    if part_path is not None and part_path != final_path and part_path.exists():
-        part_path.unlink()
-    return result
+    def execute(self, x_all: Tensor, y_all: Tensor, s_all: Tensor, cl: bool, amp: str, save_every: float,
+                progress: bool) -> None:
+        """Run this rank's unfinished batches (x_all (N, C, H, W), y_all (N,), s_all (S, 2) on the device)."""
+        todo = [i for i in range(len(self.plan)) if i % self.world == self.rank and not self.done[i]]
+        last_save = time.monotonic()
+        bar = utils.progress(
+            total=sum((self.plan[i][1] - self.plan[i][0]) * (self.plan[i][3] - self.plan[i][2]) for i in todo),
+            unit="img", desc=f"sweep {self.mode} x{len(self.heads)} heads"
+            + (f" [rank {self.rank}]" if self.world > 1 else ""),
+            disable=(not progress) or os.environ.get("SHIFTINV_PROGRESS", "1") == "0")
+        try:
+            with torch.inference_mode(), utils.autocast(self.dev, amp):
+                for i in todo:
+                    s0, s1, n0, n1 = self.plan[i]
+                    x = shift_windows(x_all[n0:n1], s_all[s0:s1], self.mode, out_size=self.out_size,
+                                      channels_last=cl, validate=False)  # (B, C, h, w), B = (s1-s0)*(n1-n0)
+                    feats = self.trunk(x, self.taps)
+                    y = y_all[n0:n1].repeat(s1 - s0)  # (B,)
+                    for name, head in self.heads.items():
+                        self._record(name, head(feats).float(), y, self.plan[i])
+                    self.done[i] = True
+                    bar.update((s1 - s0) * (n1 - n0))
+                    now = time.monotonic()
+                    if self.part_path is not None and now - last_save >= save_every:
+                        self.save_partial()
+                        last_save = now
+        finally:
+            bar.close()
+
+    def _record(self, name: str, logits: Tensor, y: Tensor, batch: tuple[int, int, int, int]) -> None:
+        """Write one head's outcomes of one batch (logits (B, K) float32, y (B,)) into the accumulators."""
+        s0, s1, n0, n1 = batch
+        if self.acc is None:
+            self.acc = _alloc(tuple(self.heads), self.num_s, self.num_n, logits.shape[1], self.keep_logits, self.dev)
+        shape = (s1 - s0, n1 - n0)
+        a = {f: self.acc[f][name] for f in self.acc}
+        a["loss"][s0:s1, n0:n1] = F.cross_entropy(logits, y, reduction="none").view(shape)
+        pred = logits.argmax(dim=1)
+        a["pred"][s0:s1, n0:n1] = pred.view(shape)
+        a["correct"][s0:s1, n0:n1] = (pred == y).view(shape)
+        a["p_true"][s0:s1, n0:n1] = logits.softmax(1).gather(1, y[:, None]).view(shape)
+        if self.keep_logits:
+            a["logits"][s0:s1, n0:n1] = logits.view(*shape, -1)
+
+    def finish(self, x_all: Tensor, shifts: Tensor, labels: Tensor, amp: str, cl: bool, started: float
+               ) -> SweepResult:
+        """Gather the ranks' accumulators into a CPU :class:`SweepResult`; write the final file (rank 0)."""
+        if self.acc is None:  # this rank had nothing to do (more ranks than batches) or resumed complete
+            k = _num_classes(self.trunk, self.heads, x_all, shifts.to(self.dev), self.mode, self.out_size, self.taps)
+            self.acc = _alloc(tuple(self.heads), self.num_s, self.num_n, k, self.keep_logits, self.dev)
+        if self.world > 1:
+            self.save_partial()  # this rank's share is safe before the collective
+        elapsed = time.monotonic() - started
+        if self.world > 1:
+            _all_reduce(self.acc, self.dev)
+        cpu = {f: {k: v.cpu() for k, v in d.items()} for f, d in self.acc.items()}
+        result = SweepResult(
+            shifts=shifts, labels=labels.cpu(), mode=self.mode, loss=cpu["loss"],
+            correct={k: v.bool() for k, v in cpu["correct"].items()}, pred=cpu["pred"], p_true=cpu["p_true"],
+            logits=cpu.get("logits", {}),
+            meta={"config": self.config, "device": str(self.dev), "world_size": self.world,
+                  "batch_size": self.batch_size, "amp": amp, "channels_last": cl, "seconds": elapsed},
+        )
+        if self.final_path is not None and self.rank == 0:
+            result.save(self.final_path)
+        if self.world > 1:
+            torch.distributed.barrier()
+        if self.part_path is not None and self.part_path != self.final_path and self.part_path.exists():
+            self.part_path.unlink()
+        return result
 
 
 def _alloc(names: Sequence[str], s: int, n: int, k: int, keep_logits: bool, dev: torch.device) -> dict[str, dict[str, Tensor]]:
@@ -512,28 +568,43 @@ def reference_sweep(
     *,
     batch_size: int = 64,
     out_size: tuple[int, int] | int | None = None,
+    shift: Callable[[Tensor, int, int], Tensor] | None = None,
+    device: str | torch.device | None = None,
 ) -> SweepResult:
     """The straightforward loop: for every model, for every shift, translate and run the whole model.
 
-    The baseline that :func:`sweep` is benchmarked and tested against
-    (``models``: ``{name: model(x) -> logits}``, each run separately, in float32 on
-    the images' device).
+    The baseline that :func:`sweep` is tested against and that :func:`shiftinv.bench.run_baseline`
+    times (``models``: ``{name: model(x) -> logits}``, each run separately, in float32).
+
+    Args:
+        images: (N, C, H, W); labels: (N,) int.
+        shift: ``shift(images, dx, dy) -> (N, C, h, w)`` shifted images (default
+            :func:`shiftinv.shifts.translate` in ``mode`` with ``out_size``).
+        device: where the models run; each batch of ``batch_size`` shifted images is moved there
+            (default: the images' device, no move).
+
+    Returns:
+        :class:`SweepResult` with (S, N) tensors on ``device`` (no logits).
     """
     from .shifts import translate
 
+    if shift is None:
+        shift = lambda x, dx, dy: translate(x, dx, dy, mode, out_size=out_size)  # noqa: E731
     labels = torch.as_tensor(labels).long()
+    y = labels if device is None else labels.to(device)
     out = {f: {} for f in FIELDS}
     with torch.inference_mode():
         for name, model in models.items():
             rows: dict[str, list[Tensor]] = {f: [] for f in FIELDS}
             for dx, dy in shifts:
-                x = translate(images, dx, dy, mode, out_size=out_size)
-                logits = torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]).float()
+                x = shift(images, dx, dy)
+                logits = torch.cat([model(x[i : i + batch_size] if device is None else x[i : i + batch_size].to(device))
+                                    for i in range(0, len(x), batch_size)]).float()
                 pred = logits.argmax(1)
-                rows["loss"].append(F.cross_entropy(logits, labels, reduction="none"))
+                rows["loss"].append(F.cross_entropy(logits, y, reduction="none"))
                 rows["pred"].append(pred)
-                rows["correct"].append(pred == labels)
-                rows["p_true"].append(logits.softmax(1).gather(1, labels[:, None])[:, 0])
+                rows["correct"].append(pred == y)
+                rows["p_true"].append(logits.softmax(1).gather(1, y[:, None])[:, 0])
             for f in FIELDS:
                 out[f][name] = torch.stack(rows[f])
     return SweepResult(torch.as_tensor(shifts).long().reshape(-1, 2), labels, mode,
@@ -564,11 +635,6 @@ def _parse_shifts(text: str) -> list[tuple[int, int]]:
         return shift_grid(int(parts[0]), int(parts[1]) if len(parts) > 1 else 1)
     except (ValueError, IndexError):
         raise argparse.ArgumentTypeError(f"--shifts must be 'R', 'R:STEP' or 'diag:A:B', got {text!r}") from None
-
-
-def _amp_of_dtype(dtype: str | None) -> str | None:
-    """``--dtype``: ``None`` (bf16 on CUDA, float32 elsewhere), ``"float32"`` (no autocast) or ``"bf16"``."""
-    return None if dtype is None else {"float32": "off", "bf16": "bf16"}[dtype]
 
 
 @contextlib.contextmanager
@@ -721,18 +787,29 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action) or text
 
 
-def _parser() -> argparse.ArgumentParser:
-    fmt = _HelpFormatter
+def _sweep_parser() -> argparse.ArgumentParser:
+    """The parser of ``python -m shiftinv.sweep`` with its two sub-commands, ``export`` and ``run``."""
     parser = argparse.ArgumentParser(
-        prog="python -m shiftinv.sweep", formatter_class=fmt,
+        prog="python -m shiftinv.sweep", formatter_class=_HelpFormatter,
         description="Sweep trained VGG-16 heads over a grid of shifts (one process, or sharded under torchrun). "
                     "`export` writes the trunks and heads notebook 03 trained (read from results/) to one file; "
                     "`run` (the default sub-command) sweeps them.",
         epilog="Example: python -m shiftinv.sweep export --profile demo --out models.pt && "
                "torchrun --nproc-per-node 2 -m shiftinv.sweep run --models models.pt --out sweep.pt")
     sub = parser.add_subparsers(dest="command")
+    _add_export_parser(sub)
+    run = sub.add_parser("run", formatter_class=_HelpFormatter, help="sweep trained heads over shifts (default sub-command)",
+                         description="Sweep heads over a shift grid. Weights: --models FILE (from `export`), or "
+                                     "--profile NAME (read from notebook 03's cache directly), or --weights plus "
+                                     "--head-weights; untrained weights only with --random-weights.")
+    _add_model_arguments(run)
+    _add_data_arguments(run)
+    return parser
 
-    ex = sub.add_parser("export", formatter_class=fmt,
+
+def _add_export_parser(sub: Any) -> None:
+    """``export``: a profile's trained trunks and heads (notebook 03's cache) to one file."""
+    ex = sub.add_parser("export", formatter_class=_HelpFormatter,
                         help="write a profile's trained trunks and heads (notebook 03's cache) to one file",
                         description=f"Read the trunks and heads notebook 03 trained for a profile from the cache "
                                     f"(SHIFTINV_RESULTS, default results/) and write them to one torch file "
@@ -747,10 +824,9 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--train-missing", action="store_true", help="train models missing from the cache instead of failing")
     ex.add_argument("--out", type=Path, required=True, help="models file to write (.pt)")
 
-    run = sub.add_parser("run", formatter_class=fmt, help="sweep trained heads over shifts (default sub-command)",
-                         description="Sweep heads over a shift grid. Weights: --models FILE (from `export`), or "
-                                     "--profile NAME (read from notebook 03's cache directly), or --weights plus "
-                                     "--head-weights; untrained weights only with --random-weights.")
+
+def _add_model_arguments(run: argparse.ArgumentParser) -> None:
+    """``run``: where the trained models come from, and the architecture of untrained ones."""
     src = run.add_argument_group("trained models")
     src.add_argument("--models", type=Path, help="file written by `python -m shiftinv.sweep export`")
     src.add_argument("--profile", default=None, help="read this profile's models from notebook 03's cache (with --smoke, "
@@ -771,6 +847,10 @@ def _parser() -> argparse.ArgumentParser:
     arch.add_argument("--width", type=float, default=1.0, help="channel width multiplier of the trunk")
     arch.add_argument("--pool", default="max", choices=("max", "blur", "aps"))
     arch.add_argument("--circular", action="store_true", help="circular padding in the trunk")
+
+
+def _add_data_arguments(run: argparse.ArgumentParser) -> None:
+    """``run``: the images and shifts, and how to compute."""
     data = run.add_argument_group("images and shifts")
     data.add_argument("--images", type=Path, help="ImageFolder-style folder (class sub-folders) of test images "
                                                   "(default with --models/--profile: the profile's test split)")
@@ -793,7 +873,6 @@ def _parser() -> argparse.ArgumentParser:
                                                      "under torchrun each rank takes cuda:LOCAL_RANK)")
     comp.add_argument("--out", type=Path, required=True, help="result file (.pt, SweepResult); resumed if interrupted")
     comp.add_argument("--seed", type=int, default=0, help="seed of --synthetic images and --random-weights")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -803,7 +882,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_in = list(sys.argv[1:] if argv is None else argv)
     if not args_in or args_in[0] not in ("export", "run", "-h", "--help"):
         args_in = ["run", *args_in]  # `run` is the default sub-command
-    args = _parser().parse_args(args_in)
+    args = _sweep_parser().parse_args(args_in)
     try:
         if args.command == "export":
             return _export_command(args)
@@ -829,74 +908,20 @@ def _export_command(args: argparse.Namespace) -> int:
 
 
 def _run_command(args: argparse.Namespace) -> int:
-    from . import classify, models
+    """``run``: choose the models, images and shifts, sweep, report the mean accuracy (rank 0)."""
+    from . import classify
 
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    if distributed and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() and args.device != "cpu" else "gloo"
-        torch.distributed.init_process_group(backend)
-        if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-            args.device = args.device or f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    distributed = _init_distributed(args)
     g = utils.seed_everything(args.seed)
     trained = args.models is not None or args.profile is not None
-    if args.models is not None and args.profile is not None:
-        raise CommandError("give either --models FILE or --profile NAME, not both")
-    profile = None
-    if trained:
-        if args.head_weights is not None:
-            raise CommandError("--head-weights is for a trunk given by --weights; --models/--profile carry their heads")
-        if args.models is not None:
-            state, built = load_models(args.models)
-        else:
-            # notebook 03's default DEVICE (""): the device is part of its cache keys; for models cached
-            # under another DEVICE use `export --device ...` and --models
-            p = classify.profile_from_params(args.profile, args.smoke, data_dir=args.data_dir,
-                                             weights=args.weights or "")
-            state = export_models(p)
-            built = build_models(state, f"profile {p.name}")
-        profile = _profile_from_state(state["profile"], args.device)
-        chosen = _select(built, args.heads)
-    else:
-        if args.head_weights is None and not args.random_weights:
-            raise CommandError(
-                "no trained weights given. Sweep the models notebook 03 trained with --models FILE (write it with "
-                "`python -m shiftinv.sweep export --profile demo --out models.pt`) or --profile NAME; or give "
-                "--weights and --head-weights; or pass --random-weights to sweep untrained models (timing only).")
-        if args.head_weights is not None and args.weights is None and not args.random_weights:
-            raise CommandError("--head-weights without --weights would put trained heads on a random trunk; "
-                               "give --weights (or --random-weights to allow it)")
-        trunk = models.build_trunk(width=args.width, pool=args.pool, circular=args.circular, weights=args.weights)
-        kinds = (args.heads or "flatten,final_gap,multi_gap,gap_flatten").split(",")
-        heads = {k: models.build_head(k, trunk, args.num_classes, args.size) for k in kinds if k}
-        if args.head_weights is not None:
-            states = utils.safe_torch_load(args.head_weights)
-            for k, head in heads.items():
-                if k not in states:
-                    raise CommandError(f"{args.head_weights} has no weights for head {k!r} (it has {sorted(states)})")
-                try:
-                    head.load_state_dict(states[k])
-                except RuntimeError as exc:
-                    raise CommandError(f"{args.head_weights}: head {k!r} does not fit this architecture "
-                                       f"(--width/--num-classes/--size?): {exc}") from None
-        chosen = {"model": (trunk, heads)}
-
-    size = profile.image_size if profile is not None else args.size
-    if args.synthetic:
-        num_classes = next(iter(next(iter(chosen.values()))[1].values())).num_classes
-        images = torch.rand(args.synthetic, 3, size, size, generator=g)
-        labels = torch.randint(0, num_classes, (args.synthetic,), generator=g)
-    elif args.images is not None:
-        images, labels = _load_folder(args.images, size, args.resize)
-    elif profile is not None:
-        images, labels = _profile_test_images(profile, args.n_images)
-    else:
-        raise CommandError("give --images FOLDER or --synthetic N (or --models/--profile for the profile's test split)")
+    profile, chosen = _trained_models(args) if trained else (None, _given_models(args))
+    images, labels = _run_images(args, profile, chosen, g)
     shifts = args.shifts if args.shifts is not None else (
         classify.sweep_shifts(profile, "grid") if profile is not None else _parse_shifts("2"))
     mode = args.mode or (profile.shift_mode if profile is not None else "mosaic")
     batch = args.batch_size or (profile.sweep_batch if profile is not None else 64)
-    kw = dict(batch_size=batch, device=args.device, amp=_amp_of_dtype(args.dtype))
+    # --dtype: None (the default policy: bf16 on CUDA, off elsewhere), float32 (no autocast) or bf16
+    kw = dict(batch_size=batch, device=args.device, amp="off" if args.dtype == "float32" else args.dtype)
     if trained:
         result = sweep_models(chosen, images, labels, shifts, mode, out_path=args.out, **kw)
     else:
@@ -914,6 +939,82 @@ def _run_command(args: argparse.Namespace) -> int:
     if distributed:
         torch.distributed.barrier()
     return 0
+
+
+def _init_distributed(args: argparse.Namespace) -> bool:
+    """Join the ``torchrun`` process group when there is one (NCCL on CUDA: this rank takes cuda:LOCAL_RANK)."""
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() and args.device != "cpu" else "gloo"
+        torch.distributed.init_process_group(backend)
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            args.device = args.device or f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    return distributed
+
+
+def _trained_models(args: argparse.Namespace) -> tuple[Any, dict[str, tuple[Any, dict[str, Any]]]]:
+    """``(profile, {trunk: (VGGTrunk, {head: Head})})`` from ``--models FILE`` or ``--profile NAME``."""
+    from . import classify
+
+    if args.models is not None and args.profile is not None:
+        raise CommandError("give either --models FILE or --profile NAME, not both")
+    if args.head_weights is not None:
+        raise CommandError("--head-weights is for a trunk given by --weights; --models/--profile carry their heads")
+    if args.models is not None:
+        state, built = load_models(args.models)
+    else:
+        # notebook 03's default DEVICE (""): the device is part of its cache keys; for models cached
+        # under another DEVICE use `export --device ...` and --models
+        p = classify.profile_from_params(args.profile, args.smoke, data_dir=args.data_dir,
+                                         weights=args.weights or "")
+        state = export_models(p)
+        built = build_models(state, f"profile {p.name}")
+    return _profile_from_state(state["profile"], args.device), _select(built, args.heads)
+
+
+def _given_models(args: argparse.Namespace) -> dict[str, tuple[Any, dict[str, Any]]]:
+    """``{"model": (trunk, {kind: head})}`` from ``--weights`` / ``--head-weights`` (or random weights)."""
+    from . import models
+
+    if args.head_weights is None and not args.random_weights:
+        raise CommandError(
+            "no trained weights given. Sweep the models notebook 03 trained with --models FILE (write it with "
+            "`python -m shiftinv.sweep export --profile demo --out models.pt`) or --profile NAME; or give "
+            "--weights and --head-weights; or pass --random-weights to sweep untrained models (timing only).")
+    if args.head_weights is not None and args.weights is None and not args.random_weights:
+        raise CommandError("--head-weights without --weights would put trained heads on a random trunk; "
+                           "give --weights (or --random-weights to allow it)")
+    trunk = models.build_trunk(width=args.width, pool=args.pool, circular=args.circular, weights=args.weights)
+    kinds = (args.heads or "flatten,final_gap,multi_gap,gap_flatten").split(",")
+    heads = {k: models.build_head(k, trunk, args.num_classes, args.size) for k in kinds if k}
+    if args.head_weights is not None:
+        states = utils.safe_torch_load(args.head_weights)
+        for k, head in heads.items():
+            if k not in states:
+                raise CommandError(f"{args.head_weights} has no weights for head {k!r} (it has {sorted(states)})")
+            try:
+                head.load_state_dict(states[k])
+            except RuntimeError as exc:
+                raise CommandError(f"{args.head_weights}: head {k!r} does not fit this architecture "
+                                   f"(--width/--num-classes/--size?): {exc}") from None
+    return {"model": (trunk, heads)}
+
+
+def _run_images(args: argparse.Namespace, profile: Any, chosen: Mapping[str, tuple[Any, Mapping[str, Any]]],
+                g: torch.Generator) -> tuple[Tensor, Tensor]:
+    """(N, 3, size, size) images in [0, 1] and (N,) labels: ``--synthetic``, ``--images`` or the profile's test split."""
+    size = profile.image_size if profile is not None else args.size
+    if args.synthetic:
+        num_classes = next(iter(next(iter(chosen.values()))[1].values())).num_classes
+        images = torch.rand(args.synthetic, 3, size, size, generator=g)
+        labels = torch.randint(0, num_classes, (args.synthetic,), generator=g)
+        return images, labels
+    if args.images is not None:
+        return _load_folder(args.images, size, args.resize)
+    if profile is not None:
+        return _profile_test_images(profile, args.n_images)
+    raise CommandError("give --images FOLDER or --synthetic N (or --models/--profile for the profile's test split)")
 
 
 def _load_folder(folder: Path, size: int, resize: str = "tf") -> tuple[Tensor, Tensor]:

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .shifts import symmetric_index
+from .shifts import check_images, symmetric_index
 
 #: Rotation angles of the paper's code, in degrees (0, 1, ..., 20).
 PAPER_ANGLES: tuple[float, ...] = tuple(float(a) for a in range(21))
@@ -71,14 +71,6 @@ KINDS: tuple[str, ...] = ("rotation", "scale")
 Predict = Callable[[Tensor], Mapping[str, Tensor]]
 
 
-def _check_images(images: Tensor) -> None:
-    if not isinstance(images, Tensor) or images.dim() != 4:
-        shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-        raise ValueError(f"images must be a (N, C, H, W) tensor, got {shape}; add a batch dimension with x[None]")
-    if not images.is_floating_point():
-        raise ValueError(f"images must be floating point (e.g. in [0, 1]), got dtype {images.dtype}; use x.float() / 255")
-
-
 def mirror_pad(images: Tensor, pad: int | Sequence[int]) -> Tensor:
     """Symmetric mirror padding of any width (``numpy.pad(mode="symmetric")`` on H and W).
 
@@ -93,7 +85,7 @@ def mirror_pad(images: Tensor, pad: int | Sequence[int]) -> Tensor:
     Returns:
         ``(N, C, H + top + bottom, W + left + right)``.
     """
-    _check_images(images)
+    check_images(images, floating=True)
     if isinstance(pad, int):
         left = right = top = bottom = pad
     else:
@@ -124,7 +116,7 @@ def rotate(images: Tensor, angle_deg: float) -> Tensor:
     Returns:
         ``(N, C, H, W)``, same dtype and device.
     """
-    _check_images(images)
+    check_images(images, floating=True)
     if not math.isfinite(float(angle_deg)):
         raise ValueError(f"angle must be a finite number of degrees, got {angle_deg!r}")
     if float(angle_deg) % 360 == 0:
@@ -156,7 +148,7 @@ def tf_resize(images: Tensor, size: tuple[int, int]) -> Tensor:
     Returns:
         ``(N, C, h, w)``.
     """
-    _check_images(images)
+    check_images(images, floating=True)
     h, w = (int(v) for v in size)
     if h < 1 or w < 1:
         raise ValueError(f"resize target must be at least 1x1 px, got {size!r}")
@@ -185,7 +177,7 @@ def rescale(images: Tensor, factor: float, resize: str = "tf") -> Tensor:
     Returns:
         ``(N, C, H, W)``.
     """
-    _check_images(images)
+    check_images(images, floating=True)
     if resize not in RESIZE_RULES:
         raise ValueError(f"unknown resize rule {resize!r}; choose one of {RESIZE_RULES}")
     factor = float(factor)
@@ -266,7 +258,7 @@ def evaluate_transforms(
         DataFrame with one row per (value, head): ``kind, value, head, accuracy,
         loss, n`` (loss = mean cross-entropy in nats, accuracy in [0, 1]).
     """
-    _check_images(images)
+    check_images(images, floating=True)
     if labels.shape != (images.shape[0],):
         raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
     if kind not in KINDS:
