@@ -62,7 +62,7 @@ conv = primer.toy_cnn(depth=1, down="none", channels=8, seed=SEED)
 s = 13 if not SMOKE else 5
 a = conv(primer.roll(image, s)).detach()  # f(shift(x))   (1, 8, H, W)
 b = primer.roll(conv(image), s).detach()  # shift(f(x))
-conv_err = primer.equivariance_error(conv, image, shifts, stride=1)
+conv_err = primer.toy_equivariance_error(conv, image, shifts, stride=1)
 print(f"max relative error over shifts 0..{max_shift}: {conv_err.max():.2e}")
 
 fig, axes = plt.subplots(1, 5, figsize=(15, 3.2))
@@ -95,7 +95,7 @@ rows = []
 for depth in (1, 3):
     for down in ("stride", "maxpool", "blurpool"):
         net = primer.toy_cnn(depth=depth, down=down, channels=8, seed=SEED)
-        err = primer.equivariance_error(net, image, shifts, stride=2**depth)
+        err = primer.toy_equivariance_error(net, image, shifts, stride=2**depth)
         rows += [{"depth": depth, "downsampler": down, "shift_px": sft, "relative_error": float(e)} for sft, e in zip(shifts, err)]
 phase = pd.DataFrame(rows)
 

@@ -163,7 +163,7 @@ curves = []
 for row, h in enumerate(shown):
     period = explorer.predicted_period(vgg, vgg_heads[h])
     for col, (name, color) in enumerate((("protocol", "C0"), ("circular", "C1")), start=1):
-        dxs, vals = explorer.response_profile(results[name], f"vgg/{h}", field)  # (S,), (N, S)
+        dxs, vals = invariance.response_profile(results[name], f"vgg/{h}", field)  # (S,), (N, S)
         mean = vals.mean(0)
         freqs, power = spectra.spectrum_1d(vals)  # (F,), (N, F)
         pooled = power.sum(0)
@@ -193,7 +193,7 @@ plt.show()
 # %% [markdown]
 # ## 4. The periodicity index: is the period the one the architecture predicts?
 #
-# For every head and setting, `explorer.periodicity_summary` reports: the predicted period `P`
+# For every head and setting, `spectra.periodicity_summary` reports: the predicted period `P`
 # (from the deepest GAP tap's stride; none for heads with a flatten part; 1 for APS), the
 # **exact period found** in the data (smallest `P` with `R(dx + P) = R(dx)` for every image, up
 # to float round-off: 1e-5 of the values), the periodicity index (energy at `1/P` and its harmonics over the
@@ -210,7 +210,7 @@ for name, res in results.items():
         t, head = h.split("/")
         heads_of = vgg_heads if t == "vgg" else ms.heads[t]
         predicted[h] = explorer.predicted_period(circ if name == "circular" else trunk_of[t], heads_of[head])
-    tables.append(explorer.periodicity_summary(res, predicted, fields=("loss", "true_logit", "accuracy"), label=name))
+    tables.append(spectra.periodicity_summary(res, predicted, fields=("loss", "true_logit", "accuracy"), label=name))
 period_table = pd.concat(tables, ignore_index=True)
 period_table["exact_is_predicted"] = period_table["exact_period"] == period_table["predicted_period"]
 cols = ["setting", "head", "field", "predicted_period", "exact_period", "fraction", "chance", "fundamental_period",
@@ -251,7 +251,7 @@ fig, ax = plt.subplots(figsize=(10, 4))
 check = []
 for name, head, style in (("protocol", "vgg/multi_gap", "-"), ("circular", "vgg/multi_gap", "--"),
                           ("aps", "aps/multi_gap", "-"), ("aps", "aps/final_gap", ":")):
-    dxs, vals = explorer.response_profile(results[name], head, "true_logit")
+    dxs, vals = invariance.response_profile(results[name], head, "true_logit")
     ax.plot(dxs, vals.mean(0), style, lw=1.5, label=f"{head} [{name}]")
     row = period_table[(period_table["setting"] == name) & (period_table["head"] == head)
                        & (period_table["field"] == "true_logit")].iloc[0]

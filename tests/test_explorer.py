@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from shiftinv import explorer, figures
+from shiftinv import explorer, figures, invariance, spectra
 
 
 class _Tiny(nn.Module):
@@ -178,7 +178,7 @@ def test_circular_sweep_is_exactly_periodic_with_predicted_period(tiny_vgg) -> N
     res = sweep.sweep(trunk, heads, images, labels, shifts_, "circular", device="cpu", keep_logits=True,
                       progress=False, batch_size=96)
     predicted = {h: explorer.predicted_period(trunk, m) for h, m in heads.items()}
-    table = explorer.periodicity_summary(res, predicted, fields=("loss", "true_logit"), label="circular")
+    table = spectra.periodicity_summary(res, predicted, fields=("loss", "true_logit"), label="circular")
     for head, period in (("gap_pool1", 2), ("gap_pool2", 4), ("gap_pool3", 8)):
         for _, row in table[table["head"] == head].iterrows():
             assert row.predicted_period == period
@@ -190,9 +190,9 @@ def test_circular_sweep_is_exactly_periodic_with_predicted_period(tiny_vgg) -> N
     flat = table[(table["head"] == "flatten") & (table["field"] == "loss")].iloc[0]
     assert np.isnan(flat.fraction) and flat.invariance_deviation > 1e-4
     # the response profile agrees with the sweep and the true-class logit with the logits
-    dxs, loss = explorer.response_profile(res, "gap_pool2", "loss")
+    dxs, loss = invariance.response_profile(res, "gap_pool2", "loss")
     assert list(dxs) == list(range(-16, 16)) and loss.shape == (3, 32)
-    _, logit = explorer.response_profile(res, "gap_pool2", "true_logit")
+    _, logit = invariance.response_profile(res, "gap_pool2", "true_logit")
     i = res.index(3, 0)
     assert logit[1, 19] == pytest.approx(float(res.logits["gap_pool2"][i, 1, 1]))
 
@@ -208,7 +208,7 @@ def test_aps_same_weights_is_exactly_invariant(tiny_vgg) -> None:
     gap = {"gap_pool3": heads["gap_pool3"]}
     res = sweep.sweep(aps, gap, images, labels, [(dx, 0) for dx in range(-8, 8)], "circular", device="cpu",
                       progress=False)
-    row = explorer.periodicity_summary(res, {"gap_pool3": explorer.predicted_period(aps, gap["gap_pool3"])}).iloc[0]
+    row = spectra.periodicity_summary(res, {"gap_pool3": explorer.predicted_period(aps, gap["gap_pool3"])}).iloc[0]
     assert row.predicted_period == 1 and row.invariance_deviation < 1e-4 and row.exact_period == 1
 
 
@@ -217,11 +217,11 @@ def test_response_profile_errors(tiny_vgg) -> None:
     res = sweep.sweep(trunk, {"gap_pool1": heads["gap_pool1"]}, images, labels, [(0, 0), (2, 0)], "circular",
                       device="cpu", progress=False)
     with pytest.raises(ValueError, match="consecutive"):
-        explorer.response_profile(res, "gap_pool1")
+        invariance.response_profile(res, "gap_pool1")
     with pytest.raises(ValueError, match="keep_logits"):
-        explorer.response_profile(res, "gap_pool1", "true_logit")
+        invariance.response_profile(res, "gap_pool1", "true_logit")
     with pytest.raises(ValueError, match="field must be"):
-        explorer.response_profile(res, "gap_pool1", "entropy")
+        invariance.response_profile(res, "gap_pool1", "entropy")
 
 
 def test_train_depth_heads_trains_then_loads(tiny_vgg) -> None:
@@ -248,7 +248,7 @@ def test_train_depth_heads_trains_then_loads(tiny_vgg) -> None:
 
 def test_exact_period() -> None:
     x = np.arange(48)
-    assert explorer.exact_period(np.sin(2 * np.pi * x / 8)) == 8
-    assert explorer.exact_period(np.stack([np.cos(2 * np.pi * x / 4), np.sin(2 * np.pi * x / 16)])) == 16
-    assert explorer.exact_period(np.full(48, 3.0)) == 1
-    assert np.isnan(explorer.exact_period(np.random.default_rng(0).normal(size=48)))
+    assert spectra.exact_period(np.sin(2 * np.pi * x / 8)) == 8
+    assert spectra.exact_period(np.stack([np.cos(2 * np.pi * x / 4), np.sin(2 * np.pi * x / 16)])) == 16
+    assert spectra.exact_period(np.full(48, 3.0)) == 1
+    assert np.isnan(spectra.exact_period(np.random.default_rng(0).normal(size=48)))

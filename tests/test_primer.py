@@ -27,14 +27,14 @@ def test_roll_moves_content_right_and_down() -> None:
 
 def test_convolution_is_equivariant_to_every_circular_shift(image: torch.Tensor) -> None:
     net = primer.toy_cnn(depth=2, down="none")
-    err = primer.equivariance_error(net, image, range(0, 17), stride=1)
+    err = primer.toy_equivariance_error(net, image, range(0, 17), stride=1)
     assert err.max() < 1e-5
 
 
 @pytest.mark.parametrize("down", ["maxpool", "stride", "blurpool"])
 def test_downsampling_is_equivariant_only_at_multiples_of_the_stride(image: torch.Tensor, down: str) -> None:
     net = primer.toy_cnn(depth=2, down=down)
-    err = primer.equivariance_error(net, image, range(0, 9), stride=4)
+    err = primer.toy_equivariance_error(net, image, range(0, 9), stride=4)
     assert err[[0, 4, 8]].max() < 1e-5  # multiples of 4: exact
     assert err[[1, 2, 3, 5, 6, 7]].min() > 1e-3  # other phases: broken
 

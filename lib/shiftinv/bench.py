@@ -552,24 +552,18 @@ def run_benchmark(settings: BenchSettings, out_path: Path | None = None) -> dict
     report: dict[str, Any] = {"schema": SCHEMA, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                               "device": _device_info(device), "versions": _versions(),
                               "settings": {**asdict(s), "num_shifts": len(shifts), "heads": list(PAPER_HEADS)}}
-
     report["peak"] = measure_peak(device, size=s.peak_size)
-    peak = report["peak"]["tflops"]
-
     trunk, heads, separate = _build_models(s, device)
     per_image = _flops_per_image(trunk, heads, s.input_size)
     per_image["heads_mean"] = per_image["heads"] / len(heads)
     report["flops"] = {"per_image": per_image, "input_size": s.input_size, "width": s.width,
                        "counter": "torch.utils.flop_counter.FlopCounterMode (multiply-add = 2 FLOPs)"}
-
     images, source = bench_images(s.images, s.input_size, s.seed)
     with torch.no_grad():  # labels: the multi-GAP head's float32 top-1 on the unshifted images, so that
         # per-shift accuracy measures how often a shift changes the prediction (random weights have no classes)
         labels = heads["multi_gap"](trunk(images.to(device), heads["multi_gap"].taps)).argmax(1).cpu()
     report["settings"]["image_source"] = source
     report["settings"]["labels"] = "top-1 of the multi_gap head (float32) on the unshifted images"
-    shifted = len(shifts) * s.images
-
     # engine and baseline alternate `repeats` times; each keeps its fastest run (the one least
     # slowed down by other processes); all runs' times are kept in the report
     engine_runs: list[dict[str, Any]] = []
@@ -578,49 +572,69 @@ def run_benchmark(settings: BenchSettings, out_path: Path | None = None) -> dict
         engine_runs.append(run_engine(trunk, heads, images, labels, shifts, s, device))
         if not s.skip_baseline:
             base_runs.append(run_baseline(separate, images, labels, shifts, s.baseline_batch, device))
+    base_rate = _compare_runs(report, engine_runs, base_runs, len(shifts) * s.images, len(heads))
+    if not s.skip_training:
+        report["training"] = _bench_training(s, trunk, device)
+    report["projection"] = _projection(s, report, base_rate)
+    report["targets"] = _targets(report)
+    path = Path(out_path) if out_path is not None else paths.results_dir() / "bench" / f"bench_{device.type}.json"
+    report["json_path"] = str(path)
+    utils.atomic_write_bytes(path, (json.dumps(report, indent=2, default=_json_default) + "\n").encode())
+    return report
+
+
+def _compare_runs(report: dict[str, Any], engine_runs: Sequence[Mapping[str, Any]],
+                  base_runs: Sequence[Mapping[str, Any]], shifted: int, num_heads: int) -> float | None:
+    """Fill ``report``'s engine, baseline, speed-up and agreement from the fastest run of each;
+    return the baseline's shifted images per second (``None`` without a baseline)."""
+    per_image, peak = report["flops"]["per_image"], report["peak"]["tflops"]
     engine = min(engine_runs, key=lambda r: r["seconds"])
     report["engine"] = {k: v for k, v in engine.items() if k not in ("accuracy", "loss")}
     report["engine"]["all_seconds"] = [r["seconds"] for r in engine_runs]
-    report["engine"].update(_throughput(engine["seconds"], shifted, shifted, per_image, shifted * len(heads), peak))
+    report["engine"].update(_throughput(engine["seconds"], shifted, shifted, per_image, shifted * num_heads, peak))
+    if not base_runs:
+        return None
+    base = min(base_runs, key=lambda r: r["seconds"])
+    report["baseline"] = {k: v for k, v in base.items() if k not in ("accuracy", "loss")}
+    report["baseline"]["all_seconds"] = [r["seconds"] for r in base_runs]
+    # each of the four models re-runs the trunk: 4 trunk passes and one head per shifted image
+    report["baseline"].update(_throughput(base["seconds"], shifted, shifted * num_heads, per_image,
+                                          shifted * num_heads, peak))
+    report["speedup"] = base["seconds"] / engine["seconds"]
+    report["speedup_cpu_time"] = base["cpu_seconds"] / max(engine["cpu_seconds"], 1e-9)
+    # where the speed-up comes from: fewer trunk passes (4 heads share one), and faster passes
+    # (batching shifts, bf16, channels-last: the achieved TFLOP/s)
+    report["speedup_breakdown"] = {
+        "trunk_pass_ratio": (shifted * num_heads) / engine["trunk_passes"],
+        "flop_ratio": report["baseline"]["flops"] / report["engine"]["flops"],
+        "throughput_ratio": report["engine"]["tflops"] / report["baseline"]["tflops"]}
+    heads = list(engine["accuracy"])
+    acc_diff = max(float((engine["accuracy"][k] - base["accuracy"][k]).abs().max()) for k in heads)
+    loss_diff = max(float(((engine["loss"][k] - base["loss"][k]).abs()
+                           / base["loss"][k].abs().clamp_min(1e-12)).max()) for k in heads)
+    report["agreement"] = {"max_accuracy_diff_pp": 100.0 * acc_diff, "max_loss_rel_diff": loss_diff,
+                           "engine_dtype": "bfloat16" if engine["bf16"] else "float32",
+                           "baseline_dtype": "float32"}
+    return shifted / base["seconds"]
 
-    if not s.skip_baseline:
-        base = min(base_runs, key=lambda r: r["seconds"])
-        report["baseline"] = {k: v for k, v in base.items() if k not in ("accuracy", "loss")}
-        report["baseline"]["all_seconds"] = [r["seconds"] for r in base_runs]
-        # each of the four models re-runs the trunk: 4 trunk passes and one head per shifted image
-        report["baseline"].update(_throughput(base["seconds"], shifted, shifted * len(heads), per_image,
-                                              shifted * len(heads), peak))
-        report["speedup"] = base["seconds"] / engine["seconds"]
-        report["speedup_cpu_time"] = base["cpu_seconds"] / max(engine["cpu_seconds"], 1e-9)
-        # where the speed-up comes from: fewer trunk passes (4 heads share one), and faster passes
-        # (batching shifts, bf16, channels-last: the achieved TFLOP/s)
-        report["speedup_breakdown"] = {
-            "trunk_pass_ratio": (shifted * len(heads)) / engine["trunk_passes"],
-            "flop_ratio": report["baseline"]["flops"] / report["engine"]["flops"],
-            "throughput_ratio": report["engine"]["tflops"] / report["baseline"]["tflops"]}
-        acc_diff = max(float((engine["accuracy"][k] - base["accuracy"][k]).abs().max()) for k in heads)
-        loss_diff = max(float(((engine["loss"][k] - base["loss"][k]).abs()
-                               / base["loss"][k].abs().clamp_min(1e-12)).max()) for k in heads)
-        report["agreement"] = {"max_accuracy_diff_pp": 100.0 * acc_diff, "max_loss_rel_diff": loss_diff,
-                               "engine_dtype": "bfloat16" if engine["bf16"] else "float32",
-                               "baseline_dtype": "float32"}
-        base_rate = shifted / base["seconds"]
-    else:
-        base_rate = None
 
-    if not s.skip_training:
-        gen = torch.Generator().manual_seed(s.seed + 1)
-        n_val = max(2, s.train_images // 4)
-        train_x, _ = bench_images(s.train_images + n_val, s.input_size, s.seed + 1)
-        train_y = torch.randint(0, s.num_classes, (s.train_images + n_val,), generator=gen)
-        report["training"] = run_training(
-            trunk, s.train_head, train_x[: s.train_images], train_y[: s.train_images],
-            train_x[s.train_images:], train_y[s.train_images:], s.train_epochs, s.train_batch,
-            s.num_classes, s.input_size, device, s.seed)
+def _bench_training(s: BenchSettings, trunk: nn.Module, device: torch.device) -> dict[str, Any]:
+    """:func:`run_training` on seeded images and random labels (``s.train_images`` + a quarter for validation)."""
+    gen = torch.Generator().manual_seed(s.seed + 1)
+    n_val = max(2, s.train_images // 4)
+    train_x, _ = bench_images(s.train_images + n_val, s.input_size, s.seed + 1)
+    train_y = torch.randint(0, s.num_classes, (s.train_images + n_val,), generator=gen)
+    return run_training(
+        trunk, s.train_head, train_x[: s.train_images], train_y[: s.train_images],
+        train_x[s.train_images:], train_y[s.train_images:], s.train_epochs, s.train_batch,
+        s.num_classes, s.input_size, device, s.seed)
 
+
+def _projection(s: BenchSettings, report: Mapping[str, Any], base_rate: float | None) -> dict[str, Any]:
+    """Hours of the paper's full protocol at the measured rates (and scaled to 256 px, full width)."""
     total = s.paper_test_images * PAPER_SHIFTS
-    report["projection"] = {
-        "test_images": s.paper_test_images, "shifts": PAPER_SHIFTS, "models": len(heads),
+    out: dict[str, Any] = {
+        "test_images": s.paper_test_images, "shifts": PAPER_SHIFTS, "models": len(PAPER_HEADS),
         "shifted_images": total,
         "engine_hours": total / report["engine"]["shifted_images_per_s"] / 3600,
         "baseline_hours": (total / base_rate / 3600) if base_rate else None,
@@ -629,19 +643,12 @@ def run_benchmark(settings: BenchSettings, out_path: Path | None = None) -> dict
     }
     if s.input_size != 256 or s.width != 1.0:
         # the projection that matters is at the paper's size: scale by the FLOPs per image
-        paper_trunk = _paper_trunk_flops()
-        scale = paper_trunk / per_image["trunk"]
-        report["projection"]["paper_size_scale"] = scale
-        report["projection"]["engine_hours_at_256px"] = report["projection"]["engine_hours"] * scale
+        scale = _paper_trunk_flops() / report["flops"]["per_image"]["trunk"]
+        out["paper_size_scale"] = scale
+        out["engine_hours_at_256px"] = out["engine_hours"] * scale
         if base_rate:
-            report["projection"]["baseline_hours_at_256px"] = report["projection"]["baseline_hours"] * scale
-
-    report["targets"] = _targets(report)
-
-    path = Path(out_path) if out_path is not None else paths.results_dir() / "bench" / f"bench_{device.type}.json"
-    report["json_path"] = str(path)
-    utils.atomic_write_bytes(path, (json.dumps(report, indent=2, default=_json_default) + "\n").encode())
-    return report
+            out["baseline_hours_at_256px"] = out["baseline_hours"] * scale
+    return out
 
 
 def _targets(report: Mapping[str, Any]) -> dict[str, Any]:
@@ -725,17 +732,7 @@ def format_table(report: Mapping[str, Any]) -> str:
         lines.append(f"head training ({t['head']}, {t['epochs']} epochs, {t['train_images']} images): trunk every "
                      f"epoch {t['rerun']['seconds']:.2f} s, cached features {t['cached']['seconds']:.2f} s "
                      f"-> {t['speedup']:.2f}x")
-    p = report["projection"]
-    proj = (f"paper protocol ({p['test_images']} images x {p['shifts']} shifts x 4 models): "
-            f"engine {p['engine_hours']:.1f} h")
-    if p.get("baseline_hours") is not None:
-        proj += f", baseline {p['baseline_hours']:.1f} h"
-    proj += f" at {s['input_size']} px"
-    if "engine_hours_at_256px" in p:
-        proj += f"; at 256 px / full width x{p['paper_size_scale']:.1f}: engine {p['engine_hours_at_256px']:.1f} h"
-        if p.get("baseline_hours_at_256px") is not None:
-            proj += f", baseline {p['baseline_hours_at_256px']:.1f} h"
-    lines.append(proj)
+    lines.append(_projection_line(report["projection"], s["input_size"]))
     t = report["targets"]
     met = {k[: -len("_met")]: v for k, v in t.items() if k.endswith("_met") and v is not None}
     if met:
@@ -747,10 +744,24 @@ def format_table(report: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _projection_line(p: Mapping[str, Any], input_size: int) -> str:
+    """The table's line on the paper protocol's projected hours."""
+    proj = (f"paper protocol ({p['test_images']} images x {p['shifts']} shifts x 4 models): "
+            f"engine {p['engine_hours']:.1f} h")
+    if p.get("baseline_hours") is not None:
+        proj += f", baseline {p['baseline_hours']:.1f} h"
+    proj += f" at {input_size} px"
+    if "engine_hours_at_256px" in p:
+        proj += f"; at 256 px / full width x{p['paper_size_scale']:.1f}: engine {p['engine_hours_at_256px']:.1f} h"
+        if p.get("baseline_hours_at_256px") is not None:
+            proj += f", baseline {p['baseline_hours_at_256px']:.1f} h"
+    return proj
+
+
 # ----------------------------------------------------------------------------- CLI
 
 
-def _parser(defaults: BenchSettings) -> argparse.ArgumentParser:
+def _bench_parser(defaults: BenchSettings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m shiftinv.bench", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -779,7 +790,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RuntimeError as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 2
-    args = _parser(defaults).parse_args(argv)
+    args = _bench_parser(defaults).parse_args(argv)
     settings = BenchSettings(**{f.name: getattr(args, f.name) for f in fields(BenchSettings)})
     try:
         report = run_benchmark(settings, args.out)

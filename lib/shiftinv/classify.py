@@ -698,15 +698,16 @@ def split_timings(frame: pd.DataFrame, keys: tuple[str, ...] = ("model", "epoch"
 
 
 def shift_frame(result: Any) -> pd.DataFrame:
-    """Image-averaged outcome per (head, shift): ``head, dx, dy, accuracy, loss, p_true``."""
+    """Image-averaged outcome per (head, shift): ``head, dx, dy, accuracy, loss, p_true``
+    (the long-table view of :meth:`shiftinv.sweep.SweepResult.per_image`)."""
     s = result.shifts.numpy()
     frames = []
     for h in result.heads:
         frames.append(pd.DataFrame({
             "head": h, "dx": s[:, 0], "dy": s[:, 1],
-            "accuracy": result.correct[h].double().mean(1).numpy(),
-            "loss": result.loss[h].double().mean(1).numpy(),
-            "p_true": result.p_true[h].double().mean(1).numpy(),
+            "accuracy": result.per_image(h, "accuracy").double().mean(1).numpy(),
+            "loss": result.per_image(h, "loss").double().mean(1).numpy(),
+            "p_true": result.per_image(h, "p_true").double().mean(1).numpy(),
         }))
     return pd.concat(frames, ignore_index=True)
 

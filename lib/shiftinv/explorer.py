@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from . import shifts
+from .invariance import relative_change
 
 
 class FeatureModel(Protocol):
@@ -102,7 +103,7 @@ class Panels:
     @property
     def gap_change(self) -> float:
         """Relative change of the layer's GAP vector, ``|g(shifted) - g| / |g|``."""
-        return float((self.gap_shifted - self.gap_reference).norm() / self.gap_reference.norm().clamp_min(1e-12))
+        return float(relative_change(self.gap_reference, self.gap_shifted, floor=1e-12))
 
     @property
     def map_change(self) -> float:
@@ -148,36 +149,15 @@ def compute_panels(
     Returns:
         :class:`Panels`.
     """
-    if image.dim() == 3:
-        image = image[None]
-    if image.dim() != 4 or image.shape[0] != 1:
-        raise ValueError(f"image must be (C, H, W) or (1, C, H, W), got {tuple(image.shape)}")
-    if int(dx) != dx or int(dy) != dy:
-        raise ValueError(f"the explorer takes integer shifts, got ({dx}, {dy})")
-    dx, dy = int(dx), int(dy)
-    device = next((p.device for p in model.parameters()), image.device) if isinstance(model, nn.Module) else image.device
-    x0 = image.to(device)
-    x1 = shifts.translate(x0, dx, dy, mode=mode)  # (1, C, H, W)
-    batch = torch.cat([x0, x1])  # (2, C, H, W)
-    try:
-        feats = model.features(batch, (layer,))[layer].float()  # (2, C', h, w)
-    except (KeyError, ValueError) as err:
-        raise ValueError(f"layer {layer!r} is not a tap this model provides ({err}); "
-                         "use one of its layer names, e.g. 'pool1'..'pool5'") from err
-    if feats.dim() != 4:
-        raise ValueError(f"layer {layer!r} gives a {feats.dim()}-D output; the explorer needs (N, C, h, w) maps")
+    x0, x1, dx, dy = _shifted_pair(model, image, dx, dy, mode)  # (1, C, H, W) each
+    feats = _layer_maps(model, torch.cat([x0, x1]), layer)  # (2, C', h, w)
     probs = torch.softmax(model(x1).float(), dim=1)[0].cpu()  # (K,)
-    stride = max(1, round(image.shape[-1] / feats.shape[-1]))
+    stride = max(1, round(x0.shape[-1] / feats.shape[-1]))
     if channel is not None and not 0 <= channel < feats.shape[1]:
         raise ValueError(f"channel {channel} out of range: layer {layer!r} has {feats.shape[1]} channels")
     view = feats[:, channel] if channel is not None else feats.mean(dim=1)  # (2, h, w)
     fx, fy = round(dx / stride), round(dy / stride)  # the shift in feature-map pixels
-    fmode = "circular" if mode == "circular" else "mosaic"
-    h, w = view.shape[-2:]
-    if abs(fx) > w or abs(fy) > h:  # the shift leaves the map: nothing to align
-        aligned = view[1:2]
-    else:
-        aligned = shifts.translate(view[1:2, None], -fx, -fy, mode=fmode)[:, 0]  # (1, h, w)
+    aligned = _move_back(view[1:2], fx, fy, mode)  # (1, h, w)
     gap = feats.mean(dim=(2, 3)).cpu()  # (2, C')
     return Panels(
         head=head, layer=layer, dx=dx, dy=dy, mode=mode, stride=stride, label=label,
@@ -187,6 +167,42 @@ def compute_panels(
         gap_reference=gap[0], gap_shifted=gap[1], probs=probs,
         class_names=class_names, channel=channel,
     )
+
+
+def _shifted_pair(model: FeatureModel, image: Tensor, dx: int, dy: int, mode: str) -> tuple[Tensor, Tensor, int, int]:
+    """``(x0, x1, dx, dy)``: the image (1, C, H, W) on the model's device and its shifted copy."""
+    if image.dim() == 3:
+        image = image[None]
+    if image.dim() != 4 or image.shape[0] != 1:
+        raise ValueError(f"image must be (C, H, W) or (1, C, H, W), got {tuple(image.shape)}")
+    if int(dx) != dx or int(dy) != dy:
+        raise ValueError(f"the explorer takes integer shifts, got ({dx}, {dy})")
+    dx, dy = int(dx), int(dy)
+    device = next((p.device for p in model.parameters()), image.device) if isinstance(model, nn.Module) else image.device
+    x0 = image.to(device)
+    return x0, shifts.translate(x0, dx, dy, mode=mode), dx, dy
+
+
+def _layer_maps(model: FeatureModel, batch: Tensor, layer: str) -> Tensor:
+    """The ``layer`` feature maps (B, C', h, w) float32 of ``batch`` (B, C, H, W); a clear error otherwise."""
+    try:
+        feats = model.features(batch, (layer,))[layer].float()
+    except (KeyError, ValueError) as err:
+        raise ValueError(f"layer {layer!r} is not a tap this model provides ({err}); "
+                         "use one of its layer names, e.g. 'pool1'..'pool5'") from err
+    if feats.dim() != 4:
+        raise ValueError(f"layer {layer!r} gives a {feats.dim()}-D output; the explorer needs (N, C, h, w) maps")
+    return feats
+
+
+def _move_back(shifted: Tensor, fx: int, fy: int, mode: str) -> Tensor:
+    """The shifted input's map (1, h, w) moved back by ``(fx, fy)`` feature pixels (unchanged when
+    the shift leaves the map: nothing to align)."""
+    h, w = shifted.shape[-2:]
+    if abs(fx) > w or abs(fy) > h:
+        return shifted
+    fmode = "circular" if mode == "circular" else "mosaic"
+    return shifts.translate(shifted[:, None], -fx, -fy, mode=fmode)[:, 0]
 
 
 def panel_text(p: Panels) -> str:
@@ -294,29 +310,12 @@ def explorer_widget(
         raise ValueError("models is empty: give at least one head name -> model")
     if images.dim() != 4 or images.shape[0] < 1:
         raise ValueError(f"images must be (N, C, H, W) with N >= 1, got {tuple(images.shape)}")
-    style = {"description_width": "initial"}
-    controls: dict[str, Any] = {
-        "head": widgets.Dropdown(options=list(models), description="head", style=style),
-        "layer": widgets.Dropdown(options=list(layers), description="layer", style=style),
-        "image": widgets.IntSlider(0, 0, images.shape[0] - 1, description="image", continuous_update=False, style=style),
-        "shift x": widgets.IntSlider(0, -max_shift, max_shift, description="shift x", continuous_update=False, style=style),
-        "shift y": widgets.IntSlider(0, -max_shift, max_shift, description="shift y", continuous_update=False, style=style),
-        "shift mode": widgets.Dropdown(options=list(modes), description="shift mode", style=style),
-        "channel": widgets.IntText(-1, description="channel (-1 = mean)", style=style),
-    }
-    for key, value in (initial or {}).items():
-        if key not in controls:
-            raise ValueError(f"unknown control {key!r} in initial; choose among {list(controls)}")
-        controls[key].value = value
-    text = widgets.HTML(description="")
-    picture = widgets.Image(format="png")
+    controls = _explorer_controls(list(models), list(layers), images.shape[0], max_shift, list(modes), initial)
+    text, picture = widgets.HTML(description=""), widgets.Image(format="png")
     fig = plt.figure(figsize=(17, 4.3), layout="constrained")
     plt.close(fig)  # drawn into explicitly, never shown by the backend
-    box = widgets.VBox([
-        widgets.HBox([controls["head"], controls["layer"], controls["shift mode"], controls["channel"]]),
-        widgets.HBox([controls["image"], controls["shift x"], controls["shift y"]]),
-        text, picture,
-    ])
+    box = widgets.VBox([widgets.HBox([controls[k] for k in ("head", "layer", "shift mode", "channel")]),
+                        widgets.HBox([controls[k] for k in ("image", "shift x", "shift y")]), text, picture])
 
     def refresh(*_: Any) -> None:
         c = {k: w.value for k, w in controls.items()}
@@ -335,13 +334,31 @@ def explorer_widget(
 
     for w in controls.values():
         w.observe(refresh, names="value")
-    box.controls = controls
-    box.text = text
-    box.picture = picture
-    box.refresh = refresh
-    box.panels = None
+    box.controls, box.text, box.picture, box.refresh, box.panels = controls, text, picture, refresh, None
     refresh()
     return box
+
+
+def _explorer_controls(heads: list[str], layers: list[str], num_images: int, max_shift: int, modes: list[str],
+                       initial: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The widget's controls by description, set to ``initial``."""
+    import ipywidgets as widgets
+
+    style = {"description_width": "initial"}
+    controls: dict[str, Any] = {
+        "head": widgets.Dropdown(options=heads, description="head", style=style),
+        "layer": widgets.Dropdown(options=layers, description="layer", style=style),
+        "image": widgets.IntSlider(0, 0, num_images - 1, description="image", continuous_update=False, style=style),
+        "shift x": widgets.IntSlider(0, -max_shift, max_shift, description="shift x", continuous_update=False, style=style),
+        "shift y": widgets.IntSlider(0, -max_shift, max_shift, description="shift y", continuous_update=False, style=style),
+        "shift mode": widgets.Dropdown(options=modes, description="shift mode", style=style),
+        "channel": widgets.IntText(-1, description="channel (-1 = mean)", style=style),
+    }
+    for key, value in (initial or {}).items():
+        if key not in controls:
+            raise ValueError(f"unknown control {key!r} in initial; choose among {list(controls)}")
+        controls[key].value = value
+    return controls
 
 
 # ============================================================================ periodicity analysis
@@ -371,17 +388,9 @@ def depth_head_name(tap: str) -> str:
 
 
 def train_depth_heads(
-    trunk: Any,
-    train_data: Any,
-    val_data: Any,
-    num_classes: int,
-    cfg: Any,
-    key: Mapping[str, Any],
-    taps: Sequence[str] = ("pool1", "pool2", "pool3", "pool4", "pool5"),
-    test_data: Any = None,
-    input_size: int | None = None,
-    seed: int = 0,
-    source: Any = None,
+    trunk: Any, train_data: Any, val_data: Any, num_classes: int, cfg: Any, key: Mapping[str, Any],
+    taps: Sequence[str] = ("pool1", "pool2", "pool3", "pool4", "pool5"), test_data: Any = None,
+    input_size: int | None = None, seed: int = 0, source: Any = None,
 ) -> tuple[dict[str, Any], "Any"]:
     """GAP-depth ablation: one linear head on GAP(tap) per tap, trained on features computed once.
 
@@ -408,16 +417,7 @@ def train_depth_heads(
     if not taps:
         raise ValueError("taps is empty: name at least one trunk layer, e.g. ('pool1', 'pool5')")
     device = next(trunk.parameters()).device
-    feats: dict[str, Any] = {}
-
-    def features(split: str, data: Any) -> Any:
-        if split not in feats and source is not None and set(taps) <= set(source(split).features):
-            feats[split] = source(split)
-        if split not in feats:
-            feats[split] = train.extract_features(lambda x: trunk(x, taps), data, taps, cfg.eval_batch_size,
-                                                  device, desc=f"depth-head {split} features")
-        return feats[split]
-
+    features = _depth_features(trunk, taps, cfg, device, source)
     heads: dict[str, Any] = {}
     rows = []
     for tap in taps:
@@ -440,6 +440,24 @@ def train_depth_heads(
     return heads, pd.DataFrame(rows)
 
 
+def _depth_features(trunk: Any, taps: tuple[str, ...], cfg: Any, device: torch.device, source: Any) -> Any:
+    """``features(split, data) -> FeatureData`` of every tap, computed at most once per split (taken
+    from ``source`` when it holds every tap, else by :func:`shiftinv.train.extract_features`)."""
+    from . import train
+
+    feats: dict[str, Any] = {}
+
+    def features(split: str, data: Any) -> Any:
+        if split not in feats and source is not None and set(taps) <= set(source(split).features):
+            feats[split] = source(split)
+        if split not in feats:
+            feats[split] = train.extract_features(lambda x: trunk(x, taps), data, taps, cfg.eval_batch_size,
+                                                  device, desc=f"depth-head {split} features")
+        return feats[split]
+
+    return features
+
+
 def predicted_period(trunk: Any, head: Any) -> int | None:
     """The period (px) of a head's response over circular shifts that the architecture predicts.
 
@@ -457,121 +475,3 @@ def predicted_period(trunk: Any, head: Any) -> int | None:
     if getattr(trunk, "pool", "max") == "aps" and getattr(trunk, "circular", False):
         return 1
     return max(int(trunk.stride(t)) for t in taps)
-
-
-#: Responses :func:`response_profile` can extract from a sweep.
-FIELDS: tuple[str, ...] = ("loss", "accuracy", "p_true", "true_logit")
-
-
-def response_profile(result: Any, head: str, field: str = "loss", dy: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Per-image response along ``dx`` (at fixed ``dy``) from a :class:`shiftinv.sweep.SweepResult`.
-
-    Args:
-        field: ``"loss"`` (cross-entropy, nats), ``"accuracy"`` (0/1), ``"p_true"``
-            (softmax probability of the true class) or ``"true_logit"`` (logit of the true
-            class; needs a sweep run with ``keep_logits=True``).
-
-    Returns:
-        ``(dxs (S',) ascending, values (N, S') float64)``; the dx values must be consecutive integers.
-    """
-    result.check_head(head)
-    if field == "loss":
-        per = result.loss[head]
-    elif field == "accuracy":
-        per = result.correct[head]
-    elif field == "p_true":
-        per = result.p_true[head]
-    elif field == "true_logit":
-        if head not in result.logits:
-            raise ValueError("field 'true_logit' needs the logits: run the sweep with keep_logits=True")
-        lg = result.logits[head]  # (S, N, K)
-        per = lg.gather(2, result.labels.view(1, -1, 1).expand(lg.shape[0], -1, 1))[..., 0]
-    else:
-        raise ValueError(f"field must be one of {FIELDS}, got {field!r}")
-    s = result.shifts
-    rows = (s[:, 1] == dy).nonzero()[:, 0]
-    if rows.numel() < 2:
-        raise ValueError(f"the sweep has fewer than 2 shifts with dy = {dy}")
-    dxs = s[rows, 0]
-    order = torch.argsort(dxs)
-    dxs, rows = dxs[order], rows[order]
-    if not bool((dxs.diff() == 1).all()):
-        raise ValueError("response_profile needs consecutive integer dx values (a dense 1-D sweep, step 1)")
-    values = per[rows].double().T.numpy()  # (N, S')
-    return dxs.numpy(), values
-
-
-def exact_period(values: np.ndarray, rtol: float = 1e-5, atol: float = 1e-7) -> float:
-    """Smallest ``P`` in ``1 .. S // 2`` with ``values[:, P:] == values[:, :-P]`` up to float
-    round-off, ``max(atol, rtol * max |values|)``; NaN when there is none.
-
-    The tolerance scales with the values' magnitude (float32 networks agree to ~1e-6 relative),
-    not with their range, so a small periodic component is not mistaken for round-off unless
-    it is below ``rtol`` of the values themselves.
-
-    Args:
-        values: ``(N, S)`` responses over consecutive shifts (or ``(S,)``).
-    """
-    v = np.atleast_2d(np.asarray(values, dtype=np.float64))
-    tol = max(atol, rtol * float(np.abs(v).max()))
-    for p in range(1, v.shape[1] // 2 + 1):
-        if float(np.abs(v[:, p:] - v[:, :-p]).max()) <= tol:
-            return float(p)
-    return float("nan")
-
-
-def periodicity_summary(result: Any, predicted: Mapping[str, int | None], fields: Sequence[str] = ("loss",),
-                        label: str = "") -> "Any":
-    """Periodicity of each head's response over a dense 1-D dx sweep.
-
-    For each head and field (per-image responses, energies pooled over images):
-
-    - ``predicted_period``: from :func:`predicted_period` (``None``/NaN for flatten heads);
-    - ``fraction``: energy at the predicted period and its harmonics / non-constant energy
-      (:func:`shiftinv.spectra.period_energy`: the *periodicity index*), with ``chance``, its
-      white-noise level; NaN when nothing is predicted or the response is constant;
-    - ``dominant_period``: strongest frequency bin of the image-mean response;
-      ``fundamental_period``: smallest period whose periodic fit explains 90 % of the
-      image-mean response's variance (up to half the sweep length);
-    - ``exact_period``: smallest ``P >= 1`` (up to half the sweep) with ``R(dx + P) = R(dx)`` for
-      every image and dx, up to float round-off (:func:`exact_period`; 1 = invariant; NaN = none):
-      what the architecture predicts for GAP heads under circular shifts and padding;
-    - ``periodic_deviation``: ``max |R(dx + P) - R(dx)|`` over images and dx (0 = exactly periodic);
-    - ``invariance_deviation``: ``max |R(dx) - R(0)|`` over images and dx (0 = exactly invariant);
-    - ``ripple``: standard deviation over dx of the image-mean response.
-
-    Args:
-        result: ``SweepResult`` with a dense dx sweep at ``dy = 0``.
-        predicted: ``{head: period or None}`` for the heads to analyse.
-        label: free text stored in a ``setting`` column (e.g. ``"circular shift, circular padding"``).
-    """
-    import pandas as pd
-
-    from . import spectra
-
-    rows = []
-    for head, period in predicted.items():
-        for field in fields:
-            dxs, values = response_profile(result, head, field)  # (S,), (N, S)
-            mean = values.mean(0)
-            zero = int(np.nonzero(dxs == 0)[0][0]) if (dxs == 0).any() else 0
-            row: dict[str, Any] = {"setting": label, "head": head, "field": field, "predicted_period": period,
-                                   "n_images": values.shape[0], "n_shifts": values.shape[1]}
-            constant = float(np.ptp(values, axis=1).max()) == 0.0
-            if period is not None and period > 1 and not constant:
-                e = spectra.period_energy(values, (period,)).iloc[0]
-                row["fraction"], row["chance"] = float(e["fraction"]), float(e["chance"])
-            else:
-                row["fraction"], row["chance"] = float("nan"), float("nan")
-            row["dominant_period"] = spectra.dominant_period(mean) if np.ptp(mean) > 0 else float("nan")
-            row["fundamental_period"] = (spectra.fundamental_period(mean, max_period=len(mean) // 2)
-                                         if np.ptp(mean) > 0 else float("nan"))
-            row["exact_period"] = exact_period(values)
-            if period is not None and period < values.shape[1]:
-                row["periodic_deviation"] = float(np.abs(values[:, period:] - values[:, :-period]).max())
-            else:
-                row["periodic_deviation"] = float("nan")
-            row["invariance_deviation"] = float(np.abs(values - values[:, zero:zero + 1]).max())
-            row["ripple"] = float(mean.std())
-            rows.append(row)
-    return pd.DataFrame(rows)

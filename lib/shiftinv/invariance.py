@@ -16,7 +16,11 @@ Notation used in the definitions: ``L_n(s)`` is the cross-entropy of image
   :func:`relative_loss_from_table` computes the dataset-level ones from a per-shift
   table alone (the workbook's ``classify.shift_frame`` or the authors' results read
   by :func:`shiftinv.authors.read_results`).
-- :func:`response_map`: loss / accuracy / true-class probability over the 2-D shift grid.
+- :func:`response_map`: loss / accuracy / true-class probability over the 2-D shift grid;
+  :func:`response_profile`: per-image responses along ``dx`` (both read
+  :meth:`shiftinv.sweep.SweepResult.per_image`).
+- :func:`relative_change`: the one measure of relative change under shift,
+  ``||f(shift x) - expected|| / ||f(x)||``, that every other such measure calls.
 - :func:`consistency` (sampled, Zhang 2019) and :func:`expected_consistency` (exact).
 - :func:`diagonal_stability`: Azulay & Weiss's P(top-1 change) and mean
   absolute change between consecutive 1-px diagonal shifts.
@@ -48,9 +52,11 @@ __all__ = [
     "relative_loss_long",
     "relative_loss_table",
     "response_map",
+    "response_profile",
     "consistency",
     "expected_consistency",
     "diagonal_stability",
+    "relative_change",
     "equivariance_error",
     "error_by_phase",
     "plot_equivariance_by_phase",
@@ -219,31 +225,46 @@ def response_map(result: SweepResult, head: str, field: str = "loss") -> tuple[n
     """Image-averaged response over the 2-D shift grid.
 
     Args:
-        field: ``"loss"`` (mean cross-entropy), ``"accuracy"`` (top-1), ``"p_true"``
-            (mean true-class probability), ``"pred_change"`` (fraction of images whose
-            top-1 differs from the unshifted one).
+        field: a :data:`shiftinv.sweep.RESPONSES` name, averaged over images: ``"loss"`` (mean
+            cross-entropy), ``"accuracy"`` (top-1), ``"p_true"`` (mean true-class probability),
+            ``"pred_change"`` (fraction of images whose top-1 differs from the unshifted one),
+            ``"true_logit"`` (mean true-class logit; needs ``keep_logits=True``).
 
     Returns:
         ``(values (len(dys), len(dxs)), dxs, dys)``: row = ``dy``, column = ``dx``,
         both ascending; grid points absent from the sweep are NaN.
     """
-    result.check_head(head)
-    if field == "loss":
-        per = result.loss[head].double().mean(1)
-    elif field == "accuracy":
-        per = result.correct[head].double().mean(1)
-    elif field == "p_true":
-        per = result.p_true[head].double().mean(1)
-    elif field == "pred_change":
-        z, _ = _zero_and_rest(result)
-        per = (result.pred[head] != result.pred[head][z]).double().mean(1)
-    else:
-        raise ValueError(f"field must be 'loss', 'accuracy', 'p_true' or 'pred_change', got {field!r}")
+    per = result.per_image(head, field).double().mean(1)  # (S,)
     s = result.shifts.numpy()
     dxs, dys = np.unique(s[:, 0]), np.unique(s[:, 1])
     values = np.full((len(dys), len(dxs)), np.nan)
     values[np.searchsorted(dys, s[:, 1]), np.searchsorted(dxs, s[:, 0])] = per.numpy()
     return values, dxs, dys
+
+
+def response_profile(result: SweepResult, head: str, field: str = "loss", dy: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image response along ``dx`` (at fixed ``dy``): the input of the periodicity analysis.
+
+    Args:
+        field: a :data:`shiftinv.sweep.RESPONSES` name (:meth:`~shiftinv.sweep.SweepResult.per_image`):
+            ``"loss"`` (cross-entropy, nats), ``"accuracy"`` (0/1), ``"p_true"`` (softmax probability
+            of the true class), ``"true_logit"`` (needs a sweep run with ``keep_logits=True``), ...
+
+    Returns:
+        ``(dxs (S',) ascending, values (N, S') float64)``; the dx values must be consecutive integers.
+    """
+    per = result.per_image(head, field)  # (S, N)
+    s = result.shifts
+    rows = (s[:, 1] == dy).nonzero()[:, 0]
+    if rows.numel() < 2:
+        raise ValueError(f"the sweep has fewer than 2 shifts with dy = {dy}")
+    dxs = s[rows, 0]
+    order = torch.argsort(dxs)
+    dxs, rows = dxs[order], rows[order]
+    if not bool((dxs.diff() == 1).all()):
+        raise ValueError("response_profile needs consecutive integer dx values (a dense 1-D sweep, step 1)")
+    values = per[rows].double().T.numpy()  # (N, S')
+    return dxs.numpy(), values
 
 
 def consistency(result: SweepResult, head: str, generator: torch.Generator, pairs_per_image: int = 1) -> float:
@@ -298,6 +319,37 @@ def diagonal_stability(result: SweepResult, head: str) -> dict[str, float]:
         "mean_abs_change": float((prob[a] - prob[b]).abs().mean()),
         "pairs": len(pairs),
     }
+
+
+def relative_change(reference: Tensor, changed: Tensor, dims: int | Sequence[int] | None = None, *,
+                    expected: Tensor | None = None, squared: bool = False, floor: float | None = None) -> Tensor:
+    """The workbook's one measure of "relative change under shift": ``||changed - expected|| / ||reference||``.
+
+    ``expected`` defaults to ``reference`` (invariance: ``changed = f(shift x)``, ``reference = f(x)``);
+    for equivariance pass ``expected = shift f(x)``. Norms are L2 over ``dims`` (default: all
+    elements), so the result has the shape of ``reference`` without ``dims`` (changed and expected
+    broadcast against it, e.g. (S, N, C) against (N, C) with ``dims=-1`` gives (S, N)).
+
+    Args:
+        squared: the ratio of squared norms, ``sum (changed - expected)^2 / sum reference^2``, summed
+            in float64; NaN where the denominator is 0. Otherwise the ratio of L2 norms in the
+            tensors' dtype (where the denominator is 0 the division gives inf or NaN).
+        floor: lower bound of the denominator norm (``clamp_min``), e.g. 1e-12 for an all-zero reference.
+
+    Used by :func:`equivariance_error` (per layer, squared, valid region), notebook 01's
+    :func:`shiftinv.primer.toy_equivariance_error` / :func:`~shiftinv.primer.invariance_error`,
+    :func:`shiftinv.models.gap_drift_under_circular_shift` and :attr:`shiftinv.explorer.Panels.gap_change`.
+    """
+    diff = changed - (reference if expected is None else expected)
+    if squared:
+        num = diff.double().pow(2).sum() if dims is None else diff.double().pow(2).sum(dim=dims)
+        den = reference.double().pow(2).sum() if dims is None else reference.double().pow(2).sum(dim=dims)
+        if floor is not None:
+            den = den.clamp_min(floor * floor)
+        return torch.where(den > 0, num / den, torch.full_like(num, math.nan))
+    num = diff.norm() if dims is None else diff.norm(dim=dims)
+    den = reference.norm() if dims is None else reference.norm(dim=dims)
+    return num / (den if floor is None else den.clamp_min(floor))
 
 
 def _shift_features(f: Tensor, fx: float, fy: float, reference: str) -> Tensor:
@@ -360,30 +412,32 @@ def equivariance_error(
         for si, (dx, dy) in enumerate(shifts):
             feats = trunk(shifted[si * n : (si + 1) * n], taps)
             for t in taps:
-                r = strides[t]
-                f0, f1 = base[t], feats[t].float()  # (N, C, h, w)
-                if reference == "subpixel":
-                    fx, fy = dx / r, dy / r
-                elif reference == "floor":
-                    fx, fy = dx // r, dy // r
-                else:
-                    fx, fy = _round_half_away(dx / r), _round_half_away(dy / r)
-                ref = _shift_features(f0, fx, fy, reference)
-                h, w = f0.shape[-2:]
-                cx, cy = math.ceil(abs(dx) / r), math.ceil(abs(dy) / r)
-                x0 = margin + (cx if dx > 0 else 0)
-                x1 = w - margin - (cx if dx < 0 else 0)
-                y0 = margin + (cy if dy > 0 else 0)
-                y1 = h - margin - (cy if dy < 0 else 0)
-                if x1 <= x0 or y1 <= y0:
-                    err = math.nan  # the shift (plus margin) leaves no valid pixel at this tap
-                else:
-                    diff = (f1 - ref)[..., y0:y1, x0:x1]
-                    den = f0[..., y0:y1, x0:x1].double().pow(2).sum()
-                    err = float(diff.double().pow(2).sum() / den) if den > 0 else math.nan
-                rows.append({"tap": t, "stride": r, "dx": dx, "dy": dy, "phase_x": dx % r, "phase_y": dy % r,
-                             "error": err})
+                err = _tap_error(base[t], feats[t].float(), strides[t], dx, dy, reference, margin)
+                rows.append({"tap": t, "stride": strides[t], "dx": dx, "dy": dy, "phase_x": dx % strides[t],
+                             "phase_y": dy % strides[t], "error": err})
     return pd.DataFrame(rows)
+
+
+def _tap_error(f0: Tensor, f1: Tensor, r: int, dx: int, dy: int, reference: str, margin: int) -> float:
+    """One tap's error: ``f0``, ``f1`` (N, C, h, w) float32 maps of the unshifted and the shifted input,
+    ``r`` the tap's stride; NaN when the shift (plus ``margin``) leaves no valid pixel."""
+    if reference == "subpixel":
+        fx, fy = dx / r, dy / r
+    elif reference == "floor":
+        fx, fy = dx // r, dy // r
+    else:
+        fx, fy = _round_half_away(dx / r), _round_half_away(dy / r)
+    expected = _shift_features(f0, fx, fy, reference)
+    h, w = f0.shape[-2:]
+    cx, cy = math.ceil(abs(dx) / r), math.ceil(abs(dy) / r)  # feature pixels where new content enters
+    x0 = margin + (cx if dx > 0 else 0)
+    x1 = w - margin - (cx if dx < 0 else 0)
+    y0 = margin + (cy if dy > 0 else 0)
+    y1 = h - margin - (cy if dy < 0 else 0)
+    if x1 <= x0 or y1 <= y0:
+        return math.nan
+    valid = (..., slice(y0, y1), slice(x0, x1))
+    return float(relative_change(f0[valid], f1[valid], expected=expected[valid], squared=True))
 
 
 def _round_half_away(v: float) -> int:

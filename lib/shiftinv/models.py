@@ -765,6 +765,7 @@ def gap_drift_under_circular_shift(
     ``x`` is (N, 3, H, W) in [0, 1]; shifted copies are evaluated ``batch_size`` images
     at a time. Returns columns ``shift, tap, drift``.
     """
+    from .invariance import relative_change
     from .layers import circular_shift
 
     taps = tuple(taps)
@@ -780,6 +781,6 @@ def gap_drift_under_circular_shift(
     rows = []
     for t in taps:
         g = torch.cat(gaps[t]).view(len(shifts), n, -1)  # (S, N, C)
-        rel = (g - ref[t]).norm(dim=2) / ref[t].norm(dim=1).clamp_min(1e-30)  # (S, N)
+        rel = relative_change(ref[t], g, dims=-1, floor=1e-30)  # (S, N)
         rows += [{"shift": s, "tap": t, "drift": float(r)} for s, r in zip(shifts, rel.mean(dim=1))]
     return pd.DataFrame(rows)

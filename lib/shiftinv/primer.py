@@ -8,9 +8,11 @@ moves content right.
 
 Measures (all relative, dimensionless, on ``(N, C, H, W)`` tensors):
 
-- :func:`equivariance_error` -- how far ``f(shift(x, s))`` is from a shifted copy of
+- :func:`toy_equivariance_error` -- how far ``f(shift(x, s))`` is from a shifted copy of
   ``f(x)``: ``min_k ||f(roll(x, s)) - roll(f(x), k)|| / ||f(x)||`` over the integer output
-  shifts ``k`` nearest to ``s / stride``. Zero iff the output moved rigidly.
+  shifts ``k`` nearest to ``s / stride``. Zero iff the output moved rigidly. (The per-layer,
+  phase-resolved measure of a VGG trunk is :func:`shiftinv.invariance.equivariance_error`;
+  both call :func:`shiftinv.invariance.relative_change`.)
 - :func:`invariance_error` -- how much a global average pool of the output changes:
   ``||GAP f(roll(x, s)) - GAP f(x)|| / ||GAP f(x)||``.
 """
@@ -90,7 +92,7 @@ def total_stride(net: nn.Sequential) -> int:
 
 
 @torch.no_grad()
-def equivariance_error(net: nn.Module, x: Tensor, shifts: Sequence[int], stride: int) -> Tensor:
+def toy_equivariance_error(net: nn.Module, x: Tensor, shifts: Sequence[int], stride: int) -> Tensor:
     """Relative distance of ``net(roll(x, s))`` to the nearest rigidly shifted ``net(x)``.
 
     Args:
@@ -103,18 +105,21 @@ def equivariance_error(net: nn.Module, x: Tensor, shifts: Sequence[int], stride:
         ``(S,)``: for each ``s``, ``min_k ||net(roll(x, s)) - roll(net(x), k)|| / ||net(x)||``
         with ``k`` in ``{floor(s/stride), ceil(s/stride)}`` (just ``s/stride`` when it divides).
     """
+    from .invariance import relative_change
+
     y0 = net(x)
-    norm = y0.norm()
     errors = []
     for s in shifts:
         ys = net(roll(x, int(s)))
         candidates = {math.floor(s / stride), math.ceil(s / stride)}
-        errors.append(min((ys - roll(y0, k)).norm() / norm for k in candidates))
+        errors.append(min(relative_change(y0, ys, expected=roll(y0, k)) for k in candidates))
     return torch.stack(errors)
 
 
 @torch.no_grad()
 def invariance_error(net: nn.Module, x: Tensor, shifts: Sequence[int]) -> Tensor:
     """``(S,)`` relative change of the global-average-pooled output under circular shifts ``s``."""
+    from .invariance import relative_change
+
     g0 = net(x).mean(dim=(-2, -1))  # (N, C')
-    return torch.stack([(net(roll(x, int(s))).mean(dim=(-2, -1)) - g0).norm() / g0.norm() for s in shifts])
+    return torch.stack([relative_change(g0, net(roll(x, int(s))).mean(dim=(-2, -1))) for s in shifts])

@@ -19,13 +19,17 @@ scores ``chance(P) = (P - 1) / (L' - 1)`` on average, reported beside it;
 ``exclusive(P)`` keeps only the odd harmonics (energy at period ``P`` that is
 not already periodic with ``P / 2``). Several responses (rows of a map, heads,
 images) pool their energies.
+
+The two periodicity tables: :func:`periodicity_table` (image-averaged response over a
+2-D shift grid, per axis) and :func:`periodicity_summary` (per-image responses over a
+dense 1-D dx sweep against the architecture's predicted period, with :func:`exact_period`).
 """
 
 from __future__ import annotations
 
 import math
 from functools import reduce
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -41,6 +45,8 @@ __all__ = [
     "dominant_period_2d",
     "fundamental_period",
     "periodicity_table",
+    "exact_period",
+    "periodicity_summary",
 ]
 
 #: Periods a VGG trunk predicts: 2**k after k stride-2 pools (pool1..pool5).
@@ -262,4 +268,78 @@ def periodicity_table(result: object, heads: Sequence[str] | None = None, field:
             for _, r in table.iterrows():
                 rows.append({"head": h, "axis": axis, "period": int(r["period"]), "fraction": r["fraction"],
                              "chance": r["chance"], "dominant": dom})
+    return pd.DataFrame(rows)
+
+
+def exact_period(values: np.ndarray, rtol: float = 1e-5, atol: float = 1e-7) -> float:
+    """Smallest ``P`` in ``1 .. S // 2`` with ``values[:, P:] == values[:, :-P]`` up to float
+    round-off, ``max(atol, rtol * max |values|)``; NaN when there is none.
+
+    The tolerance scales with the values' magnitude (float32 networks agree to ~1e-6 relative),
+    not with their range, so a small periodic component is not mistaken for round-off unless
+    it is below ``rtol`` of the values themselves.
+
+    Args:
+        values: ``(N, S)`` responses over consecutive shifts (or ``(S,)``).
+    """
+    v = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    tol = max(atol, rtol * float(np.abs(v).max()))
+    for p in range(1, v.shape[1] // 2 + 1):
+        if float(np.abs(v[:, p:] - v[:, :-p]).max()) <= tol:
+            return float(p)
+    return float("nan")
+
+
+def periodicity_summary(result: Any, predicted: Mapping[str, int | None], fields: Sequence[str] = ("loss",),
+                        label: str = "") -> pd.DataFrame:
+    """Periodicity of each head's response over a dense 1-D dx sweep.
+
+    For each head and field (per-image responses, energies pooled over images):
+
+    - ``predicted_period``: from :func:`shiftinv.explorer.predicted_period` (``None``/NaN for flatten heads);
+    - ``fraction``: energy at the predicted period and its harmonics / non-constant energy
+      (:func:`period_energy`: the *periodicity index*), with ``chance``, its
+      white-noise level; NaN when nothing is predicted or the response is constant;
+    - ``dominant_period``: strongest frequency bin of the image-mean response;
+      ``fundamental_period``: smallest period whose periodic fit explains 90 % of the
+      image-mean response's variance (up to half the sweep length);
+    - ``exact_period``: smallest ``P >= 1`` (up to half the sweep) with ``R(dx + P) = R(dx)`` for
+      every image and dx, up to float round-off (:func:`exact_period`; 1 = invariant; NaN = none):
+      what the architecture predicts for GAP heads under circular shifts and padding;
+    - ``periodic_deviation``: ``max |R(dx + P) - R(dx)|`` over images and dx (0 = exactly periodic);
+    - ``invariance_deviation``: ``max |R(dx) - R(0)|`` over images and dx (0 = exactly invariant);
+    - ``ripple``: standard deviation over dx of the image-mean response.
+
+    Args:
+        result: ``SweepResult`` with a dense dx sweep at ``dy = 0``.
+        predicted: ``{head: period or None}`` for the heads to analyse.
+        label: free text stored in a ``setting`` column (e.g. ``"circular shift, circular padding"``).
+    """
+    from .invariance import response_profile
+
+    rows = []
+    for head, period in predicted.items():
+        for field in fields:
+            dxs, values = response_profile(result, head, field)  # (S,), (N, S)
+            mean = values.mean(0)
+            zero = int(np.nonzero(dxs == 0)[0][0]) if (dxs == 0).any() else 0
+            row: dict[str, Any] = {"setting": label, "head": head, "field": field, "predicted_period": period,
+                                   "n_images": values.shape[0], "n_shifts": values.shape[1]}
+            constant = float(np.ptp(values, axis=1).max()) == 0.0
+            if period is not None and period > 1 and not constant:
+                e = period_energy(values, (period,)).iloc[0]
+                row["fraction"], row["chance"] = float(e["fraction"]), float(e["chance"])
+            else:
+                row["fraction"], row["chance"] = float("nan"), float("nan")
+            row["dominant_period"] = dominant_period(mean) if np.ptp(mean) > 0 else float("nan")
+            row["fundamental_period"] = (fundamental_period(mean, max_period=len(mean) // 2)
+                                         if np.ptp(mean) > 0 else float("nan"))
+            row["exact_period"] = exact_period(values)
+            if period is not None and period < values.shape[1]:
+                row["periodic_deviation"] = float(np.abs(values[:, period:] - values[:, :-period]).max())
+            else:
+                row["periodic_deviation"] = float("nan")
+            row["invariance_deviation"] = float(np.abs(values - values[:, zero:zero + 1]).max())
+            row["ripple"] = float(mean.std())
+            rows.append(row)
     return pd.DataFrame(rows)

@@ -258,6 +258,20 @@ def evaluate_transforms(
         DataFrame with one row per (value, head): ``kind, value, head, accuracy,
         loss, n`` (loss = mean cross-entropy in nats, accuracy in [0, 1]).
     """
+    values = _check_transform_inputs(images, labels, kind, values, resize)
+    predict = _as_predict(predict)
+    device = torch.device(device) if device is not None else images.device
+    from .utils import progress as progress_bar
+
+    rows: list[dict] = []
+    for value in progress_bar(values, desc=kind, disable=not progress):
+        rows += _evaluate_one(predict, images, labels, kind, value, batch_size, device, resize)
+    return pd.DataFrame(rows)
+
+
+def _check_transform_inputs(images: Tensor, labels: Tensor, kind: str, values: Iterable[float],
+                            resize: str) -> list[float]:
+    """Raise ``ValueError`` on bad input; return the values as floats."""
     check_images(images, floating=True)
     if labels.shape != (images.shape[0],):
         raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
@@ -268,32 +282,33 @@ def evaluate_transforms(
     values = [float(v) for v in values]
     if not values:
         raise ValueError("values is empty: give at least one angle or scale factor")
-    if isinstance(predict, torch.nn.Module):
-        module = predict
-        module.eval()
+    return values
 
-        def predict(x: Tensor) -> Mapping[str, Tensor]:  # noqa: F811 - adapter
-            return {"model": module(x)}
 
-    device = torch.device(device) if device is not None else images.device
-    from .utils import progress as progress_bar
+def _as_predict(predict: Predict | torch.nn.Module) -> Predict:
+    """A plain ``nn.Module`` (put in eval mode) as a predict function with one head, ``"model"``."""
+    if not isinstance(predict, torch.nn.Module):
+        return predict
+    module = predict
+    module.eval()
+    return lambda x: {"model": module(x)}
 
-    rows: list[dict] = []
-    for value in progress_bar(values, desc=kind, disable=not progress):
-        correct: dict[str, float] = {}
-        loss: dict[str, float] = {}
-        for start in range(0, images.shape[0], batch_size):
-            x = apply_transform(images[start:start + batch_size].to(device), kind, value, resize)
-            y = labels[start:start + batch_size].to(device)
-            for head, logits in predict(x).items():
-                logits = logits.float()
-                correct[head] = correct.get(head, 0.0) + (logits.argmax(1) == y).sum().item()
-                loss[head] = loss.get(head, 0.0) + F.cross_entropy(logits, y, reduction="sum").item()
-        n = images.shape[0]
-        for head in correct:
-            rows.append({"kind": kind, "value": value, "head": head,
-                         "accuracy": correct[head] / n, "loss": loss[head] / n, "n": n})
-    return pd.DataFrame(rows)
+
+def _evaluate_one(predict: Predict, images: Tensor, labels: Tensor, kind: str, value: float, batch_size: int,
+                  device: torch.device, resize: str) -> list[dict]:
+    """The rows of one angle or factor: accuracy and mean cross-entropy of each head over all images."""
+    correct: dict[str, float] = {}
+    loss: dict[str, float] = {}
+    for start in range(0, images.shape[0], batch_size):
+        x = apply_transform(images[start:start + batch_size].to(device), kind, value, resize)
+        y = labels[start:start + batch_size].to(device)
+        for head, logits in predict(x).items():
+            logits = logits.float()
+            correct[head] = correct.get(head, 0.0) + (logits.argmax(1) == y).sum().item()
+            loss[head] = loss.get(head, 0.0) + F.cross_entropy(logits, y, reduction="sum").item()
+    n = images.shape[0]
+    return [{"kind": kind, "value": value, "head": head, "accuracy": correct[head] / n, "loss": loss[head] / n,
+             "n": n} for head in correct]
 
 
 def robustness_summary(table: pd.DataFrame) -> pd.DataFrame:
