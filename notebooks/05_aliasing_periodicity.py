@@ -44,13 +44,10 @@
 # library
 import dataclasses
 
-import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
-import torch
 from IPython.display import display
 
-from shiftinv import classify, explorer, figures, invariance, models, spectra, sweep, utils
+from shiftinv import classify, explorer, figures, invariance, models, spectra, study_steps, sweep, utils
 
 figures.set_style()
 pd.set_option("display.width", 180)
@@ -59,8 +56,8 @@ pd.set_option("display.width", 180)
 PROFILE: str = "demo"  # demo (digits, CPU) | natural (MNIST canvas, HED VGG-16, CPU) | cifar (GPU) | paper (ImageNet-160, GPU)
 SMOKE: bool = False  # tiny sizes, used by the test tier
 N_IMAGES: int = 0  # test images per sweep (0: the profile's n_aliasing)
-MAX_SHIFT: int = 48  # dense sweep of dx from -MAX_SHIFT to MAX_SHIFT - 1 at dy 0 (3 periods of 32 px)
-EQUIV_IMAGES: int = 2  # images of the per-layer equivariance figure (shifts dx = 0 .. 32: one pool5 period)
+MAX_SHIFT: int = 48  # dense sweep of dx from -MAX_SHIFT to MAX_SHIFT - 1 at dy 0 (pool5 period: 32 px)
+EQUIV_IMAGES: int = 2  # images of the per-layer equivariance figure (shifts over one pool5 period)
 EXPLORER_HEAD: str = "vgg/multi_gap"  # fixed choices of the headless explorer figure
 EXPLORER_LAYER: str = "pool3"
 EXPLORER_IMAGE: int = 0
@@ -81,10 +78,9 @@ profile = classify.profile_from_params(PROFILE, SMOKE, data_dir=IMAGENET_DIR or 
 device = utils.default_device(profile.device)
 n_images = N_IMAGES or profile.n_aliasing or profile.n_sweep
 max_shift = min(16 if SMOKE else MAX_SHIFT, profile.image_size // 2)
-line = [(dx, 0) for dx in range(-max_shift, max_shift)]  # dense: every integer dx
 explorer_dx, explorer_dy = (min(EXPLORER_DX, max_shift), EXPLORER_DY) if not SMOKE else (3, 0)
 print(f"profile {profile.name} (smoke={profile.smoke}), {n_images} images, dx = {-max_shift}..{max_shift - 1} "
-      f"({len(line)} shifts), protocol shift '{profile.shift_mode}', device {device}")
+      f"({2 * max_shift} shifts, every integer), protocol shift '{profile.shift_mode}', device {device}")
 
 # %% [markdown]
 # ## 1. Models, and the GAP-depth ablation
@@ -97,7 +93,7 @@ print(f"profile {profile.name} (smoke={profile.smoke}), {n_images} images, dx = 
 # %%
 ms = classify.train_or_load_models(profile)
 vgg = ms.trunks["vgg"]
-fingerprint = round(float(sum(p.double().sum() for p in vgg.state_dict().values())), 6)
+fingerprint = utils.state_fingerprint(vgg)  # identifies the trunk's weights in cache keys
 depth_heads, depth_table = explorer.train_depth_heads(
     vgg, ms.splits.train, ms.splits.val, profile.num_classes,
     cfg=dataclasses.replace(profile.head_train, device=profile.device),
@@ -123,25 +119,11 @@ depth_table
 images, labels = ms.test_tensors(n_images)  # (N, 3, H, W), (N,)
 vgg_heads = {**ms.heads["vgg"], **depth_heads}
 circ = explorer.same_weights_trunk(vgg, circular=True)
-settings = {
-    "protocol": ({"vgg": (vgg, vgg_heads), "blur": (ms.trunks["blur"], ms.heads["blur"])}, profile.shift_mode),
-    "circular": ({"vgg": (circ, vgg_heads)}, "circular"),
-    "aps": ({"aps": (ms.trunks["aps"], ms.heads["aps"])}, "circular"),
-}
-
-
-def run_setting(name: str) -> sweep.SweepResult:
-    chosen, mode = settings[name]
-    config = {"profile": profile.to_dict(), "setting": name, "mode": mode, "line": [max_shift], "n": n_images,
-              "heads": {t: {h: round(float(sum(v.double().sum() for v in m.state_dict().values())), 6)
-                            for h, m in hs.items()} for t, (_, hs) in chosen.items()}, "trunk": fingerprint}
-    state = utils.cached("aliasing_sweep", config, lambda: sweep.sweep_models(
-        chosen, images, labels, line, mode, batch_size=profile.sweep_batch, device=profile.device,
-        keep_logits=True, progress=True).to_state())
-    return sweep.SweepResult.from_state(state)
-
-
-results = {name: run_setting(name) for name in settings}
+settings = study_steps.aliasing_settings(ms, vgg_heads, circ, profile.shift_mode)
+key = {"profile": profile.to_dict(), "trunk": fingerprint}
+results = {name: study_steps.aliasing_run_setting(name, setting, images, labels, max_shift, key,
+                                                   batch_size=profile.sweep_batch, device=profile.device)
+           for name, setting in settings.items()}
 {name: f"{r.num_shifts} shifts x {r.num_images} images x {len(r.heads)} heads" for name, r in results.items()}
 
 # %% [markdown]
@@ -154,41 +136,12 @@ results = {name: run_setting(name) for name in settings}
 # of `1/2**k`; what is left between them is float round-off.
 
 # %%
-trunk_of = {"vgg": vgg, "blur": ms.trunks["blur"], "aps": ms.trunks["aps"]}
 shown = [explorer.depth_head_name(t) for t in models.POOL_TAPS] + ["multi_gap", "flatten"]
-field = "true_logit"
-fig, axes = plt.subplots(len(shown), 3, figsize=(15, 2.1 * len(shown) + 1), layout="constrained",
-                         gridspec_kw={"width_ratios": [1.4, 1, 1]}, sharex="col")
-curves = []
-for row, h in enumerate(shown):
-    period = explorer.predicted_period(vgg, vgg_heads[h])
-    for col, (name, color) in enumerate((("protocol", "C0"), ("circular", "C1")), start=1):
-        dxs, vals = invariance.response_profile(results[name], f"vgg/{h}", field)  # (S,), (N, S)
-        mean = vals.mean(0)
-        freqs, power = spectra.spectrum_1d(vals)  # (F,), (N, F)
-        pooled = power.sum(0)
-        axes[row, 0].plot(dxs, mean - mean.mean(), color=color, lw=1.2, label=name)
-        positive = np.where(pooled[1:] > 0, pooled[1:], np.nan)  # exact zeros cannot be drawn on a log axis
-        axes[row, col].semilogy(freqs[1:], positive, ".-", color=color, ms=3, lw=0.8)
-        if period:
-            for m in range(1, period // 2 + 1):
-                axes[row, col].axvline(m / period, color="k", ls=":", lw=0.6)
-        curves += [{"setting": name, "head": h, "what": "response", "x": float(x), "value": float(v)}
-                   for x, v in zip(dxs, mean)]
-        curves += [{"setting": name, "head": h, "what": "power", "x": float(f), "value": float(p)}
-                   for f, p in zip(freqs, pooled)]
-        if row == 0:
-            axes[row, col].set_title(f"spectrum, {name} (dotted: m/P)")
-    axes[row, 0].set_ylabel(f"{h}\nP = {period or '-'}", rotation=0, ha="right", va="center")
-axes[0, 0].set_title("true-class logit - mean, along dx")
-axes[0, 0].legend(fontsize="small", loc="upper right")
-axes[-1, 0].set_xlabel("dx (px), dy = 0")
-for col in (1, 2):
-    axes[-1, col].set_xlabel("frequency (cycles / px)")
-    axes[-1, col].set_xticks([1 / 16, 1 / 8, 1 / 4, 3 / 8, 1 / 2], ["1/16", "1/8", "1/4", "3/8", "1/2"])
-fig.suptitle(f"{profile.name}: residual response of each head over a dense line of shifts, and its spectrum")
-figures.save_figure(fig, "05_profiles_spectra", pd.DataFrame(curves))
-plt.show()
+periods = {h: explorer.predicted_period(vgg, vgg_heads[h]) for h in shown}
+curves = study_steps.aliasing_spectra_curves(results, shown)
+fig = study_steps.plot_aliasing_spectra(
+    curves, periods, f"{profile.name}: residual response of each head over a dense line of shifts, and its spectrum")
+figures.save_figure(fig, "05_profiles_spectra", curves)
 
 # %% [markdown]
 # ## 4. The periodicity index: is the period the one the architecture predicts?
@@ -196,73 +149,35 @@ plt.show()
 # For every head and setting, `spectra.periodicity_summary` reports: the predicted period `P`
 # (from the deepest GAP tap's stride; none for heads with a flatten part; 1 for APS), the
 # **exact period found** in the data (smallest `P` with `R(dx + P) = R(dx)` for every image, up
-# to float round-off: 1e-5 of the values), the periodicity index (energy at `1/P` and its harmonics over the
+# to float round-off: `spectra.exact_period`'s relative tolerance), the periodicity index (energy at `1/P` and its harmonics over the
 # non-constant energy) beside its white-noise level, the smallest period explaining 90 % of the
 # image-mean response (`90%`: a harmonic when one depth dominates), the largest
 # deviation from exact periodicity `max |R(dx + P) - R(dx)|` and from invariance
 # `max |R(dx) - R(0)|`.
 
 # %%
-tables = []
-for name, res in results.items():
-    predicted = {}
-    for h in res.heads:
-        t, head = h.split("/")
-        heads_of = vgg_heads if t == "vgg" else ms.heads[t]
-        predicted[h] = explorer.predicted_period(circ if name == "circular" else trunk_of[t], heads_of[head])
-    tables.append(spectra.periodicity_summary(res, predicted, fields=("loss", "true_logit", "accuracy"), label=name))
-period_table = pd.concat(tables, ignore_index=True)
-period_table["exact_is_predicted"] = period_table["exact_period"] == period_table["predicted_period"]
+trunk_of = {"vgg": vgg, "blur": ms.trunks["blur"], "aps": ms.trunks["aps"]}
+period_table = study_steps.aliasing_period_table(results, trunk_of, {**ms.heads, "vgg": vgg_heads}, circ)
 cols = ["setting", "head", "field", "predicted_period", "exact_period", "fraction", "chance", "fundamental_period",
         "periodic_deviation", "invariance_deviation", "ripple"]
 period_table[period_table["field"] == "true_logit"][cols].round(4)
 
 # %%
-logit = period_table[(period_table["field"] == "true_logit") & period_table["predicted_period"].notna()
-                     & (period_table["predicted_period"] > 1)]
-fig, axes = plt.subplots(1, 2, figsize=(15, 5), layout="constrained")
-for ax, name in zip(axes, ("protocol", "circular")):
-    part = logit[logit["setting"] == name]
-    y = np.arange(len(part))
-    ax.barh(y, part["fraction"], color="C0", label="periodicity index")
-    ax.plot(part["chance"], y, "k|", ms=12, label="white-noise level")
-    for yi, (_, r) in zip(y, part.iterrows()):
-        exact = "-" if np.isnan(r["exact_period"]) else f"{r['exact_period']:g}"
-        fund = "-" if np.isnan(r["fundamental_period"]) else f"{r['fundamental_period']:g}"
-        ax.text(1.01, yi, f"P={int(r['predicted_period'])}: exact {exact}, 90% {fund}", va="center", fontsize="x-small")
-    ax.set_yticks(y, part["head"], fontsize="small")
-    ax.invert_yaxis()
-    ax.set(xlim=(0, 1.45), xlabel="energy at predicted period / non-constant energy", title=f"{name}")
-axes[0].legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize="small")
-fig.suptitle("periodicity index of the true-class logit (1 = exactly periodic with the predicted period)")
+fig = study_steps.plot_aliasing_periodicity(period_table)
 figures.save_figure(fig, "05_periodicity", period_table)
-plt.show()
 
 # %% [markdown]
 # ## 5. Boundary effects vs aliasing, and APS
 #
 # The multi-GAP head in the three settings (and `final_gap` under APS): with borders, the
-# response drifts on top of the ripple; with circular padding it is exactly periodic with period
-# 32; with APS pooling it is flat: the only exactly shift-invariant model here, to the precision
+# response drifts on top of the ripple; with circular padding it is exactly periodic with the
+# period of its deepest tap (pool5); with APS pooling it is flat: the only exactly shift-invariant model here, to the precision
 # of floating point.
 
 # %%
-fig, ax = plt.subplots(figsize=(10, 4))
-check = []
-for name, head, style in (("protocol", "vgg/multi_gap", "-"), ("circular", "vgg/multi_gap", "--"),
-                          ("aps", "aps/multi_gap", "-"), ("aps", "aps/final_gap", ":")):
-    dxs, vals = invariance.response_profile(results[name], head, "true_logit")
-    ax.plot(dxs, vals.mean(0), style, lw=1.5, label=f"{head} [{name}]")
-    row = period_table[(period_table["setting"] == name) & (period_table["head"] == head)
-                       & (period_table["field"] == "true_logit")].iloc[0]
-    check.append({"setting": name, "head": head, "predicted_period": row["predicted_period"],
-                  "periodic_deviation": row["periodic_deviation"], "invariance_deviation": row["invariance_deviation"]})
-ax.set(xlabel="dx (px), dy = 0", ylabel="true-class logit (mean over images)",
-       title="borders + aliasing (protocol) vs aliasing only (circular) vs APS (invariant)")
-ax.legend(fontsize="small")
-check = pd.DataFrame(check)
+fig = study_steps.plot_aliasing_boundary(results)
+check = study_steps.aliasing_boundary_check(period_table)
 figures.save_figure(fig, "05_boundary_vs_aliasing", check)
-plt.show()
 check
 
 # %% [markdown]
@@ -281,8 +196,8 @@ check
 #
 # `invariance.equivariance_error` measures, for each tap, `||F(T_d x) - T_{d/r} F(x)||² / ||F(x)||²`
 # (the shifted map moved back by `round(d/r)` feature pixels), here on the circular-padding copy
-# of the plain trunk (same weights), for shifts `dx = 0 .. 32` (one period of pool5) on a few test
-# images. `relu1_2` (stride 1) is the control: equivariant to every shift.
+# of the plain trunk (same weights), for shifts `dx` over one period of pool5 on the first
+# `EQUIV_IMAGES` test images. `relu1_2` (stride 1) is the control: equivariant to every shift.
 
 # %%
 equiv_taps = ("relu1_2", *models.POOL_TAPS)
@@ -290,7 +205,6 @@ equiv = invariance.equivariance_error(circ, images[:EQUIV_IMAGES], equiv_taps, m
 fig = invariance.plot_equivariance_by_phase(
     equiv, title=f"{profile.name}: equivariance error of each layer of the circular trunk, by phase within its stride")
 figures.save_figure(fig, "05_phase_equivariance", equiv)
-plt.show()
 invariance.error_by_phase(equiv).pivot_table(index="tap", columns="phase_x", values="mean_error", sort=False)
 
 # %% [markdown]
@@ -304,10 +218,7 @@ invariance.error_by_phase(equiv).pivot_table(index="tap", columns="phase_x", val
 # for the fixed choices of the parameters cell (saved as `05_explorer`), then the live widget.
 
 # %%
-explorer_models = {f"vgg/{h}": explorer.HeadModel(vgg, m) for h, m in vgg_heads.items()}
-explorer_models.update({f"vgg+circular/{h}": explorer.HeadModel(circ, m) for h, m in vgg_heads.items()})
-explorer_models.update({f"{t}/{h}": explorer.HeadModel(ms.trunks[t], m) for t in ("blur", "aps")
-                        for h, m in ms.heads[t].items()})
+explorer_models = study_steps.aliasing_explorer_models(ms, vgg_heads, circ)
 class_names = list(ms.splits.classes)
 panels = explorer.compute_panels(explorer_models[EXPLORER_HEAD], images[EXPLORER_IMAGE], EXPLORER_LAYER,
                                  explorer_dx, explorer_dy, mode=profile.shift_mode, label=int(labels[EXPLORER_IMAGE]),
@@ -315,7 +226,6 @@ panels = explorer.compute_panels(explorer_models[EXPLORER_HEAD], images[EXPLORER
 print(explorer.panel_text(panels))
 fig = explorer.draw_panels(panels)
 figures.save_figure(fig, "05_explorer", explorer.panels_data(panels))
-plt.show()
 
 # %%
 view = explorer.explorer_widget(
@@ -327,9 +237,9 @@ view = explorer.explorer_widget(
 display(view)
 
 # %% [markdown]
-# Things to try: `vgg+circular/multi_gap`, layer `pool3`, shift mode `circular`: shifts by 8 px
-# leave the aligned difference and the GAP change at zero, 4 px do not. Switch the layer to
-# `pool5` and only multiples of 32 are exact. `aps/multi_gap` keeps the GAP change at zero for
+# Things to try: `vgg+circular/multi_gap`, layer `pool3`, shift mode `circular`: shifts by
+# multiples of its stride (`2**3`) leave the aligned difference and the GAP change at zero, others
+# do not. Switch the layer to `pool5` and only multiples of `2**5` are exact. `aps/multi_gap` keeps the GAP change at zero for
 # every circular shift.
 
 # %% [markdown]

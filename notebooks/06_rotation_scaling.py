@@ -37,14 +37,9 @@
 
 # %%
 # library
-import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
-import seaborn as sns
-import torch
-from matplotlib.ticker import NullFormatter
 
-from shiftinv import classify, figures, transforms, utils
+from shiftinv import classify, figures, study_steps, transforms, utils
 
 figures.set_style()
 pd.set_option("display.width", 160)
@@ -59,7 +54,7 @@ MNIST_DIR: str = ""  # natural: folder holding MNIST/raw (empty: $SHIFTINV_DATA/
 VGG_WEIGHTS: str = ""  # hed | keras:<path.h5> | torchvision-features | IMAGENET1K_V1 | a .pth (empty: the profile's)
 DEVICE: str = ""  # empty: CUDA when available, else CPU
 OVERRIDES: str = ""  # sizes for bigger runs, comma-separated FIELD:VALUE (e.g. image_size:256,n_sweep:1000)
-SCALES: str = "paper"  # paper (the authors' 20 factors) | linspace (numpy.linspace(0.11, 1.98, 20))
+SCALES: str = "paper"  # paper (the authors' factors) | linspace (evenly spaced over the same range)
 SCALE_RESIZE: str = "tf"  # tf (the authors': floor, no antialiasing) | antialias (the workbook's variant)
 
 # %%
@@ -80,7 +75,7 @@ print(f"scales ({SCALES}, resize {SCALE_RESIZE}): {scales}")
 #
 # The models come from notebook 03's cache (trained here if absent). Below, one test image under
 # a few of the rotations and scalings: mirror padding fills the corners a rotation uncovers and
-# the frame a shrunken image leaves; at 0.11 the mirrored copies tile the frame.
+# the frame a shrunken image leaves; at the smallest factor the mirrored copies tile the frame.
 
 # %%
 ms = classify.train_or_load_models(profile)
@@ -90,18 +85,11 @@ print(f"test images {tuple(images.shape)}; models: {', '.join(ms.names())}")
 # %%
 show_angles = [angles[0], angles[len(angles) // 2], angles[-1]]
 show_scales = [scales[0], 1.0, scales[-1]]
-x0 = images[:1]
-panels = [(f"rotation {a:g} deg", transforms.rotate(x0, a)) for a in show_angles]
-panels += [(f"scale {s:g}", transforms.rescale(x0, s, SCALE_RESIZE)) for s in show_scales]
-fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.9))
-for ax, (title, img) in zip(axes, panels):
-    ax.imshow(img[0].permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
-    ax.set_title(title)
-    ax.axis("off")
-fig.suptitle(f"test image {int(labels[0])} under the rotation / scaling protocol (mirror padding, centre crop)")
+panels = study_steps.rotscale_examples(images[:1], show_angles, show_scales, SCALE_RESIZE)
+fig = study_steps.plot_rotscale_examples(
+    panels, f"test image {int(labels[0])} under the rotation / scaling protocol (mirror padding, centre crop)")
 figures.save_figure(fig, "06_examples", {"angles": show_angles, "scales": show_scales, "label": int(labels[0]),
                                          "image_size": int(images.shape[-1])})
-plt.show()
 
 # %% [markdown]
 # ## 2. Accuracy against angle and scale
@@ -110,44 +98,15 @@ plt.show()
 # (`utils.cached`), so a re-run only redraws.
 
 # %%
-def run_protocol() -> dict:
-    tables = []
-    for trunk_name in ms.trunks:
-        predict = ms.predictor(trunk_name)
-        for kind, values in (("rotation", angles), ("scale", scales)):
-            t = transforms.evaluate_transforms(predict, images, labels, kind, values, batch_size=profile.sweep_batch,
-                                               device=device, progress=True, resize=SCALE_RESIZE)
-            t["head"] = trunk_name + "/" + t["head"]
-            tables.append(t)
-    return pd.concat(tables, ignore_index=True).to_dict("list")
-
-
-config = {"profile": profile.to_dict(), "n": int(images.shape[0]), "angles": list(angles), "scales": list(scales),
-          "resize": SCALE_RESIZE,
-          "models": ms.names(), "test_acc": [round(float(a), 6) for a in ms.summary["test_acc"]]}
-table = pd.DataFrame(utils.cached("rotation_scaling", config, run_protocol))
+table = study_steps.rotscale_table(ms, images, labels, angles, scales, device=device, resize=SCALE_RESIZE)
 table.rename(columns={"head": "model"}).pivot_table(index="value", columns=["kind", "model"], values="accuracy").round(3)
 
 # %%
 models_shown = ms.names()
-palette = dict(zip(models_shown, sns.color_palette("colorblind", len(models_shown))))
-fig, axes = plt.subplots(1, 2, figsize=(13, 4.3), sharey=True)
-for ax, kind, xlabel in ((axes[0], "rotation", "rotation angle (degrees)"), (axes[1], "scale", "scale factor")):
-    part = table[table["kind"] == kind]
-    for name in models_shown:
-        rows = part[part["head"] == name].sort_values("value")
-        style = "--" if name.startswith("blur/") else (":" if name.startswith("aps/") else "-")
-        ax.plot(rows["value"], rows["accuracy"], style, marker="o", ms=3, color=palette[name], label=name)
-    ax.set(xlabel=xlabel, title=f"accuracy vs {kind}")
-axes[1].axvline(1.0, color="k", lw=0.5)
-axes[1].set_xscale("log")
-axes[1].set_xticks([0.125, 0.25, 0.5, 1, 2], ["1/8", "1/4", "1/2", "1", "2"])
-axes[1].xaxis.set_minor_formatter(NullFormatter())
-axes[0].set_ylabel("test accuracy")
-axes[1].legend(fontsize="small", bbox_to_anchor=(1.02, 1), loc="upper left")
-fig.suptitle(f"{profile.name}: robustness to rotation and scaling ({int(images.shape[0])} test images)")
+palette = study_steps.rotscale_palette(models_shown)
+fig = study_steps.plot_rotscale_curves(
+    table, models_shown, palette, f"{profile.name}: robustness to rotation and scaling ({int(images.shape[0])} test images)")
 figures.save_figure(fig, "06_rotation_scaling", table)
-plt.show()
 
 # %% [markdown]
 # ## 3. One number per model
@@ -157,16 +116,8 @@ plt.show()
 
 # %%
 summary = transforms.robustness_summary(table).rename(columns={"head": "model"})
-wide = summary.pivot(index="model", columns="kind", values=["accuracy_mean", "relative_drop"]).loc[models_shown]
-fig, axes = plt.subplots(1, 2, figsize=(12, 0.45 * len(models_shown) + 1.6), sharey=True)
-for ax, kind in zip(axes, ("rotation", "scale")):
-    vals = wide[("relative_drop", kind)]
-    ax.barh(range(len(vals)), vals.values, color=[palette[m] for m in vals.index])
-    ax.set(title=f"mean relative accuracy drop, {kind}", xlabel="1 - mean acc / acc(identity)")
-axes[0].set_yticks(range(len(models_shown)), models_shown)
-axes[0].invert_yaxis()
+fig = study_steps.plot_rotscale_summary(summary, models_shown, palette)
 figures.save_figure(fig, "06_summary", summary)
-plt.show()
 summary.round(3)
 
 # %% [markdown]
@@ -175,8 +126,9 @@ summary.round(3)
 # - Rotation and scaling change *what* the features are, not only *where*: every head loses
 #   accuracy as the angle grows or the scale departs from 1, GAP heads included. The numbers
 #   above (from this run) show by how much each head degrades; GAP removes position only.
-# - Shrinking is harsher than enlarging in this protocol: below ~0.3 the object covers a few
-#   pixels and mirror padding tiles the frame with copies of it.
+# - At the smallest scale factors the object covers a few pixels and mirror padding tiles the
+#   frame with copies of it (see the examples of section 1); compare the two sides of 1 in the
+#   curves above.
 # - Translation robustness (notebook 04) and rotation/scale robustness are different
 #   properties: an architecture that fixes the first (GAP, APS) is not expected to fix the second;
 #   data augmentation or equivariant layers are the usual tools there.
@@ -205,21 +157,8 @@ summary[summary["kind"] == "scale"].sort_values("accuracy_mean", ascending=False
 
 # %% tags=["solution"]
 # 3. Zero canvas instead of mirrored copies, for factors < 1: blank out everything but the centre copy.
-def rescale_zero(x: torch.Tensor, factor: float) -> torch.Tensor:
-    out = transforms.rescale(x, factor, SCALE_RESIZE)
-    top, left, nh, nw = transforms.scaled_box(tuple(x.shape[-2:]), factor, SCALE_RESIZE)
-    mask = torch.zeros_like(out)
-    mask[..., top:top + nh, left:left + nw] = 1
-    return out * mask if factor < 1 else out
-
-
-small = [s for s in scales if s < 1]
-predict = ms.predictor("vgg")
-rows = []
-for s in small:
-    for name, logits in predict(rescale_zero(images.to(device), s)).items():
-        rows.append({"scale": s, "head": name, "accuracy_zero_canvas": float((logits.argmax(1).cpu() == labels).float().mean())})
-zero = pd.DataFrame(rows)
+zero = study_steps.rotscale_zero_canvas_table(ms.predictor("vgg"), images, labels, [s for s in scales if s < 1],
+                                              device, SCALE_RESIZE)
 mirror = table[(table["kind"] == "scale") & table["head"].str.startswith("vgg/") & (table["value"] < 1)].copy()
 mirror["head"] = mirror["head"].str.removeprefix("vgg/")
 zero.merge(mirror.rename(columns={"value": "scale", "accuracy": "accuracy_mirror"})[["scale", "head", "accuracy_mirror"]],
