@@ -153,8 +153,8 @@ def test_evaluate_pairs_shares_the_trunk(trunk) -> None:
                                       "psnr": "similarity"}
 
 
-def test_build_trunk_same_conv_weights_for_every_pool() -> None:
-    plain = P.build_trunk("max", seed=1)
+def test_metric_trunk_same_conv_weights_for_every_pool() -> None:
+    plain = P.metric_trunk("max", seed=1)
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         a = plain(x, ("relu1_2",))["relu1_2"]
@@ -162,7 +162,7 @@ def test_build_trunk_same_conv_weights_for_every_pool() -> None:
         from shiftinv import models  # noqa: F401
     except ImportError:
         pytest.skip("shiftinv.models not available yet")
-    blur = P.build_trunk("blur", seed=1)
+    blur = P.metric_trunk("blur", seed=1)
     with torch.no_grad():
         b = blur(x, ("relu1_2",))["relu1_2"]
     torch.testing.assert_close(a, b)  # before the first pool, the two trunks are the same network
@@ -173,7 +173,7 @@ def test_evaluate_stimuli_matches_direct_calls_and_shift_study() -> None:
 
     from shiftinv import iqa
 
-    trunk = P.build_trunk("max", seed=2)
+    trunk = P.metric_trunk("max", seed=2)
     metrics = {"gap": P.GAPMetric(trunk), "lpips": P.load_lpips_weights(P.LinearTapMetric(trunk)),
                "psnr": P.ClassicalMetric("psnr")}
     refs, names = iqa.demo_references(32, iqa.DEMO_IMAGES[:2])
@@ -223,13 +223,13 @@ def test_perceptual_profiles_change_data_and_sizes() -> None:
     natural = P.get_perceptual_profile("natural")
     assert natural.weights == "hed" and natural.pools == ("max", "blur", "aps") and natural.n_images == 24
     assert "HED" in natural.backbone_label()
-    p = P.profile_from_params("demo", False, vgg_weights="ignored.pth", image_size=-1, epochs=-1, recipe="")
+    p = P.perceptual_profile_from_params("demo", False, vgg_weights="ignored.pth", image_size=-1, epochs=-1, recipe="")
     assert p == demo
-    assert P.profile_from_params("paper", False, image_size=64, recipe="lpips").image_size == 64
+    assert P.perceptual_profile_from_params("paper", False, image_size=64, recipe="lpips").image_size == 64
     with pytest.raises(ValueError, match="multiple of 32"):
-        P.profile_from_params("paper", False, image_size=100)
+        P.perceptual_profile_from_params("paper", False, image_size=100)
     with pytest.raises(ValueError, match="RECIPE"):
-        P.profile_from_params("paper", False, recipe="keras")
+        P.perceptual_profile_from_params("paper", False, recipe="keras")
     with pytest.raises(ValueError, match="unknown profile"):
         P.get_perceptual_profile("typo")
 

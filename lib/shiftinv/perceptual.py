@@ -39,6 +39,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import paths, utils
+from . import weights as weights_io
+from .models import LPIPS_SCALE, LPIPS_SHIFT  # the lpips package's ScalingLayer constants
 
 #: VGG-16 ``features`` module names in torchvision order (no batch norm).
 VGG16_LAYER_NAMES: tuple[str, ...] = tuple(
@@ -48,9 +50,6 @@ VGG16_LAYER_NAMES: tuple[str, ...] = tuple(
 )
 POOL_TAPS: tuple[str, ...] = ("pool1", "pool2", "pool3", "pool4", "pool5")
 LPIPS_TAPS: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
-#: ``lpips.ScalingLayer`` constants: the LPIPS input is ``(2 x - 1 - shift) / scale``.
-LPIPS_SHIFT = (-0.030, -0.088, -0.188)
-LPIPS_SCALE = (0.458, 0.448, 0.450)
 
 Trunk = Callable[..., dict]  # trunk(x (N,3,H,W) in [0,1], taps) -> {tap: (N, C, h, w)}
 
@@ -155,7 +154,7 @@ class PerceptualProfile:
         return self.data == "datasets"
 
     def backbone_weights(self) -> object | None:
-        """What :func:`build_trunk` gets: ``None`` (seeded random init), a weights spec or path."""
+        """What :func:`metric_trunk` gets: ``None`` (seeded random init), a weights spec or path."""
         if not self.weights:
             return None
         if self.weights == "torchvision":
@@ -169,14 +168,12 @@ class PerceptualProfile:
         if not self.weights:
             return f"VGG-16 random init (seed {self.seed})"
         if self.weights == "hed":
-            return "VGG-16 HED trunk (ImageNet VGG-16 fine-tuned for edges on BSDS500)"
+            return weights_io.label("hed")
         if self.weights == "torchvision":
             return "VGG-16 torchvision IMAGENET1K_V1"
         return f"VGG-16 weights {self.weights}"
 
     def torch_device(self) -> torch.device:
-        from . import utils
-
         return utils.default_device(self.device or None)
 
 
@@ -259,7 +256,7 @@ def lpips_weights_note(profile: PerceptualProfile) -> str:
     return f"LPIPS v0.1 weights were fitted to torchvision's VGG-16, applied to {target}"
 
 
-def profile_from_params(profile: str, smoke: bool, vgg_weights: str = "", device: str = "", image_size: int = -1,
+def perceptual_profile_from_params(profile: str, smoke: bool, vgg_weights: str = "", device: str = "", image_size: int = -1,
                         recipe: str = "", epochs: int = -1, raid_source: str = "auto") -> PerceptualProfile:
     """The profile of notebooks 07-10 from their parameters cell (empty / -1 / "auto": the profile's).
 
@@ -490,7 +487,7 @@ class ClassicalMetric(nn.Module):
 # Trunks and the metric family
 
 
-def build_trunk(pool: str = "max", seed: int = 0, weights: object = None, circular: bool = False,
+def metric_trunk(pool: str = "max", seed: int = 0, weights: object = None, circular: bool = False,
                 device: str | torch.device | None = None, **trunk_kwargs: object) -> nn.Module:
     """A frozen VGG-16 trunk (:func:`shiftinv.models.build_trunk`) for the metrics, on ``device``.
 
@@ -550,18 +547,14 @@ def evaluate_pairs(metrics: Mapping[str, nn.Module], batches: Iterable[tuple[Ten
         metrics run on the device of their weights; classical ones on the CPU.
     """
     device = _device_of(metrics)
-    by_trunk: dict[int, list[str]] = {}
-    for name, m in metrics.items():
-        if isinstance(m, PerceptualMetric):
-            by_trunk.setdefault(id(m.trunk), []).append(name)
+    by_trunk = _trunk_groups(metrics)
     values: dict[str, list[Tensor]] = {n: [] for n in metrics}
     feats: dict[str, list[Tensor]] = {n: [] for n in metrics if isinstance(metrics[n], PerceptualMetric)}
     for x0, x1 in batches:
         _check_pair(x0, x1)
         d0, d1 = x0.to(device), x1.to(device)
         for names in by_trunk.values():
-            trunk = metrics[names[0]].trunk
-            taps = sorted({t for n in names for t in metrics[n].taps})
+            trunk, taps = metrics[names[0]].trunk, _group_taps(metrics, names)
             t0, t1 = trunk(d0, taps), trunk(d1, taps)
             for n in names:
                 f = metrics[n].features_from_taps(t0, t1)
@@ -581,6 +574,51 @@ def metric_kinds(metrics: Mapping[str, nn.Module]) -> dict[str, str]:
     return {n: getattr(m, "metric_kind", "distance") for n, m in metrics.items()}
 
 
+def _trunk_groups(metrics: Mapping[str, nn.Module]) -> dict[int, list[str]]:
+    """``{id(trunk): [names of the learned metrics on it]}``: each trunk runs once per batch."""
+    by_trunk: dict[int, list[str]] = {}
+    for name, m in metrics.items():
+        if isinstance(m, PerceptualMetric):
+            by_trunk.setdefault(id(m.trunk), []).append(name)
+    return by_trunk
+
+
+def _group_taps(metrics: Mapping[str, nn.Module], names: Sequence[str]) -> list[str]:
+    """The union of the taps of ``names`` (metrics sharing one trunk), sorted."""
+    return sorted({t for n in names for t in metrics[n].taps})
+
+
+def _scatter_rows(chunks: Sequence[tuple[np.ndarray, Tensor]], n_rows: int) -> Tensor:
+    """Reassemble ``[(row indices, (k, D) features)]`` into one (n_rows, D) tensor."""
+    full = torch.zeros(n_rows, chunks[0][1].shape[1])
+    for rows, f in chunks:
+        full[torch.as_tensor(rows, dtype=torch.long)] = f
+    return full
+
+
+def _score_chunk(metrics: Mapping[str, nn.Module], groups: Mapping[int, list[str]], ref: Tensor,
+                 ref_taps: Mapping[int, dict[str, Tensor]], x1: Tensor, chunk: np.ndarray, device: torch.device,
+                 values: dict[str, np.ndarray], feats: dict[str, list] | None) -> None:
+    """Score one reference (1, 3, H, W) against a chunk of distorted images x1 (k, 3, H, W).
+
+    Writes ``values[name][chunk]`` for every metric (learned ones from the reference's stored taps,
+    classical ones on the CPU) and appends ``(chunk, (k, D) features)`` to ``feats`` when given.
+    """
+    x0 = ref.expand(len(chunk), -1, -1, -1)
+    x1_dev = x1.to(device)
+    for key, names in groups.items():
+        t1 = metrics[names[0]].trunk(x1_dev, _group_taps(metrics, names))
+        t0 = {t: v.expand(len(chunk), -1, -1, -1) for t, v in ref_taps[key].items()}
+        for n in names:
+            f = metrics[n].features_from_taps(t0, t1)
+            values[n][chunk] = metrics[n].distance_from_features(f).cpu().numpy()
+            if feats is not None:
+                feats[n].append((chunk, f.cpu()))
+    for n, m in metrics.items():
+        if not isinstance(m, PerceptualMetric):
+            values[n][chunk] = m(x0, x1.cpu()).numpy()
+
+
 @torch.no_grad()
 def evaluate_stimuli(metrics: Mapping[str, nn.Module], refs: Tensor, images: Tensor, table: pd.DataFrame,
                      batch_size: int = 32, transform: Callable[[Tensor], Tensor] | None = None,
@@ -598,61 +636,31 @@ def evaluate_stimuli(metrics: Mapping[str, nn.Module], refs: Tensor, images: Ten
     Returns:
         ``(table + one column per metric, {name: (rows, D)} pair features on the CPU if keep_features)``.
     """
-    from . import utils
-
     device = _device_of(metrics)
+    groups = _trunk_groups(metrics)
     bar = utils.progress(total=len(table), desc=progress, unit="pair") if progress else None
-    out = table.copy()
     values: dict[str, np.ndarray] = {n: np.full(len(table), np.nan) for n in metrics}
     feats: dict[str, list[tuple[np.ndarray, Tensor]]] = {n: [] for n in metrics}
-    by_trunk: dict[int, list[str]] = {}
-    for name, m in metrics.items():
-        if isinstance(m, PerceptualMetric):
-            by_trunk.setdefault(id(m.trunk), []).append(name)
-    rows = np.arange(len(table))
-    ref_idx = table["ref_index"].to_numpy()
-    img_idx = table["index"].to_numpy()
+    rows, ref_idx, img_idx = np.arange(len(table)), table["ref_index"].to_numpy(), table["index"].to_numpy()
     for r in np.unique(ref_idx):
         sel = rows[ref_idx == r]
         ref = refs[int(r):int(r) + 1]
         ref_dev = ref.to(device)
-        ref_taps = {}
-        for key, names in by_trunk.items():
-            taps = sorted({t for n in names for t in metrics[n].taps})
-            ref_taps[key] = metrics[names[0]].trunk(ref_dev, taps)
+        ref_taps = {key: metrics[names[0]].trunk(ref_dev, _group_taps(metrics, names)) for key, names in groups.items()}
         for start in range(0, len(sel), batch_size):
             chunk = sel[start:start + batch_size]
             x1 = images[torch.tensor(img_idx[chunk], dtype=torch.long)]
             if transform is not None:
                 x1 = transform(x1)
-            x0 = ref.expand(len(chunk), -1, -1, -1)
-            x1_dev = x1.to(device)
-            for key, names in by_trunk.items():
-                taps = sorted({t for n in names for t in metrics[n].taps})
-                t1 = metrics[names[0]].trunk(x1_dev, taps)
-                t0 = {t: v.expand(len(chunk), -1, -1, -1) for t, v in ref_taps[key].items()}
-                for n in names:
-                    f = metrics[n].features_from_taps(t0, t1)
-                    values[n][chunk] = metrics[n].distance_from_features(f).cpu().numpy()
-                    if keep_features:
-                        feats[n].append((chunk, f.cpu()))
-            for n, m in metrics.items():
-                if not isinstance(m, PerceptualMetric):
-                    values[n][chunk] = m(x0, x1.cpu()).numpy()
+            _score_chunk(metrics, groups, ref, ref_taps, x1, chunk, device, values, feats if keep_features else None)
             if bar is not None:
                 bar.update(len(chunk))
     if bar is not None:
         bar.close()
+    out = table.copy()
     for n in metrics:
         out[n] = values[n]
-    features: dict[str, Tensor] = {}
-    if keep_features:
-        for n, parts in feats.items():
-            if parts:
-                full = torch.zeros(len(table), parts[0][1].shape[1])
-                for chunk, f in parts:
-                    full[torch.tensor(chunk, dtype=torch.long)] = f
-                features[n] = full
+    features = {n: _scatter_rows(parts, len(table)) for n, parts in feats.items() if parts} if keep_features else {}
     return out, features
 
 
@@ -667,7 +675,7 @@ def evaluate_table(metrics: Mapping[str, nn.Module], table: pd.DataFrame, size: 
 
     Returns ``(table (index reset) + one column per metric, {name: (rows, D)} if keep_features)``.
     """
-    from . import iqa, utils
+    from . import iqa
 
     table = table.reset_index(drop=True)
     parts, feats = [], {}
@@ -682,13 +690,7 @@ def evaluate_table(metrics: Mapping[str, nn.Module], table: pd.DataFrame, size: 
         for n, v in f.items():
             feats.setdefault(n, []).append((rows, v))
     out = pd.concat(parts).sort_values("_row").drop(columns=["_row", "ref_index", "index"]).reset_index(drop=True)
-    features = {}
-    for n, chunks in feats.items():
-        full = torch.zeros(len(table), chunks[0][1].shape[1])
-        for rows, v in chunks:
-            full[torch.as_tensor(rows, dtype=torch.long)] = v
-        features[n] = full
-    return out, features
+    return out, {n: _scatter_rows(chunks, len(table)) for n, chunks in feats.items()}
 
 
 def profile_zoo(profile: PerceptualProfile, classical: Sequence[str] = ("psnr", "ssim")) -> dict[str, nn.Module]:
@@ -707,7 +709,7 @@ def metric_zoo(pools: Sequence[str] = ("max", "blur", "aps"), seed: int = 0, wei
     """
     zoo: dict[str, nn.Module] = {}
     for pool in pools:
-        trunk = build_trunk(pool, seed=seed, weights=weights, circular=(pool == "aps"))
+        trunk = metric_trunk(pool, seed=seed, weights=weights, circular=(pool == "aps"))
         family = {k: m.to(device or "cpu") for k, m in metric_family(trunk, lpips_weights=lpips_weights).items()}
         for kind in kinds:
             zoo[f"{kind}/{pool}"] = family[kind]
