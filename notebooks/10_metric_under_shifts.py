@@ -61,7 +61,7 @@ profile = profile.replace(seed=SEED, n_refs_shift=N_REFS or profile.n_refs_shift
 shifts = list(profile.shifts)
 measure = "srcc" if profile.human_scores else "monotonicity"
 gen = utils.seed_everything(SEED)
-zoo = P.profile_zoo(profile, classical=("psnr",) if SMOKE else ("psnr", "ssim"))
+zoo = P.profile_zoo(profile, classical=("psnr",) if profile.smoke else ("psnr", "ssim"))
 kinds = P.metric_kinds(zoo)
 print(f"profile {profile.name}: {profile.backbone_label()}; device {profile.torch_device()}; "
       f"{profile.n_refs_shift} references")
