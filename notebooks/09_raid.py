@@ -22,16 +22,16 @@
 # Sources (`RAID_SOURCE`):
 #
 # - **`raid`** (`paper` profile): the real RAID folder (`imagenes_bd/`, `responses.csv`), at RAID's
-#   native 454 px centrally cropped to 448 px (`IMAGE_SIZE=0`, the default): APS halves the size five
-#   times and needs even sides at every pool, 448 = 14 x 32. Cropping drops 3 px at each border and
-#   invents no pixels; reflect-padding to 480 would add mirrored borders that the metrics would compare
-#   as image content (and that move differently from the content under rotation and scaling).
+#   native side centrally cropped to a multiple of 32 (`IMAGE_SIZE=0`, the default; the size is
+#   printed below): APS halves the size five times and needs even sides at every pool. Cropping drops
+#   a few pixels at each border and invents no pixels; reflect-padding to the next multiple would add
+#   mirrored borders that the metrics would compare as image content (and that move differently from
+#   the content under rotation and scaling).
 # - **`raid-approx`** (`demo`, `natural`): the RAID images are not on this machine, but the Kodak
 #   references and the real human responses are. We rebuild RAID-like stimuli from the Kodak images
 #   and evaluate against the real responses. *Approximations*: central square crops of the Kodak
-#   images resized to `IMAGE_SIZE` (RAID shows 454-px images); transform amplitudes spaced linearly up to the published
-#   maxima (rotation 18 degrees, translation 6.5 % of the side for 0.63 degrees of visual angle,
-#   zoom 9 %, noise standard deviation up to 0.11) - not RAID's exact per-level values. Correlations are
+#   images resized to `IMAGE_SIZE` (smaller than RAID's images); transform amplitudes spaced linearly
+#   up to the published maxima (`shiftinv.iqa.raid_transform`) - not RAID's exact per-level values. Correlations are
 #   therefore indicative; the ordering of levels within a transform, which drives Spearman, is exact.
 # - **`embedded`**: scikit-image photographs, the same transforms, no human data: metric curves only.
 #
@@ -40,8 +40,8 @@
 #
 # Anchors: level_01 pairs have distance 0 and response 0 by construction; including them inflates
 # correlations. Two protocols (`ANCHORS`): `excluded` (our default: level_01 rows left out) and
-# `included` (all rows pooled, anchors in: 960 rows on the full RAID, the protocol of the RAID group's
-# later benchmark). `paper` and `natural` report both; `demo` only `excluded`. The authors published no
+# `included` (all rows pooled, anchors in, the protocol of the RAID group's later benchmark; the
+# number of rows pooled is in each panel's title). `paper` and `natural` report both; `demo` only `excluded`. The authors published no
 # metric-vs-RAID code, so neither is known to be theirs.
 #
 # Backbone (see notebook 07): random-init VGG-16 in `demo`; the HED trunk in `natural` (plain, BlurPool
@@ -52,12 +52,9 @@
 # Figures: `09_raid_curves`, `09_raid_srcc` (with human data).
 
 # %%
-import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
-import torch
+import pandas as pd  # (the exercise solutions)
 
-from shiftinv import figures, iqa, paths, stats, utils
+from shiftinv import figures, stats, utils
 from shiftinv import perceptual as P
 
 figures.set_style()
@@ -68,8 +65,8 @@ SMOKE: bool = False  # tiny sizes, used by the test tier
 SEED: int = 0  # backbone init, noise stimuli, bootstrap
 DEVICE: str = ""  # cpu, cuda, ... (empty: CUDA when available, else CPU)
 RAID_SOURCE: str = "auto"  # auto | raid | raid-approx | embedded
-IMAGE_SIZE: int = -1  # -1: the profile's (demo 64, natural 96, paper 0); 0: native 454 px cropped to 448; S: S x S
-ANCHORS: str = ""  # excluded | included | both (empty: the profile's; demo: excluded, natural and paper: both)
+IMAGE_SIZE: int = -1  # -1: the profile's; 0: RAID's native side cropped to a multiple of 32; S: S x S
+ANCHORS: str = ""  # excluded | included | both (empty: the profile's)
 RAID_DIR: str = ""  # raid: folder holding imagenes_bd/ and responses.csv
 KODAK_DIR: str = ""  # raid-approx: folder with kodim01.png ... (default: the shared data folder)
 VGG_WEIGHTS: str = ""  # natural / paper: hed, keras:<path>, torchvision-features or a .pth path (empty: the profile's)
@@ -77,55 +74,28 @@ VGG_WEIGHTS: str = ""  # natural / paper: hed, keras:<path>, torchvision-feature
 # %%
 # derived settings (never in the parameters cell)
 figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
-profile = P.profile_from_params(PROFILE, SMOKE, vgg_weights=VGG_WEIGHTS, device=DEVICE, image_size=IMAGE_SIZE,
-                                raid_source=RAID_SOURCE).replace(seed=SEED)
-protocols = {"": profile.anchor_protocols, "both": ("excluded", "included")}.get(ANCHORS, (ANCHORS,))
-if not set(protocols) <= {"excluded", "included"}:
-    raise ValueError(f"ANCHORS must be excluded, included or both, got {ANCHORS!r}")
-size = profile.image_size  # 0: native (RAID 454 px -> 448)
-n_images = profile.n_images
-n_boot = profile.n_boot
+profile = P.perceptual_profile_from_params(PROFILE, SMOKE, vgg_weights=VGG_WEIGHTS, device=DEVICE,
+                                           image_size=IMAGE_SIZE, raid_source=RAID_SOURCE).replace(seed=SEED)
+protocols = P.anchor_protocols(profile, ANCHORS)
 gen = utils.seed_everything(SEED)
-shared = paths.data_dir()
-kodak_dir = KODAK_DIR or str(shared / "kodak")
-responses_csv = shared / "raid" / "responses.csv"
-source = iqa.resolve_raid_source(profile.raid_source, kodak_dir, responses_csv)
+source, kodak_dir, responses_csv = P.raid_inputs(profile, KODAK_DIR)
 zoo = P.profile_zoo(profile)
 kinds = P.metric_kinds(zoo)
-print(f"source: {source}; {profile.backbone_label()}; device {profile.torch_device()}; anchors {protocols}")
-if P.lpips_weights_note(profile):
-    print(P.lpips_weights_note(profile))
+print(f"source: {source}; {profile.backbone_label()}; device {profile.torch_device()}; anchors {protocols}; "
+      f"{profile.n_boot} bootstrap draws")
+print(P.lpips_weights_note(profile))
 
 # %% [markdown]
 # ## 1. Stimuli and human responses
-
+#
 # Every row is loaded and scored once, anchors included; each protocol then selects its rows.
 
 # %%
-side = size or 448  # stimuli rebuilt here: RAID's native side after the crop to a multiple of 32
-if source == "raid":
-    table = iqa.load_raid(RAID_DIR, include_anchors=True)
-    # smoke runs keep the first levels of each image and transform (max_pairs_per_ref; 0 = all)
-    table = iqa.first_pairs_per_ref(table, profile.max_pairs_per_ref, by=("ref", "transform"))
-    refs, images, table = iqa.load_into_memory(table, size)
-    human = True
-elif source == "raid-approx":
-    refs, images, table = iqa.raid_approx_table(responses_csv, kodak_dir, side, gen, images=range(1, n_images + 1),
-                                                include_anchors=True)
-    human = True
-else:
-    refs, names = iqa.demo_references(side, iqa.DEMO_IMAGES[:n_images])
-    images, table = iqa.make_raid_style(refs, names, gen, levels=range(1, 11))
-    human = False
+refs, images, table, human = P.raid_stimuli(source, profile, gen, raid_dir=RAID_DIR, kodak_dir=kodak_dir,
+                                            responses_csv=responses_csv)
 print(f"{len(table)} pairs (anchors included), {table['ref'].nunique()} images, {tuple(images.shape[-2:])} px, "
       f"human responses: {human}")
-
-fig, axes = plt.subplots(1, 4, figsize=(12, 3.2))
-for ax, t in zip(axes, iqa.RAID_TRANSFORMS):
-    row = table[(table["transform"] == t) & (table["ref"] == table["ref"].iloc[0])].iloc[-1]
-    ax.imshow(images[int(row["index"])].permute(1, 2, 0).numpy())
-    ax.set_title(f"{t}, level {int(row['level'])}")
-    ax.axis("off")
+fig = P.plot_raid_examples(images, table)
 
 # %% [markdown]
 # ## 2. Response curves
@@ -138,61 +108,28 @@ for ax, t in zip(axes, iqa.RAID_TRANSFORMS):
 
 # %%
 values, _ = P.evaluate_stimuli(zoo, refs, images, table, batch_size=profile.batch_size, progress="scoring")
-rows_of = {"excluded": values["level"] > 1, "included": values["level"] >= 1}
 shown = [m for m in ("lpips/max", "baseline/max", "gap/max", "gap/blur", "gap/aps", "psnr", "ssim") if m in zoo]
 curves = stats.response_curves(values, shown, kinds, human_col="curve" if human else None)
-fig, axes = plt.subplots(1, 4, figsize=(16, 3.8), sharey=True)
-for ax, (t, sub) in zip(axes, curves.groupby("transform")):
-    for src, s in sub.groupby("source", sort=False):
-        style = dict(color="black", lw=3) if src == "human" else dict(lw=1.5, color=P.metric_colors([src])[src])
-        (line,) = ax.plot(s["level"], s["mean"], marker="o", ms=3, label=src, **style)
-        ax.fill_between(s["level"], s["mean"] - s["sem"], s["mean"] + s["sem"], alpha=0.12, color=line.get_color())
-    ax.set(title=t, xlabel="level")
-axes[0].set_ylabel("normalised response")
-axes[-1].legend(fontsize="x-small", bbox_to_anchor=(1.02, 1), loc="upper left")
-figures.save_figure(fig, "09_raid_curves", curves)
+figures.save_figure(P.plot_response_curves(curves), "09_raid_curves", curves)
 
 # %% [markdown]
 # ## 3. Agreement with people, per transform and pooled
 #
 # Spearman between metric and MLDS response (a *distortion* score: higher = more different), over all
 # pairs of a transform and over all pairs; 95 % intervals resample images. Pooling across transforms
-# also asks whether a metric puts a 10-degree rotation and a visible noise on the human scale - much
+# also asks whether a metric puts a strong rotation and a visible noise on the human scale - much
 # harder than ordering the levels of one transform. One panel per anchor protocol. PSNR is infinite on
 # the anchors (the anchor is the reference image itself), so its `included` rows leave them out
-# (`n_pairs` in the data file says so).
+# (`n_pairs` in the data file says so). Embedded stimuli have no human responses: nothing to correlate.
 
 # %%
 if human:
-    rows = []
-    for protocol in protocols:
-        kept = values[rows_of[protocol].to_numpy()]
-        for t, sub in [(t, kept[kept["transform"] == t]) for t in iqa.RAID_TRANSFORMS] + [("pooled", kept)]:
-            ev = stats.evaluation_table(sub, kinds, "distortion", gen, score_col="response", n_boot=n_boot,
-                                        logistic=None)
-            rows.append(ev.assign(transform=t, anchors=protocol))
-    srcc_table = pd.concat(rows, ignore_index=True).assign(source=source, backbone=profile.backbone_label())
-    first = srcc_table[srcc_table["anchors"] == protocols[0]]
-    metrics_order = list(first.pivot(index="metric", columns="transform", values="srcc")["pooled"].sort_values().index)
-    fig, axes = plt.subplots(1, len(protocols), figsize=(10 * len(protocols), 4), squeeze=False, sharey=True)
-    width = 0.8 / 5
-    for ax, protocol in zip(axes[0], protocols):
-        for j, t in enumerate(list(iqa.RAID_TRANSFORMS) + ["pooled"]):
-            sub = srcc_table[(srcc_table["transform"] == t) & (srcc_table["anchors"] == protocol)]
-            sub = sub.set_index("metric").loc[metrics_order]
-            x = np.arange(len(sub)) + (j - 2) * width
-            err = np.clip([sub["srcc"] - sub["srcc_low"], sub["srcc_high"] - sub["srcc"]], 0, None)
-            ax.bar(x, sub["srcc"], width, label=t, yerr=err, capsize=2)
-        ax.set_xticks(range(len(metrics_order)), metrics_order, rotation=30, ha="right")
-        n_rows = int(srcc_table.loc[(srcc_table["anchors"] == protocol) & (srcc_table["transform"] == "pooled"),
-                                    "n_pairs"].max())
-        ax.set(title=f"RAID ({source}), anchors {protocol} ({n_rows} rows pooled)")
-        ax.legend(fontsize="small", ncol=5)
-    axes[0][0].set_ylabel("SRCC with human response")
-    fig.suptitle(profile.backbone_label(), fontsize="small")
+    srcc_table = P.raid_srcc_table(values, kinds, protocols, gen, n_boot=profile.n_boot)
+    srcc_table = srcc_table.assign(source=source, backbone=profile.backbone_label())
+    fig = P.plot_raid_srcc(srcc_table, protocols, source, profile.backbone_label())
     figures.save_figure(fig, "09_raid_srcc", srcc_table)
     display_table = srcc_table.pivot_table(index="metric", columns=["anchors", "transform"], values="srcc")
-    display_table = display_table.loc[metrics_order[::-1]].round(3)
+    display_table = display_table.loc[P.raid_metric_order(srcc_table)[::-1]].round(3)
 else:
     display_table = "embedded stimuli: no human responses, see the curves only"
 display_table
@@ -210,7 +147,7 @@ display_table
 # - With `raid-approx` the human data are real but the stimuli are our reconstruction at low
 #   resolution, with a random backbone (`demo`) or the HED trunk (`natural`, a natural-image VGG-16 but
 #   not ImageNet's, with untrained baseline/GAP weights): the numbers are indicative, not a replication
-#   of the paper's 0.95, which needs the `paper` profile (real RAID images, ImageNet weights, trained
+#   of the paper's reported correlation, which needs the `paper` profile (real RAID images, ImageNet weights, trained
 #   metric weights).
 # - The two anchor protocols answer different questions: with anchors in, every image contributes a
 #   free, perfectly ordered (0, 0) point per transform, and the pooled SRCC rises for any metric that is
@@ -227,9 +164,9 @@ display_table
 if human:
     both, _ = P.evaluate_stimuli(zoo, refs, images, table) if len(protocols) < 2 else (values, None)
     gains = []
-    for protocol, mask in (("excluded", both["level"] > 1), ("included", both["level"] >= 1)):
-        ev = stats.evaluation_table(both[mask.to_numpy()], kinds, "distortion", gen, score_col="response",
-                                    n_boot=20, logistic=None)
+    for protocol in ("excluded", "included"):
+        ev = stats.evaluation_table(both[P.anchor_rows(both, protocol)], kinds, "distortion", gen,
+                                    score_col="response", n_boot=20, logistic=None)
         gains.append(ev.set_index("metric")["srcc"].rename(protocol))
     print(pd.concat(gains, axis=1).assign(gain=lambda d: d["included"] - d["excluded"]).sort_values("gain").round(3))
 # Anchors add one perfectly ordered point per image (distance 0, response 0) below every other pair:

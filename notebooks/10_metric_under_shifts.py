@@ -18,9 +18,9 @@
 # `(s, s)`, with the paper's mirror mosaic so that no black border appears) and measures, for each
 # metric and backbone, how its agreement with the scores falls as `s` grows.
 #
-# - `paper` profile: KADID-10k (`KADID_DIR`) at its native 384x512 frame, the first `N_REFS` references
-#   (10 by default: all 81 at native size would hold 24 GB of images in memory), Spearman with the
-#   human scores at every shift.
+# - `paper` profile: KADID-10k (`KADID_DIR`) at its native frame, the first `N_REFS` references (all of
+#   them at native size would not fit in memory; the sizes are printed below), Spearman with the human
+#   scores at every shift.
 # - `demo` (random-init backbone) and `natural` (the HED trunk; see notebook 07) profiles: embedded
 #   images with KADID-style distortions; no human scores, so the measure is the **monotonicity with the
 #   distortion level** (Spearman with the level within each reference and distortion, as in notebook
@@ -34,12 +34,7 @@
 # Figures: `10_srcc_vs_shift`.
 
 # %%
-import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
-import torch
-
-from shiftinv import figures, iqa, stats, utils
+from shiftinv import figures, utils
 from shiftinv import perceptual as P
 
 figures.set_style()
@@ -49,9 +44,9 @@ PROFILE: str = "demo"  # demo | cifar (as demo here) | natural (HED trunk, embed
 SMOKE: bool = False  # tiny sizes, used by the test tier
 SEED: int = 0  # backbone init, stimuli noise
 DEVICE: str = ""  # cpu, cuda, ... (empty: CUDA when available, else CPU)
-IMAGE_SIZE: int = -1  # -1: the profile's (demo 64, natural 96, paper 0); 0: native 384x512 frames; S: S x S
-N_REFS: int = 0  # number of reference images (0: the profile's; demo 2, natural 4, paper 10 KADID-10k references)
-SHIFTS: list = []  # diagonal shifts (s, s) of the distorted image, in pixels (empty: the profile's, 0 1 2 4 8)
+IMAGE_SIZE: int = -1  # -1: the profile's; 0: native frames; S: S x S squares (a multiple of 32)
+N_REFS: int = 0  # number of reference images (0: the profile's)
+SHIFTS: list = []  # diagonal shifts (s, s) of the distorted image, in pixels (empty: the profile's)
 MODE: str = "mosaic"  # how the shifted image is filled: mosaic (mirror) | circular
 KADID_DIR: str = ""  # paper: folder holding images/ and dmos.csv
 VGG_WEIGHTS: str = ""  # natural / paper: hed, keras:<path>, torchvision-features or a .pth path (empty: the profile's)
@@ -59,34 +54,23 @@ VGG_WEIGHTS: str = ""  # natural / paper: hed, keras:<path>, torchvision-feature
 # %%
 # derived settings (never in the parameters cell)
 figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
-profile = P.profile_from_params(PROFILE, SMOKE, vgg_weights=VGG_WEIGHTS, device=DEVICE, image_size=IMAGE_SIZE)
+profile = P.perceptual_profile_from_params(PROFILE, SMOKE, vgg_weights=VGG_WEIGHTS, device=DEVICE,
+                                           image_size=IMAGE_SIZE)
 profile = profile.replace(seed=SEED, n_refs_shift=N_REFS or profile.n_refs_shift,
                           shifts=tuple(SHIFTS) or profile.shifts)
-size = profile.image_size  # 0: native frames
-n_refs = profile.n_refs_shift
 shifts = list(profile.shifts)
+measure = "srcc" if profile.human_scores else "monotonicity"
 gen = utils.seed_everything(SEED)
-zoo = P.profile_zoo(profile, classical=("psnr",) if SMOKE else ("psnr", "ssim"))
+zoo = P.profile_zoo(profile, classical=("psnr",) if profile.smoke else ("psnr", "ssim"))
 kinds = P.metric_kinds(zoo)
-print(f"profile {profile.name}: {profile.backbone_label()}; device {profile.torch_device()}")
+print(f"profile {profile.name}: {profile.backbone_label()}; device {profile.torch_device()}; "
+      f"{profile.n_refs_shift} references")
 
 # %% [markdown]
 # ## 1. Pairs
 
 # %%
-if not profile.human_scores:
-    refs, names = iqa.demo_references(size or profile.embedded_size, iqa.DEMO_IMAGES[:n_refs])
-    distortions = ["gaussian_blur", "white_noise", "jpeg", "contrast_change"][: (2 if SMOKE else 4)]
-    images, table = iqa.make_kadid_style(refs, names, gen, distortions)
-    table["score"] = table["level"].astype(float)  # pseudo-score: the level (higher = more damage)
-    score_kind = "distortion"
-else:
-    kadid = iqa.load_kadid10k(KADID_DIR)
-    kadid = kadid[kadid["ref"].isin(sorted(kadid["ref"].unique())[:n_refs])].reset_index(drop=True)
-    kadid = iqa.decode_check_table(kadid, "KADID-10k", "Re-extract it from the archive.")
-    kadid = iqa.first_pairs_per_ref(kadid, profile.max_pairs_per_ref)  # smoke runs: the first pairs
-    refs, images, table = iqa.load_into_memory(kadid, size, square=bool(size))
-    score_kind = "quality"
+refs, images, table, score_kind = P.shift_pairs(profile, gen, kadid_dir=KADID_DIR)
 print(f"{len(table)} pairs, {tuple(images.shape[-2:])} px, shifts {shifts} px ({MODE})")
 
 # %% [markdown]
@@ -97,26 +81,7 @@ print(f"{len(table)} pairs, {tuple(images.shape[-2:])} px, shifts {shifts} px ({
 # %%
 summary, per_pair = P.srcc_under_shifts(zoo, refs, images, table, shifts, "score", score_kind, MODE,
                                         batch_size=profile.batch_size, progress=True)
-measure = "monotonicity" if not profile.human_scores else "srcc"
-ratio = summary.pivot(index="shift", columns="metric", values="mean_distance")
-ratio = ratio / ratio.loc[0]
-fig, axes = plt.subplots(1, 2, figsize=(14, 4))
-colors = P.metric_colors(list(zoo))
-for name, sub in summary.groupby("metric", sort=False):
-    style = dict(lw=2.5) if name.startswith("gap") else dict(lw=1.2, ls="--" if name in ("psnr", "ssim") else "-")
-    style["color"] = colors[name]
-    axes[0].plot(sub["shift"], sub[measure], marker="o", label=name, **style)
-axes[0].set(xlabel="shift of the distorted image (px, diagonal)",
-            ylabel="SRCC with level (within groups)" if not profile.human_scores else "SRCC with KADID-10k scores",
-            title="monotonicity under shifts (no human data)" if not profile.human_scores else "agreement under shifts")
-axes[0].legend(fontsize="x-small", ncol=2)
-for name in ratio.columns:
-    if kinds[name] == "distance":
-        axes[1].plot(ratio.index, ratio[name], marker="o", label=name, lw=2.5 if name.startswith("gap") else 1.2,
-                     color=colors[name])
-axes[1].set(xlabel="shift (px)", ylabel="mean distance / mean distance at shift 0", yscale="log",
-            title="how much the shift adds to the distance")
-fig.suptitle(profile.backbone_label(), fontsize="small")
+fig = P.plot_srcc_vs_shift(summary, kinds, measure, profile.human_scores, profile.backbone_label())
 figures.save_figure(fig, "10_srcc_vs_shift", summary.assign(backbone=profile.backbone_label()))
 summary.pivot(index="metric", columns="shift", values=measure).round(3)
 

@@ -153,8 +153,8 @@ def test_evaluate_pairs_shares_the_trunk(trunk) -> None:
                                       "psnr": "similarity"}
 
 
-def test_build_trunk_same_conv_weights_for_every_pool() -> None:
-    plain = P.build_trunk("max", seed=1)
+def test_metric_trunk_same_conv_weights_for_every_pool() -> None:
+    plain = P.metric_trunk("max", seed=1)
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         a = plain(x, ("relu1_2",))["relu1_2"]
@@ -162,7 +162,7 @@ def test_build_trunk_same_conv_weights_for_every_pool() -> None:
         from shiftinv import models  # noqa: F401
     except ImportError:
         pytest.skip("shiftinv.models not available yet")
-    blur = P.build_trunk("blur", seed=1)
+    blur = P.metric_trunk("blur", seed=1)
     with torch.no_grad():
         b = blur(x, ("relu1_2",))["relu1_2"]
     torch.testing.assert_close(a, b)  # before the first pool, the two trunks are the same network
@@ -173,7 +173,7 @@ def test_evaluate_stimuli_matches_direct_calls_and_shift_study() -> None:
 
     from shiftinv import iqa
 
-    trunk = P.build_trunk("max", seed=2)
+    trunk = P.metric_trunk("max", seed=2)
     metrics = {"gap": P.GAPMetric(trunk), "lpips": P.load_lpips_weights(P.LinearTapMetric(trunk)),
                "psnr": P.ClassicalMetric("psnr")}
     refs, names = iqa.demo_references(32, iqa.DEMO_IMAGES[:2])
@@ -223,13 +223,13 @@ def test_perceptual_profiles_change_data_and_sizes() -> None:
     natural = P.get_perceptual_profile("natural")
     assert natural.weights == "hed" and natural.pools == ("max", "blur", "aps") and natural.n_images == 24
     assert "HED" in natural.backbone_label()
-    p = P.profile_from_params("demo", False, vgg_weights="ignored.pth", image_size=-1, epochs=-1, recipe="")
+    p = P.perceptual_profile_from_params("demo", False, vgg_weights="ignored.pth", image_size=-1, epochs=-1, recipe="")
     assert p == demo
-    assert P.profile_from_params("paper", False, image_size=64, recipe="lpips").image_size == 64
+    assert P.perceptual_profile_from_params("paper", False, image_size=64, recipe="lpips").image_size == 64
     with pytest.raises(ValueError, match="multiple of 32"):
-        P.profile_from_params("paper", False, image_size=100)
+        P.perceptual_profile_from_params("paper", False, image_size=100)
     with pytest.raises(ValueError, match="RECIPE"):
-        P.profile_from_params("paper", False, recipe="keras")
+        P.perceptual_profile_from_params("paper", False, recipe="keras")
     with pytest.raises(ValueError, match="unknown profile"):
         P.get_perceptual_profile("typo")
 
@@ -277,3 +277,84 @@ def test_metrics_and_training_on_cuda_match_the_cpu() -> None:
     for name in ("lpips/max", "baseline/aps", "gap/aps"):
         np.testing.assert_allclose(out["cuda"][0][name], out["cpu"][0][name], rtol=1e-3, atol=1e-5)
     torch.testing.assert_close(out["cuda"][1], out["cpu"][1], rtol=1e-3, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------------------------
+# The pipelines of notebooks 07-10
+
+
+def test_profile_label_of_the_hed_trunk_is_the_weights_label() -> None:
+    from shiftinv import weights
+
+    assert P.get_perceptual_profile("natural").backbone_label() == weights.label("hed")
+
+
+def test_notebook_07_helpers_on_a_random_trunk() -> None:
+    trunk = P.metric_trunk("max", seed=2)
+    zoo = {"lpips/max": P.load_lpips_weights(P.LinearTapMetric(trunk)), "gap/max": P.GAPMetric(trunk),
+           "psnr": P.ClassicalMetric("psnr")}
+    family = P.family_table(zoo)
+    assert list(family["metric"]) == ["lpips/max", "gap/max"] and (family["weights"] == 1472).all()
+    weights_df = P.lpips_weight_table(zoo["lpips/max"])
+    assert len(weights_df) == 1472 and (weights_df.groupby("tap")["weight"].diff().dropna() <= 0).all()
+    smoke = P.get_perceptual_profile("demo", smoke=True)
+    assert "unit tests" in P.lpips_parity(smoke, zoo["lpips/max"], *_pair(1, 32))  # smoke runs skip the check
+    refs, names = _pair(1, 32)[0], ["a"]
+    from shiftinv import iqa
+
+    images, table = iqa.make_kadid_style(refs, names, torch.Generator().manual_seed(0), ["white_noise", "jpeg"])
+    values, _ = P.evaluate_stimuli(zoo, refs, images, table)
+    long = P.normalised_responses(values, P.metric_kinds(zoo))
+    assert long["normalised"].between(0, 1).all() and set(long["metric"]) == set(zoo)
+    # PSNR is a similarity: negated, so that it grows with the level like a distance
+    psnr = long[(long["metric"] == "psnr") & (long["distortion"] == "white_noise")].sort_values("level")
+    assert psnr["normalised"].iloc[-1] == pytest.approx(1.0)
+
+
+def test_notebook_08_pipeline_on_embedded_pairs(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("SHIFTINV_RESULTS", str(tmp_path))
+    profile = P.get_perceptual_profile("demo", smoke=True).replace(n_refs=2, epochs=1, n_boot=20)
+    gen = torch.Generator().manual_seed(0)
+    sets = P.iqa_pair_sets(profile, gen)
+    assert list(sets) == ["embedded"] and "2 references x 3 distortions x 5 levels" in P.describe_pair_sets(sets)
+    assert P.hygiene_report(sets) == "synthetic pairs, nothing to check"
+    trunk = P.metric_trunk("max", seed=0)
+    zoo = {"baseline/max": P.LinearTapMetric(trunk, P.POOL_TAPS), "gap/max": P.GAPMetric(trunk),
+           "psnr": P.ClassicalMetric("psnr")}
+    names = P.trainable_metrics(zoo)
+    assert names == ["baseline/max", "gap/max"]
+    scored = P.score_pair_sets(zoo, sets, profile)
+    splits = P.iqa_splits(scored, names, profile)
+    values, feats = scored[splits.test]
+    n_train = int((values["ref_index"] < 1).sum())
+    assert (splits.score_col, splits.score_kind) == ("level", "distortion")
+    assert splits.train[0]["gap/max"].shape == (n_train, 1472) and len(splits.select[1]) == len(values) - n_train
+    same = P.rescore(zoo, values.copy(), feats, names)
+    np.testing.assert_allclose(same["gap/max"], values["gap/max"], rtol=1e-5)  # same weights, same distances
+    history = P.train_metric_weights(zoo, names, splits, profile)
+    assert set(history["metric"]) == set(names) and list(tmp_path.rglob("*"))  # checkpointed under results/
+    result, per_distortion = P.iqa_results(values, P.metric_kinds(zoo), splits, gen, n_boot=20)
+    assert list(result["monotonicity"]) == sorted(result["monotonicity"]) and per_distortion is not None
+    fig, name, data = P.iqa_figure(result, per_distortion, len(values))
+    assert name == "08_monotonicity" and set(data) == {"summary", "per_distortion"}
+
+
+def test_notebook_09_source_and_protocols(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("SHIFTINV_DATA", str(tmp_path))  # no Kodak images, no responses
+    profile = P.get_perceptual_profile("demo", smoke=True)
+    assert P.anchor_protocols(profile) == ("excluded",)
+    assert P.anchor_protocols(profile, "both") == ("excluded", "included")
+    with pytest.raises(ValueError, match="ANCHORS"):
+        P.anchor_protocols(profile, "some")
+    source, kodak, responses = P.raid_inputs(profile)
+    assert source == "embedded" and kodak == str(tmp_path / "kodak") and responses == tmp_path / "raid" / "responses.csv"
+    refs, images, table, human = P.raid_stimuli(source, profile, torch.Generator().manual_seed(0))
+    assert not human and tuple(images.shape[-2:]) == (profile.image_size,) * 2
+    assert P.anchor_rows(table, "included").all() and not P.anchor_rows(table, "excluded")[table["level"] == 1].any()
+
+
+def test_notebook_10_pairs_on_embedded_data() -> None:
+    profile = P.get_perceptual_profile("demo", smoke=True)
+    refs, images, table, kind = P.shift_pairs(profile, torch.Generator().manual_seed(0))
+    assert kind == "distortion" and len(refs) == profile.n_refs_shift
+    assert (table["score"] == table["level"]).all() and table["distortion"].nunique() == 2

@@ -180,3 +180,15 @@ def test_evaluation_and_curve_tables(pairs) -> None:
     summary, per = stats.monotonicity_summary(curve_table.assign(distortion=curve_table["transform"]), {"m": "distance"},
                                               torch.Generator().manual_seed(0), n_boot=50)
     assert summary.loc[0, "monotonicity"] == pytest.approx(1.0) and len(per) == 2
+
+
+def test_compare_metric_pairs_skips_absent_metrics() -> None:
+    g = np.random.default_rng(0)
+    score = np.repeat(np.arange(5.0), 8)
+    values = pd.DataFrame({"ref": np.tile(np.arange(8), 5), "score": score,
+                           "a": score + 0.1 * g.standard_normal(40), "b": score + 2.0 * g.standard_normal(40)})
+    kinds = {"a": "distance", "b": "distance"}
+    table = stats.compare_metric_pairs(values, kinds, [("a", "b"), ("a", "missing")], "score", "distortion",
+                                       torch.Generator().manual_seed(0), n_boot=50)
+    assert list(table[["A", "B"]].itertuples(index=False, name=None)) == [("a", "b")]
+    assert table.loc[0, "PLCC A"] > table.loc[0, "PLCC B"] and table.loc[0, "SRCC A-B (bootstrap)"] > 0

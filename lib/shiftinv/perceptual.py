@@ -35,10 +35,11 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import paths, utils
+from . import weights as weights_io
+from .models import LPIPS_SCALE, LPIPS_SHIFT  # the lpips package's ScalingLayer constants
 
 #: VGG-16 ``features`` module names in torchvision order (no batch norm).
 VGG16_LAYER_NAMES: tuple[str, ...] = tuple(
@@ -48,9 +49,6 @@ VGG16_LAYER_NAMES: tuple[str, ...] = tuple(
 )
 POOL_TAPS: tuple[str, ...] = ("pool1", "pool2", "pool3", "pool4", "pool5")
 LPIPS_TAPS: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
-#: ``lpips.ScalingLayer`` constants: the LPIPS input is ``(2 x - 1 - shift) / scale``.
-LPIPS_SHIFT = (-0.030, -0.088, -0.188)
-LPIPS_SCALE = (0.458, 0.448, 0.450)
 
 Trunk = Callable[..., dict]  # trunk(x (N,3,H,W) in [0,1], taps) -> {tap: (N, C, h, w)}
 
@@ -155,7 +153,7 @@ class PerceptualProfile:
         return self.data == "datasets"
 
     def backbone_weights(self) -> object | None:
-        """What :func:`build_trunk` gets: ``None`` (seeded random init), a weights spec or path."""
+        """What :func:`metric_trunk` gets: ``None`` (seeded random init), a weights spec or path."""
         if not self.weights:
             return None
         if self.weights == "torchvision":
@@ -169,14 +167,12 @@ class PerceptualProfile:
         if not self.weights:
             return f"VGG-16 random init (seed {self.seed})"
         if self.weights == "hed":
-            return "VGG-16 HED trunk (ImageNet VGG-16 fine-tuned for edges on BSDS500)"
+            return weights_io.label("hed")
         if self.weights == "torchvision":
             return "VGG-16 torchvision IMAGENET1K_V1"
         return f"VGG-16 weights {self.weights}"
 
     def torch_device(self) -> torch.device:
-        from . import utils
-
         return utils.default_device(self.device or None)
 
 
@@ -259,7 +255,7 @@ def lpips_weights_note(profile: PerceptualProfile) -> str:
     return f"LPIPS v0.1 weights were fitted to torchvision's VGG-16, applied to {target}"
 
 
-def profile_from_params(profile: str, smoke: bool, vgg_weights: str = "", device: str = "", image_size: int = -1,
+def perceptual_profile_from_params(profile: str, smoke: bool, vgg_weights: str = "", device: str = "", image_size: int = -1,
                         recipe: str = "", epochs: int = -1, raid_source: str = "auto") -> PerceptualProfile:
     """The profile of notebooks 07-10 from their parameters cell (empty / -1 / "auto": the profile's).
 
@@ -490,7 +486,7 @@ class ClassicalMetric(nn.Module):
 # Trunks and the metric family
 
 
-def build_trunk(pool: str = "max", seed: int = 0, weights: object = None, circular: bool = False,
+def metric_trunk(pool: str = "max", seed: int = 0, weights: object = None, circular: bool = False,
                 device: str | torch.device | None = None, **trunk_kwargs: object) -> nn.Module:
     """A frozen VGG-16 trunk (:func:`shiftinv.models.build_trunk`) for the metrics, on ``device``.
 
@@ -550,18 +546,14 @@ def evaluate_pairs(metrics: Mapping[str, nn.Module], batches: Iterable[tuple[Ten
         metrics run on the device of their weights; classical ones on the CPU.
     """
     device = _device_of(metrics)
-    by_trunk: dict[int, list[str]] = {}
-    for name, m in metrics.items():
-        if isinstance(m, PerceptualMetric):
-            by_trunk.setdefault(id(m.trunk), []).append(name)
+    by_trunk = _trunk_groups(metrics)
     values: dict[str, list[Tensor]] = {n: [] for n in metrics}
     feats: dict[str, list[Tensor]] = {n: [] for n in metrics if isinstance(metrics[n], PerceptualMetric)}
     for x0, x1 in batches:
         _check_pair(x0, x1)
         d0, d1 = x0.to(device), x1.to(device)
         for names in by_trunk.values():
-            trunk = metrics[names[0]].trunk
-            taps = sorted({t for n in names for t in metrics[n].taps})
+            trunk, taps = metrics[names[0]].trunk, _group_taps(metrics, names)
             t0, t1 = trunk(d0, taps), trunk(d1, taps)
             for n in names:
                 f = metrics[n].features_from_taps(t0, t1)
@@ -581,6 +573,51 @@ def metric_kinds(metrics: Mapping[str, nn.Module]) -> dict[str, str]:
     return {n: getattr(m, "metric_kind", "distance") for n, m in metrics.items()}
 
 
+def _trunk_groups(metrics: Mapping[str, nn.Module]) -> dict[int, list[str]]:
+    """``{id(trunk): [names of the learned metrics on it]}``: each trunk runs once per batch."""
+    by_trunk: dict[int, list[str]] = {}
+    for name, m in metrics.items():
+        if isinstance(m, PerceptualMetric):
+            by_trunk.setdefault(id(m.trunk), []).append(name)
+    return by_trunk
+
+
+def _group_taps(metrics: Mapping[str, nn.Module], names: Sequence[str]) -> list[str]:
+    """The union of the taps of ``names`` (metrics sharing one trunk), sorted."""
+    return sorted({t for n in names for t in metrics[n].taps})
+
+
+def _scatter_rows(chunks: Sequence[tuple[np.ndarray, Tensor]], n_rows: int) -> Tensor:
+    """Reassemble ``[(row indices, (k, D) features)]`` into one (n_rows, D) tensor."""
+    full = torch.zeros(n_rows, chunks[0][1].shape[1])
+    for rows, f in chunks:
+        full[torch.as_tensor(rows, dtype=torch.long)] = f
+    return full
+
+
+def _score_chunk(metrics: Mapping[str, nn.Module], groups: Mapping[int, list[str]], ref: Tensor,
+                 ref_taps: Mapping[int, dict[str, Tensor]], x1: Tensor, chunk: np.ndarray, device: torch.device,
+                 values: dict[str, np.ndarray], feats: dict[str, list] | None) -> None:
+    """Score one reference (1, 3, H, W) against a chunk of distorted images x1 (k, 3, H, W).
+
+    Writes ``values[name][chunk]`` for every metric (learned ones from the reference's stored taps,
+    classical ones on the CPU) and appends ``(chunk, (k, D) features)`` to ``feats`` when given.
+    """
+    x0 = ref.expand(len(chunk), -1, -1, -1)
+    x1_dev = x1.to(device)
+    for key, names in groups.items():
+        t1 = metrics[names[0]].trunk(x1_dev, _group_taps(metrics, names))
+        t0 = {t: v.expand(len(chunk), -1, -1, -1) for t, v in ref_taps[key].items()}
+        for n in names:
+            f = metrics[n].features_from_taps(t0, t1)
+            values[n][chunk] = metrics[n].distance_from_features(f).cpu().numpy()
+            if feats is not None:
+                feats[n].append((chunk, f.cpu()))
+    for n, m in metrics.items():
+        if not isinstance(m, PerceptualMetric):
+            values[n][chunk] = m(x0, x1.cpu()).numpy()
+
+
 @torch.no_grad()
 def evaluate_stimuli(metrics: Mapping[str, nn.Module], refs: Tensor, images: Tensor, table: pd.DataFrame,
                      batch_size: int = 32, transform: Callable[[Tensor], Tensor] | None = None,
@@ -598,61 +635,31 @@ def evaluate_stimuli(metrics: Mapping[str, nn.Module], refs: Tensor, images: Ten
     Returns:
         ``(table + one column per metric, {name: (rows, D)} pair features on the CPU if keep_features)``.
     """
-    from . import utils
-
     device = _device_of(metrics)
+    groups = _trunk_groups(metrics)
     bar = utils.progress(total=len(table), desc=progress, unit="pair") if progress else None
-    out = table.copy()
     values: dict[str, np.ndarray] = {n: np.full(len(table), np.nan) for n in metrics}
     feats: dict[str, list[tuple[np.ndarray, Tensor]]] = {n: [] for n in metrics}
-    by_trunk: dict[int, list[str]] = {}
-    for name, m in metrics.items():
-        if isinstance(m, PerceptualMetric):
-            by_trunk.setdefault(id(m.trunk), []).append(name)
-    rows = np.arange(len(table))
-    ref_idx = table["ref_index"].to_numpy()
-    img_idx = table["index"].to_numpy()
+    rows, ref_idx, img_idx = np.arange(len(table)), table["ref_index"].to_numpy(), table["index"].to_numpy()
     for r in np.unique(ref_idx):
         sel = rows[ref_idx == r]
         ref = refs[int(r):int(r) + 1]
         ref_dev = ref.to(device)
-        ref_taps = {}
-        for key, names in by_trunk.items():
-            taps = sorted({t for n in names for t in metrics[n].taps})
-            ref_taps[key] = metrics[names[0]].trunk(ref_dev, taps)
+        ref_taps = {key: metrics[names[0]].trunk(ref_dev, _group_taps(metrics, names)) for key, names in groups.items()}
         for start in range(0, len(sel), batch_size):
             chunk = sel[start:start + batch_size]
             x1 = images[torch.tensor(img_idx[chunk], dtype=torch.long)]
             if transform is not None:
                 x1 = transform(x1)
-            x0 = ref.expand(len(chunk), -1, -1, -1)
-            x1_dev = x1.to(device)
-            for key, names in by_trunk.items():
-                taps = sorted({t for n in names for t in metrics[n].taps})
-                t1 = metrics[names[0]].trunk(x1_dev, taps)
-                t0 = {t: v.expand(len(chunk), -1, -1, -1) for t, v in ref_taps[key].items()}
-                for n in names:
-                    f = metrics[n].features_from_taps(t0, t1)
-                    values[n][chunk] = metrics[n].distance_from_features(f).cpu().numpy()
-                    if keep_features:
-                        feats[n].append((chunk, f.cpu()))
-            for n, m in metrics.items():
-                if not isinstance(m, PerceptualMetric):
-                    values[n][chunk] = m(x0, x1.cpu()).numpy()
+            _score_chunk(metrics, groups, ref, ref_taps, x1, chunk, device, values, feats if keep_features else None)
             if bar is not None:
                 bar.update(len(chunk))
     if bar is not None:
         bar.close()
+    out = table.copy()
     for n in metrics:
         out[n] = values[n]
-    features: dict[str, Tensor] = {}
-    if keep_features:
-        for n, parts in feats.items():
-            if parts:
-                full = torch.zeros(len(table), parts[0][1].shape[1])
-                for chunk, f in parts:
-                    full[torch.tensor(chunk, dtype=torch.long)] = f
-                features[n] = full
+    features = {n: _scatter_rows(parts, len(table)) for n, parts in feats.items() if parts} if keep_features else {}
     return out, features
 
 
@@ -667,7 +674,7 @@ def evaluate_table(metrics: Mapping[str, nn.Module], table: pd.DataFrame, size: 
 
     Returns ``(table (index reset) + one column per metric, {name: (rows, D)} if keep_features)``.
     """
-    from . import iqa, utils
+    from . import iqa
 
     table = table.reset_index(drop=True)
     parts, feats = [], {}
@@ -682,13 +689,7 @@ def evaluate_table(metrics: Mapping[str, nn.Module], table: pd.DataFrame, size: 
         for n, v in f.items():
             feats.setdefault(n, []).append((rows, v))
     out = pd.concat(parts).sort_values("_row").drop(columns=["_row", "ref_index", "index"]).reset_index(drop=True)
-    features = {}
-    for n, chunks in feats.items():
-        full = torch.zeros(len(table), chunks[0][1].shape[1])
-        for rows, v in chunks:
-            full[torch.as_tensor(rows, dtype=torch.long)] = v
-        features[n] = full
-    return out, features
+    return out, {n: _scatter_rows(chunks, len(table)) for n, chunks in feats.items()}
 
 
 def profile_zoo(profile: PerceptualProfile, classical: Sequence[str] = ("psnr", "ssim")) -> dict[str, nn.Module]:
@@ -707,7 +708,7 @@ def metric_zoo(pools: Sequence[str] = ("max", "blur", "aps"), seed: int = 0, wei
     """
     zoo: dict[str, nn.Module] = {}
     for pool in pools:
-        trunk = build_trunk(pool, seed=seed, weights=weights, circular=(pool == "aps"))
+        trunk = metric_trunk(pool, seed=seed, weights=weights, circular=(pool == "aps"))
         family = {k: m.to(device or "cpu") for k, m in metric_family(trunk, lpips_weights=lpips_weights).items()}
         for kind in kinds:
             zoo[f"{kind}/{pool}"] = family[kind]
@@ -780,3 +781,506 @@ def metric_colors(names: Sequence[str]) -> dict[str, tuple[float, float, float, 
         else:
             out[name] = classical.get(name, (0.2, 0.2, 0.2, 1.0))
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Notebook 07: the family, LPIPS parity, what the metrics respond to
+
+
+def family_table(zoo: Mapping[str, nn.Module]) -> pd.DataFrame:
+    """One row per learned metric: its taps, its trainable weights and its frozen backbone parameters."""
+    return pd.DataFrame([
+        {"metric": name, "taps": ", ".join(m.taps), "weights": m.num_weights,
+         "frozen backbone params": sum(p.numel() for p in m.trunk.parameters())}
+        for name, m in zoo.items() if isinstance(m, PerceptualMetric)
+    ])
+
+
+def lpips_parity(profile: PerceptualProfile, metric: LinearTapMetric, x0: Tensor, x1: Tensor,
+                 tolerance: float = 1e-5) -> str:
+    """Compare ``metric`` (LPIPS on the profile's random-init trunk) with the ``lpips`` package.
+
+    x0, x1: (N, 3, H, W) in [0, 1]. Only for the random-init backbone (the package's network takes
+    torchvision-layout weights) outside smoke runs (the unit tests check it there). Returns a report
+    of both distances and their largest difference; raises when it exceeds ``tolerance``.
+    """
+    if profile.weights or profile.smoke:
+        return "parity with the lpips package is checked on random weights (demo profile and unit tests)"
+    reference = lpips_reference(random_vgg16_features(profile.seed))
+    with torch.no_grad():
+        ours = metric(x0, x1)
+        theirs = reference(x0, x1, normalize=True).flatten()
+    parity = float((ours - theirs).abs().max())
+    if not parity < tolerance:
+        raise AssertionError(f"LPIPS parity with the lpips package failed: max |difference| {parity:.2e}")
+    return f"ours   {ours.numpy().round(6)}\nlpips  {theirs.numpy().round(6)}\nmax |difference| = {parity:.2e}"
+
+
+def lpips_weight_table(metric: LinearTapMetric) -> pd.DataFrame:
+    """The metric's weights sorted per tap: rows ``tap, rank, weight`` (rank 0 = largest)."""
+    return pd.DataFrame([{"tap": tap, "rank": r, "weight": float(w)}
+                         for tap, ws in metric.weights_per_tap().items()
+                         for r, w in enumerate(sorted(ws.tolist(), reverse=True))])
+
+
+def plot_lpips_weights(weights_df: pd.DataFrame, note: str = ""):
+    """Sorted weights per tap (left) and each tap's share of the total weight (right).
+
+    Returns ``(figure, share per tap (Series))``.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for tap, sub in weights_df.groupby("tap", sort=False):
+        axes[0].plot(sub["rank"] / sub["rank"].max(), sub["weight"], label=f"{tap} ({len(sub)} ch)")
+    axes[0].set(xlabel="channel rank (fraction of the tap)", ylabel="weight",
+                title="LPIPS v0.1 weights, sorted per tap")
+    if note:
+        fig.suptitle(note, fontsize="small")
+    axes[0].legend(fontsize="small")
+    share = weights_df.groupby("tap", sort=False)["weight"].sum()
+    axes[1].bar(share.index, share.values / share.sum())
+    axes[1].set(ylabel="share of total weight", title="weight per tap")
+    return fig, share
+
+
+def normalised_responses(values: pd.DataFrame, kinds: Mapping[str, str]) -> pd.DataFrame:
+    """Long table ``ref, distortion, level, metric, value, normalised``: each metric rescaled to
+    [0, 1] over the levels of each distortion (similarities negated first)."""
+    long = values.melt(id_vars=["ref", "distortion", "level"], value_vars=list(kinds), var_name="metric")
+    long["value"] = np.where(long["metric"].map(kinds) == "similarity", -long["value"], long["value"])
+    g = long.groupby(["metric", "distortion"])["value"]
+    long["normalised"] = (long["value"] - g.transform("min")) / (g.transform("max") - g.transform("min"))
+    return long
+
+
+def plot_distance_vs_level(long: pd.DataFrame, title: str):
+    """One panel per distortion: every metric's normalised distance against the level."""
+    import matplotlib.pyplot as plt
+
+    groups = list(long.groupby("distortion"))
+    fig, axes = plt.subplots(1, len(groups), figsize=(15, 3.4), sharey=True)
+    for ax, (dist, sub) in zip(axes, groups):
+        for metric, s in sub.groupby("metric"):
+            ax.plot(s["level"], s["normalised"], marker="o", label=metric, lw=2.2 if metric.startswith("gap") else 1.2,
+                    color=metric_colors([metric])[metric])
+        ax.set(title=dist, xlabel="level", xticks=range(1, 6))
+    axes[0].set_ylabel("normalised distance")
+    axes[-1].legend(fontsize="x-small", bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.suptitle(title, fontsize="small")
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# Notebook 08: one evaluation pipeline, parameterised by the profile
+
+
+@dataclass
+class PairSet:
+    """A pair table (rows: ``ref``, ``dist_path``/``index``, ``level`` or ``score``, ...) and, for
+    in-memory stimuli, its images: ``refs`` (R, 3, H, W) and ``images`` (M, 3, H, W) in [0, 1];
+    ``None`` when the images are streamed from disk (dataset folders)."""
+
+    table: pd.DataFrame
+    refs: Tensor | None = None
+    images: Tensor | None = None
+
+
+@dataclass
+class IQASplits:
+    """Roles of notebook 08's scored pair sets: weights are trained on ``train`` (features, targets),
+    selected on ``select``, and every metric is evaluated on ``test`` (a key of the scored sets);
+    ``score_col`` / ``score_kind``: the target column and whether it is a quality or a distortion."""
+
+    train: tuple[dict[str, Tensor], Tensor]
+    select: tuple[dict[str, Tensor], Tensor]
+    test: str
+    score_col: str
+    score_kind: str
+
+
+def iqa_pair_sets(profile: PerceptualProfile, generator: torch.Generator, kadid_dir: str = "",
+                  tid2008_dir: str = "", tid2013_dir: str = "") -> dict[str, PairSet]:
+    """Notebook 08's pairs for ``profile``.
+
+    Embedded data: ``{"embedded": ...}``, ``n_refs`` scikit-image references with the KADID-style
+    distortions (the first three in smoke runs) at five levels, drawn from ``generator``. Dataset
+    folders: ``{"tid08", "tid13", "kadid"}`` pair tables, every image decoded once (a corrupt file is
+    named), smoke runs keeping the first ``max_pairs_per_ref`` pairs of each reference.
+    """
+    from . import iqa
+
+    if not profile.human_scores:
+        refs, names = iqa.demo_references(profile.image_size or profile.embedded_size, iqa.DEMO_IMAGES[:profile.n_refs])
+        distortions = list(iqa.KADID_STYLE)[: (3 if profile.smoke else 8)]
+        images, table = iqa.make_kadid_style(refs, names, generator, distortions)
+        return {"embedded": PairSet(table, refs, images)}
+    tables = {"tid08": iqa.load_tid(tid2008_dir, "2008", decode=True),
+              "tid13": iqa.load_tid(tid2013_dir, "2013", decode=True),
+              "kadid": iqa.load_kadid10k(kadid_dir, decode=True)}
+    return {k: PairSet(iqa.first_pairs_per_ref(t, profile.max_pairs_per_ref)) for k, t in tables.items()}
+
+
+def describe_pair_sets(sets: Mapping[str, PairSet]) -> str:
+    """One line: how many pairs each set holds (and, for embedded stimuli, how they were made)."""
+    if "embedded" in sets:
+        t = sets["embedded"].table
+        return (f"{len(t)} pairs: {t['ref'].nunique()} references x {t['distortion'].nunique()} distortions x "
+                f"{t['level'].nunique()} levels")
+    return str({name: len(s.table) for name, s in sets.items()})
+
+
+def hygiene_report(sets: Mapping[str, PairSet]) -> str:
+    """Dataset checks: KADID-10k pairs identical to their reference, and references shared (by pixel
+    hash) between the training (TID2008), selection (TID2013) and evaluation (KADID-10k) sets."""
+    from . import iqa
+
+    if "embedded" in sets:
+        return "synthetic pairs, nothing to check"
+    tid08, tid13, kadid = (sets[k].table for k in ("tid08", "tid13", "kadid"))
+    identical = iqa.find_identical_pairs(kadid)
+    shared_tid, shared_kadid = iqa.shared_references(tid08, tid13), iqa.shared_references(tid08, kadid)
+    return (f"KADID-10k pairs identical to their reference: {len(identical)}\n"
+            f"{identical[['dist', 'distortion', 'level', 'score']].head(10)}\n"
+            f"references shared TID2008/TID2013: {len(shared_tid)} of {tid08['ref'].nunique()}; "
+            f"TID2008/KADID-10k: {len(shared_kadid)}")
+
+
+def score_pair_sets(zoo: Mapping[str, nn.Module], sets: Mapping[str, PairSet], profile: PerceptualProfile
+                    ) -> dict[str, tuple[pd.DataFrame, dict[str, Tensor]]]:
+    """Score every pair of every set with every metric, keeping the (rows, D) pair features.
+
+    In-memory sets: :func:`evaluate_stimuli`; sets on disk: :func:`evaluate_table`, one reference
+    at a time (KADID-10k does not fit in memory as tensors) at ``profile.image_size``.
+    """
+    scored = {}
+    for name, s in sets.items():
+        if s.images is not None:
+            scored[name] = evaluate_stimuli(zoo, s.refs, s.images, s.table, keep_features=True,
+                                            progress="scoring pairs")
+        else:
+            scored[name] = evaluate_table(zoo, s.table, profile.image_size, profile.batch_size, keep_features=True,
+                                          progress=f"scoring {name}")
+    return scored
+
+
+def trainable_metrics(zoo: Mapping[str, nn.Module]) -> list[str]:
+    """The metrics whose weights notebook 08 trains: the baselines and the GAP metrics."""
+    return [n for n in zoo if n.split("/")[0] in ("baseline", "gap")]
+
+
+def iqa_splits(scored: Mapping[str, tuple[pd.DataFrame, dict[str, Tensor]]], names: Sequence[str],
+               profile: PerceptualProfile) -> IQASplits:
+    """Training / selection / evaluation roles of the scored sets, for the metrics ``names``.
+
+    Embedded data (no human scores): train on the pseudo-score ``level`` of the first half of the
+    references, select on the rest, evaluate on all pairs. Dataset folders: train on TID2008's
+    scores, select on TID2013's, evaluate on KADID-10k.
+    """
+    if "embedded" in scored:
+        table, feats = scored["embedded"]
+        half = (table["ref_index"] < max(1, profile.n_refs // 2)).to_numpy()
+        train_rows, val_rows = np.flatnonzero(half), np.flatnonzero(~half)
+        targets = torch.tensor(table["level"].to_numpy(), dtype=torch.float32)
+        return IQASplits(({n: feats[n][train_rows] for n in names}, targets[train_rows]),
+                         ({n: feats[n][val_rows] for n in names}, targets[val_rows]),
+                         "embedded", "level", "distortion")  # pseudo-score: higher level = more damage
+    mos08 = torch.tensor(scored["tid08"][0]["score"].to_numpy(), dtype=torch.float32)
+    mos13 = torch.tensor(scored["tid13"][0]["score"].to_numpy(), dtype=torch.float32)
+    return IQASplits((scored["tid08"][1], mos08), (scored["tid13"][1], mos13), "kadid", "score", "quality")
+
+
+def train_metric_weights(zoo: Mapping[str, nn.Module], names: Sequence[str], splits: IQASplits,
+                         profile: PerceptualProfile) -> pd.DataFrame:
+    """Train the weights of ``names`` with the profile's recipe (:func:`metric_train.recipe_config`),
+    checkpointed under a key of the profile, metric, recipe and backbone (train or load).
+
+    Returns the training history of every metric (rows ``epoch, train_loss, val_srcc, ..., metric``).
+    """
+    from . import metric_train
+
+    histories = []
+    for name in names:
+        (f_tr, y_tr), (f_val, y_val) = (splits.train[0][name], splits.train[1]), (splits.select[0][name], splits.select[1])
+        cfg = metric_train.recipe_config(profile.recipe, zoo[name], epochs=profile.epochs or None, lr=profile.lr,
+                                         seed=profile.seed, score_kind=splits.score_kind)
+        ckpt = utils.cache_path("metric_weights", {"profile": profile.name, "metric": name, "size": profile.image_size,
+                                                   "smoke": profile.smoke, "seed": profile.seed, "n": len(y_tr),
+                                                   "weights": profile.backbone_label(), "config": str(cfg)})
+        hist = metric_train.train_metric(zoo[name], f_tr, y_tr, cfg, checkpoint=ckpt, val_features=f_val,
+                                         val_scores=y_val, val_score_kind=splits.score_kind)
+        histories.append(hist.assign(metric=name))
+    return pd.concat(histories, ignore_index=True)
+
+
+@torch.no_grad()
+def rescore(zoo: Mapping[str, nn.Module], values: pd.DataFrame, features: Mapping[str, Tensor],
+            names: Sequence[str]) -> pd.DataFrame:
+    """Recompute the columns ``names`` of ``values`` from the stored (rows, D) pair features with
+    the metrics' current weights (in place; returns ``values``)."""
+    for name in names:
+        values[name] = zoo[name].distance_from_features(features[name]).cpu().numpy()
+    return values
+
+
+def plot_training(history: pd.DataFrame, title: str, pseudo_scores: bool):
+    """Pearson loss (left) and selection SRCC (right) per epoch, one line per metric."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+    for name, h in history.groupby("metric"):
+        axes[0].plot(h["epoch"], h["train_loss"], label=name)
+        axes[1].plot(h["epoch"], h["val_srcc"], label=name)
+    axes[0].set(xlabel="epoch", ylabel="1 - r (training)", title="Pearson loss")
+    axes[1].set(xlabel="epoch", ylabel="SRCC", title="selection SRCC" + (" (pseudo-scores)" if pseudo_scores else ""))
+    fig.suptitle(title, fontsize="small")
+    axes[1].legend(fontsize="x-small")
+    return fig
+
+
+def iqa_results(values: pd.DataFrame, kinds: Mapping[str, str], splits: IQASplits, generator: torch.Generator,
+                n_boot: int = 1000) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Notebook 08's results on the evaluation pairs: ``(per-metric table, per-distortion table)``.
+
+    No human scores (embedded): monotonicity with the level, sorted, and per distortion
+    (:func:`stats.monotonicity_summary`). Human scores: :func:`stats.evaluation_table` with the
+    quality scores, sorted by SRCC, and ``None``.
+    """
+    from . import stats
+
+    if splits.test == "embedded":
+        summary, per_distortion = stats.monotonicity_summary(values, dict(kinds), generator, n_boot=n_boot)
+        return summary.sort_values("monotonicity"), per_distortion
+    result = stats.evaluation_table(values, dict(kinds), "quality", generator, n_boot=n_boot)
+    return result.sort_values("srcc"), None
+
+
+def plot_monotonicity(summary: pd.DataFrame, per_distortion: pd.DataFrame):
+    """Mean monotonicity per metric with its interval (left), per distortion as a heat map (right)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 0.35 * len(summary) + 2), gridspec_kw={"width_ratios": [1, 1.4]})
+    y = np.arange(len(summary))
+    axes[0].errorbar(summary["monotonicity"], y, xerr=np.clip([summary["monotonicity"] - summary["low"],
+                                                              summary["high"] - summary["monotonicity"]], 0, None),
+                     fmt="o", capsize=3)
+    axes[0].set(yticks=y, yticklabels=summary["metric"], xlabel="SRCC with distortion level (mean, 95% CI)",
+                title="monotonicity (not agreement with humans)")
+    heat = per_distortion.pivot(index="metric", columns="distortion", values="monotonicity").loc[summary["metric"]]
+    im = axes[1].imshow(heat.to_numpy(), vmin=-1, vmax=1, cmap="coolwarm", aspect="auto", origin="lower")
+    axes[1].set(yticks=y, yticklabels=[], xticks=range(heat.shape[1]), title="per distortion (same rows)")
+    axes[1].grid(False)
+    axes[1].set_xticklabels(heat.columns, rotation=45, ha="right")
+    fig.colorbar(im, ax=axes[1], shrink=0.8)
+    return fig
+
+
+def plot_srcc_table(result: pd.DataFrame, title: str):
+    """SRCC per metric with its interval (rows of :func:`stats.evaluation_table`, in order)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(result) + 1.5))
+    y = np.arange(len(result))
+    err = np.clip([result["srcc"] - result["srcc_low"], result["srcc_high"] - result["srcc"]], 0, None)
+    ax.errorbar(result["srcc"], y, xerr=err, fmt="o", capsize=3)
+    ax.set(yticks=y, yticklabels=result["metric"], xlabel="SRCC with KADID-10k scores (95% CI over references)",
+           title=title)
+    return fig
+
+
+def iqa_figure(result: pd.DataFrame, per_distortion: pd.DataFrame | None, n_pairs: int):
+    """Notebook 08's results figure: ``(figure, name, data)`` for :func:`figures.save_figure`
+    (``08_monotonicity`` without human scores, ``08_kadid_table`` with them)."""
+    if per_distortion is not None:
+        return (plot_monotonicity(result, per_distortion), "08_monotonicity",
+                {"summary": result.to_dict("records"), "per_distortion": per_distortion.to_dict("records")})
+    return plot_srcc_table(result, f"KADID-10k, {n_pairs} pairs"), "08_kadid_table", result
+
+
+# ----------------------------------------------------------------------------------------------
+# Notebook 09: RAID
+
+
+def anchor_protocols(profile: PerceptualProfile, anchors: str = "") -> tuple[str, ...]:
+    """RAID anchor protocols to report: ``""`` the profile's, ``"both"``, ``"excluded"`` or ``"included"``."""
+    protocols = {"": profile.anchor_protocols, "both": ("excluded", "included")}.get(anchors, (anchors,))
+    if not set(protocols) <= {"excluded", "included"}:
+        raise ValueError(f"ANCHORS must be excluded, included or both, got {anchors!r}")
+    return tuple(protocols)
+
+
+def anchor_rows(values: pd.DataFrame, protocol: str) -> np.ndarray:
+    """Boolean rows of a RAID table kept by ``protocol`` (``excluded``: level_01 anchors left out)."""
+    return (values["level"] > 1 if protocol == "excluded" else values["level"] >= 1).to_numpy()
+
+
+def raid_inputs(profile: PerceptualProfile, kodak_dir: str = "") -> tuple[str, str, Path]:
+    """Where notebook 09's stimuli come from: ``(source, Kodak folder, RAID responses CSV)``.
+
+    ``kodak_dir`` empty: ``<data>/kodak``; the responses are ``<data>/raid/responses.csv``; the
+    profile's ``raid_source`` is resolved by :func:`shiftinv.iqa.resolve_raid_source`.
+    """
+    from . import iqa
+
+    shared = paths.data_dir()
+    kodak = kodak_dir or str(shared / "kodak")
+    responses_csv = shared / "raid" / "responses.csv"
+    return iqa.resolve_raid_source(profile.raid_source, kodak, responses_csv), kodak, responses_csv
+
+
+def raid_stimuli(source: str, profile: PerceptualProfile, generator: torch.Generator, raid_dir: str = "",
+                 kodak_dir: str = "", responses_csv: Path | str = "") -> tuple[Tensor, Tensor, pd.DataFrame, bool]:
+    """RAID pairs, anchors included: ``(refs (R,3,H,W), images (M,3,H,W), table, human responses?)``.
+
+    ``raid``: the RAID folder at ``profile.image_size`` (0: native, cropped to a multiple of 32;
+    smoke runs keep the first levels of each image and transform). ``raid-approx``: the Kodak images
+    rebuilt with RAID-like transforms against the real responses. ``embedded``: scikit-image
+    photographs, the same transforms, no responses. Rebuilt stimuli have side ``image_size``, or
+    RAID's native side after the crop when it is 0.
+    """
+    from . import iqa
+
+    side = profile.image_size or 448  # RAID's native 454 px, centrally cropped to a multiple of 32
+    if source == "raid":
+        table = iqa.load_raid(raid_dir, include_anchors=True)
+        table = iqa.first_pairs_per_ref(table, profile.max_pairs_per_ref, by=("ref", "transform"))
+        refs, images, table = iqa.load_into_memory(table, profile.image_size)
+        return refs, images, table, True
+    if source == "raid-approx":
+        refs, images, table = iqa.raid_approx_table(responses_csv, kodak_dir, side, generator,
+                                                    images=range(1, profile.n_images + 1), include_anchors=True)
+        return refs, images, table, True
+    refs, names = iqa.demo_references(side, iqa.DEMO_IMAGES[:profile.n_images])
+    images, table = iqa.make_raid_style(refs, names, generator, levels=range(1, 11))
+    return refs, images, table, False
+
+
+def plot_raid_examples(images: Tensor, table: pd.DataFrame):
+    """The strongest level of each transform on the first image (images: (M, 3, H, W))."""
+    import matplotlib.pyplot as plt
+    from . import iqa
+
+    fig, axes = plt.subplots(1, len(iqa.RAID_TRANSFORMS), figsize=(12, 3.2))
+    for ax, t in zip(axes, iqa.RAID_TRANSFORMS):
+        row = table[(table["transform"] == t) & (table["ref"] == table["ref"].iloc[0])].iloc[-1]
+        ax.imshow(images[int(row["index"])].permute(1, 2, 0).numpy())
+        ax.set_title(f"{t}, level {int(row['level'])}")
+        ax.axis("off")
+    return fig
+
+
+def plot_response_curves(curves: pd.DataFrame):
+    """Mean normalised response per level (shaded: standard error), one panel per transform."""
+    import matplotlib.pyplot as plt
+
+    groups = list(curves.groupby("transform"))
+    fig, axes = plt.subplots(1, len(groups), figsize=(16, 3.8), sharey=True)
+    for ax, (t, sub) in zip(axes, groups):
+        for src, s in sub.groupby("source", sort=False):
+            style = dict(color="black", lw=3) if src == "human" else dict(lw=1.5, color=metric_colors([src])[src])
+            (line,) = ax.plot(s["level"], s["mean"], marker="o", ms=3, label=src, **style)
+            ax.fill_between(s["level"], s["mean"] - s["sem"], s["mean"] + s["sem"], alpha=0.12, color=line.get_color())
+        ax.set(title=t, xlabel="level")
+    axes[0].set_ylabel("normalised response")
+    axes[-1].legend(fontsize="x-small", bbox_to_anchor=(1.02, 1), loc="upper left")
+    return fig
+
+
+def raid_srcc_table(values: pd.DataFrame, kinds: Mapping[str, str], protocols: Sequence[str],
+                    generator: torch.Generator, n_boot: int = 1000) -> pd.DataFrame:
+    """SRCC of every metric with the RAID response per protocol and transform (and ``pooled``),
+    95 % intervals over images (:func:`stats.evaluation_table`, drawn in that order)."""
+    from . import iqa, stats
+
+    rows = []
+    for protocol in protocols:
+        kept = values[anchor_rows(values, protocol)]
+        for t, sub in [(t, kept[kept["transform"] == t]) for t in iqa.RAID_TRANSFORMS] + [("pooled", kept)]:
+            ev = stats.evaluation_table(sub, dict(kinds), "distortion", generator, score_col="response", n_boot=n_boot,
+                                        logistic=None)
+            rows.append(ev.assign(transform=t, anchors=protocol))
+    return pd.concat(rows, ignore_index=True)
+
+
+def raid_metric_order(srcc_table: pd.DataFrame) -> list[str]:
+    """Metrics sorted by their pooled SRCC under the table's first protocol (ascending)."""
+    first = srcc_table[srcc_table["anchors"] == srcc_table["anchors"].iloc[0]]
+    return list(first.pivot(index="metric", columns="transform", values="srcc")["pooled"].sort_values().index)
+
+
+def plot_raid_srcc(srcc_table: pd.DataFrame, protocols: Sequence[str], source: str, title: str):
+    """Bars of SRCC per metric and transform with intervals, one panel per anchor protocol."""
+    import matplotlib.pyplot as plt
+    from . import iqa
+
+    order, columns = raid_metric_order(srcc_table), list(iqa.RAID_TRANSFORMS) + ["pooled"]
+    fig, axes = plt.subplots(1, len(protocols), figsize=(10 * len(protocols), 4), squeeze=False, sharey=True)
+    width = 0.8 / len(columns)
+    for ax, protocol in zip(axes[0], protocols):
+        mine = srcc_table[srcc_table["anchors"] == protocol]
+        for j, t in enumerate(columns):
+            sub = mine[mine["transform"] == t].set_index("metric").loc[order]
+            err = np.clip([sub["srcc"] - sub["srcc_low"], sub["srcc_high"] - sub["srcc"]], 0, None)
+            ax.bar(np.arange(len(sub)) + (j - 2) * width, sub["srcc"], width, label=t, yerr=err, capsize=2)
+        ax.set_xticks(range(len(order)), order, rotation=30, ha="right")
+        n_rows = int(mine.loc[mine["transform"] == "pooled", "n_pairs"].max())
+        ax.set(title=f"RAID ({source}), anchors {protocol} ({n_rows} rows pooled)")
+        ax.legend(fontsize="small", ncol=len(columns))
+    axes[0][0].set_ylabel("SRCC with human response")
+    fig.suptitle(title, fontsize="small")
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# Notebook 10: metrics under shifts of the distorted image
+
+
+def shift_pairs(profile: PerceptualProfile, generator: torch.Generator, kadid_dir: str = ""
+                ) -> tuple[Tensor, Tensor, pd.DataFrame, str]:
+    """Notebook 10's pairs: ``(refs (R,3,H,W), images (M,3,H,W), table with "score", score kind)``.
+
+    Embedded data: ``n_refs_shift`` references with four KADID-style distortions (two in smoke runs),
+    the pseudo-score ``score`` = the level (a distortion). Dataset folders: the first ``n_refs_shift``
+    KADID-10k references, decoded once, their quality scores; ``image_size`` 0 keeps native frames.
+    """
+    from . import iqa
+
+    if not profile.human_scores:
+        refs, names = iqa.demo_references(profile.image_size or profile.embedded_size,
+                                          iqa.DEMO_IMAGES[:profile.n_refs_shift])
+        distortions = ["gaussian_blur", "white_noise", "jpeg", "contrast_change"][: (2 if profile.smoke else 4)]
+        images, table = iqa.make_kadid_style(refs, names, generator, distortions)
+        table["score"] = table["level"].astype(float)  # pseudo-score: the level (higher = more damage)
+        return refs, images, table, "distortion"
+    kadid = iqa.load_kadid10k(kadid_dir)
+    kadid = kadid[kadid["ref"].isin(sorted(kadid["ref"].unique())[:profile.n_refs_shift])].reset_index(drop=True)
+    kadid = iqa.decode_check_table(kadid, "KADID-10k", "Re-extract it from the archive.")
+    kadid = iqa.first_pairs_per_ref(kadid, profile.max_pairs_per_ref)  # smoke runs: the first pairs
+    refs, images, table = iqa.load_into_memory(kadid, profile.image_size, square=bool(profile.image_size))
+    return refs, images, table, "quality"
+
+
+def plot_srcc_vs_shift(summary: pd.DataFrame, kinds: Mapping[str, str], measure: str, human: bool, title: str):
+    """Agreement (``measure``: ``srcc`` or ``monotonicity``) per shift (left) and the mean distance
+    relative to shift 0 (right, distances only), one line per metric."""
+    import matplotlib.pyplot as plt
+
+    ratio = summary.pivot(index="shift", columns="metric", values="mean_distance")
+    ratio = ratio / ratio.loc[0]
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4))
+    colors = metric_colors(list(kinds))
+    for name, sub in summary.groupby("metric", sort=False):
+        style = dict(lw=2.5) if name.startswith("gap") else dict(lw=1.2, ls="--" if name in ("psnr", "ssim") else "-")
+        axes[0].plot(sub["shift"], sub[measure], marker="o", label=name, color=colors[name], **style)
+    axes[0].set(xlabel="shift of the distorted image (px, diagonal)",
+                ylabel="SRCC with KADID-10k scores" if human else "SRCC with level (within groups)",
+                title="agreement under shifts" if human else "monotonicity under shifts (no human data)")
+    axes[0].legend(fontsize="x-small", ncol=2)
+    for name in ratio.columns:
+        if kinds[name] == "distance":
+            axes[1].plot(ratio.index, ratio[name], marker="o", label=name, lw=2.5 if name.startswith("gap") else 1.2,
+                         color=colors[name])
+    axes[1].set(xlabel="shift (px)", ylabel="mean distance / mean distance at shift 0", yscale="log",
+                title="how much the shift adds to the distance")
+    fig.suptitle(title, fontsize="small")
+    return fig

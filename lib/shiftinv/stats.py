@@ -441,3 +441,24 @@ def response_curves(table: pd.DataFrame, metric_cols: Sequence[str], kinds: dict
         rows.append(agg)
     out = pd.concat(rows, ignore_index=True)
     return out.rename(columns={group[1]: "transform"})[["transform", level_col, "source", "mean", "sem"]]
+
+
+def compare_metric_pairs(values: pd.DataFrame, kinds: dict[str, str], pairs: Sequence[tuple[str, str]],
+                         score_col: str, score_kind: str, generator: torch.Generator, group_col: str = "ref",
+                         n_boot: int = 1000) -> pd.DataFrame:
+    """Is metric A better than metric B on the same pairs? One row per ``(A, B)`` in ``pairs``.
+
+    Williams' t and Zou's interval on the PLCCs (:func:`compare_metrics`), and the SRCC difference
+    with a paired bootstrap over ``group_col`` (:func:`bootstrap_difference`, drawn from ``generator``
+    in the order of ``pairs``). Pairs naming a metric absent from ``kinds`` are skipped.
+    """
+    rows = []
+    for a, b in [(a, b) for a, b in pairs if a in kinds and b in kinds]:
+        ka, kb = (kinds[a], score_kind), (kinds[b], score_kind)
+        w = compare_metrics(values[a], values[b], values[score_col], ka, kb, stat="plcc")
+        boot = bootstrap_difference(values[a], values[b], values[score_col], values[group_col].tolist(), generator,
+                                    kinds_a=ka, kinds_b=kb, n_boot=n_boot)
+        rows.append({"A": a, "B": b, "PLCC A": w["r_a"], "PLCC B": w["r_b"], "Williams t": w["t"],
+                     "p (Williams)": w["p_value"], "Zou low": w["zou_low"], "Zou high": w["zou_high"],
+                     "SRCC A-B (bootstrap)": boot["difference"], "low": boot["low"], "high": boot["high"]})
+    return pd.DataFrame(rows)
