@@ -368,7 +368,7 @@ def recalibrate_batchnorm(trunk: models.VGGTrunk, data: Any, batch_size: int = 1
     last_bn = max(i for i, m in enumerate(trunk.features) if isinstance(m, nn.modules.batchnorm._BatchNorm))
     deepest = trunk.layer_names[last_bn]  # run only as deep as the last BatchNorm
     with torch.no_grad():
-        for x, _ in train._batches(data, torch.arange(len(data)), batch_size):
+        for x, _ in train.iterate_batches(data, torch.arange(len(data)), batch_size):
             trunk(x.to(device), (deepest,))
     for m in bns:
         m.momentum = 0.1
