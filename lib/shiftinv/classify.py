@@ -650,8 +650,7 @@ def translation_sweep(ms: ModelSet, kind: str = "grid", mode: str | None = None,
     images, labels = ms.test_tensors(n_images)
     shift_list = sweep_shifts(p, kind)
     chosen = ms.sweep_models(trunks, heads)
-    fingerprint = {t: [round(float(sum(x.float().sum() for x in ms.heads[t][h].state_dict().values())), 6)
-                       for h in hs] for t, (_, hs) in chosen.items()}
+    fingerprint = {t: utils.state_fingerprint(trunk, *hs.values()) for t, (trunk, hs) in chosen.items()}
     config = {"profile": p.to_dict(), "kind": kind, "mode": mode, "models": {t: list(hs) for t, (_, hs) in chosen.items()},
               "n": int(images.shape[0]), "fingerprint": fingerprint}
     path = utils.cache_path("sweep", config, ".sweep.pt", code=__name__)
