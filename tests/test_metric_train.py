@@ -45,7 +45,7 @@ def test_pearson_training_improves_selection_srcc(cls) -> None:
         feats = feats - 0.5  # GAP differences have both signs
         mos = 5 - torch.sqrt(((torch.tensor([3.0, 0, 0, 2, 0, 0, 0, 1, 0, 0]) * feats) ** 2).mean(1))
     before = -sps.spearmanr(metric.distance_from_features(feats).detach().numpy(), mos.numpy()).statistic
-    hist = mt.train_metric(metric, feats[:192], mos[:192], mt.TrainConfig(epochs=30, lr=0.05),
+    hist = mt.train_metric(metric, feats[:192], mos[:192], mt.MetricTrainConfig(epochs=30, lr=0.05),
                            val_features=feats[192:], val_scores=mos[192:])
     after = -sps.spearmanr(metric.distance_from_features(feats[192:]).detach().numpy(), mos[192:].numpy()).statistic
     assert after > before + 0.1 and after > 0.9
@@ -56,7 +56,7 @@ def test_pearson_training_improves_selection_srcc(cls) -> None:
 
 def test_resume_gives_the_same_result_as_one_run(tmp_path) -> None:
     feats, mos = _problem()
-    cfg4 = mt.TrainConfig(epochs=4, lr=0.05)
+    cfg4 = mt.MetricTrainConfig(epochs=4, lr=0.05)
     straight = P.LinearTapMetric(_FakeTrunk(), ("a", "b"))
     mt.train_metric(straight, feats, mos, cfg4)
 
@@ -65,7 +65,7 @@ def test_resume_gives_the_same_result_as_one_run(tmp_path) -> None:
     assert torch.load(ckpt, weights_only=True)["epoch"] == 4
     with pytest.raises(ValueError, match="different run"):  # another configuration refuses it
         mt.train_metric(P.LinearTapMetric(_FakeTrunk(), ("a", "b")), feats, mos,
-                        mt.TrainConfig(epochs=2, lr=0.05), checkpoint=ckpt)
+                        mt.MetricTrainConfig(epochs=2, lr=0.05), checkpoint=ckpt)
     half = tmp_path / "half.pt"
     # simulate the interruption: train with a checkpoint, stop at epoch 2 via a truncated config copy
     interrupted = P.LinearTapMetric(_FakeTrunk(), ("a", "b"))
@@ -90,12 +90,12 @@ def _train_until(metric, feats, mos, cfg, ckpt, stop_after: int) -> None:
         if calls["n"] == stop_after:
             raise KeyboardInterrupt
 
-    mt.utils.atomic_torch_save = save_then_maybe_die
+    utils.atomic_torch_save = save_then_maybe_die
     try:
         with pytest.raises(KeyboardInterrupt):
             mt.train_metric(metric, feats, mos, cfg, checkpoint=ckpt)
     finally:
-        mt.utils.atomic_torch_save = real
+        utils.atomic_torch_save = real
 
 
 def test_2afc_training_learns_the_preference() -> None:
@@ -109,10 +109,10 @@ def test_2afc_training_learns_the_preference() -> None:
             pred = (metric.distance_from_features(f0) > metric.distance_from_features(f1)).float()
         return float((pred == judge).float().mean())
     before = acc()
-    mt.train_metric(metric, (f0, f1), judge, mt.TrainConfig(loss="2afc", epochs=25, lr=0.02))
+    mt.train_metric(metric, (f0, f1), judge, mt.MetricTrainConfig(loss="2afc", epochs=25, lr=0.02))
     assert acc() > max(before + 0.1, 0.85)
     with pytest.raises(ValueError, match=r"features=\(F0, F1\)"):
-        mt.train_metric(metric, f0, judge, mt.TrainConfig(loss="2afc"))
+        mt.train_metric(metric, f0, judge, mt.MetricTrainConfig(loss="2afc"))
 
 
 def test_shape_errors() -> None:
@@ -120,7 +120,7 @@ def test_shape_errors() -> None:
     with pytest.raises(ValueError, match=r"\(N, 6\)"):
         mt.train_metric(metric, torch.rand(10, 5), torch.rand(10))
     with pytest.raises(ValueError, match="loss must be"):
-        mt.train_metric(metric, torch.rand(10, 6), torch.rand(10), mt.TrainConfig(loss="mse"))
+        mt.train_metric(metric, torch.rand(10, 6), torch.rand(10), mt.MetricTrainConfig(loss="mse"))
 
 
 def test_paper_recipe_baseline_init_is_signed_and_stays_unclamped() -> None:
@@ -167,7 +167,20 @@ def test_diverging_training_stops_and_caches_nothing(tmp_path) -> None:
     ckpt = tmp_path / "w.pt"
     bad = feats.clone()
     bad[5, 3] = float("inf")  # one broken pair feature makes the loss non-finite
-    cfg = mt.TrainConfig(epochs=3, lr=1e-3)
+    cfg = mt.MetricTrainConfig(epochs=3, lr=1e-3)
     with pytest.raises(FloatingPointError, match="non-finite .* epoch 1.*learning rate"):
         mt.train_metric(metric, bad, mos, cfg, checkpoint=ckpt)
     assert not ckpt.exists()
+
+
+def test_a_damaged_checkpoint_is_set_aside_and_training_starts_over(tmp_path) -> None:
+    feats, mos = _problem()
+    cfg = mt.MetricTrainConfig(epochs=3, lr=0.05)
+    straight = P.LinearTapMetric(_FakeTrunk(), ("a", "b"))
+    mt.train_metric(straight, feats, mos, cfg)
+    ckpt = tmp_path / "metric.pt"
+    ckpt.write_bytes(b"\x00" * 16)
+    again = P.LinearTapMetric(_FakeTrunk(), ("a", "b"))
+    hist = mt.train_metric(again, feats, mos, cfg, checkpoint=ckpt)
+    assert hist["epoch"].tolist() == [1, 2, 3] and (tmp_path / "metric.pt.corrupt").exists()
+    torch.testing.assert_close(again.weight, straight.weight, rtol=0, atol=0)

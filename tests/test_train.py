@@ -80,8 +80,8 @@ def test_early_stopping_stops_after_patience() -> None:
     assert result.stopped_early and len(result.history) == result.best_epoch + 3
 
 
-def _run(tmp: Path | None, stop_after: int | None = None) -> tuple[dict, train.TrainResult | None]:
-    torch.manual_seed(0)
+def _run(tmp: Path | None, stop_after: int | None = None, init_seed: int = 0) -> tuple[dict, train.TrainResult | None]:
+    torch.manual_seed(init_seed)
     trunk, head = TinyTrunk(), TinyHead()
     model = nn.Sequential()
     model.trunk, model.head = trunk, head  # type: ignore[assignment]
@@ -208,3 +208,52 @@ def test_nan_weights_stop_training(tmp_path: Path) -> None:
         lin.weight[0, 0] = float("nan")
     with pytest.raises(train.TrainingDiverged, match="non-finite|loss is nan"):
         train.fit(model, feats, feats, train.TrainConfig(epochs=2, batch_size=10, device="cpu"), desc="nan head")
+
+
+def test_checkpoint_resumes_only_its_own_run_and_sets_aside_a_corrupt_file(tmp_path: Path) -> None:
+    assert train.Checkpoint(None, {"run": 1}).resume() is None
+    assert not train.Checkpoint(None, {"run": 1}).save(1, lambda: {"w": torch.ones(1)})
+    path = tmp_path / "run.ckpt.pt"
+    ckpt = train.Checkpoint(path, {"run": 1}, every=2)
+    assert ckpt.resume() is None  # nothing written yet
+    assert not ckpt.save(1, lambda: pytest.fail("state asked for although no write was due"))
+    assert not path.exists()
+    assert ckpt.save(2, lambda: {"w": torch.full((2,), 2.0)})
+    saved = train.Checkpoint(path, {"run": 1}).resume()
+    assert saved is not None and saved["epoch"] == 2 and torch.equal(saved["w"], torch.full((2,), 2.0))
+    assert ckpt.save(3, lambda: {"w": torch.zeros(2)}, last=True)  # the last epoch is always written
+    assert utils.safe_torch_load(path)["epoch"] == 3
+    with pytest.raises(ValueError, match="different run"):
+        train.Checkpoint(path, {"run": 2}).resume()
+    path.write_bytes(b"not a torch file")  # a damaged checkpoint: set aside, start over
+    assert train.Checkpoint(path, {"run": 1}).resume() is None
+    assert not path.exists() and (tmp_path / "run.ckpt.pt.corrupt").exists()
+
+
+def test_divergence_names_the_reason() -> None:
+    assert train.divergence(0.7, [("w", torch.ones(3))], first_loss=0.5) == ""
+    assert "non-finite training loss" in train.divergence(float("nan"))
+    assert "jumped" in train.divergence(2e3, first_loss=1.5)
+    assert train.divergence(900.0, first_loss=0.1) == ""  # the reference is at least 1 nat
+    bad = torch.tensor([1.0, float("inf")])
+    assert train.divergence(parameters=[("a", torch.ones(2)), ("b", bad)]) == "non-finite weights in b"
+    assert train.divergence(parameters=[("steps", torch.tensor([1, 2]))]) == ""  # integer buffers are skipped
+
+
+def test_fit_refuses_the_checkpoint_of_other_initial_weights(tmp_path: Path) -> None:
+    ckpt = tmp_path / "run.ckpt.pt"
+    assert _run(ckpt, stop_after=1)[1] is None
+    with pytest.raises(ValueError, match="different run"):  # same model and config, other initial weights
+        _run(ckpt, init_seed=1)
+
+
+@pytest.mark.parametrize("mode", ["zero", "mosaic", "circular"])
+def test_shift_augmentation_moves_each_image_by_its_drawn_shift(mode: str) -> None:
+    """The augmentation of :func:`train.fit`: ``shifts.shift_each`` of ``random_shifts``, image by image
+    what ``shifts.translate`` gives (the per-image loop it replaced)."""
+    from shiftinv import shifts
+
+    x = blobs(12).batch(torch.arange(12))[0]
+    offsets = train.random_shifts(12, 6, torch.Generator().manual_seed(4))
+    reference = torch.cat([shifts.translate(x[i : i + 1], dx, dy, mode) for i, (dx, dy) in enumerate(offsets.tolist())])
+    assert torch.equal(shifts.shift_each(x, offsets, mode), reference)

@@ -171,94 +171,89 @@ def _variants(blur_heads: tuple[str, ...], aps_heads: tuple[str, ...], aps_own: 
     )
 
 
+#: ``{profile: (settings, smoke changes)}``: the :class:`Profile` fields of every profile, and what
+#: ``smoke=True`` replaces (see :func:`get_profile`).
+_PROFILE_SETTINGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    # Digits on a 128 px zero canvas: pool5 is 4x4, so Flatten(pool5) sees position (on a
+    # 64 px canvas pool5 is 2x2 and the effect does not show; see issue 5).
+    "demo": (
+        dict(dataset="digits", image_size=128, digit_size=24, width=1 / 16, batch_norm=True,
+             train_trunk=True, trunk_head="flatten",
+             trunk_train=train.TrainConfig(epochs=4, batch_size=32, lr=1e-3, patience=2, seed=0, channels_last=True),
+             variants=_variants(("flatten", "multi_gap"), ("final_gap", "multi_gap"), aps_own=True),
+             head_train=train.TrainConfig(epochs=30, batch_size=32, lr=1e-3, patience=6, seed=0),
+             aug_copies=4, aug_shift=40, shift_mode="zero", shift_radius=40, grid_step=8, profile_step=2,
+             diag_radius=8, n_sweep=64, n_aliasing=16, n_transform=32, sweep_batch=512, seed=0),
+        dict(image_size=64, digit_size=16, width=1 / 32, max_train=120, max_val=40, max_test=40,
+             trunk_train=train.TrainConfig(epochs=1, batch_size=32, patience=1, seed=0),
+             head_train=train.TrainConfig(epochs=2, batch_size=32, patience=2, seed=0),
+             aug_copies=2, aug_shift=8, shift_radius=8, grid_step=8, profile_step=4, diag_radius=2, n_sweep=12,
+             n_aliasing=6, n_transform=8),
+    ),
+    # The authors' MNIST-canvas experiment on a real VGG-16 trained on natural images (the HED
+    # trunk: Keras's ImageNet VGG-16 fine-tuned on BSDS500 edges), frozen, on a CPU. Their code:
+    # 28 px digits centred on a zero canvas of 56/128/256 px, Flatten / multi-GAP -> Dense(10),
+    # no L2, Adam, early stopping (patience 5 on val_loss), shifts of +-10/25/50 px at 1 px.
+    # Here: the 128 px canvas, +-24 px, image counts that fit a 2-core CPU; BlurPool and APS
+    # swap the pools of the same weights (no retraining).
+    "natural": (
+        dict(dataset="mnist_canvas", image_size=128, digit_size=28, max_train=600, max_val=200, max_test=200,
+             width=1.0, batch_norm=False, weights="hed", train_trunk=False,
+             variants=_variants(("flatten", "final_gap", "multi_gap"), ("flatten", "final_gap", "multi_gap")),
+             head_train=train.TrainConfig(epochs=100, batch_size=32, lr=1e-3, patience=5, seed=666, eval_batch_size=64),
+             l2_heads=(), aug_copies=1, aug_shift=24, shift_mode="zero", shift_radius=24, grid_step=8,
+             profile_step=1, diag_radius=8, n_sweep=12, n_aliasing=6, n_transform=12, sweep_batch=64, seed=666),
+        dict(image_size=64, max_train=60, max_val=20, max_test=20, aug_copies=1, aug_shift=4,
+             head_train=train.TrainConfig(epochs=2, batch_size=16, patience=2, seed=666, eval_batch_size=32),
+             shift_radius=4, grid_step=4, profile_step=2, diag_radius=2, n_sweep=4, n_aliasing=4,
+             n_transform=4, sweep_batch=32),
+    ),
+    # CIFAR-10 upscaled 4x to 128 px (pool5 4x4), trained from scratch on a GPU.
+    "cifar": (
+        dict(dataset="cifar10", image_size=128, width=0.5, batch_norm=True, train_trunk=True,
+             trunk_head="flatten",
+             trunk_train=train.TrainConfig(epochs=15, batch_size=128, lr=1e-3, patience=4, seed=0, eval_batch_size=512),
+             variants=_variants(("flatten", "multi_gap"), ("final_gap", "multi_gap"), aps_own=True),
+             head_train=train.TrainConfig(epochs=60, batch_size=128, lr=1e-3, patience=8, seed=0, eval_batch_size=1024),
+             aug_train=train.TrainConfig(epochs=12, batch_size=128, lr=1e-3, patience=4, seed=0, eval_batch_size=1024),
+             aug_shift=32, shift_mode="mosaic", shift_radius=32, grid_step=2, profile_step=1,
+             n_sweep=500, sweep_batch=1024, seed=0),
+        dict(image_size=64, width=1 / 32, max_train=200, max_val=50, max_test=40,
+             trunk_train=train.TrainConfig(epochs=1, batch_size=32, patience=1, seed=0),
+             head_train=train.TrainConfig(epochs=2, batch_size=32, patience=2, seed=0),
+             aug_shift=4, shift_radius=8, grid_step=8, profile_step=4, diag_radius=2, n_sweep=8),
+    ),
+    # The paper: ImageNet-160 at 256 px, pretrained VGG-16 frozen, heads trained with the
+    # authors' recipe (batch 32, Adam 1e-3, patience 25, up to 1500 epochs, L2 1e-4 on the
+    # flatten and multi-GAP heads, seed 666), 101 x 101 mirror-mosaic shift grid of +-50 px.
+    "paper": (
+        dict(dataset="imagenet160", image_size=256, width=1.0, batch_norm=False,
+             weights="IMAGENET1K_V1", train_trunk=False,
+             variants=_variants(("flatten", "multi_gap"), ("final_gap", "multi_gap")),
+             head_train=train.TrainConfig(epochs=1500, batch_size=32, lr=1e-3, patience=25, seed=666,
+                                          eval_batch_size=256),
+             l2=1e-4, aug_shift=50, shift_mode="mosaic", shift_radius=50, grid_step=1, profile_step=1,
+             n_sweep=1000, sweep_batch=512, seed=666, feature_dtype="float16"),
+        dict(image_size=64, max_train=None, max_val=None, max_test=8,
+             head_train=train.TrainConfig(epochs=2, batch_size=8, patience=2, seed=666, eval_batch_size=16),
+             aug_shift=4, shift_radius=4, grid_step=4, profile_step=4, diag_radius=2, n_sweep=4, sweep_batch=16,
+             feature_dtype="float32"),
+    ),
+}
+
+
 def get_profile(name: str = "demo", smoke: bool = False, **overrides: Any) -> Profile:
     """The settings of profile ``name`` (``demo`` | ``natural`` | ``cifar`` | ``paper``); ``smoke`` shrinks them.
 
+    The settings are the table ``_PROFILE_SETTINGS`` (with why each profile is as it is);
     ``overrides`` replace fields (e.g. ``data_root=...``, ``weights=...``, ``device="cpu"``).
     """
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {PROFILES}")
-    cfg = train.TrainConfig
-    if name == "demo":
-        # Digits on a 128 px zero canvas: pool5 is 4x4, so Flatten(pool5) sees position (on a
-        # 64 px canvas pool5 is 2x2 and the effect does not show; see issue 5).
-        p = Profile(
-            name, smoke, "digits", image_size=128, digit_size=24, width=1 / 16, batch_norm=True,
-            train_trunk=True, trunk_head="flatten",
-            trunk_train=cfg(epochs=4, batch_size=32, lr=1e-3, patience=2, seed=0, channels_last=True),
-            variants=_variants(("flatten", "multi_gap"), ("final_gap", "multi_gap"), aps_own=True),
-            head_train=cfg(epochs=30, batch_size=32, lr=1e-3, patience=6, seed=0),
-            aug_copies=4, aug_shift=40, shift_mode="zero", shift_radius=40, grid_step=8, profile_step=2, diag_radius=8,
-            n_sweep=64, n_aliasing=16, n_transform=32, sweep_batch=512, seed=0,
-        )
-        if smoke:
-            p = p.replace(
-                image_size=64, digit_size=16, width=1 / 32, max_train=120, max_val=40, max_test=40,
-                trunk_train=cfg(epochs=1, batch_size=32, patience=1, seed=0),
-                head_train=cfg(epochs=2, batch_size=32, patience=2, seed=0),
-                aug_copies=2, aug_shift=8, shift_radius=8, grid_step=8, profile_step=4, diag_radius=2, n_sweep=12,
-                n_aliasing=6, n_transform=8,
-            )
-    elif name == "natural":
-        # The authors' MNIST-canvas experiment on a real VGG-16 trained on natural images (the HED
-        # trunk: Keras's ImageNet VGG-16 fine-tuned on BSDS500 edges), frozen, on a CPU. Their code:
-        # 28 px digits centred on a zero canvas of 56/128/256 px, Flatten / multi-GAP -> Dense(10),
-        # no L2, Adam, early stopping (patience 5 on val_loss), shifts of +-10/25/50 px at 1 px.
-        # Here: the 128 px canvas, +-24 px, image counts that fit a 2-core CPU; BlurPool and APS
-        # swap the pools of the same weights (no retraining).
-        p = Profile(
-            name, smoke, "mnist_canvas", image_size=128, digit_size=28, max_train=600, max_val=200, max_test=200,
-            width=1.0, batch_norm=False, weights="hed", train_trunk=False,
-            variants=_variants(("flatten", "final_gap", "multi_gap"), ("flatten", "final_gap", "multi_gap")),
-            head_train=cfg(epochs=100, batch_size=32, lr=1e-3, patience=5, seed=666, eval_batch_size=64),
-            l2_heads=(), aug_copies=1, aug_shift=24, shift_mode="zero", shift_radius=24, grid_step=8, profile_step=1,
-            diag_radius=8, n_sweep=12, n_aliasing=6, n_transform=12, sweep_batch=64, seed=666,
-        )
-        if smoke:
-            p = p.replace(
-                image_size=64, max_train=60, max_val=20, max_test=20, aug_copies=1, aug_shift=4,
-                head_train=cfg(epochs=2, batch_size=16, patience=2, seed=666, eval_batch_size=32),
-                shift_radius=4, grid_step=4, profile_step=2, diag_radius=2, n_sweep=4, n_aliasing=4,
-                n_transform=4, sweep_batch=32,
-            )
-    elif name == "cifar":
-        # CIFAR-10 upscaled 4x to 128 px (pool5 4x4), trained from scratch on a GPU.
-        p = Profile(
-            name, smoke, "cifar10", image_size=128, width=0.5, batch_norm=True, train_trunk=True,
-            trunk_head="flatten",
-            trunk_train=cfg(epochs=15, batch_size=128, lr=1e-3, patience=4, seed=0, eval_batch_size=512),
-            variants=_variants(("flatten", "multi_gap"), ("final_gap", "multi_gap"), aps_own=True),
-            head_train=cfg(epochs=60, batch_size=128, lr=1e-3, patience=8, seed=0, eval_batch_size=1024),
-            aug_train=cfg(epochs=12, batch_size=128, lr=1e-3, patience=4, seed=0, eval_batch_size=1024),
-            aug_shift=32, shift_mode="mosaic", shift_radius=32, grid_step=2, profile_step=1,
-            n_sweep=500, sweep_batch=1024, seed=0,
-        )
-        if smoke:
-            p = p.replace(
-                image_size=64, width=1 / 32, max_train=200, max_val=50, max_test=40,
-                trunk_train=cfg(epochs=1, batch_size=32, patience=1, seed=0),
-                head_train=cfg(epochs=2, batch_size=32, patience=2, seed=0),
-                aug_shift=4, shift_radius=8, grid_step=8, profile_step=4, diag_radius=2, n_sweep=8,
-            )
-    else:
-        # The paper: ImageNet-160 at 256 px, pretrained VGG-16 frozen, heads trained with the
-        # authors' recipe (batch 32, Adam 1e-3, patience 25, up to 1500 epochs, L2 1e-4 on the
-        # flatten and multi-GAP heads, seed 666), 101 x 101 mirror-mosaic shift grid of +-50 px.
-        p = Profile(
-            name, smoke, "imagenet160", image_size=256, width=1.0, batch_norm=False,
-            weights="IMAGENET1K_V1", train_trunk=False,
-            variants=_variants(("flatten", "multi_gap"), ("final_gap", "multi_gap")),
-            head_train=cfg(epochs=1500, batch_size=32, lr=1e-3, patience=25, seed=666, eval_batch_size=256),
-            l2=1e-4, aug_shift=50, shift_mode="mosaic", shift_radius=50, grid_step=1, profile_step=1,
-            n_sweep=1000, sweep_batch=512, seed=666, feature_dtype="float16",
-        )
-        if smoke:
-            p = p.replace(
-                image_size=64, max_train=None, max_val=None, max_test=8,
-                head_train=cfg(epochs=2, batch_size=8, patience=2, seed=666, eval_batch_size=16),
-                aug_shift=4, shift_radius=4, grid_step=4, profile_step=4, diag_radius=2, n_sweep=4, sweep_batch=16,
-                feature_dtype="float32",
-            )
+    settings, smoke_changes = _PROFILE_SETTINGS[name]
+    p = Profile(name, smoke, **settings)
+    if smoke:
+        p = p.replace(**smoke_changes)
     return p.replace(**overrides) if overrides else p
 
 
@@ -368,7 +363,7 @@ def recalibrate_batchnorm(trunk: models.VGGTrunk, data: Any, batch_size: int = 1
     last_bn = max(i for i, m in enumerate(trunk.features) if isinstance(m, nn.modules.batchnorm._BatchNorm))
     deepest = trunk.layer_names[last_bn]  # run only as deep as the last BatchNorm
     with torch.no_grad():
-        for x, _ in train._batches(data, torch.arange(len(data)), batch_size):
+        for x, _ in train.iterate_batches(data, torch.arange(len(data)), batch_size):
             trunk(x.to(device), (deepest,))
     for m in bns:
         m.momentum = 0.1
@@ -436,136 +431,185 @@ def train_or_load_models(profile: Profile, splits: data_mod.Splits | None = None
     splits = splits if splits is not None else load_data(profile)
     if profile.num_classes != splits.num_classes:
         raise ValueError(f"profile {profile.name} expects {profile.num_classes} classes, data has {splits.num_classes}")
-    device = utils.default_device(profile.device)
-    dkey = _data_key(profile, splits)
-    size, k = profile.image_size, profile.num_classes
-    tcfg = dataclasses.replace(profile.trunk_train, device=profile.device)
-    hcfg = dataclasses.replace(profile.head_train, device=profile.device)
-    weights = profile.weights or None
-    rows: list[dict[str, Any]] = []
-    histories: dict[str, list[dict[str, float]]] = {}
-    trunks: dict[str, models.VGGTrunk] = {}
-    heads: dict[str, dict[str, models.Head]] = {}
-    trunk_info: dict[str, dict[str, Any]] = {}
-    sources: dict[str, Callable[[str], train.FeatureData]] = {}
+    b = _Build(profile, splits, refresh, utils.default_device(profile.device), _data_key(profile, splits),
+               dataclasses.replace(profile.trunk_train, device=profile.device),
+               dataclasses.replace(profile.head_train, device=profile.device))
+    _setup_trunks(b)  # (1)-(2)
+    for v in profile.variants:
+        _train_variant_heads(b, v)  # (3)-(5)
+    summary = pd.DataFrame(b.rows).assign(backbone=backbone_label(profile))
+    return ModelSet(profile, splits, b.trunks, b.heads, summary, b.histories, b.sources)
 
-    def trained_trunk(v: Variant) -> models.VGGTrunk:
-        utils.seed_everything(profile.seed)
-        trunk = _build_trunk(profile, v, weights)
-        head = models.build_head(profile.trunk_head, trunk, num_classes=k, input_size=size)
-        model = models.VGGClassifier(trunk, head, freeze_backbone=False, input_size=size)
-        key = {"data": dkey, "trunk": _trunk_spec(profile, v), "head": profile.trunk_head}
-        res = train.train_or_load("trunk", key, model, splits.train, splits.val, tcfg, refresh=refresh,
-                                  desc=f"train {v.name} trunk")
-        histories[f"{v.name}/trunk"] = res.history
-        trunk_info[v.name] = {"trunk_epochs": len(res.history), "trunk_val_acc": res.best_val_acc,
-                              "trunk_seconds": sum(r["seconds"] for r in res.history)}
-        return trunk
 
-    # (1)-(2) trunks
+@dataclass
+class _Build:
+    """What the steps of :func:`train_or_load_models` share: the profile, its data, the training
+    configurations (``tcfg`` trunks, ``hcfg`` heads) and what the steps have built so far."""
+
+    profile: Profile
+    splits: data_mod.Splits
+    refresh: bool
+    device: torch.device
+    dkey: dict[str, Any]
+    tcfg: train.TrainConfig
+    hcfg: train.TrainConfig
+    rows: list[dict[str, Any]] = field(default_factory=list)  # one summary row per model
+    histories: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+    trunks: dict[str, models.VGGTrunk] = field(default_factory=dict)
+    heads: dict[str, dict[str, models.Head]] = field(default_factory=dict)
+    trunk_info: dict[str, dict[str, Any]] = field(default_factory=dict)  # summary columns per trunk
+    sources: dict[str, Callable[[str], train.FeatureData]] = field(default_factory=dict)
+
+
+def _setup_trunks(b: _Build) -> None:
+    """Steps (1)-(2): every trunk of the profile, frozen on the device, into ``b.trunks``, and where
+    it came from and how long it took into ``b.trunk_info``."""
+    profile = b.profile
     plain = next((v for v in profile.variants if v.pool == "max" and not v.circular), None)
     if plain is not None and profile.variants[0] is not plain:
         raise ValueError("the plain (max-pool) variant must come first: the other trunks reuse its weights")
     for v in profile.variants:
         t0 = time.perf_counter()
         if not profile.train_trunk:
-            trunk = _build_trunk(profile, v, weights)
-            trunk_info[v.name] = {"trunk_source": f"pretrained: {backbone_label(profile)}"
-                                  + ("" if v.pool == "max" else f", {v.pool} pooling swapped in")}
+            trunk = _build_trunk(profile, v, profile.weights or None)
+            b.trunk_info[v.name] = {"trunk_source": f"pretrained: {backbone_label(profile)}"
+                                    + ("" if v.pool == "max" else f", {v.pool} pooling swapped in")}
         elif v is plain or profile.variant_weights == "trained" or v.own_trunk or plain is None:
-            trunk = trained_trunk(v)
-            trunk_info[v.name]["trunk_source"] = "trained here"
+            trunk = _train_trunk(b, v)
+            b.trunk_info[v.name]["trunk_source"] = "trained here"
         else:
-            trunk = _build_trunk(profile, v)
-            models.load_trunk_weights(trunk, {f"features.{n}": p for n, p in trunks[plain.name].features.state_dict().items()},
-                                      source=f"{plain.name} trunk")
-            trunk = trunk.to(device)
-            recalibrate_batchnorm(trunk, splits.train, profile.trunk_train.eval_batch_size, device)
-            trunk_info[v.name] = {"trunk_source": f"{plain.name} conv weights + BN re-estimated"
-                                  if profile.batch_norm else f"{plain.name} conv weights"}
-        trunks[v.name] = _freeze(trunk.to(device))
-        trunk_info[v.name]["trunk_setup_seconds"] = time.perf_counter() - t0
+            trunk = _shared_trunk(b, v, plain)
+        b.trunks[v.name] = _freeze(trunk.to(b.device))
+        b.trunk_info[v.name]["trunk_setup_seconds"] = time.perf_counter() - t0
 
-    # (3)-(4) heads
-    fdtype = getattr(torch, profile.feature_dtype)
-    for v in profile.variants:
-        trunk = trunks[v.name]
-        tkey = {"data": dkey, "trunk": _trunk_spec(profile, v), "source": trunk_info[v.name]["trunk_source"],
-                "trunk_train": tcfg.to_dict() if profile.train_trunk else None,
-                "plain_trunk_train": profile.trunk_head if profile.train_trunk else None}
-        built: dict[str, models.Head] = {}
-        for kind in v.heads:
-            utils.seed_everything(profile.seed)
-            built[kind] = models.build_head(kind, trunk, num_classes=k, input_size=size)
-        aug = v.name == "vgg" and profile.aug_shift > 0
-        if aug:
-            utils.seed_everything(profile.seed)
-            aug_head = models.build_head("flatten", trunk, num_classes=k, input_size=size)
-        every = {**built, **({"flatten_aug": aug_head} if aug else {})}
-        taps = models.union_taps(every)
-        flat = {h.flatten_tap for h in every.values() if h.flatten_tap}
-        gap_only = tuple(t for t in taps if t not in flat)
-        features = feature_source(trunk, taps, gap_only, splits, hcfg.eval_batch_size, device, fdtype, v.name)
-        sources[v.name] = features
 
-        heads[v.name] = {}
-        for kind, head in built.items():
-            cfg = dataclasses.replace(hcfg, l2=profile.l2 if kind in profile.l2_heads else 0.0)
-            key = {"trunk": tkey, "head": kind, "classes": k}
-            t0 = time.perf_counter()
-            cached = train.is_cached("head", key, cfg) and not refresh
-            res = train.train_or_load("head", key, head,
-                                      None if cached else features("train").select(head.taps),
-                                      None if cached else features("val").select(head.taps),
-                                      cfg, refresh=refresh, desc=f"{v.name}/{kind}")
-            heads[v.name][kind] = head.eval()
-            histories[f"{v.name}/{kind}"] = res.history
-            rows.append({"model": f"{v.name}/{kind}", "trunk": v.name, "head": kind, "l2": cfg.l2,
-                         "epochs": len(res.history), "best_epoch": res.best_epoch, "val_acc": res.best_val_acc,
-                         "train_seconds": sum(r["seconds"] for r in res.history), "cached": cached})
-        if aug:
-            head = aug_head
-            pool = profile.aug_copies > 0 and isinstance(splits.train, data_mod.TensorImages)
-            base = profile.head_train if pool else (profile.aug_train or profile.head_train)
-            cfg = dataclasses.replace(base, device=profile.device,
-                                      l2=profile.l2 if "flatten" in profile.l2_heads else 0.0,
-                                      shift_aug=0 if pool else profile.aug_shift, shift_mode=profile.shift_mode)
-            key = {"trunk": tkey, "head": "flatten_aug", "classes": k,
-                   "pool": {"copies": profile.aug_copies, "max_shift": profile.aug_shift} if pool else None}
-            cached = train.is_cached("head", key, cfg) and not refresh
-            if pool:  # a fixed pool of shifted copies, features computed once (validation: unshifted)
-                def aug_features() -> train.FeatureData:
-                    copies = data_mod.shifted_copies(splits.train, profile.aug_copies, profile.aug_shift,
-                                                     profile.shift_mode, profile.seed)
-                    return train.extract_features(lambda x: trunk(x, head.taps), copies, (), hcfg.eval_batch_size,
-                                                  device, fdtype, desc="vgg shifted-copy features")
-                res = train.train_or_load("head", key, head, None if cached else aug_features(),
-                                          None if cached else features("val").select(head.taps), cfg,
-                                          refresh=refresh, desc="vgg/flatten_aug")
-            else:  # fresh random shifts every batch, through the frozen trunk
-                res = train.train_or_load("head", key, head, splits.train, splits.val, cfg,
-                                          extractor=lambda x, trunk=trunk, taps=head.taps: trunk(x, taps),
-                                          refresh=refresh, desc="vgg/flatten_aug")
-            heads[v.name]["flatten_aug"] = head.eval()
-            histories["vgg/flatten_aug"] = res.history
-            rows.append({"model": "vgg/flatten_aug", "trunk": v.name, "head": "flatten_aug", "l2": cfg.l2,
-                         "epochs": len(res.history), "best_epoch": res.best_epoch, "val_acc": res.best_val_acc,
-                         "train_seconds": sum(r["seconds"] for r in res.history), "cached": cached})
+def _train_trunk(b: _Build, v: Variant) -> models.VGGTrunk:
+    """The trunk of ``v`` trained (or loaded) from scratch with the profile's ``trunk_head``."""
+    profile, size = b.profile, b.profile.image_size
+    utils.seed_everything(profile.seed)
+    trunk = _build_trunk(profile, v, profile.weights or None)
+    head = models.build_head(profile.trunk_head, trunk, num_classes=profile.num_classes, input_size=size)
+    model = models.VGGClassifier(trunk, head, freeze_backbone=False, input_size=size)
+    key = {"data": b.dkey, "trunk": _trunk_spec(profile, v), "head": profile.trunk_head}
+    res = train.train_or_load("trunk", key, model, b.splits.train, b.splits.val, b.tcfg, refresh=b.refresh,
+                              desc=f"train {v.name} trunk")
+    b.histories[f"{v.name}/trunk"] = res.history
+    b.trunk_info[v.name] = {"trunk_epochs": len(res.history), "trunk_val_acc": res.best_val_acc,
+                            "trunk_seconds": sum(r["seconds"] for r in res.history)}
+    return trunk
 
-        # (5) test accuracy of every head of this trunk, one trunk pass
-        test_feats = features("test")
-        for name, head in heads[v.name].items():
-            acc, loss = train.evaluate(head, test_feats.select(head.taps), batch_size=hcfg.eval_batch_size,
-                                       device=device, amp=hcfg.amp)
-            row = next(r for r in rows if r["model"] == f"{v.name}/{name}")
-            kind = "flatten" if name == "flatten_aug" else name
-            row.update(kind=kind, test_acc=acc, test_loss=loss,
-                       head_params=models.count_parameters(head),
-                       trunk_params=models.count_parameters(trunk),
-                       total_params=models.count_parameters(head) + models.count_parameters(trunk),
-                       **trunk_info[v.name])
-    summary = pd.DataFrame(rows).assign(backbone=backbone_label(profile))
-    return ModelSet(profile, splits, trunks, heads, summary, histories, sources)
+
+def _shared_trunk(b: _Build, v: Variant, plain: Variant) -> models.VGGTrunk:
+    """The trunk of ``v`` with the conv weights of the ``plain`` trunk (BatchNorm re-estimated)."""
+    profile = b.profile
+    trunk = _build_trunk(profile, v)
+    conv = {f"features.{n}": p for n, p in b.trunks[plain.name].features.state_dict().items()}
+    models.load_trunk_weights(trunk, conv, source=f"{plain.name} trunk")
+    trunk = trunk.to(b.device)
+    recalibrate_batchnorm(trunk, b.splits.train, profile.trunk_train.eval_batch_size, b.device)
+    b.trunk_info[v.name] = {"trunk_source": f"{plain.name} conv weights + BN re-estimated"
+                            if profile.batch_norm else f"{plain.name} conv weights"}
+    return trunk
+
+
+def _train_variant_heads(b: _Build, v: Variant) -> None:
+    """Steps (3)-(5) for the trunk of ``v``: build its heads (each seeded with the profile's seed),
+    train (or load) them on trunk features computed once, and test them."""
+    profile, trunk = b.profile, b.trunks[v.name]
+    tkey = {"data": b.dkey, "trunk": _trunk_spec(profile, v), "source": b.trunk_info[v.name]["trunk_source"],
+            "trunk_train": b.tcfg.to_dict() if profile.train_trunk else None,
+            "plain_trunk_train": profile.trunk_head if profile.train_trunk else None}
+    built: dict[str, models.Head] = {}
+    for kind in v.heads:
+        utils.seed_everything(profile.seed)
+        built[kind] = models.build_head(kind, trunk, num_classes=profile.num_classes, input_size=profile.image_size)
+    aug_head = None
+    if v.name == "vgg" and profile.aug_shift > 0:
+        utils.seed_everything(profile.seed)
+        aug_head = models.build_head("flatten", trunk, num_classes=profile.num_classes, input_size=profile.image_size)
+    every = {**built, **({"flatten_aug": aug_head} if aug_head is not None else {})}
+    taps = models.union_taps(every)
+    flat = {h.flatten_tap for h in every.values() if h.flatten_tap}
+    gap_only = tuple(t for t in taps if t not in flat)
+    features = feature_source(trunk, taps, gap_only, b.splits, b.hcfg.eval_batch_size, b.device,
+                              getattr(torch, profile.feature_dtype), v.name)
+    b.sources[v.name] = features
+    b.heads[v.name] = {}
+    for kind, head in built.items():
+        _train_head(b, v, tkey, kind, head, features)
+    if aug_head is not None:
+        _train_aug_head(b, v, tkey, aug_head, features)
+    _test_heads(b, v, features("test"))
+
+
+def _train_head(b: _Build, v: Variant, tkey: dict[str, Any], kind: str, head: models.Head,
+                features: Callable[[str], train.FeatureData]) -> None:
+    """Train (or load) head ``kind`` of trunk ``v`` on the trunk's features (``l2`` on ``l2_heads``)."""
+    profile = b.profile
+    cfg = dataclasses.replace(b.hcfg, l2=profile.l2 if kind in profile.l2_heads else 0.0)
+    key = {"trunk": tkey, "head": kind, "classes": profile.num_classes}
+    cached = train.is_cached("head", key, cfg) and not b.refresh
+    res = train.train_or_load("head", key, head,
+                              None if cached else features("train").select(head.taps),
+                              None if cached else features("val").select(head.taps),
+                              cfg, refresh=b.refresh, desc=f"{v.name}/{kind}")
+    b.heads[v.name][kind] = head.eval()
+    b.histories[f"{v.name}/{kind}"] = res.history
+    b.rows.append(_run_row(f"{v.name}/{kind}", v.name, kind, cfg.l2, res, cached))
+
+
+def _train_aug_head(b: _Build, v: Variant, tkey: dict[str, Any], head: models.Head,
+                    features: Callable[[str], train.FeatureData]) -> None:
+    """Step (4): ``vgg/flatten_aug``, on a fixed pool of ``aug_copies`` shifted copies of the training
+    images (features computed once; in-memory data) or with fresh shifts every batch through the trunk."""
+    profile, trunk = b.profile, b.trunks[v.name]
+    pool = profile.aug_copies > 0 and isinstance(b.splits.train, data_mod.TensorImages)
+    base = profile.head_train if pool else (profile.aug_train or profile.head_train)
+    cfg = dataclasses.replace(base, device=profile.device, l2=profile.l2 if "flatten" in profile.l2_heads else 0.0,
+                              shift_aug=0 if pool else profile.aug_shift, shift_mode=profile.shift_mode)
+    key = {"trunk": tkey, "head": "flatten_aug", "classes": profile.num_classes,
+           "pool": {"copies": profile.aug_copies, "max_shift": profile.aug_shift} if pool else None}
+    cached = train.is_cached("head", key, cfg) and not b.refresh
+    if pool:  # a fixed pool of shifted copies, features computed once (validation: unshifted)
+        def aug_features() -> train.FeatureData:
+            copies = data_mod.shifted_copies(b.splits.train, profile.aug_copies, profile.aug_shift,
+                                             profile.shift_mode, profile.seed)
+            return train.extract_features(lambda x: trunk(x, head.taps), copies, (), b.hcfg.eval_batch_size,
+                                          b.device, getattr(torch, profile.feature_dtype),
+                                          desc="vgg shifted-copy features")
+        res = train.train_or_load("head", key, head, None if cached else aug_features(),
+                                  None if cached else features("val").select(head.taps), cfg,
+                                  refresh=b.refresh, desc="vgg/flatten_aug")
+    else:  # fresh random shifts every batch, through the frozen trunk
+        res = train.train_or_load("head", key, head, b.splits.train, b.splits.val, cfg,
+                                  extractor=lambda x, trunk=trunk, taps=head.taps: trunk(x, taps),
+                                  refresh=b.refresh, desc="vgg/flatten_aug")
+    b.heads[v.name]["flatten_aug"] = head.eval()
+    b.histories["vgg/flatten_aug"] = res.history
+    b.rows.append(_run_row("vgg/flatten_aug", v.name, "flatten_aug", cfg.l2, res, cached))
+
+
+def _run_row(model: str, trunk: str, head: str, l2: float, res: train.TrainResult, cached: bool) -> dict[str, Any]:
+    """The training columns of one model's summary row."""
+    return {"model": model, "trunk": trunk, "head": head, "l2": l2, "epochs": len(res.history),
+            "best_epoch": res.best_epoch, "val_acc": res.best_val_acc,
+            "train_seconds": sum(r["seconds"] for r in res.history), "cached": cached}
+
+
+def _test_heads(b: _Build, v: Variant, test_feats: train.FeatureData) -> None:
+    """Step (5): test accuracy and loss of every head of trunk ``v`` on its test features (one trunk
+    pass), and the parameter counts, added to the heads' summary rows."""
+    trunk = b.trunks[v.name]
+    for name, head in b.heads[v.name].items():
+        acc, loss = train.evaluate(head, test_feats.select(head.taps), batch_size=b.hcfg.eval_batch_size,
+                                   device=b.device, amp=b.hcfg.amp)
+        row = next(r for r in b.rows if r["model"] == f"{v.name}/{name}")
+        kind = "flatten" if name == "flatten_aug" else name
+        row.update(kind=kind, test_acc=acc, test_loss=loss,
+                   head_params=models.count_parameters(head),
+                   trunk_params=models.count_parameters(trunk),
+                   total_params=models.count_parameters(head) + models.count_parameters(trunk),
+                   **b.trunk_info[v.name])
 
 
 # ----------------------------------------------------------------------------- sweeps
@@ -606,8 +650,7 @@ def translation_sweep(ms: ModelSet, kind: str = "grid", mode: str | None = None,
     images, labels = ms.test_tensors(n_images)
     shift_list = sweep_shifts(p, kind)
     chosen = ms.sweep_models(trunks, heads)
-    fingerprint = {t: [round(float(sum(x.float().sum() for x in ms.heads[t][h].state_dict().values())), 6)
-                       for h in hs] for t, (_, hs) in chosen.items()}
+    fingerprint = {t: utils.state_fingerprint(trunk, *hs.values()) for t, (trunk, hs) in chosen.items()}
     config = {"profile": p.to_dict(), "kind": kind, "mode": mode, "models": {t: list(hs) for t, (_, hs) in chosen.items()},
               "n": int(images.shape[0]), "fingerprint": fingerprint}
     path = utils.cache_path("sweep", config, ".sweep.pt", code=__name__)

@@ -19,7 +19,6 @@ their data files; :mod:`shiftinv.readme` quotes them and checks the claims on th
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from typing import Any, Sequence
 
 import numpy as np
@@ -95,15 +94,6 @@ def relative_loss_replicates(loss: Tensor, zero: int, weights: Tensor) -> Tensor
 # ----------------------------------------------------------------------------- seeds
 
 
-def _fingerprint(module: torch.nn.Module) -> str:
-    """Hash of a module's weights and buffers (identifies a trained trunk in a cache key)."""
-    h = hashlib.sha256()
-    for k, v in sorted(module.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
 def seed_heads(ms: Any, seeds: Sequence[int] = SEEDS, trunks: Sequence[str] | None = None
                ) -> dict[str, dict[int, models.Head]]:
     """The heads of ``ms`` (a :class:`shiftinv.classify.ModelSet`) retrained with every seed of
@@ -120,7 +110,7 @@ def seed_heads(ms: Any, seeds: Sequence[int] = SEEDS, trunks: Sequence[str] | No
     for tname in trunks or list(ms.trunks):
         trunk = ms.trunks[tname]
         kinds = [k for k in ms.heads[tname] if k != "flatten_aug"]
-        tkey = {"profile": p.name, "smoke": p.smoke, "trunk": tname, "weights": _fingerprint(trunk),
+        tkey = {"profile": p.name, "smoke": p.smoke, "trunk": tname, "weights": utils.state_fingerprint(trunk),
                 "data": ms.splits.sizes(), "classes": p.num_classes, "image_size": p.image_size}
         built: dict[tuple[str, int], models.Head] = {}
         for kind in kinds:
@@ -223,8 +213,8 @@ def relative_loss_intervals(ms: Any, result: Any, seeds: Sequence[int] = SEEDS, 
     seeded: Any = None
     if chosen:
         images = result_images(ms, result)
-        key = {"trunks": {t: _fingerprint(tr) for t, (tr, _) in chosen.items()},
-               "heads": {t: {n: _fingerprint(h) for n, h in hs.items()} for t, (_, hs) in chosen.items()},
+        key = {"trunks": {t: utils.state_fingerprint(tr) for t, (tr, _) in chosen.items()},
+               "heads": {t: {n: utils.state_fingerprint(h) for n, h in hs.items()} for t, (_, hs) in chosen.items()},
                "shifts": result.shifts.tolist(), "mode": result.mode, "n": result.num_images}
 
         def run() -> dict[str, Any]:

@@ -25,14 +25,15 @@ per-pair feature vector (:meth:`shiftinv.perceptual.PerceptualMetric.pair_featur
 works on those (N, D) tensors, computed once, on the device of the metric's weights. A non-finite
 loss or weight stops training with a ``FloatingPointError`` before anything is checkpointed.
 
-Runs checkpoint every epoch with :func:`shiftinv.utils.atomic_torch_save` (weights, optimizer,
-generator state, history, best weights by validation SRCC) and resume from the checkpoint when
-it exists and was written under the same configuration.
+Runs checkpoint every ``checkpoint_every`` epochs with :class:`shiftinv.train.Checkpoint`, the
+one checkpoint-and-resume helper of the workbook (weights, optimizer, generator state, history,
+best weights so far, written atomically) and resume from the checkpoint when it exists and was
+written under the same configuration.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from . import stats, utils
+from . import stats, train
 from .perceptual import LinearTapMetric, PerceptualMetric
 
 
@@ -64,7 +65,7 @@ def ranking_loss_2afc(head: torch.nn.Module, d0: Tensor, d1: Tensor, judge: Tens
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class MetricTrainConfig:
     """Training hyper-parameters (the paper's: Adam 1e-3, batch 32)."""
     loss: str = "pearson"       # "pearson" | "2afc"
     epochs: int = 20
@@ -84,8 +85,8 @@ RECIPES = ("paper", "lpips")
 
 
 def recipe_config(recipe: str, metric: PerceptualMetric, epochs: int | None = None, lr: float = 1e-3,
-                  seed: int = 0, score_kind: str = "quality") -> TrainConfig:
-    """The :class:`TrainConfig` of a named recipe for ``metric`` (see the module docstring).
+                  seed: int = 0, score_kind: str = "quality") -> MetricTrainConfig:
+    """The :class:`MetricTrainConfig` of a named recipe for ``metric`` (see the module docstring).
 
     ``"paper"``: baseline (LinearTapMetric) = signed glorot init, no clamp, up to 1,500 epochs,
     lowest validation loss; GAP metric = init 1, up to 1,500 epochs, lowest training loss.
@@ -94,14 +95,14 @@ def recipe_config(recipe: str, metric: PerceptualMetric, epochs: int | None = No
     if recipe not in RECIPES:
         raise ValueError(f"unknown metric-training recipe {recipe!r}; choose from {RECIPES}")
     if recipe == "lpips":
-        return TrainConfig(epochs=epochs or 30, lr=lr, seed=seed, score_kind=score_kind, nonnegative=True,
+        return MetricTrainConfig(epochs=epochs or 30, lr=lr, seed=seed, score_kind=score_kind, nonnegative=True,
                            init="ones", select="val_srcc")
     n = epochs or 1500
     every = max(1, n // 50)
     if isinstance(metric, LinearTapMetric):
-        return TrainConfig(epochs=n, lr=lr, seed=seed, score_kind=score_kind, nonnegative=False, init="glorot",
+        return MetricTrainConfig(epochs=n, lr=lr, seed=seed, score_kind=score_kind, nonnegative=False, init="glorot",
                            select="val_loss", checkpoint_every=every)
-    return TrainConfig(epochs=n, lr=lr, seed=seed, score_kind=score_kind, nonnegative=False, init="ones",
+    return MetricTrainConfig(epochs=n, lr=lr, seed=seed, score_kind=score_kind, nonnegative=False, init="ones",
                        select="train_loss", checkpoint_every=every)
 
 
@@ -122,21 +123,12 @@ def initialise_weights(metric: PerceptualMetric, init: str, seed: int = 0) -> No
         metric.weight.copy_(torch.cat(parts).to(metric.weight.device))
 
 
-def _check_finite(metric: PerceptualMetric, loss: Tensor, epoch: int, config: TrainConfig) -> None:
-    if not torch.isfinite(loss) or not torch.isfinite(metric.weight).all():
-        what = "loss" if not torch.isfinite(loss) else "weights"
-        raise FloatingPointError(
-            f"metric training diverged: non-finite {what} in epoch {epoch + 1} (loss {loss.item():.4g}, "
-            f"lr {config.lr}). Nothing of this epoch was checkpointed; lower the learning rate "
-            "(TrainConfig.lr / the notebook's METRIC_LR) and rerun.")
-
-
 def _metric_id(metric: PerceptualMetric) -> dict[str, Any]:
     return {"class": type(metric).__name__, "taps": list(metric.taps), "dim": metric.num_weights}
 
 
 def train_metric(metric: PerceptualMetric, features: Tensor | tuple[Tensor, Tensor], targets: Tensor,
-                 config: TrainConfig = TrainConfig(), checkpoint: Path | str | None = None,
+                 config: MetricTrainConfig = MetricTrainConfig(), checkpoint: Path | str | None = None,
                  val_features: Tensor | None = None, val_scores: Tensor | None = None,
                  val_score_kind: str = "quality") -> pd.DataFrame:
     """Fit ``metric.weight`` on precomputed pair features; return the per-epoch history.
@@ -147,7 +139,9 @@ def train_metric(metric: PerceptualMetric, features: Tensor | tuple[Tensor, Tens
             features of (ref, p0) and (ref, p1).
         targets: (N,) human scores (``"pearson"``) or 2AFC judgements in [0, 1] (``"2afc"``).
         config: hyper-parameters; its ``seed`` seeds the only generator used (batch order).
-        checkpoint: file to write after every epoch and to resume from.
+        checkpoint: file to write after every ``config.checkpoint_every`` epochs and to resume from
+            (:class:`shiftinv.train.Checkpoint`: refused when written under another configuration,
+            set aside when unreadable).
         val_features, val_scores: optional selection set (N', D) / (N',); the weights with the best
             validation SRCC (sign-corrected) are loaded into ``metric`` at the end. Without it,
             the last weights are kept.
@@ -157,8 +151,34 @@ def train_metric(metric: PerceptualMetric, features: Tensor | tuple[Tensor, Tens
         loss on the whole selection set; NaN for 2afc).
 
     Raises:
-        FloatingPointError: a non-finite loss or weight (nothing non-finite is checkpointed).
+        FloatingPointError: (:class:`shiftinv.train.TrainingDiverged`) a non-finite loss or weight
+            (nothing non-finite is checkpointed).
     """
+    pairs, targets = _check_metric_inputs(metric, features, targets, config)
+    n = pairs[0].shape[0]
+    run = _MetricRun(metric, config, pairs, targets, *_metric_optimiser(metric, config))
+    ckpt = train.Checkpoint(checkpoint, {"config": asdict(config), "metric": _metric_id(metric), "n": n},
+                            every=config.checkpoint_every)
+    start = _resume_metric(run, ckpt.resume(), checkpoint)
+    for epoch in range(start, config.epochs):
+        train_loss = _metric_epoch(run, epoch)
+        val_srcc, val_loss = _validate_metric(run, val_features, val_scores, val_score_kind)
+        run.history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_srcc": val_srcc})
+        score = {"val_srcc": val_srcc, "val_loss": -val_loss, "train_loss": -train_loss}[config.select]
+        if np.isfinite(score) and score > run.best["val"]:
+            run.best = {"val": score, "weight": metric.weight.detach().clone()}
+        ckpt.save(epoch + 1, lambda: _metric_checkpoint_state(run), last=epoch + 1 == config.epochs)
+    if np.isfinite(run.best["val"]):
+        with torch.no_grad():
+            metric.weight.copy_(run.best["weight"])
+    return pd.DataFrame(run.history, columns=["epoch", "train_loss", "val_loss", "val_srcc"])
+
+
+def _check_metric_inputs(metric: PerceptualMetric, features: Tensor | tuple[Tensor, Tensor], targets: Tensor,
+                  config: MetricTrainConfig) -> tuple[tuple[Tensor, ...], Tensor]:
+    """``(pairs, targets)`` on the device of ``metric.weight``: ``pairs`` is ``(F,)`` (pearson) or
+    ``(F0, F1)`` (2afc), each (N, D); ``targets`` (N,). Raises ``ValueError`` on a bad configuration
+    or shape."""
     if config.loss not in ("pearson", "2afc"):
         raise ValueError(f"loss must be 'pearson' or '2afc', got {config.loss!r}")
     if config.select not in SELECTIONS:
@@ -175,7 +195,34 @@ def train_metric(metric: PerceptualMetric, features: Tensor | tuple[Tensor, Tens
             raise ValueError(f"features must be (N, {metric.num_weights}) for this metric, got {tuple(f.shape)}")
     if targets.shape != (n,):
         raise ValueError(f"targets must be ({n},), got {tuple(targets.shape)}")
+    return pairs, targets
 
+
+@dataclass
+class _MetricRun:
+    """What the steps of :func:`train_metric` share: the metric, its data, the optimiser, the
+    batch-order generator, the history and the best weights so far (``best["val"]``: the selection
+    value as a score to maximise, ``-loss`` for the loss selections)."""
+
+    metric: PerceptualMetric
+    config: MetricTrainConfig
+    pairs: tuple[Tensor, ...]
+    targets: Tensor
+    head: torch.nn.Module | None
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    history: list[dict[str, float]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.best = self.best or {"val": -np.inf, "weight": self.metric.weight.detach().clone()}
+
+
+def _metric_optimiser(metric: PerceptualMetric, config: MetricTrainConfig
+               ) -> tuple[torch.nn.Module | None, torch.optim.Optimizer, torch.Generator]:
+    """Initialise ``metric.weight`` (``config.init``) and return the 2AFC ranking head (None for
+    pearson; seeded with ``config.seed`` without touching the global generator), the Adam optimiser
+    of the weights (and head) and the generator of the batch order."""
     initialise_weights(metric, config.init, config.seed)
     head = None
     params = [metric.weight]
@@ -184,79 +231,85 @@ def train_metric(metric: PerceptualMetric, features: Tensor | tuple[Tensor, Tens
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
-            head = lpips.BCERankingLoss().to(device)
+            head = lpips.BCERankingLoss().to(metric.weight.device)
         params += list(head.parameters())
     optimizer = torch.optim.Adam(params, lr=config.lr)
-    generator = torch.Generator().manual_seed(config.seed)
-    run_id = {"config": asdict(config), "metric": _metric_id(metric), "n": n}
-    history: list[dict[str, float]] = []
-    # "val": the selection value as a score to maximise (-loss for the loss selections)
-    best = {"val": -np.inf, "weight": metric.weight.detach().clone()}
-    start = 0
+    return head, optimizer, torch.Generator().manual_seed(config.seed)
 
-    checkpoint = Path(checkpoint) if checkpoint is not None else None
-    if checkpoint is not None and checkpoint.exists():
-        state = utils.safe_torch_load(checkpoint)
-        if state.get("run_id") != run_id:
-            raise ValueError(f"checkpoint '{checkpoint}' was written by a different run ({state.get('run_id')}); "
-                             "delete it or pass another checkpoint path")
-        if not torch.isfinite(state["weight"]).all():
-            raise ValueError(f"checkpoint '{checkpoint}' holds non-finite weights; delete it and rerun")
-        with torch.no_grad():
-            metric.weight.copy_(state["weight"])
-        optimizer.load_state_dict(state["optimizer"])
-        if head is not None:
-            head.load_state_dict(state["head"])
-        generator.set_state(state["generator"])
-        history, start = list(state["history"]), int(state["epoch"])
-        best = {"val": state["best_val"], "weight": state["best_weight"]}
 
-    def validate() -> tuple[float, float]:
-        if val_features is None or val_scores is None:
-            return float("nan"), float("nan")
-        with torch.no_grad():
-            d = metric.distance_from_features(val_features.to(device))
-            loss = pearson_loss(d, val_scores.to(device), val_score_kind).item() if config.loss == "pearson" \
-                else float("nan")
-            d = d.cpu().numpy()
-        return stats.agreement_sign("distance", val_score_kind) * stats.srcc(d, val_scores.cpu().numpy()), loss
+def _resume_metric(run: _MetricRun, state: dict[str, Any] | None, checkpoint: Path | str | None) -> int:
+    """Restore ``run`` from a checkpoint's ``state`` (weights, optimiser, head, generator, history,
+    best); the number of finished epochs (0 without a checkpoint)."""
+    if state is None:
+        return 0
+    if not torch.isfinite(state["weight"]).all():
+        raise ValueError(f"checkpoint '{checkpoint}' holds non-finite weights; delete it and rerun")
+    with torch.no_grad():
+        run.metric.weight.copy_(state["weight"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    if run.head is not None:
+        run.head.load_state_dict(state["head"])
+    run.generator.set_state(state["generator"])
+    run.history = list(state["history"])
+    run.best = {"val": state["best_val"], "weight": state["best_weight"]}
+    return int(state["epoch"])
 
-    for epoch in range(start, config.epochs):
-        order = torch.randperm(n, generator=generator)
-        losses = []
-        for b in range(0, n, config.batch_size):
-            idx = order[b:b + config.batch_size]
-            if idx.numel() < 3:
-                continue
-            if config.loss == "pearson":
-                loss = pearson_loss(metric.distance_from_features(pairs[0][idx]), targets[idx], config.score_kind)
-            else:
-                d0 = metric.distance_from_features(pairs[0][idx])
-                d1 = metric.distance_from_features(pairs[1][idx])
-                loss = ranking_loss_2afc(head, d0, d1, targets[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            if config.nonnegative and isinstance(metric, LinearTapMetric):
-                with torch.no_grad():
-                    metric.weight.clamp_(min=0)
-            _check_finite(metric, loss.detach(), epoch, config)
-            losses.append(loss.item())
-        val_srcc, val_loss = validate()
-        train_loss = float(np.mean(losses)) if losses else float("nan")
-        history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_srcc": val_srcc})
-        score = {"val_srcc": val_srcc, "val_loss": -val_loss, "train_loss": -train_loss}[config.select]
-        if np.isfinite(score) and score > best["val"]:
-            best = {"val": score, "weight": metric.weight.detach().clone()}
-        last = epoch + 1 == config.epochs
-        if checkpoint is not None and ((epoch + 1) % config.checkpoint_every == 0 or last):
-            utils.atomic_torch_save({
-                "run_id": run_id, "epoch": epoch + 1, "weight": metric.weight.detach().clone(),
-                "optimizer": optimizer.state_dict(), "head": head.state_dict() if head is not None else {},
-                "generator": generator.get_state(), "history": history,
-                "best_val": best["val"], "best_weight": best["weight"],
-            }, checkpoint)
-    if np.isfinite(best["val"]):
-        with torch.no_grad():
-            metric.weight.copy_(best["weight"])
-    return pd.DataFrame(history, columns=["epoch", "train_loss", "val_loss", "val_srcc"])
+
+def _metric_checkpoint_state(run: _MetricRun) -> dict[str, Any]:
+    """What a checkpoint stores besides the run id and epoch (see :func:`_resume_metric`)."""
+    return {"weight": run.metric.weight.detach().clone(), "optimizer": run.optimizer.state_dict(),
+            "head": run.head.state_dict() if run.head is not None else {},
+            "generator": run.generator.get_state(), "history": run.history,
+            "best_val": run.best["val"], "best_weight": run.best["weight"]}
+
+
+def _metric_epoch(run: _MetricRun, epoch: int) -> float:
+    """One pass in the generator's batch order (batches of fewer than 3 pairs skipped); each step
+    is followed by the clamp (``nonnegative`` LPIPS weights) and the divergence check. Returns the
+    mean batch loss (NaN when no batch ran)."""
+    metric, config, pairs, targets = run.metric, run.config, run.pairs, run.targets
+    n = pairs[0].shape[0]
+    order = torch.randperm(n, generator=run.generator)
+    losses = []
+    for b in range(0, n, config.batch_size):
+        idx = order[b:b + config.batch_size]
+        if idx.numel() < 3:
+            continue
+        if config.loss == "pearson":
+            loss = pearson_loss(metric.distance_from_features(pairs[0][idx]), targets[idx], config.score_kind)
+        else:
+            d0 = metric.distance_from_features(pairs[0][idx])
+            d1 = metric.distance_from_features(pairs[1][idx])
+            loss = ranking_loss_2afc(run.head, d0, d1, targets[idx])
+        run.optimizer.zero_grad()
+        loss.backward()
+        run.optimizer.step()
+        if config.nonnegative and isinstance(metric, LinearTapMetric):
+            with torch.no_grad():
+                metric.weight.clamp_(min=0)
+        _check_metric_step(metric, loss.detach(), epoch, config)
+        losses.append(loss.item())
+    return float(np.mean(losses)) if losses else float("nan")
+
+
+def _check_metric_step(metric: PerceptualMetric, loss: Tensor, epoch: int, config: MetricTrainConfig) -> None:
+    why = train.divergence(loss.item(), [("weight", metric.weight)])
+    if why:
+        raise train.TrainingDiverged(
+            f"metric training diverged: {why} in epoch {epoch + 1} (loss {loss.item():.4g}, lr {config.lr}). "
+            "Nothing of this epoch was checkpointed; lower the learning rate (MetricTrainConfig.lr / the "
+            "notebook's METRIC_LR) and rerun.")
+
+
+def _validate_metric(run: _MetricRun, val_features: Tensor | None, val_scores: Tensor | None,
+              val_score_kind: str) -> tuple[float, float]:
+    """Sign-corrected SRCC and Pearson loss (NaN for 2afc) on the selection set; NaNs without one."""
+    if val_features is None or val_scores is None:
+        return float("nan"), float("nan")
+    metric, device = run.metric, run.metric.weight.device
+    with torch.no_grad():
+        d = metric.distance_from_features(val_features.to(device))
+        loss = pearson_loss(d, val_scores.to(device), val_score_kind).item() if run.config.loss == "pearson" \
+            else float("nan")
+        d = d.cpu().numpy()
+    return stats.agreement_sign("distance", val_score_kind) * stats.srcc(d, val_scores.cpu().numpy()), loss

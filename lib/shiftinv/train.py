@@ -9,11 +9,12 @@ One loop serves both recipes of the workbook:
   ``fit(head, features...)``). The two give the same head (same seed, same batches;
   ``tests/test_train.py`` checks it), the second at a fraction of the cost.
 
-Runs on CUDA with mixed precision (bf16 where supported, else fp16 with a gradient scaler)
-when a GPU is there, on the CPU in float32 otherwise. Each epoch writes a checkpoint atomically;
-a run started again with the same checkpoint path resumes after the last finished epoch and ends
-with exactly the weights of an uninterrupted run (the batch order and the augmentation shifts of
-epoch ``e`` come from a generator seeded by ``(seed, e)``, so nothing depends on what ran before).
+Runs on CUDA with mixed precision (``utils.resolve_amp``: bf16 where supported, else fp16 with a
+gradient scaler) when a GPU is there, on the CPU in float32 otherwise. Each epoch writes a
+checkpoint atomically (:class:`Checkpoint`, also used by :mod:`shiftinv.metric_train`); a run
+started again with the same checkpoint path resumes after the last finished epoch and ends with
+exactly the weights of an uninterrupted run (the batch order and the augmentation shifts of epoch
+``e`` come from a generator seeded by ``(seed, e)``, so nothing depends on what ran before).
 :func:`train_or_load` keys the finished result by the configuration (``utils.cached``).
 """
 
@@ -26,7 +27,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Protocol
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +44,9 @@ __all__ = [
     "evaluate",
     "extract_features",
     "random_shifts",
+    "iterate_batches",
+    "Checkpoint",
+    "divergence",
     "train_or_load",
     "is_cached",
     "TrainingDiverged",
@@ -153,9 +157,11 @@ def _default_workers() -> int:
     return min(8, (os.cpu_count() or 1) // 2) if torch.cuda.is_available() else 0
 
 
-def _batches(data: Any, order: Tensor, batch_size: int, num_workers: int | None = None) -> Iterator[tuple[Inputs, Tensor]]:
-    """Batches of ``data`` in the given index order (in-memory data indexed directly; on-disk
-    datasets through a DataLoader with ``num_workers`` decoding processes, default :func:`_default_workers`)."""
+def iterate_batches(data: Any, order: Tensor, batch_size: int,
+                    num_workers: int | None = None) -> Iterator[tuple[Inputs, Tensor]]:
+    """Batches ``(inputs, labels (B,))`` of ``data`` in the given index order (in-memory data indexed
+    directly; on-disk datasets through a DataLoader with ``num_workers`` decoding processes, default
+    :func:`_default_workers`)."""
     if num_workers is None:
         num_workers = _default_workers()
     if hasattr(data, "batch"):
@@ -175,21 +181,9 @@ def _to(inputs: Inputs, device: torch.device) -> Inputs:
 
 
 def random_shifts(n: int, max_shift: int, generator: torch.Generator) -> Tensor:
-    """(n, 2) integer ``(dx, dy)`` drawn uniformly from ``[-max_shift, max_shift]``."""
+    """(n, 2) integer ``(dx, dy)`` drawn uniformly from ``[-max_shift, max_shift]``: one shift per
+    image of a batch, applied with :func:`shiftinv.shifts.shift_each`."""
     return torch.randint(-max_shift, max_shift + 1, (n, 2), generator=generator)
-
-
-def _augment(x: Tensor, offsets: Tensor, mode: str) -> Tensor:
-    """Shift image ``i`` of ``x`` (N, C, H, W) by ``offsets[i]`` = (dx, dy) (``shifts.translate``)."""
-    return torch.cat([shifts.translate(x[i : i + 1], int(dx), int(dy), mode) for i, (dx, dy) in enumerate(offsets.tolist())])
-
-
-def _autocast(device: torch.device, amp: bool) -> tuple[contextlib.AbstractContextManager, bool]:
-    """Autocast context for ``device`` and whether fp16 needs a gradient scaler."""
-    if device.type == "cuda" and amp:
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype), dtype == torch.float16
-    return contextlib.nullcontext(), False
 
 
 def _l2_penalty(model: nn.Module) -> Tensor:
@@ -217,9 +211,9 @@ def evaluate(
     device = utils.default_device(str(device) if device is not None else None)
     was_training = model.training
     model.eval()
-    autocast, _ = _autocast(device, amp)
+    autocast = utils.autocast(device, utils.resolve_amp(device, amp))
     correct, loss, n = 0, 0.0, 0
-    for x, y in _batches(data, torch.arange(len(data)), batch_size):
+    for x, y in iterate_batches(data, torch.arange(len(data)), batch_size):
         x, y = _to(x, device), y.to(device)
         with autocast:
             logits = model(extractor(x) if extractor is not None else x).float()
@@ -256,12 +250,12 @@ def extract_features(
     """
     with utils.reproducible():
         device = utils.default_device(str(device) if device is not None else None)
-        autocast, _ = _autocast(device, amp)
+        autocast = utils.autocast(device, utils.resolve_amp(device, amp))
         chunks: dict[str, list[Tensor]] = {}
         labels: list[Tensor] = []
         order = torch.arange(len(data))
         total = (len(order) + batch_size - 1) // batch_size
-        for x, y in utils.progress(_batches(data, order, batch_size), total=total, desc=desc, leave=False):
+        for x, y in utils.progress(iterate_batches(data, order, batch_size), total=total, desc=desc, leave=False):
             with autocast:
                 feats = extractor(_to(x, device))
             for tap, f in feats.items():
@@ -273,7 +267,76 @@ def extract_features(
     return FeatureData({t: torch.cat(c) for t, c in chunks.items()}, torch.cat(labels).long())
 
 
+# ----------------------------------------------------------------------------- checkpoints
+
+
+#: A batch loss above this factor times the run's first batch loss (or 1 nat) counts as divergence.
+DIVERGENCE_FACTOR = 1e3
+
+
+def divergence(loss: float | None = None, parameters: Iterable[tuple[str, Tensor]] = (),
+               first_loss: float | None = None) -> str:
+    """Why a run counts as diverged, or ``""``: a non-finite ``loss``, a ``loss`` above
+    :data:`DIVERGENCE_FACTOR` times ``max(first_loss, 1)`` (when ``first_loss`` is given), or
+    non-finite values in the named float ``parameters``. Checked in this order."""
+    if loss is not None and not math.isfinite(loss):
+        return f"non-finite training loss ({loss})"
+    if loss is not None and first_loss is not None and loss > DIVERGENCE_FACTOR * max(first_loss, 1.0):
+        return f"the training loss jumped to {loss:.3g} (first batch: {first_loss:.3g})"
+    bad = [n for n, p in parameters if p.is_floating_point() and not bool(torch.isfinite(p).all())]
+    return f"non-finite weights in {', '.join(bad[:3])}" if bad else ""
+
+
+class Checkpoint:
+    """The resumable state of one training run, written atomically after finished epochs.
+
+    Shared by :func:`fit` and :func:`shiftinv.metric_train.train_metric`. ``path`` None means no
+    checkpoint (:meth:`resume` returns None, :meth:`save` does nothing). ``run_id`` (JSON-like:
+    configuration, weights fingerprint, data size) is stored in the file; a file of another run
+    is refused with a ``ValueError``, an unreadable one is set aside (``<name>.corrupt``,
+    :func:`shiftinv.utils.load_or_set_aside`) and the run starts over. ``every``: epochs between
+    writes (the last epoch is always written).
+    """
+
+    def __init__(self, path: Path | str | None, run_id: Mapping[str, Any], every: int = 1) -> None:
+        self.path = Path(path) if path is not None else None
+        self.run_id = dict(run_id)
+        self.every = max(1, int(every))
+
+    def resume(self) -> dict[str, Any] | None:
+        """The saved state (with ``epoch``: finished epochs), or None when there is nothing to resume."""
+        saved = utils.load_or_set_aside(self.path) if self.path is not None else None
+        if saved is not None and saved.get("run_id") != self.run_id:
+            raise ValueError(f"checkpoint '{self.path}' was written by a different run ({saved.get('run_id')}); "
+                             "delete it or pass another checkpoint path")
+        return saved
+
+    def save(self, epoch: int, state: Callable[[], Mapping[str, Any]], last: bool = False) -> bool:
+        """Write ``{run_id, epoch, **state()}`` after finished epoch ``epoch`` (1-based) when it is
+        due (``epoch % every == 0`` or ``last``); ``state`` is called only then. Whether it wrote."""
+        if self.path is None or not (epoch % self.every == 0 or last):
+            return False
+        utils.atomic_torch_save({"run_id": self.run_id, "epoch": int(epoch), **state()}, self.path)
+        return True
+
+
 # ----------------------------------------------------------------------------- training
+
+
+@dataclass
+class _FitRun:
+    """What the steps of :func:`fit` share: the trained model, its data, optimiser and precision."""
+
+    model: nn.Module
+    train: Any
+    val: Any
+    cfg: TrainConfig
+    extractor: Extractor | None
+    desc: str
+    device: torch.device
+    optim: torch.optim.Optimizer
+    autocast: contextlib.AbstractContextManager
+    scaler: Any  # torch.amp.GradScaler for fp16, else None
 
 
 def fit(
@@ -297,8 +360,9 @@ def fit(
         extractor: frozen feature extractor applied to image batches (after augmentation),
             evaluated without gradients, e.g. ``lambda x: trunk(x, head.taps)``; its modules must
             be in eval mode (the caller's job).
-        checkpoint: file written atomically after every epoch; if it exists, training resumes
-            from it (same result as an uninterrupted run).
+        checkpoint: file written atomically after every epoch (:class:`Checkpoint`); if it exists
+            and was written by the same run (``cfg`` and initial weights), training resumes from
+            it (same result as an uninterrupted run).
         on_epoch_end: called with ``(epoch, record)`` after each epoch is checkpointed (tests use it
             to simulate an interruption).
     Returns:
@@ -306,105 +370,64 @@ def fit(
     """
     if cfg.shift_aug and extractor is None and isinstance(train, FeatureData):
         raise ValueError("shift augmentation needs images, not cached features: pass images and an extractor")
+    ckpt = Checkpoint(checkpoint, {"train": cfg.to_dict(), "initial": utils.state_fingerprint(model)})
+    run = _fit_setup(model, train, val, cfg, extractor, desc)
+    state = _fit_resume(run, ckpt.resume())
+    with utils.reproducible():
+        return _fit_epochs(run, state, ckpt, on_epoch_end)
+
+
+def _fit_setup(model: nn.Module, train: Any, val: Any, cfg: TrainConfig, extractor: Extractor | None,
+               desc: str) -> _FitRun:
+    """Move ``model`` to the device (NHWC if asked) and build its Adam optimiser, autocast context and
+    (fp16 only) gradient scaler."""
     device = utils.default_device(cfg.device)
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     optim = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
-    autocast, needs_scaler = _autocast(device, cfg.amp)
-    scaler = torch.amp.GradScaler("cuda") if needs_scaler else None
+    policy = utils.resolve_amp(device, cfg.amp)
+    scaler = torch.amp.GradScaler("cuda") if policy == "fp16" else None
+    return _FitRun(model, train, val, cfg, extractor, desc, device, optim, utils.autocast(device, policy), scaler)
 
+
+def _fit_resume(run: _FitRun, saved: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The loop state of :func:`_fit_epochs` (finished ``epoch``, ``best_acc``, ``best_epoch``, epochs
+    without improvement ``bad``, ``history``, ``best`` weights, ``first_loss``): fresh, or restored
+    from a checkpoint together with the model, optimiser and scaler states."""
     state: dict[str, Any] = {"epoch": 0, "best_acc": -1.0, "best_epoch": 0, "bad": 0, "history": [], "best": None}
-    ckpt = Path(checkpoint) if checkpoint is not None else None
-    saved = utils.load_or_set_aside(ckpt) if ckpt is not None else None
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        optim.load_state_dict(saved["optim"])
-        if scaler is not None and saved.get("scaler"):
-            scaler.load_state_dict(saved["scaler"])
-        state = {k: saved[k] for k in state} | ({"first_loss": saved["first_loss"]} if "first_loss" in saved else {})
-    with utils.reproducible():
-        return _fit_epochs(model, train, val, cfg, extractor, ckpt, on_epoch_end, desc, device, optim,
-                           autocast, scaler, state)
+    if saved is None:
+        return state
+    run.model.load_state_dict(saved["model"])
+    run.optim.load_state_dict(saved["optim"])
+    if run.scaler is not None and saved.get("scaler"):
+        run.scaler.load_state_dict(saved["scaler"])
+    return {k: saved[k] for k in state} | ({"first_loss": saved["first_loss"]} if "first_loss" in saved else {})
 
 
-#: A batch loss above this factor times the run's first batch loss (or 1 nat) counts as divergence.
-DIVERGENCE_FACTOR = 1e3
-
-
-def _diverged(desc: str, epoch: int, cfg: TrainConfig, what: str) -> TrainingDiverged:
+def _diverged(run: _FitRun, epoch: int, what: str) -> TrainingDiverged:
+    cfg = run.cfg
     return TrainingDiverged(
-        f"training of {desc!r} diverged in epoch {epoch}: {what} (learning rate {cfg.lr:g}, batch size "
+        f"training of {run.desc!r} diverged in epoch {epoch}: {what} (learning rate {cfg.lr:g}, batch size "
         f"{cfg.batch_size}). Nothing was cached. Lower the learning rate (e.g. lr={cfg.lr / 10:g} in its "
         "TrainConfig) and run again.")
 
 
-def _fit_epochs(model: nn.Module, train: Any, val: Any, cfg: TrainConfig, extractor: Extractor | None,
-                ckpt: Path | None, on_epoch_end: Callable[[int, dict[str, float]], None] | None, desc: str,
-                device: torch.device, optim: torch.optim.Optimizer, autocast: Any, scaler: Any,
-                state: dict[str, Any]) -> TrainResult:
-    """The epochs of :func:`fit` (after set-up and resume); see there."""
-    start = time.perf_counter()
-    epochs = utils.progress(range(state["epoch"] + 1, cfg.epochs + 1), desc=desc, leave=False,
+def _fit_epochs(run: _FitRun, state: dict[str, Any], ckpt: Checkpoint,
+                on_epoch_end: Callable[[int, dict[str, float]], None] | None) -> TrainResult:
+    """The epochs of :func:`fit` after set-up and resume: train, validate, checkpoint, stop early."""
+    cfg, start = run.cfg, time.perf_counter()
+    epochs = utils.progress(range(state["epoch"] + 1, cfg.epochs + 1), desc=run.desc, leave=False,
                             total=cfg.epochs, initial=state["epoch"])
     stopped = state["bad"] >= cfg.patience
     for epoch in epochs if not stopped else []:
         t0 = time.perf_counter()
-        model.train()
-        gen = _epoch_generator(cfg.seed, epoch)
-        order = torch.randperm(len(train), generator=gen)
-        total_loss, seen = 0.0, 0
-        for x, y in _batches(train, order, cfg.batch_size):
-            if cfg.shift_aug:
-                x = _augment(x, random_shifts(x.shape[0], cfg.shift_aug, gen), cfg.shift_mode)
-            x, y = _to(x, device), y.to(device)
-            if cfg.channels_last and isinstance(x, Tensor) and x.dim() == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast:
-                if extractor is not None:
-                    with torch.no_grad():
-                        x = extractor(x)
-                    if isinstance(x, dict):
-                        x = {k: v.float() for k, v in x.items()}
-                logits = model(x)
-                loss = F.cross_entropy(logits.float(), y)
-            total = loss + cfg.l2 * _l2_penalty(model).to(device) if cfg.l2 else loss
-            optim.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(total).backward()
-                scaler.step(optim)
-                scaler.update()
-            else:
-                total.backward()
-                optim.step()
-            batch_loss = float(loss.detach())
-            if not math.isfinite(batch_loss):
-                raise _diverged(desc, epoch, cfg, f"the training loss is {batch_loss}")
-            ref = state.setdefault("first_loss", batch_loss)
-            if batch_loss > DIVERGENCE_FACTOR * max(ref, 1.0):
-                raise _diverged(desc, epoch, cfg, f"the training loss jumped to {batch_loss:.3g} "
-                                f"(first batch: {ref:.3g})")
-            total_loss += batch_loss * int(y.shape[0])
-            seen += int(y.shape[0])
-        bad = [n for n, p in model.named_parameters() if p.is_floating_point() and not bool(torch.isfinite(p).all())]
-        if bad:
-            raise _diverged(desc, epoch, cfg, f"non-finite weights in {', '.join(bad[:3])}")
-        val_acc, val_loss = evaluate(model, val, extractor, cfg.eval_batch_size, device, cfg.amp)
-        record = {"epoch": epoch, "train_loss": total_loss / max(seen, 1), "val_loss": val_loss,
-                  "val_acc": val_acc, "seconds": time.perf_counter() - t0}
-        state["history"].append(record)
-        if val_acc > state["best_acc"]:
-            state.update(best_acc=val_acc, best_epoch=epoch, bad=0,
-                         best={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
-        else:
-            state["bad"] += 1
-        state["epoch"] = epoch
+        train_loss = _train_epoch(run, epoch, state)
+        record = _end_epoch(run, epoch, state, train_loss, t0)
         if hasattr(epochs, "set_postfix"):
-            epochs.set_postfix(val_acc=f"{val_acc:.3f}", best=f"{state['best_acc']:.3f}")
-        if ckpt is not None:
-            utils.atomic_torch_save(
-                {"model": model.state_dict(), "optim": optim.state_dict(),
-                 "scaler": scaler.state_dict() if scaler is not None else {}, **state}, ckpt)
+            epochs.set_postfix(val_acc=f"{record['val_acc']:.3f}", best=f"{state['best_acc']:.3f}")
+        ckpt.save(epoch, lambda: {"model": run.model.state_dict(), "optim": run.optim.state_dict(),
+                                  "scaler": run.scaler.state_dict() if run.scaler is not None else {}, **state})
         if on_epoch_end is not None:
             on_epoch_end(epoch, record)
         if state["bad"] >= cfg.patience:
@@ -413,14 +436,78 @@ def _fit_epochs(model: nn.Module, train: Any, val: Any, cfg: TrainConfig, extrac
     if hasattr(epochs, "close"):
         epochs.close()
     if state["best"] is not None:
-        model.load_state_dict(state["best"])
-    return TrainResult(
-        history=list(state["history"]),
-        best_epoch=int(state["best_epoch"]),
-        best_val_acc=float(state["best_acc"]),
-        stopped_early=bool(stopped),
-        seconds=time.perf_counter() - start,
-    )
+        run.model.load_state_dict(state["best"])
+    return TrainResult(history=list(state["history"]), best_epoch=int(state["best_epoch"]),
+                       best_val_acc=float(state["best_acc"]), stopped_early=bool(stopped),
+                       seconds=time.perf_counter() - start)
+
+
+def _train_epoch(run: _FitRun, epoch: int, state: dict[str, Any]) -> float:
+    """One pass over the training data in the order (and with the shifts) of generator ``(seed,
+    epoch)``; raises :class:`TrainingDiverged` on a diverging batch loss. Returns the mean loss (nats)."""
+    cfg = run.cfg
+    run.model.train()
+    gen = _epoch_generator(cfg.seed, epoch)
+    order = torch.randperm(len(run.train), generator=gen)
+    total_loss, seen = 0.0, 0
+    for x, y in iterate_batches(run.train, order, cfg.batch_size):
+        if cfg.shift_aug:  # one shift per image, drawn after the batch order from the same generator
+            x = shifts.shift_each(x, random_shifts(x.shape[0], cfg.shift_aug, gen), cfg.shift_mode)
+        x, y = _to(x, run.device), y.to(run.device)
+        if cfg.channels_last and isinstance(x, Tensor) and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        batch_loss = _train_step(run, x, y)
+        why = divergence(batch_loss, first_loss=state.get("first_loss", batch_loss))
+        if why:
+            raise _diverged(run, epoch, why)
+        state.setdefault("first_loss", batch_loss)  # the reference of the jump check, kept on resume
+        total_loss += batch_loss * int(y.shape[0])
+        seen += int(y.shape[0])
+    return total_loss / max(seen, 1)
+
+
+def _train_step(run: _FitRun, x: Inputs, y: Tensor) -> float:
+    """One Adam step on batch ``x`` (images or features) with labels ``y`` (B,); the batch's mean
+    cross-entropy (nats, without the L2 penalty)."""
+    cfg = run.cfg
+    with run.autocast:
+        if run.extractor is not None:
+            with torch.no_grad():
+                x = run.extractor(x)
+            if isinstance(x, dict):
+                x = {k: v.float() for k, v in x.items()}
+        logits = run.model(x)
+        loss = F.cross_entropy(logits.float(), y)
+    total = loss + cfg.l2 * _l2_penalty(run.model).to(run.device) if cfg.l2 else loss
+    run.optim.zero_grad(set_to_none=True)
+    if run.scaler is not None:
+        run.scaler.scale(total).backward()
+        run.scaler.step(run.optim)
+        run.scaler.update()
+    else:
+        total.backward()
+        run.optim.step()
+    return float(loss.detach())
+
+
+def _end_epoch(run: _FitRun, epoch: int, state: dict[str, Any], train_loss: float, t0: float) -> dict[str, float]:
+    """Check the weights, validate, and update ``state`` (history, best weights, patience count);
+    the epoch's record ``epoch, train_loss, val_loss, val_acc, seconds``."""
+    why = divergence(parameters=run.model.named_parameters())
+    if why:
+        raise _diverged(run, epoch, why)
+    cfg = run.cfg
+    val_acc, val_loss = evaluate(run.model, run.val, run.extractor, cfg.eval_batch_size, run.device, cfg.amp)
+    record = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+              "val_acc": val_acc, "seconds": time.perf_counter() - t0}
+    state["history"].append(record)
+    if val_acc > state["best_acc"]:
+        state.update(best_acc=val_acc, best_epoch=epoch, bad=0,
+                     best={k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()})
+    else:
+        state["bad"] += 1
+    state["epoch"] = epoch
+    return record
 
 
 def train_or_load(
