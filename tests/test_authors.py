@@ -115,11 +115,11 @@ def test_imagenet_tf_resize_has_no_antialiasing(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     arr = rng.integers(0, 256, (100, 140, 3), dtype=np.uint8)
     im = Image.fromarray(arr)
-    tf_x = data._resize_transform(32, "tf")(im)
+    tf_x = data.resize_transform(32, "tf")(im)
     ref = transforms.tf_resize(torch.from_numpy(arr).permute(2, 0, 1)[None].double() / 255, (32, 32))[0]
     torch.testing.assert_close(tf_x.double(), ref, atol=1e-6, rtol=0)
-    aa_x = data._resize_transform(32, "antialias")(im)
+    aa_x = data.resize_transform(32, "antialias")(im)
     assert tf_x.shape == aa_x.shape == (3, 32, 32)
     assert (tf_x - aa_x).abs().mean() > 0.02  # antialiasing smooths the noise, the TF rule does not
     with pytest.raises(ValueError, match="unknown resize rule"):
-        data._resize_transform(32, "nearest")
+        data.resize_transform(32, "nearest")

@@ -345,11 +345,11 @@ def cifar10(
     )
 
 
-#: Rules for resizing whole images to the network's square input (see :func:`_resize_transform`).
+#: Rules for resizing whole images to the network's square input (see :func:`resize_transform`).
 RESIZE_RULES: tuple[str, ...] = ("tf", "antialias")
 
 
-def _resize_transform(image_size: int, resize: str = "antialias"):
+def resize_transform(image_size: int, resize: str = "antialias"):
     """PIL image -> (3, image_size, image_size) float in [0, 1], the whole image without cropping.
 
     ``resize="antialias"``: torchvision ``Resize`` on the PIL image (bilinear, antialiased).
@@ -379,7 +379,7 @@ def image_folder(root: Path | str, image_size: int = 256) -> Dataset:
     from torchvision.datasets import ImageFolder
 
     root = paths.require_dir(root, "image folder", "Pass a folder laid out as <root>/<class>/<image files>.")
-    return ImageFolder(str(root), transform=_resize_transform(image_size))
+    return ImageFolder(str(root), transform=resize_transform(image_size))
 
 
 def imagenet160_classes() -> list[tuple[str, str]]:
@@ -410,7 +410,7 @@ def _restricted_folder(folder: Path, wnids: list[str], image_size: int, resize: 
             present = [w for w in wnids if (Path(directory) / w).is_dir()]
             return present, {w: label[w] for w in present}
 
-    return _Subset(str(folder), transform=_resize_transform(image_size, resize))
+    return _Subset(str(folder), transform=resize_transform(image_size, resize))
 
 
 def imagenet160(

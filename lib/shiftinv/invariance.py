@@ -447,7 +447,8 @@ def _round_half_away(v: float) -> int:
 _EQUIVARIANCE_COLUMNS = ("tap", "stride", "dx", "dy", "phase_x", "phase_y", "error")
 
 
-def _check_equivariance_table(table: pd.DataFrame) -> None:
+def check_equivariance_table(table: pd.DataFrame) -> None:
+    """Raise a ValueError naming the missing columns unless ``table`` is an :func:`equivariance_error` table."""
     missing = set(_EQUIVARIANCE_COLUMNS) - set(table.columns)
     if missing:
         raise ValueError(f"the table lacks columns {sorted(missing)}: pass the output of equivariance_error")
@@ -466,7 +467,7 @@ def error_by_phase(table: pd.DataFrame) -> pd.DataFrame:
         DataFrame ``tap, stride, phase_x, phase_y, mean_error, max_error, shifts`` (``shifts``: how
         many input shifts fell on that phase), taps in their order of appearance, phases ascending.
     """
-    _check_equivariance_table(table)
+    check_equivariance_table(table)
     order = {t: i for i, t in enumerate(dict.fromkeys(table["tap"]))}
     g = table.groupby(["tap", "stride", "phase_x", "phase_y"], sort=False)["error"]
     out = g.agg(mean_error="mean", max_error="max", shifts="size").reset_index()
@@ -491,7 +492,7 @@ def plot_equivariance_by_phase(table: pd.DataFrame, floor: float = 1e-12, title:
     """
     import matplotlib.pyplot as plt
 
-    _check_equivariance_table(table)
+    check_equivariance_table(table)
     if floor <= 0:
         raise ValueError(f"floor must be > 0 (it stands for exact zeros on a log axis), got {floor}")
     if (table["dy"] != 0).any():

@@ -138,7 +138,8 @@ _FALSE = {"false", "0", "no", "n", "off"}
 _NONE = {"none", "null"}
 
 
-def _unquote(text: str) -> str:
+def unquote(text: str) -> str:
+    """``text`` without one pair of matching outer quotes (``'demo'`` -> ``demo``)."""
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
         return text[1:-1]
     return text
@@ -200,7 +201,7 @@ def _parse_as(text: str, kind: ast.expr) -> Any:
         except ValueError:
             raise ValueError("expected a number") from None
     if name == "str":
-        return _unquote(text)
+        return unquote(text)
     if name in ("list", "tuple", "set"):
         return _parse_container(text, name)  # a list (papermill passes JSON types)
     if name == "dict":
@@ -217,7 +218,7 @@ def _parse_as(text: str, kind: ast.expr) -> Any:
         except (ValueError, SyntaxError):
             return text
     if name == "Path":
-        return _unquote(text)
+        return unquote(text)
     raise ValueError(f"cannot check values of type {name}")
 
 
@@ -529,7 +530,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not sep or not name.strip().isidentifier():
                 raise ParameterError(f"-p {item!r}: expected NAME=VALUE (for example EPOCHS=3)")
             given[name.strip()] = value
-        profile = _unquote(given.pop("PROFILE", args.profile))
+        profile = unquote(given.pop("PROFILE", args.profile))
         smoke = args.smoke
         if "SMOKE" in given:
             smoke = parse_parameter(Parameter("SMOKE", "bool", False, "every notebook"), given.pop("SMOKE"))

@@ -331,7 +331,7 @@ class PerceptualMetric(nn.Module):
 
     def pair_features(self, x0: Tensor, x1: Tensor) -> Tensor:
         """(N, 3, H, W) x2 in [0, 1] -> (N, D) pair features."""
-        _check_pair(x0, x1)
+        check_pair(x0, x1)
         self.trunk.eval()
         return self.features_from_taps(self.trunk(x0, self.taps), self.trunk(x1, self.taps))
 
@@ -441,7 +441,8 @@ def lpips_reference(features: nn.Sequential) -> nn.Module:
 # Classical references
 
 
-def _check_pair(x0: Tensor, x1: Tensor) -> None:
+def check_pair(x0: Tensor, x1: Tensor) -> None:
+    """Raise a ValueError unless ``x0`` and ``x1`` are two image batches (N, 3, H, W) of one shape."""
     if x0.shape != x1.shape or x0.dim() != 4 or x0.shape[1] != 3:
         raise ValueError(f"expected two image batches (N, 3, H, W) of the same shape, got "
                          f"{tuple(x0.shape)} and {tuple(x1.shape)}")
@@ -449,7 +450,7 @@ def _check_pair(x0: Tensor, x1: Tensor) -> None:
 
 def psnr(x0: Tensor, x1: Tensor, data_range: float = 1.0) -> Tensor:
     """Peak signal-to-noise ratio in dB, (N,) (similarity; ``inf`` for identical images)."""
-    _check_pair(x0, x1)
+    check_pair(x0, x1)
     mse = ((x0.double() - x1.double()) ** 2).mean(dim=(1, 2, 3))
     return (10 * torch.log10(data_range**2 / mse)).float()
 
@@ -458,7 +459,7 @@ def ssim(x0: Tensor, x1: Tensor, data_range: float = 1.0) -> Tensor:
     """SSIM (scikit-image, Wang et al. 2004 Gaussian window), mean over colour channels, (N,)."""
     from skimage.metrics import structural_similarity
 
-    _check_pair(x0, x1)
+    check_pair(x0, x1)
     a = x0.detach().cpu().permute(0, 2, 3, 1).double().numpy()
     b = x1.detach().cpu().permute(0, 2, 3, 1).double().numpy()
     vals = [structural_similarity(p, q, channel_axis=-1, data_range=data_range, gaussian_weights=True,
@@ -550,7 +551,7 @@ def evaluate_pairs(metrics: Mapping[str, nn.Module], batches: Iterable[tuple[Ten
     values: dict[str, list[Tensor]] = {n: [] for n in metrics}
     feats: dict[str, list[Tensor]] = {n: [] for n in metrics if isinstance(metrics[n], PerceptualMetric)}
     for x0, x1 in batches:
-        _check_pair(x0, x1)
+        check_pair(x0, x1)
         d0, d1 = x0.to(device), x1.to(device)
         for names in by_trunk.values():
             trunk, taps = metrics[names[0]].trunk, _group_taps(metrics, names)

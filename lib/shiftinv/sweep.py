@@ -235,7 +235,8 @@ def _union_taps(trunk: Any, heads: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(taps)
 
 
-def _dist() -> tuple[int, int]:
+def rank_and_world() -> tuple[int, int]:
+    """``(rank, world size)`` under ``torch.distributed``, ``(0, 1)`` in a single process."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
@@ -403,7 +404,7 @@ class _SweepRun:
         self.trunk, self.heads, self.taps, self.mode, self.out_size = trunk, heads, taps, mode, out_size
         self.keep_logits, self.dev, self.config, self.batch_size = keep_logits, dev, config, batch_size
         self.num_s, self.num_n = num_s, num_n
-        self.rank, self.world = _dist()
+        self.rank, self.world = rank_and_world()
         self.final_path = final_path
         self.part_path = _rank_path(final_path, self.rank, self.world) if final_path is not None else None
         self.plan = _plan(num_s, num_n, batch_size)
@@ -927,7 +928,7 @@ def _run_command(args: argparse.Namespace) -> int:
     else:
         trunk, heads = chosen["model"]
         result = sweep(trunk, heads, images, labels, shifts, mode, out_path=args.out, **kw)
-    rank, _ = _dist()
+    rank, _ = rank_and_world()
     if rank == 0:
         if trained:
             result.save(args.out)  # the merged result ("trunk/head"; per-trunk files beside it for resuming)
@@ -1022,11 +1023,11 @@ def _load_folder(folder: Path, size: int, resize: str = "tf") -> tuple[Tensor, T
     ``resize``: ``"tf"`` the authors' tf.image.resize without antialiasing, ``"antialias"``)."""
     from torchvision import datasets
 
-    from .data import _resize_transform
+    from .data import resize_transform
     from .paths import require_dir
 
     require_dir(folder, "sweep test images", "Pass --images pointing to an ImageFolder (one sub-folder per class).")
-    ds = datasets.ImageFolder(str(folder), transform=_resize_transform(size, resize))
+    ds = datasets.ImageFolder(str(folder), transform=resize_transform(size, resize))
     xs, ys = zip(*[ds[i] for i in range(len(ds))])
     return torch.stack(xs), torch.tensor(ys)
 

@@ -555,7 +555,7 @@ def train_or_load(
 
 def _code(code: Any, depth: int = 2) -> list[str]:
     """This module plus ``code`` (default: the modules of the caller's caller, ``depth`` frames up)."""
-    given = utils._module_names(code) if code is not None else utils.caller_modules(depth)
+    given = utils.module_names(code) if code is not None else utils.caller_modules(depth)
     return sorted({__name__, *given})
 
 

@@ -312,7 +312,7 @@ def _tree_digest(source: str) -> str:
     return hashlib.sha256(ast.dump(tree, annotate_fields=False).encode()).hexdigest()
 
 
-def _module_names(code: Any) -> list[str]:
+def module_names(code: Any) -> list[str]:
     """Module names of this package named by ``code``: modules, module names, functions or classes."""
     items = code if isinstance(code, (list, tuple, set)) else [code]
     names = []
@@ -347,7 +347,7 @@ def code_version(code: Any, length: int = 12) -> str:
     ``"train"``, or functions/classes standing for their module) and, transitively, every module of
     this package they import. Editing any of them changes it; editing a notebook or an unrelated
     module does not; comments and docstrings do not count."""
-    closure = module_closure(_module_names(code))
+    closure = module_closure(module_names(code))
     text = json.dumps({m: _source_digest(m) for m in closure}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
