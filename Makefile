@@ -79,8 +79,8 @@ $(STAMP): $(REQUIREMENTS) pyproject.toml
 	$(PY) -c 'import setuptools' 2>/dev/null || $(PY) -m pip install -q "setuptools>=68"
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | { grep -v "is ignored" || true; }
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (shiftinv)" >/dev/null
-	$(PY) -m shiftinv.labsetup
-	$(PY) -m shiftinv.labsetup --check
+	$(PY) -m shiftinv.workbook.labsetup
+	$(PY) -m shiftinv.workbook.labsetup --check
 	mkdir -p $(dir $(STAMP))
 	touch $(STAMP)
 
@@ -99,18 +99,18 @@ test-browser: $(STAMP)  ## open every notebook in JupyterLab in headless Chromiu
 	$(PY) -m pytest -m browser $(PYTEST_ARGS)
 
 figures: $(STAMP)  ## execute the notebooks in order (PROFILE=demo|natural|cifar|paper) into figures/<profile>/ (REFRESH=1: recompute)
-	SHIFTINV_REFRESH='$(REFRESH)' $(PY) -m shiftinv.notebooks --profile '$(PROFILE)' $(foreach p,$(PARAMS),-p '$(p)') $(NOTEBOOKS)
+	SHIFTINV_REFRESH='$(REFRESH)' $(PY) -m shiftinv.workbook.runner --profile '$(PROFILE)' $(foreach p,$(PARAMS),-p '$(p)') $(NOTEBOOKS)
 
 lab: $(STAMP)  ## open JupyterLab on the notebooks (prints the URL with its token)
 	@echo ">> JupyterLab on http://127.0.0.1:8888/lab : open the URL with ?token=... printed below; .py notebooks open with the 'Python (shiftinv)' kernel"
-	$(PY) -m shiftinv.labsetup --check
+	$(PY) -m shiftinv.workbook.labsetup --check
 	$(PY) -m jupyterlab --ServerApp.root_dir=notebooks --ServerApp.ip=127.0.0.1 --ServerApp.port=8888 $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 bench: $(STAMP)  ## speed benchmark of the sweep engine and head training (JSON in results/bench)
-	$(PY) -m shiftinv.bench
+	$(PY) -m benchmarks.bench
 
 student: $(STAMP)  ## student versions of the notebooks (no solutions) in build/student
-	$(PY) -m shiftinv.student
+	$(PY) -m shiftinv.workbook.student
 
 clean:  ## remove executed notebooks and cached results (keeps the environment and figures/)
 	rm -rf build results

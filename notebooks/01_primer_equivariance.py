@@ -33,7 +33,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from shiftinv import figures, primer, study_steps
+from shiftinv.shifts import primer
+from shiftinv.viz import equivariance_plots, figures
 
 figures.set_style()
 
@@ -61,14 +62,14 @@ print(f"image {tuple(image.shape)}, shifts 0..{max_shift} px")
 # every position, so it cannot tell where it is.
 
 # %%
-conv = primer.toy_cnn(depth=1, down="none", channels=study_steps.PRIMER_CHANNELS, seed=SEED)
+conv = primer.toy_cnn(depth=1, down="none", channels=primer.PRIMER_CHANNELS, seed=SEED)
 a = conv(primer.roll(image, shown_shift)).detach()  # f(shift(x))   (1, 8, H, W)
 b = primer.roll(conv(image), shown_shift).detach()  # shift(f(x))
 conv_err = primer.toy_equivariance_error(conv, image, shifts, stride=1)
 print(f"max relative error over shifts 0..{max_shift}: {conv_err.max():.2e}")
 
 # %%
-fig = study_steps.plot_primer_conv_equivariance(image, a, b, shown_shift, shifts, conv_err)
+fig = equivariance_plots.plot_primer_conv_equivariance(image, a, b, shown_shift, shifts, conv_err)
 figures.save_figure(fig, "01_conv_equivariance", pd.DataFrame({"shift_px": shifts, "relative_error": conv_err.numpy()}))
 
 # %% [markdown]
@@ -80,8 +81,8 @@ figures.save_figure(fig, "01_conv_equivariance", pd.DataFrame({"shift_px": shift
 # stride. Max-pooling, plain striding and BlurPool are compared; with `depth` stages the period is `2**depth`.
 
 # %%
-phase = study_steps.primer_phase_table(image, shifts, SEED)
-fig = study_steps.plot_primer_phase(phase, max_shift)
+phase = primer.primer_phase_table(image, shifts, SEED)
+fig = equivariance_plots.plot_primer_phase(phase, max_shift)
 figures.save_figure(fig, "01_downsampling_phase", phase)
 
 # %% [markdown]
@@ -94,8 +95,8 @@ figures.save_figure(fig, "01_downsampling_phase", phase)
 # ripple: this is the **residual periodic aliasing** the paper reports for VGG-16 (five pools, period 32).
 
 # %%
-gap = study_steps.primer_gap_table(image, shifts, SEED)
-fig = study_steps.plot_primer_gap(gap)
+gap = primer.primer_gap_table(image, shifts, SEED)
+fig = equivariance_plots.plot_primer_gap(gap)
 figures.save_figure(fig, "01_gap_invariance", gap)
 
 # %% [markdown]
@@ -106,8 +107,8 @@ figures.save_figure(fig, "01_gap_invariance", gap)
 # output changes less between the exact shifts. Filter size 1 is no blur at all, i.e. plain max-pooling.
 
 # %%
-blur = study_steps.primer_blur_table(image, shifts, SEED, gap, depth=blur_depth)
-fig = study_steps.plot_primer_blur(blur, blur_depth)
+blur = primer.primer_blur_table(image, shifts, SEED, gap, depth=blur_depth)
+fig = equivariance_plots.plot_primer_blur(blur, blur_depth)
 figures.save_figure(fig, "01_blurpool", blur)
 blur
 

@@ -13,7 +13,7 @@
 #
 # The paper keeps VGG-16's 13 pretrained conv layers frozen and changes only what sits on
 # top of them. This notebook builds every variant with one call of
-# `shiftinv.models.build_vgg16`, draws them side by side from the built objects, and
+# `shiftinv.models.vgg.build_vgg16`, draws them side by side from the built objects, and
 # recomputes the paper's parameter accounting (its abstract: "5.2M → 82K" trainable,
 # "138M → 14M" total) from the modules themselves. It then looks at the three switches that fight aliasing
 # (BlurPool, APS polyphase sampling, circular padding) and checks, on a small network, which
@@ -28,7 +28,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 
-from shiftinv import figures, models, study_steps, utils
+from shiftinv.models import accounting, vgg
+from shiftinv.shifts import invariance
+from shiftinv.viz import equivariance_plots, figures
+from shiftinv.workbook import runtime
 
 figures.set_style()
 
@@ -48,7 +51,7 @@ if SMOKE:
 CHECK_SIZE = 64  # side of the random images in the circular-shift check: two pool5 cells
 SHIFTS = list(range(0, 33, 4 if SMOKE else 1))  # diagonal shifts in pixels: one pool5 period
 N_IMAGES = 1 if SMOKE else 2
-gen = utils.seed_everything(SEED)
+gen = runtime.seed_everything(SEED)
 print(f"profile={PROFILE} smoke={SMOKE} width={WIDTH} shifts={len(SHIFTS)}")
 
 # %% [markdown]
@@ -73,7 +76,7 @@ print(f"profile={PROFILE} smoke={SMOKE} width={WIDTH} shifts={len(SHIFTS)}")
 # parameter accounting needs.
 
 # %%
-full = study_steps.zoo_meta_models(NUM_CLASSES, INPUT_SIZE)
+full = accounting.zoo_meta_models(NUM_CLASSES, INPUT_SIZE)
 print(full["multi_gap"].head)
 print(full["multi_gap + APS, circular"].trunk.features[4])
 
@@ -82,7 +85,7 @@ print(full["multi_gap + APS, circular"].trunk.features[4])
 
 # %%
 try:
-    models.build_vgg16("final_gap", weights="no/such/vgg16.pth")
+    vgg.build_vgg16("final_gap", weights="no/such/vgg16.pth")
 except FileNotFoundError as err:
     print(err)
 
@@ -97,8 +100,8 @@ except FileNotFoundError as err:
 # change (the new layers have none).
 
 # %%
-arch = pd.concat([models.describe_architecture(m).assign(model=name) for name, m in full.items()])
-fig = models.draw_architectures(full, INPUT_SIZE, fig=plt.figure(figsize=(19, 7.5)))
+arch = pd.concat([accounting.describe_architecture(m).assign(model=name) for name, m in full.items()])
+fig = equivariance_plots.draw_architectures(full, INPUT_SIZE, fig=plt.figure(figsize=(19, 7.5)))
 figures.save_figure(fig, "02_architectures", arch)
 
 # %% [markdown]
@@ -109,8 +112,8 @@ figures.save_figure(fig, "02_architectures", arch)
 # stock 1000-class VGG-16, the reference for the paper's "138M".
 
 # %%
-table = models.parameter_table(num_classes=NUM_CLASSES, input_size=INPUT_SIZE)
-red = models.headline_reductions(table)
+table = accounting.parameter_table(num_classes=NUM_CLASSES, input_size=INPUT_SIZE)
+red = accounting.headline_reductions(table)
 table
 
 # %% [markdown]
@@ -120,7 +123,7 @@ table
 # sum of the five pools' channels for the multi-GAP) and stops if one disagrees with the table.
 
 # %%
-derivation = study_steps.zoo_parameter_derivation(full["flatten"], table, NUM_CLASSES)
+derivation = accounting.zoo_parameter_derivation(full["flatten"], table, NUM_CLASSES)
 t = table.set_index("head")
 print(f"trainable flatten -> final GAP: {t.loc['flatten', 'trainable']:,} -> {t.loc['final_gap', 'trainable']:,}"
       f"  (-{100 * red['trainable']:.1f}%)")
@@ -134,7 +137,7 @@ derivation
 # are drawn below on a log scale, with the exact percentages.
 
 # %%
-fig = study_steps.plot_zoo_parameters(table, red)
+fig = equivariance_plots.plot_zoo_parameters(table, red)
 figures.save_figure(fig, "02_params", table.assign(reduction_trainable=red["trainable"], reduction_total=red["total"]))
 
 # %% [markdown]
@@ -147,10 +150,10 @@ figures.save_figure(fig, "02_params", table.assign(reduction_trainable=red["trai
 # subsampling) widens each unit's receptive field a little.
 
 # %%
-rf = study_steps.zoo_receptive_field_table(INPUT_SIZE)
-fig = study_steps.plot_zoo_receptive_fields(rf)
+rf = accounting.zoo_receptive_field_table(INPUT_SIZE)
+fig = equivariance_plots.plot_zoo_receptive_fields(rf)
 figures.save_figure(fig, "02_receptive_field", rf)
-rf[rf["name"].isin(models.POOL_TAPS)].pivot(index="name", columns="pool", values=["receptive_field", "stride"])
+rf[rf["name"].isin(vgg.POOL_TAPS)].pivot(index="name", columns="pool", values=["receptive_field", "stride"])
 
 # %% [markdown]
 # ## 5. Which circular shifts leave the GAP features unchanged?
@@ -167,13 +170,13 @@ rf[rf["name"].isin(models.POOL_TAPS)].pivot(index="name", columns="pool", values
 
 # %%
 x = torch.rand(N_IMAGES, 3, CHECK_SIZE, CHECK_SIZE, generator=gen, dtype=torch.float64)  # (N, 3, S, S)
-drift = study_steps.zoo_circular_drift(x, SHIFTS, WIDTH, SEED)
-fig = study_steps.plot_zoo_circular_drift(drift, SHIFTS)
+drift = invariance.zoo_circular_drift(x, SHIFTS, WIDTH, SEED)
+fig = equivariance_plots.plot_zoo_circular_drift(drift, SHIFTS)
 figures.save_figure(fig, "02_circular_shift_drift", drift)
 
 # %%
 # the shifts at which each tap's GAP is exact (drift at float64 rounding level)
-print(study_steps.zoo_exact_shifts(drift).to_string())
+print(invariance.zoo_exact_shifts(drift).to_string())
 print("largest APS drift over all shifts and taps:", drift.loc[drift["pool"] == "aps", "drift"].max())
 
 # %% [markdown]
@@ -215,15 +218,15 @@ print("largest APS drift over all shifts and taps:", drift.loc[drift["pool"] == 
 # %% tags=["solution"]
 # 1. Same channel counts as the pools (64, 128, 256, 512, 512), so the same count as the multi-GAP head.
 with torch.device("meta"):
-    lp = models.build_vgg16("multi_gap", gap_taps=models.LPIPS_TAPS)
-print("exercise 1:", models.count_parameters(lp, trainable_only=True))
+    lp = vgg.build_vgg16("multi_gap", gap_taps=vgg.LPIPS_TAPS)
+print("exercise 1:", accounting.count_parameters(lp, trainable_only=True))
 
 # %% tags=["solution"]
 # 2. 512 * s^2 * classes + classes must exceed the final-GAP total: s pool5 cells of 32 px a side.
 final_total = t.loc["final_gap", "total"]
 with torch.device("meta"):
     for size in range(256, 641, 32):
-        flat = models.count_parameters(models.build_vgg16("flatten", input_size=size), trainable_only=True)
+        flat = accounting.count_parameters(vgg.build_vgg16("flatten", input_size=size), trainable_only=True)
         if flat > final_total:
             print(f"exercise 2: from {size} px ({flat:,} > {final_total:,})")
             break

@@ -48,7 +48,10 @@
 # library
 import pandas as pd
 
-from shiftinv import classify, data, figures, intervals, models, paths, study_steps, train, utils
+from shiftinv.models import accounting, vgg
+from shiftinv.study import analysis, datasets, feature_data, intervals, modelset, profiles, training
+from shiftinv.viz import figures, robustness_plots
+from shiftinv.workbook import paths, runtime
 
 figures.set_style()
 pd.set_option("display.width", 160)
@@ -67,11 +70,11 @@ RUN_HEAVY_SOLUTIONS: bool = False  # exercise 3's solution trains a second trunk
 # %%
 figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
 # derived settings (never in the parameters cell)
-profile = classify.profile_from_params(PROFILE, SMOKE, data_dir=IMAGENET_DIR or CIFAR_DIR or MNIST_DIR,
+profile = profiles.profile_from_params(PROFILE, SMOKE, data_dir=IMAGENET_DIR or CIFAR_DIR or MNIST_DIR,
                                        weights=VGG_WEIGHTS, device=DEVICE, overrides=OVERRIDES)
-utils.set_threads()  # the same thread count on every machine (utils.default_threads): same float rounding
+runtime.set_threads()  # the same thread count on every machine (runtime.default_threads): same float rounding
 print(f"profile {profile.name} (smoke={profile.smoke}): {profile.dataset}, {profile.image_size} px, "
-      f"width {profile.width}, batch norm {profile.batch_norm}, device {utils.default_device(profile.device)}")
+      f"width {profile.width}, batch norm {profile.batch_norm}, device {runtime.default_device(profile.device)}")
 print("models:", ", ".join(profile.model_names()))
 
 # %% [markdown]
@@ -85,16 +88,16 @@ print("models:", ", ".join(profile.model_names()))
 # with only a cell or two a side, position hardly matters to the flatten head either.
 
 # %%
-splits = classify.load_data(profile)
+splits = modelset.load_data(profile)
 cells = splits.image_size // 32  # pool5 cells a side
 print(splits.name, splits.sizes(), f"{splits.num_classes} classes, pool5 grid {cells}x{cells}")
-fig = study_steps.plot_heads_data_samples(splits)
-figures.save_figure(fig, "03_data_samples", study_steps.heads_split_sizes(splits))
+fig = robustness_plots.plot_heads_data_samples(splits)
+figures.save_figure(fig, "03_data_samples", analysis.heads_split_sizes(splits))
 
 # %% [markdown]
 # ## 2. Train (or load) every model
 #
-# `classify.train_or_load_models` does, in order:
+# `modelset.train_or_load_models` does, in order:
 #
 # 1. the plain trunk: in `demo`/`cifar` a VGG-16 (with batch norm) trained from scratch with a
 #    Flatten head (the role ImageNet training with fully connected layers plays for the
@@ -119,7 +122,7 @@ figures.save_figure(fig, "03_data_samples", study_steps.heads_split_sizes(splits
 
 # %%
 print(f"augmentation: {profile.aug_copies} copies per image (0: new shifts every batch), up to +-{profile.aug_shift} px")
-ms = classify.train_or_load_models(profile, splits)
+ms = modelset.train_or_load_models(profile, splits)
 # 95% bootstrap intervals over the test images and the spread over head seeds (intervals.SEEDS)
 summary = ms.summary.merge(intervals.accuracy_intervals(ms), on="model", how="left")
 summary[["model", "test_acc", "val_acc", "epochs", "best_epoch", "head_params", "total_params", "train_seconds",
@@ -130,11 +133,11 @@ summary[["model", "test_acc", "val_acc", "epochs", "best_epoch", "head_params", 
 # The heads converge in a few epochs: they are single linear layers on fixed features.
 
 # %%
-hist = classify.history_frame(ms)
-fig = study_steps.plot_heads_training_curves(hist)
-hist_data, hist_timings = classify.split_timings(hist)  # wall-clock seconds: their own file
+hist = analysis.history_frame(ms)
+fig = robustness_plots.plot_heads_training_curves(hist)
+hist_data, hist_timings = analysis.split_timings(hist)  # wall-clock seconds: their own file
 figures.save_figure(fig, "03_training_curves", hist_data)
-figures.save_data(hist_timings.assign(**utils.run_conditions()), paths.figures_dir() / "03_training_curves_timings")
+figures.save_data(hist_timings.assign(**runtime.run_conditions()), paths.figures_dir() / "03_training_curves_timings")
 
 # %% [markdown]
 # ## 3. Accuracy against parameters
@@ -145,17 +148,17 @@ figures.save_data(hist_timings.assign(**utils.run_conditions()), paths.figures_d
 # flatten head's extra parameters cost once the input moves.
 
 # %%
-fig = study_steps.plot_heads_accuracy_params(summary)
-summary_data, summary_timings = classify.split_timings(summary)
+fig = robustness_plots.plot_heads_accuracy_params(summary)
+summary_data, summary_timings = analysis.split_timings(summary)
 figures.save_figure(fig, "03_accuracy_params", summary_data)
-figures.save_data(summary_timings.assign(**utils.run_conditions()), paths.figures_dir() / "03_accuracy_params_timings")
+figures.save_data(summary_timings.assign(**runtime.run_conditions()), paths.figures_dir() / "03_accuracy_params_timings")
 
 # %% [markdown]
 # At the paper's scale (full-width VGG-16, the paper's input size and classes: notebook 02's
 # defaults) the same heads have the parameter counts of the paper's table:
 
 # %%
-models.parameter_table()
+accounting.parameter_table()
 
 # %% [markdown]
 # ## 4. A check: the cached-feature shortcut is exact
@@ -164,7 +167,7 @@ models.parameter_table()
 # `VGGClassifier` on the test images must give the same accuracy.
 
 # %%
-check = study_steps.heads_direct_vs_cached_accuracy(ms, "vgg/multi_gap", summary)  # raises if they disagree
+check = analysis.heads_direct_vs_cached_accuracy(ms, "vgg/multi_gap", summary)  # raises if they disagree
 print(f"vgg/multi_gap: test accuracy through the trunk {check['direct']:.4f}, on cached features {check['cached']:.4f}")
 
 # %% [markdown]
@@ -181,41 +184,41 @@ print(f"vgg/multi_gap: test accuracy through the trunk {check['direct']:.4f}, on
 # %% [markdown]
 # ## Exercises
 #
-# 1. Train the multi-GAP head through the frozen trunk with `train.fit(head, splits.train,
+# 1. Train the multi-GAP head through the frozen trunk with `training.fit(head, splits.train,
 #    splits.val, cfg, extractor=...)` for two epochs and compare its weights with the head trained on
 #    cached features for two epochs. Why are they equal?
 # 2. Which head has the most trainable parameters per class, and how does that number grow with
-#    the input size? Use `models.build_head(kind, trunk, input_size=...)`.
+#    the input size? Use `vgg.build_head(kind, trunk, input_size=...)`.
 # 3. Retrain the BlurPool trunk from scratch instead of reusing the plain weights
 #    (`profile.replace(variant_weights="trained")`). Does its accuracy change? And what happens to
 #    the APS heads if the APS trunk reuses the plain weights too? (set `own_trunk=False` on its
-#    `classify.Variant`).
+#    `profiles.Variant`).
 
 # %% tags=["solution"]
 # 1. Same initial weights, same batches (the order of epoch e comes from a generator seeded by
 #    (seed, e)), and the frozen trunk computes the same features either way.
 trunk = ms.trunks["vgg"]
-utils.seed_everything(profile.seed)
-head_a = models.build_head("multi_gap", trunk, num_classes=profile.num_classes, input_size=profile.image_size)
-head_b = train.clone_module(head_a)
-small = data.take(splits.train, 32, seed=0)
-cfg = train.TrainConfig(epochs=2, batch_size=16, seed=1, device=profile.device, amp=False)
-train.fit(head_a, small, small, cfg, extractor=lambda x: trunk(x, head_a.taps))
-feats = train.extract_features(lambda x: trunk(x, head_b.taps), small, gap_only=head_b.taps, device=profile.device)
-train.fit(head_b, feats, feats, cfg)
+runtime.seed_everything(profile.seed)
+head_a = vgg.build_head("multi_gap", trunk, num_classes=profile.num_classes, input_size=profile.image_size)
+head_b = training.clone_module(head_a)
+small = datasets.take(splits.train, 32, seed=0)
+cfg = training.TrainConfig(epochs=2, batch_size=16, seed=1, device=profile.device, amp=False)
+training.fit(head_a, small, small, cfg, extractor=lambda x: trunk(x, head_a.taps))
+feats = feature_data.extract_features(lambda x: trunk(x, head_b.taps), small, gap_only=head_b.taps, device=profile.device)
+training.fit(head_b, feats, feats, cfg)
 print("max weight difference:", float((head_a.linear.weight - head_b.linear.weight).abs().max()))
 
 # %% tags=["solution"]
 # 2. Flatten(pool5): C5 * (S / 32)^2 weights per class, growing with the square of the input side;
 #    GAP heads: C5 (final) or the sum of the pool channels (multi), independent of the input size.
 for size in (128, 256, 512):
-    t = models.build_trunk(width=1.0)
-    print(size, {k: models.build_head(k, t, num_classes=1, input_size=size).in_features
+    t = vgg.build_trunk(width=1.0)
+    print(size, {k: vgg.build_head(k, t, num_classes=1, input_size=size).in_features
                  for k in ("flatten", "final_gap", "multi_gap")})
 
 # %% tags=["solution"]
 # 3. A retrained BlurPool trunk (costs a second trunk training; cached afterwards): set
 #    RUN_HEAVY_SOLUTIONS = True to run it.
 if RUN_HEAVY_SOLUTIONS:
-    ms_trained = classify.train_or_load_models(profile.replace(variant_weights="trained"), splits)
+    ms_trained = modelset.train_or_load_models(profile.replace(variant_weights="trained"), splits)
     print(ms_trained.summary[["model", "test_acc", "trunk_source"]])

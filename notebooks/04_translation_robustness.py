@@ -18,12 +18,12 @@
 # aliasing of the stride-2 pools (notebook 05).
 #
 # This notebook loads the models trained in notebook 03 (cached; trained here if absent), sweeps
-# them with the batched engine (`shiftinv.sweep`), and draws:
+# them with the batched engine (`shiftinv.shifts.sweep`), and draws:
 #
 # - accuracy and loss maps over the 2-D shift grid for every head (the paper's heat maps);
 # - 1-D profiles along `dx` for every model, BlurPool and APS included;
 # - the "average relative loss" under translation, for **every** candidate definition
-#   (the paper's 0.09 → 0.05 does not say which; `shiftinv.invariance`);
+#   (the paper's 0.09 → 0.05 does not say which; `shiftinv.shifts.invariance`);
 # - one-pixel fragility: how often the top-1 prediction changes between consecutive 1-px
 #   diagonal shifts (Azulay & Weiss 2019).
 #
@@ -35,7 +35,10 @@
 import numpy as np
 import pandas as pd
 
-from shiftinv import classify, figures, intervals, invariance, study_steps, utils
+from shiftinv.shifts import invariance, relative_loss
+from shiftinv.study import analysis, intervals, modelset, profiles
+from shiftinv.viz import figures, robustness_plots
+from shiftinv.workbook import runtime
 
 figures.set_style()
 pd.set_option("display.width", 160)
@@ -53,17 +56,17 @@ OVERRIDES: str = ""  # sizes for bigger runs, comma-separated FIELD:VALUE (e.g. 
 # %%
 figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
 # derived settings (never in the parameters cell)
-profile = classify.profile_from_params(PROFILE, SMOKE, data_dir=IMAGENET_DIR or CIFAR_DIR or MNIST_DIR,
+profile = profiles.profile_from_params(PROFILE, SMOKE, data_dir=IMAGENET_DIR or CIFAR_DIR or MNIST_DIR,
                                        weights=VGG_WEIGHTS, device=DEVICE, overrides=OVERRIDES)
 print(f"profile {profile.name} (smoke={profile.smoke}): shifts {profile.shift_mode} +-{profile.shift_radius} px, "
       f"2-D grid step {profile.grid_step}, 1-D step {profile.profile_step}, {profile.n_sweep} test images, "
-      f"device {utils.default_device(profile.device)}")
+      f"device {runtime.default_device(profile.device)}")
 
 # %% [markdown]
 # ## 1. The models (from notebook 03's cache)
 
 # %%
-ms = classify.train_or_load_models(profile)
+ms = modelset.train_or_load_models(profile)
 ms.summary[["model", "test_acc", "head_params", "trunk_source"]]
 
 # %% [markdown]
@@ -78,18 +81,18 @@ ms.summary[["model", "test_acc", "head_params", "trunk_source"]]
 # step here is the profile's `grid_step`, the 1-D profiles below use `profile_step`).
 # Shifts are the workbook's `(dx, dy)` (content moves right / down); the authors' result keys
 # `(desp_h, desp_v)` move the content up / left along rows / columns and equal `(-dy, -dx)`
-# (`shiftinv.authors.to_workbook_shift`; their pickles read with `shiftinv.authors.read_results`).
+# (`shiftinv.study.authors.to_workbook_shift`; their pickles read with `shiftinv.study.authors.read_results`).
 
 # %%
-grid = classify.translation_sweep(ms, "grid", trunks=["vgg"])
-maps = classify.shift_frame(grid)
-print(study_steps.robustness_sweep_text(grid))
-fig = classify.plot_shift_maps(maps, "accuracy", ncols=len(grid.heads), vmin=0.0, vmax=1.0)
+grid = analysis.translation_sweep(ms, "grid", trunks=["vgg"])
+maps = analysis.shift_frame(grid)
+print(analysis.robustness_sweep_text(grid))
+fig = robustness_plots.plot_shift_maps(maps, "accuracy", ncols=len(grid.heads), vmin=0.0, vmax=1.0)
 fig.suptitle("top-1 accuracy over the shift grid (centre = unshifted)", y=1.04)
 figures.save_figure(fig, "04_shift_maps_accuracy", maps)
 
 # %%
-fig = classify.plot_shift_maps(maps, "loss", ncols=len(grid.heads))
+fig = robustness_plots.plot_shift_maps(maps, "loss", ncols=len(grid.heads))
 fig.suptitle("cross-entropy over the shift grid", y=1.04)
 figures.save_figure(fig, "04_shift_maps_loss", maps)
 
@@ -103,9 +106,9 @@ figures.save_figure(fig, "04_shift_maps_loss", maps)
 # ## 3. One-dimensional profiles: every model, BlurPool and APS included
 
 # %%
-prof = classify.translation_sweep(ms, "profile")
-line = classify.shift_frame(prof)
-fig = study_steps.plot_robustness_profiles(line)
+prof = analysis.translation_sweep(ms, "profile")
+line = analysis.shift_frame(prof)
+fig = robustness_plots.plot_robustness_profiles(line)
 figures.save_figure(fig, "04_shift_profiles", line)
 
 # %% [markdown]
@@ -118,30 +121,30 @@ figures.save_figure(fig, "04_shift_profiles", line)
 # below. The most likely is `dataset_signed`, the mean over non-zero shifts of `(L(s) - L(0)) / L(0)`
 # with `L` the test-set loss. The per-image definitions (`image_*`, `flip_rate`, `pred_change`)
 # are the **workbook's additions**: they need each image's outcome, which the authors did not keep
-# (`invariance.relative_loss_definitions`; the column `computable_from_authors_outputs` of
-# `04_relative_loss_definitions.csv` says which is which). `invariance.relative_loss_from_table`
+# (`relative_loss.relative_loss_definitions`; the column `computable_from_authors_outputs` of
+# `04_relative_loss_definitions.csv` says which is which). `relative_loss.relative_loss_from_table`
 # computes the dataset-level ones from a per-shift table alone, e.g. the authors' results read with
-# `shiftinv.authors.read_results` once they are published. The second table gives all of them per
+# `shiftinv.study.authors.read_results` once they are published. The second table gives all of them per
 # head, with the accuracy-based robustness numbers (accuracy unshifted, mean and worst over the grid).
 
 # %%
-invariance.relative_loss_definitions()
+relative_loss.relative_loss_definitions()
 
 # %%
-rel = invariance.relative_loss_table(grid).merge(
-    classify.robustness_table(grid).drop(columns=["acc0", "loss0"]), on="head")
+rel = relative_loss.relative_loss_table(grid).merge(
+    analysis.robustness_table(grid).drop(columns=["acc0", "loss0"]), on="head")
 # 95% bootstrap interval of dataset_signed over the sweep images, and its spread over head seeds
 rel = rel.merge(intervals.relative_loss_intervals(ms, grid), on="head")
 rel
 
 # %%
-fig = study_steps.plot_robustness_relative_loss(rel)
+fig = robustness_plots.plot_robustness_relative_loss(rel)
 figures.save_figure(fig, "04_relative_loss", rel)
 
 # %%
-long = invariance.relative_loss_long(grid)
-order = invariance.relative_loss_definitions()
-fig = study_steps.plot_robustness_definitions(long, order, rel["head"])
+long = relative_loss.relative_loss_long(grid)
+order = relative_loss.relative_loss_definitions()
+fig = robustness_plots.plot_robustness_definitions(long, order, rel["head"])
 figures.save_figure(fig, "04_relative_loss_definitions", long.merge(order[["definition", "formula"]], on="definition"))
 
 # %% [markdown]
@@ -150,7 +153,7 @@ figures.save_figure(fig, "04_relative_loss_definitions", long.merge(order[["defi
 # shift than every GAP head, and its average relative loss is above theirs.
 
 # %%
-study_steps.robustness_flatten_vs_gap(rel)
+analysis.robustness_flatten_vs_gap(rel)
 
 # %% [markdown]
 # ## 5. One-pixel fragility
@@ -160,9 +163,9 @@ study_steps.robustness_flatten_vs_gap(rel)
 # A translation-invariant model would never change its mind; here small shifts already do.
 
 # %%
-diag = classify.translation_sweep(ms, "diagonal")
+diag = analysis.translation_sweep(ms, "diagonal")
 frag = pd.DataFrame([{"head": h, **invariance.diagonal_stability(diag, h)} for h in diag.heads])
-fig = study_steps.plot_robustness_one_pixel(frag)
+fig = robustness_plots.plot_robustness_one_pixel(frag)
 figures.save_figure(fig, "04_one_pixel", frag)
 frag
 
@@ -188,13 +191,13 @@ frag
 # 2. Where on the grid does the flatten head keep more than half its centred accuracy? Relate the
 #    extent of that region to the pool5 stride.
 # 3. Re-run the 1-D profile with `mode="circular"` for the APS trunk only
-#    (`classify.translation_sweep(ms, "profile", mode="circular", trunks=["aps"])`). What does the
+#    (`analysis.translation_sweep(ms, "profile", mode="circular", trunks=["aps"])`). What does the
 #    loss do, and why is that exact?
 
 # %% tags=["solution"]
 # 1. Ratio flatten / multi-GAP for every definition (NaN-safe).
 r = rel.set_index("head")
-defs = list(invariance.RELATIVE_LOSS_DEFINITIONS)
+defs = list(relative_loss.RELATIVE_LOSS_DEFINITIONS)
 ratio = (r.loc["vgg/flatten", defs] / r.loc["vgg/multi_gap", defs].replace(0, np.nan)).astype(float)
 ratio.sort_values(ascending=False)
 
@@ -210,7 +213,7 @@ print(f"flatten keeps >= half its accuracy for |dx| <= {good.dx.abs().max()} px,
 # 3. APS picks the polyphase component of largest norm and the convolutions pad circularly, so a
 #    circular shift of the input only permutes the features: GAP, and so the loss, is unchanged
 #    (up to float rounding).
-circ = classify.translation_sweep(ms, "profile", mode="circular", trunks=["aps"])
+circ = analysis.translation_sweep(ms, "profile", mode="circular", trunks=["aps"])
 for h in circ.heads:
     per_shift = circ.loss[h].double().mean(1)
     print(h, "max |L(s) - L(0)| =", float((per_shift - per_shift[circ.index(0, 0)]).abs().max()))

@@ -23,12 +23,12 @@
 # 1. the spectrum of each head's response, with the predicted periods marked, per head and per
 #    GAP depth (heads reading GAP(pool1) ... GAP(pool5) alone: an ablation trained here);
 # 2. the **periodicity index**: the fraction of the response's non-constant energy at the
-#    predicted period and its harmonics (`spectra.period_energy`; 1 = exactly periodic);
+#    predicted period and its harmonics (`periodicity.period_energy`; 1 = exactly periodic);
 # 3. the same with the trunk's weights under circular padding and circular shifts (no boundary at
 #    all: what is left is pure aliasing, and the period must come out exactly), and with APS
 #    pooling (polyphase selection: exactly invariant to every circular shift).
 #
-# Then an **interactive explorer** (`shiftinv.explorer`): choose a head, a layer, an image and a
+# Then an **interactive explorer** (`shiftinv.viz.explorer`): choose a head, a layer, an image and a
 # shift, and see the shifted input, the feature maps, their difference after moving the shifted
 # map back, the change of the GAP vector and the prediction. The headless run draws the same
 # panels for fixed choices.
@@ -47,7 +47,12 @@ import dataclasses
 import pandas as pd
 from IPython.display import display
 
-from shiftinv import classify, explorer, figures, invariance, models, spectra, study_steps, sweep, utils
+from shiftinv.models import vgg as models_vgg
+from shiftinv.shifts import invariance, periodicity, sweep
+from shiftinv.study import aliasing, modelset, profiles
+from shiftinv.study import depth_heads as study_depth_heads
+from shiftinv.viz import aliasing_plots, equivariance_plots, explorer, figures
+from shiftinv.workbook import cache, runtime
 
 figures.set_style()
 pd.set_option("display.width", 180)
@@ -73,9 +78,9 @@ OVERRIDES: str = ""  # sizes for bigger runs, comma-separated FIELD:VALUE (e.g. 
 # %%
 figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
 # derived settings (never in the parameters cell)
-profile = classify.profile_from_params(PROFILE, SMOKE, data_dir=IMAGENET_DIR or CIFAR_DIR or MNIST_DIR,
+profile = profiles.profile_from_params(PROFILE, SMOKE, data_dir=IMAGENET_DIR or CIFAR_DIR or MNIST_DIR,
                                        weights=VGG_WEIGHTS, device=DEVICE, overrides=OVERRIDES)
-device = utils.default_device(profile.device)
+device = runtime.default_device(profile.device)
 n_images = N_IMAGES or profile.n_aliasing or profile.n_sweep
 max_shift = min(16 if SMOKE else MAX_SHIFT, profile.image_size // 2)
 explorer_dx, explorer_dy = (min(EXPLORER_DX, max_shift), EXPLORER_DY) if not SMOKE else (3, 0)
@@ -91,10 +96,10 @@ print(f"profile {profile.name} (smoke={profile.smoke}), {n_images} images, dx = 
 # after pool `k`" one depth at a time.
 
 # %%
-ms = classify.train_or_load_models(profile)
+ms = modelset.train_or_load_models(profile)
 vgg = ms.trunks["vgg"]
-fingerprint = utils.state_fingerprint(vgg)  # identifies the trunk's weights in cache keys
-depth_heads, depth_table = explorer.train_depth_heads(
+fingerprint = cache.state_fingerprint(vgg)  # identifies the trunk's weights in cache keys
+depth_heads, depth_table = study_depth_heads.train_depth_heads(
     vgg, ms.splits.train, ms.splits.val, profile.num_classes,
     cfg=dataclasses.replace(profile.head_train, device=profile.device),
     key={"profile": profile.to_dict(), "trunk": "vgg", "trunk_fingerprint": fingerprint},
@@ -118,10 +123,10 @@ depth_table
 # %%
 images, labels = ms.test_tensors(n_images)  # (N, 3, H, W), (N,)
 vgg_heads = {**ms.heads["vgg"], **depth_heads}
-circ = explorer.same_weights_trunk(vgg, circular=True)
-settings = study_steps.aliasing_settings(ms, vgg_heads, circ, profile.shift_mode)
+circ = study_depth_heads.same_weights_trunk(vgg, circular=True)
+settings = aliasing.aliasing_settings(ms, vgg_heads, circ, profile.shift_mode)
 key = {"profile": profile.to_dict(), "trunk": fingerprint}
-results = {name: study_steps.aliasing_run_setting(name, setting, images, labels, max_shift, key,
+results = {name: aliasing.aliasing_run_setting(name, setting, images, labels, max_shift, key,
                                                    batch_size=profile.sweep_batch, device=profile.device)
            for name, setting in settings.items()}
 {name: f"{r.num_shifts} shifts x {r.num_images} images x {len(r.heads)} heads" for name, r in results.items()}
@@ -136,20 +141,20 @@ results = {name: study_steps.aliasing_run_setting(name, setting, images, labels,
 # of `1/2**k`; what is left between them is float round-off.
 
 # %%
-shown = [explorer.depth_head_name(t) for t in models.POOL_TAPS] + ["multi_gap", "flatten"]
-periods = {h: explorer.predicted_period(vgg, vgg_heads[h]) for h in shown}
-curves = study_steps.aliasing_spectra_curves(results, shown)
-fig = study_steps.plot_aliasing_spectra(
+shown = [study_depth_heads.depth_head_name(t) for t in models_vgg.POOL_TAPS] + ["multi_gap", "flatten"]
+periods = {h: periodicity.predicted_period(vgg, vgg_heads[h]) for h in shown}
+curves = aliasing.aliasing_spectra_curves(results, shown)
+fig = aliasing_plots.plot_aliasing_spectra(
     curves, periods, f"{profile.name}: residual response of each head over a dense line of shifts, and its spectrum")
 figures.save_figure(fig, "05_profiles_spectra", curves)
 
 # %% [markdown]
 # ## 4. The periodicity index: is the period the one the architecture predicts?
 #
-# For every head and setting, `spectra.periodicity_summary` reports: the predicted period `P`
+# For every head and setting, `periodicity.periodicity_summary` reports: the predicted period `P`
 # (from the deepest GAP tap's stride; none for heads with a flatten part; 1 for APS), the
 # **exact period found** in the data (smallest `P` with `R(dx + P) = R(dx)` for every image, up
-# to float round-off: `spectra.exact_period`'s relative tolerance), the periodicity index (energy at `1/P` and its harmonics over the
+# to float round-off: `periodicity.exact_period`'s relative tolerance), the periodicity index (energy at `1/P` and its harmonics over the
 # non-constant energy) beside its white-noise level, the smallest period explaining 90 % of the
 # image-mean response (`90%`: a harmonic when one depth dominates), the largest
 # deviation from exact periodicity `max |R(dx + P) - R(dx)|` and from invariance
@@ -157,13 +162,13 @@ figures.save_figure(fig, "05_profiles_spectra", curves)
 
 # %%
 trunk_of = {"vgg": vgg, "blur": ms.trunks["blur"], "aps": ms.trunks["aps"]}
-period_table = study_steps.aliasing_period_table(results, trunk_of, {**ms.heads, "vgg": vgg_heads}, circ)
+period_table = aliasing.aliasing_period_table(results, trunk_of, {**ms.heads, "vgg": vgg_heads}, circ)
 cols = ["setting", "head", "field", "predicted_period", "exact_period", "fraction", "chance", "fundamental_period",
         "periodic_deviation", "invariance_deviation", "ripple"]
 period_table[period_table["field"] == "true_logit"][cols].round(4)
 
 # %%
-fig = study_steps.plot_aliasing_periodicity(period_table)
+fig = aliasing_plots.plot_aliasing_periodicity(period_table)
 figures.save_figure(fig, "05_periodicity", period_table)
 
 # %% [markdown]
@@ -175,8 +180,8 @@ figures.save_figure(fig, "05_periodicity", period_table)
 # of floating point.
 
 # %%
-fig = study_steps.plot_aliasing_boundary(results)
-check = study_steps.aliasing_boundary_check(period_table)
+fig = aliasing_plots.plot_aliasing_boundary(results)
+check = aliasing.aliasing_boundary_check(period_table)
 figures.save_figure(fig, "05_boundary_vs_aliasing", check)
 check
 
@@ -200,9 +205,9 @@ check
 # `EQUIV_IMAGES` test images. `relu1_2` (stride 1) is the control: equivariant to every shift.
 
 # %%
-equiv_taps = ("relu1_2", *models.POOL_TAPS)
+equiv_taps = ("relu1_2", *models_vgg.POOL_TAPS)
 equiv = invariance.equivariance_error(circ, images[:EQUIV_IMAGES], equiv_taps, mode="circular", device=device)
-fig = invariance.plot_equivariance_by_phase(
+fig = equivariance_plots.plot_equivariance_by_phase(
     equiv, title=f"{profile.name}: equivariance error of each layer of the circular trunk, by phase within its stride")
 figures.save_figure(fig, "05_phase_equivariance", equiv)
 invariance.error_by_phase(equiv).pivot_table(index="tap", columns="phase_x", values="mean_error", sort=False)
@@ -218,7 +223,7 @@ invariance.error_by_phase(equiv).pivot_table(index="tap", columns="phase_x", val
 # for the fixed choices of the parameters cell (saved as `05_explorer`), then the live widget.
 
 # %%
-explorer_models = study_steps.aliasing_explorer_models(ms, vgg_heads, circ)
+explorer_models = aliasing.aliasing_explorer_models(ms, vgg_heads, circ)
 class_names = list(ms.splits.classes)
 panels = explorer.compute_panels(explorer_models[EXPLORER_HEAD], images[EXPLORER_IMAGE], EXPLORER_LAYER,
                                  explorer_dx, explorer_dy, mode=profile.shift_mode, label=int(labels[EXPLORER_IMAGE]),
@@ -229,7 +234,7 @@ figures.save_figure(fig, "05_explorer", explorer.panels_data(panels))
 
 # %%
 view = explorer.explorer_widget(
-    explorer_models, images, labels, layers=models.POOL_TAPS, max_shift=max_shift,
+    explorer_models, images, labels, layers=models_vgg.POOL_TAPS, max_shift=max_shift,
     modes=(profile.shift_mode, "circular") if profile.shift_mode != "circular" else ("circular",),
     class_names=class_names,
     initial={"head": EXPLORER_HEAD, "layer": EXPLORER_LAYER, "image": EXPLORER_IMAGE},
@@ -261,7 +266,7 @@ display(view)
 # 1. With the circular trunk, at `pool3`, compare shifts of 8 and 4 px in the explorer's panels
 #    (`explorer.compute_panels`). Which one is exact, and why?
 # 2. What is the smallest period of the flatten head's response under circular shifts? Use
-#    `spectra.fundamental_period` with a `max_period` up to the image size on a full circle of
+#    `periodicity.fundamental_period` with a `max_period` up to the image size on a full circle of
 #    shifts (`dx = 0 .. H-1`).
 # 3. Does BlurPool reduce the ripple? Compare the `ripple` column of `blur/multi_gap` and
 #    `vgg/multi_gap` in the protocol setting.
@@ -282,7 +287,7 @@ full = sweep.sweep(circ, {"flatten": vgg_heads["flatten"]}, images[:4], labels[:
                    [(dx, 0) for dx in range(size)], "circular",
                    batch_size=profile.sweep_batch, device=profile.device, progress=False)
 print("flatten head: no period below the image size is found:",
-      spectra.fundamental_period(full.loss["flatten"].double().mean(1).numpy(), max_period=size // 4))
+      periodicity.fundamental_period(full.loss["flatten"].double().mean(1).numpy(), max_period=size // 4))
 
 # %% tags=["solution"]
 # 3. Ripple (std over dx of the image-mean response), protocol setting.

@@ -17,20 +17,20 @@
 # 0..20 degrees and 20 scale factors from 0.11 to 1.98, filling the frame by mirror padding and
 # cropping the centre. We run the same protocol on every model of notebook 03.
 #
-# - `shiftinv.transforms.rotate`: rotation about the centre, bilinear, mirror padding
+# - `shiftinv.shifts.geometric.rotate`: rotation about the centre, bilinear, mirror padding
 #   (checked against `scipy.ndimage.rotate(mode="reflect")`). The authors rotate the 3x3 mirror
 #   mosaic with OpenCV (bilinear) about pixel `(W//2, H//2)`; here the centre is the geometric one,
 #   half a pixel away: a difference we state, not one we reproduce.
-# - `shiftinv.transforms.rescale`: by default (`SCALE_RESIZE="tf"`) as the authors' code does it:
+# - `shiftinv.shifts.geometric.rescale`: by default (`SCALE_RESIZE="tf"`) as the authors' code does it:
 #   `tf.image.resize` to `floor(factor * 256)` px (bilinear, **no antialiasing**), mirror padding
 #   repeated until the frame is covered (factor < 1) or a centre crop (factor > 1) back to the
 #   frame size (tested against a transcription of their `scale_mosaic`). `SCALE_RESIZE="antialias"`
 #   is the workbook's own variant: antialiased resize to `round(factor * 256)` px.
-# - `shiftinv.transforms.evaluate_transforms`: accuracy and loss of all heads of one trunk,
+# - `shiftinv.shifts.geometric.evaluate_transforms`: accuracy and loss of all heads of one trunk,
 #   trunk evaluated once per transformed image.
 #
 # The scale factors (`SCALES="paper"`) are the authors' 20: rows `linspace(0, 98, 20, dtype=int)` of
-# their `escalas_imagenet.csv` (0.11, 0.19, ..., 1.98; `transforms.PAPER_SCALES`); `SCALES="linspace"`
+# their `escalas_imagenet.csv` (0.11, 0.19, ..., 1.98; `geometric.PAPER_SCALES`); `SCALES="linspace"`
 # is the workbook's earlier `numpy.linspace(0.11, 1.98, 20)`. Neither contains the identity, which we
 # add (1.0) as the reference of the relative drop; the authors' list has no such point.
 # Figures: `06_examples`, `06_rotation_scaling`, `06_summary`.
@@ -39,7 +39,10 @@
 # library
 import pandas as pd
 
-from shiftinv import classify, figures, study_steps, transforms, utils
+from shiftinv.shifts import geometric
+from shiftinv.study import modelset, profiles, rotscale
+from shiftinv.viz import figures, robustness_plots
+from shiftinv.workbook import runtime
 
 figures.set_style()
 pd.set_option("display.width", 160)
@@ -60,12 +63,12 @@ SCALE_RESIZE: str = "tf"  # tf (the authors': floor, no antialiasing) | antialia
 # %%
 figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
 # derived settings (never in the parameters cell)
-profile = classify.profile_from_params(PROFILE, SMOKE, data_dir=IMAGENET_DIR or CIFAR_DIR or MNIST_DIR,
+profile = profiles.profile_from_params(PROFILE, SMOKE, data_dir=IMAGENET_DIR or CIFAR_DIR or MNIST_DIR,
                                        weights=VGG_WEIGHTS, device=DEVICE, overrides=OVERRIDES)
-device = utils.default_device(profile.device)
+device = runtime.default_device(profile.device)
 n_images = N_IMAGES or profile.n_transform or profile.n_sweep
-angles = (0.0, 10.0, 20.0) if SMOKE else transforms.PAPER_ANGLES
-scales = (0.5, 1.0, 1.5) if SMOKE else tuple(sorted(set(transforms.scale_list(SCALES)) | {1.0}))
+angles = (0.0, 10.0, 20.0) if SMOKE else geometric.PAPER_ANGLES
+scales = (0.5, 1.0, 1.5) if SMOKE else tuple(sorted(set(geometric.scale_list(SCALES)) | {1.0}))
 print(f"profile {profile.name} (smoke={profile.smoke}), {n_images} test images, device {device}")
 print(f"angles (deg): {angles}")
 print(f"scales ({SCALES}, resize {SCALE_RESIZE}): {scales}")
@@ -78,15 +81,15 @@ print(f"scales ({SCALES}, resize {SCALE_RESIZE}): {scales}")
 # the frame a shrunken image leaves; at the smallest factor the mirrored copies tile the frame.
 
 # %%
-ms = classify.train_or_load_models(profile)
+ms = modelset.train_or_load_models(profile)
 images, labels = ms.test_tensors(n_images)  # (N, 3, H, W) in [0, 1], (N,)
 print(f"test images {tuple(images.shape)}; models: {', '.join(ms.names())}")
 
 # %%
 show_angles = [angles[0], angles[len(angles) // 2], angles[-1]]
 show_scales = [scales[0], 1.0, scales[-1]]
-panels = study_steps.rotscale_examples(images[:1], show_angles, show_scales, SCALE_RESIZE)
-fig = study_steps.plot_rotscale_examples(
+panels = rotscale.rotscale_examples(images[:1], show_angles, show_scales, SCALE_RESIZE)
+fig = robustness_plots.plot_rotscale_examples(
     panels, f"test image {int(labels[0])} under the rotation / scaling protocol (mirror padding, centre crop)")
 figures.save_figure(fig, "06_examples", {"angles": show_angles, "scales": show_scales, "label": int(labels[0]),
                                          "image_size": int(images.shape[-1])})
@@ -95,28 +98,28 @@ figures.save_figure(fig, "06_examples", {"angles": show_angles, "scales": show_s
 # ## 2. Accuracy against angle and scale
 #
 # Every head of every trunk, on the same images. The results are cached by their configuration
-# (`utils.cached`), so a re-run only redraws.
+# (`cache.cached`), so a re-run only redraws.
 
 # %%
-table = study_steps.rotscale_table(ms, images, labels, angles, scales, device=device, resize=SCALE_RESIZE)
+table = rotscale.rotscale_table(ms, images, labels, angles, scales, device=device, resize=SCALE_RESIZE)
 table.rename(columns={"head": "model"}).pivot_table(index="value", columns=["kind", "model"], values="accuracy").round(3)
 
 # %%
 models_shown = ms.names()
-palette = study_steps.rotscale_palette(models_shown)
-fig = study_steps.plot_rotscale_curves(
+palette = robustness_plots.rotscale_palette(models_shown)
+fig = robustness_plots.plot_rotscale_curves(
     table, models_shown, palette, f"{profile.name}: robustness to rotation and scaling ({int(images.shape[0])} test images)")
 figures.save_figure(fig, "06_rotation_scaling", table)
 
 # %% [markdown]
 # ## 3. One number per model
 #
-# `transforms.robustness_summary`: accuracy on the untransformed images, mean and worst accuracy
+# `geometric.robustness_summary`: accuracy on the untransformed images, mean and worst accuracy
 # over the protocol's values, and the mean relative drop `1 - mean(acc) / acc(identity)`.
 
 # %%
-summary = transforms.robustness_summary(table).rename(columns={"head": "model"})
-fig = study_steps.plot_rotscale_summary(summary, models_shown, palette)
+summary = geometric.robustness_summary(table).rename(columns={"head": "model"})
+fig = robustness_plots.plot_rotscale_summary(summary, models_shown, palette)
 figures.save_figure(fig, "06_summary", summary)
 summary.round(3)
 
@@ -147,7 +150,7 @@ summary.round(3)
 # %% tags=["solution"]
 # 1. Quarter turns: the features of a rotated digit are different features, so accuracy falls even
 #    though no pixel is interpolated; GAP pools over positions, not over orientations.
-quarter = transforms.evaluate_transforms(ms.predictor("vgg"), images, labels, "rotation", [0, 90, 180, 270],
+quarter = geometric.evaluate_transforms(ms.predictor("vgg"), images, labels, "rotation", [0, 90, 180, 270],
                                          batch_size=profile.sweep_batch, device=device)
 quarter.pivot(index="value", columns="head", values="accuracy").round(3)
 
@@ -157,7 +160,7 @@ summary[summary["kind"] == "scale"].sort_values("accuracy_mean", ascending=False
 
 # %% tags=["solution"]
 # 3. Zero canvas instead of mirrored copies, for factors < 1: blank out everything but the centre copy.
-zero = study_steps.rotscale_zero_canvas_table(ms.predictor("vgg"), images, labels, [s for s in scales if s < 1],
+zero = rotscale.rotscale_zero_canvas_table(ms.predictor("vgg"), images, labels, [s for s in scales if s < 1],
                                               device, SCALE_RESIZE)
 mirror = table[(table["kind"] == "scale") & table["head"].str.startswith("vgg/") & (table["value"] < 1)].copy()
 mirror["head"] = mirror["head"].str.removeprefix("vgg/")

@@ -25,7 +25,7 @@
 # Each learned metric runs on any backbone of the model zoo: plain max-pool, BlurPool (Zhang 2019)
 # and APS (Chaman & Dokmanic 2021, circular padding).
 #
-# **Backbone weights, per profile** (`PROFILE`; `shiftinv.perceptual.get_perceptual_profile` holds
+# **Backbone weights, per profile** (`PROFILE`; `shiftinv.perceptual.zoo.get_perceptual_profile` holds
 # every setting, a profile changes data, sizes and weights, never which cells run):
 #
 # | profile | backbone |
@@ -48,8 +48,11 @@
 # %%
 import torch
 
-from shiftinv import figures, iqa, utils
-from shiftinv import perceptual as P
+from shiftinv.perceptual import evaluate, metrics
+from shiftinv.perceptual import stimuli as perceptual_stimuli
+from shiftinv.perceptual import zoo as perceptual_zoo
+from shiftinv.viz import figures, perceptual_plots
+from shiftinv.workbook import runtime
 
 figures.set_style()
 
@@ -64,13 +67,13 @@ VGG_WEIGHTS: str = ""  # natural / paper: hed, keras:<path>, torchvision-feature
 # %%
 # derived settings (never in the parameters cell)
 figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
-profile = P.perceptual_profile_from_params(PROFILE, SMOKE, vgg_weights=VGG_WEIGHTS, device=DEVICE,
+profile = perceptual_zoo.perceptual_profile_from_params(PROFILE, SMOKE, vgg_weights=VGG_WEIGHTS, device=DEVICE,
                                            image_size=IMAGE_SIZE).replace(seed=SEED)
 size = profile.image_size or profile.embedded_size
-gen = utils.seed_everything(SEED)
-zoo = P.profile_zoo(profile)
-kinds = P.metric_kinds(zoo)
-lpips_note = P.lpips_weights_note(profile)
+gen = runtime.seed_everything(SEED)
+zoo = perceptual_zoo.profile_zoo(profile)
+kinds = evaluate.metric_kinds(zoo)
+lpips_note = perceptual_zoo.lpips_weights_note(profile)
 print(f"profile {profile.name}: {profile.backbone_label()}; device {profile.torch_device()}")
 print(f"images {size}x{size} px; backbones {profile.pools}; metrics: {list(zoo)}")
 print(lpips_note)
@@ -82,7 +85,7 @@ print(lpips_note)
 # backbone parameters (counted in the table).
 
 # %%
-P.family_table(zoo)
+perceptual_zoo.family_table(zoo)
 
 # %% [markdown]
 # ## 2. Our LPIPS is the published LPIPS
@@ -93,9 +96,9 @@ P.family_table(zoo)
 # (`tests/test_perceptual.py`); smoke runs and pretrained backbones leave it to the tests.
 
 # %%
-refs, names = iqa.demo_references(size, iqa.DEMO_IMAGES[:2])
+refs, names = perceptual_stimuli.demo_references(size, perceptual_stimuli.DEMO_IMAGES[:2])
 noisy = (refs + 0.05 * torch.randn(refs.shape, generator=gen)).clamp(0, 1)
-print(P.lpips_parity(profile, zoo["lpips/max"], refs, noisy))
+print(perceptual_zoo.lpips_parity(profile, zoo["lpips/max"], refs, noisy))
 
 # %% [markdown]
 # ## 3. The official LPIPS v0.1 weights
@@ -104,8 +107,8 @@ print(P.lpips_parity(profile, zoo["lpips/max"], refs, noisy))
 # small, a few channels dominate, and (by construction: training clamps them) none is negative.
 
 # %%
-weights_df = P.lpips_weight_table(zoo["lpips/max"])
-fig, share = P.plot_lpips_weights(weights_df, lpips_note)
+weights_df = perceptual_zoo.lpips_weight_table(zoo["lpips/max"])
+fig, share = perceptual_plots.plot_lpips_weights(weights_df, lpips_note)
 figures.save_figure(fig, "07_lpips_weights", weights_df)
 share.round(3)
 
@@ -118,11 +121,11 @@ share.round(3)
 
 # %%
 one = refs[:1]
-stimuli, table = iqa.make_kadid_style(one, names[:1], gen,
+stimuli, table = perceptual_stimuli.make_kadid_style(one, names[:1], gen,
                                       distortions=["gaussian_blur", "white_noise", "jpeg", "contrast_change"])
-values, _ = P.evaluate_stimuli(zoo, one, stimuli, table, progress="scoring")
-long = P.normalised_responses(values, kinds)
-fig = P.plot_distance_vs_level(long, profile.backbone_label())
+values, _ = evaluate.evaluate_stimuli(zoo, one, stimuli, table, progress="scoring")
+long = perceptual_zoo.normalised_responses(values, kinds)
+fig = perceptual_plots.plot_distance_vs_level(long, profile.backbone_label())
 figures.save_figure(fig, "07_distance_vs_level", long.assign(backbone=profile.backbone_label()))
 
 # %% [markdown]
@@ -147,9 +150,9 @@ figures.save_figure(fig, "07_distance_vs_level", long.assign(backbone=profile.ba
 #    What can then happen to a baseline "distance"?
 
 # %% tags=["solution"]
-deep = P.GAPMetric(zoo["gap/max"].trunk, ("pool5",))
+deep = metrics.GAPMetric(zoo["gap/max"].trunk, ("pool5",))
 contrast = table[table["distortion"] == "contrast_change"]
-deep_values, _ = P.evaluate_stimuli({"gap/pool5": deep, "gap/all": zoo["gap/max"]}, one, stimuli, contrast)
+deep_values, _ = evaluate.evaluate_stimuli({"gap/pool5": deep, "gap/all": zoo["gap/max"]}, one, stimuli, contrast)
 print(deep_values[["level", "gap/pool5", "gap/all"]])
 # Deep features are increasingly normalised away from absolute intensity (ReLU thresholds and many
 # stacked convolutions): the pool1/pool2 averages follow the image's mean and contrast most directly.

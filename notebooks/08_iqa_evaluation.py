@@ -34,7 +34,7 @@
 #   weight training is shown on *pseudo-scores* (the level), only to exercise the training pipeline.
 #
 # Sign convention: every reported correlation is positive when the metric agrees with the scores
-# (distances vs quality scores are negated; see `shiftinv.stats.agreement_sign`). Ties: average ranks.
+# (distances vs quality scores are negated; see `shiftinv.perceptual.stats.agreement_sign`). Ties: average ranks.
 #
 # Figures: `08_monotonicity` (demo), `08_training`, `08_kadid_table` (paper).
 
@@ -42,8 +42,10 @@
 import numpy as np  # (numpy and torch: the exercise solutions)
 import torch
 
-from shiftinv import figures, stats, utils
-from shiftinv import perceptual as P
+from shiftinv.perceptual import evaluate, iqa_evaluation, stats
+from shiftinv.perceptual import zoo as perceptual_zoo
+from shiftinv.viz import figures, perceptual_plots
+from shiftinv.workbook import runtime
 
 figures.set_style()
 
@@ -63,16 +65,16 @@ VGG_WEIGHTS: str = ""  # natural / paper: hed, keras:<path>, torchvision-feature
 # %%
 # derived settings (never in the parameters cell)
 figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
-profile = P.perceptual_profile_from_params(PROFILE, SMOKE, vgg_weights=VGG_WEIGHTS, device=DEVICE,
+profile = perceptual_zoo.perceptual_profile_from_params(PROFILE, SMOKE, vgg_weights=VGG_WEIGHTS, device=DEVICE,
                                            image_size=IMAGE_SIZE, recipe=RECIPE, epochs=EPOCHS).replace(seed=SEED)
-gen = utils.seed_everything(SEED)
-zoo = P.profile_zoo(profile)
-kinds = P.metric_kinds(zoo)
-trainable = P.trainable_metrics(zoo)
+gen = runtime.seed_everything(SEED)
+zoo = perceptual_zoo.profile_zoo(profile)
+kinds = evaluate.metric_kinds(zoo)
+trainable = iqa_evaluation.trainable_metrics(zoo)
 print(f"profile {profile.name}: {profile.backbone_label()}; device {profile.torch_device()}; "
       f"images {f'{profile.image_size} px' if profile.image_size else 'native'}; recipe {profile.recipe}; "
       f"{profile.n_boot} bootstrap draws; metrics {list(zoo)}")
-print(P.lpips_weights_note(profile))
+print(perceptual_zoo.lpips_weights_note(profile))
 
 # %% [markdown]
 # ## 1. Data
@@ -84,8 +86,8 @@ print(P.lpips_weights_note(profile))
 # the first pairs of each reference (datasets).
 
 # %%
-sets = P.iqa_pair_sets(profile, gen, kadid_dir=KADID_DIR, tid2008_dir=TID2008_DIR, tid2013_dir=TID2013_DIR)
-print(P.describe_pair_sets(sets))
+sets = iqa_evaluation.iqa_pair_sets(profile, gen, kadid_dir=KADID_DIR, tid2008_dir=TID2008_DIR, tid2013_dir=TID2013_DIR)
+print(iqa_evaluation.describe_pair_sets(sets))
 
 # %% [markdown]
 # ## 2. Hygiene
@@ -96,7 +98,7 @@ print(P.describe_pair_sets(sets))
 # nothing to check.
 
 # %%
-print(P.hygiene_report(sets))
+print(iqa_evaluation.hygiene_report(sets))
 
 # %% [markdown]
 # ## 3. Scoring every pair
@@ -107,8 +109,8 @@ print(P.hygiene_report(sets))
 # frozen. Dataset folders are streamed from disk, one reference at a time.
 
 # %%
-scored = P.score_pair_sets(zoo, sets, profile)
-splits = P.iqa_splits(scored, trainable, profile)
+scored = iqa_evaluation.score_pair_sets(zoo, sets, profile)
+splits = iqa_evaluation.iqa_splits(scored, trainable, profile)
 values, feats = scored[splits.test]
 values.head()
 
@@ -116,7 +118,7 @@ values.head()
 # ## 4. Training the metric weights
 #
 # Both recipes minimise a Pearson-correlation loss between the distances of a batch and the scores,
-# with Adam (`RECIPE`, `shiftinv.metric_train.recipe_config` holds their settings):
+# with Adam (`RECIPE`, `shiftinv.perceptual.metric_training.recipe_config` holds their settings):
 #
 # - `paper` (default of the `paper` profile; the authors' scripts LPIPS/05a and 05b): the baseline's
 #   1x1 weights start *signed* (glorot-uniform), are never clamped, and the epoch with the lowest
@@ -130,11 +132,11 @@ values.head()
 # it optimises, not a perceptual result. The trained weights then rescore the stored pair features.
 
 # %%
-history = P.train_metric_weights(zoo, trainable, splits, profile)
-fig = P.plot_training(history, f"recipe {profile.recipe}; {profile.backbone_label()}",
+history = iqa_evaluation.train_metric_weights(zoo, trainable, splits, profile)
+fig = perceptual_plots.plot_training(history, f"recipe {profile.recipe}; {profile.backbone_label()}",
                       pseudo_scores=not profile.human_scores)
 figures.save_figure(fig, "08_training", history)
-values = P.rescore(zoo, values, feats, trainable)
+values = iqa_evaluation.rescore(zoo, values, feats, trainable)
 
 # %% [markdown]
 # ## 5. Results
@@ -147,8 +149,8 @@ values = P.rescore(zoo, values, feats, trainable)
 # `paper`: the KADID-10k table.
 
 # %%
-result, per_distortion = P.iqa_results(values, kinds, splits, gen, n_boot=profile.n_boot)
-fig, name, data = P.iqa_figure(result, per_distortion, len(values))
+result, per_distortion = iqa_evaluation.iqa_results(values, kinds, splits, gen, n_boot=profile.n_boot)
+fig, name, data = perceptual_plots.iqa_figure(result, per_distortion, len(values))
 figures.save_figure(fig, name, data)
 result.round(3)
 

@@ -31,7 +31,7 @@
 #   references and the real human responses are. We rebuild RAID-like stimuli from the Kodak images
 #   and evaluate against the real responses. *Approximations*: central square crops of the Kodak
 #   images resized to `IMAGE_SIZE` (smaller than RAID's images); transform amplitudes spaced linearly
-#   up to the published maxima (`shiftinv.iqa.raid_transform`) - not RAID's exact per-level values. Correlations are
+#   up to the published maxima (`shiftinv.perceptual.stimuli.raid_transform`) - not RAID's exact per-level values. Correlations are
 #   therefore indicative; the ordering of levels within a transform, which drives Spearman, is exact.
 # - **`embedded`**: scikit-image photographs, the same transforms, no human data: metric curves only.
 #
@@ -54,8 +54,10 @@
 # %%
 import pandas as pd  # (the exercise solutions)
 
-from shiftinv import figures, stats, utils
-from shiftinv import perceptual as P
+from shiftinv.perceptual import evaluate, raid, stats
+from shiftinv.perceptual import zoo as perceptual_zoo
+from shiftinv.viz import figures, perceptual_plots
+from shiftinv.workbook import runtime
 
 figures.set_style()
 
@@ -74,16 +76,16 @@ VGG_WEIGHTS: str = ""  # natural / paper: hed, keras:<path>, torchvision-feature
 # %%
 # derived settings (never in the parameters cell)
 figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
-profile = P.perceptual_profile_from_params(PROFILE, SMOKE, vgg_weights=VGG_WEIGHTS, device=DEVICE,
+profile = perceptual_zoo.perceptual_profile_from_params(PROFILE, SMOKE, vgg_weights=VGG_WEIGHTS, device=DEVICE,
                                            image_size=IMAGE_SIZE, raid_source=RAID_SOURCE).replace(seed=SEED)
-protocols = P.anchor_protocols(profile, ANCHORS)
-gen = utils.seed_everything(SEED)
-source, kodak_dir, responses_csv = P.raid_inputs(profile, KODAK_DIR)
-zoo = P.profile_zoo(profile)
-kinds = P.metric_kinds(zoo)
+protocols = raid.anchor_protocols(profile, ANCHORS)
+gen = runtime.seed_everything(SEED)
+source, kodak_dir, responses_csv = raid.raid_inputs(profile, KODAK_DIR)
+zoo = perceptual_zoo.profile_zoo(profile)
+kinds = evaluate.metric_kinds(zoo)
 print(f"source: {source}; {profile.backbone_label()}; device {profile.torch_device()}; anchors {protocols}; "
       f"{profile.n_boot} bootstrap draws")
-print(P.lpips_weights_note(profile))
+print(perceptual_zoo.lpips_weights_note(profile))
 
 # %% [markdown]
 # ## 1. Stimuli and human responses
@@ -91,11 +93,11 @@ print(P.lpips_weights_note(profile))
 # Every row is loaded and scored once, anchors included; each protocol then selects its rows.
 
 # %%
-refs, images, table, human = P.raid_stimuli(source, profile, gen, raid_dir=RAID_DIR, kodak_dir=kodak_dir,
+refs, images, table, human = raid.raid_stimuli(source, profile, gen, raid_dir=RAID_DIR, kodak_dir=kodak_dir,
                                             responses_csv=responses_csv)
 print(f"{len(table)} pairs (anchors included), {table['ref'].nunique()} images, {tuple(images.shape[-2:])} px, "
       f"human responses: {human}")
-fig = P.plot_raid_examples(images, table)
+fig = perceptual_plots.plot_raid_examples(images, table)
 
 # %% [markdown]
 # ## 2. Response curves
@@ -107,10 +109,10 @@ fig = P.plot_raid_examples(images, table)
 # matters here: linear like people for the affine transforms, saturating for noise?
 
 # %%
-values, _ = P.evaluate_stimuli(zoo, refs, images, table, batch_size=profile.batch_size, progress="scoring")
+values, _ = evaluate.evaluate_stimuli(zoo, refs, images, table, batch_size=profile.batch_size, progress="scoring")
 shown = [m for m in ("lpips/max", "baseline/max", "gap/max", "gap/blur", "gap/aps", "psnr", "ssim") if m in zoo]
 curves = stats.response_curves(values, shown, kinds, human_col="curve" if human else None)
-figures.save_figure(P.plot_response_curves(curves), "09_raid_curves", curves)
+figures.save_figure(perceptual_plots.plot_response_curves(curves), "09_raid_curves", curves)
 
 # %% [markdown]
 # ## 3. Agreement with people, per transform and pooled
@@ -124,12 +126,12 @@ figures.save_figure(P.plot_response_curves(curves), "09_raid_curves", curves)
 
 # %%
 if human:
-    srcc_table = P.raid_srcc_table(values, kinds, protocols, gen, n_boot=profile.n_boot)
+    srcc_table = raid.raid_srcc_table(values, kinds, protocols, gen, n_boot=profile.n_boot)
     srcc_table = srcc_table.assign(source=source, backbone=profile.backbone_label())
-    fig = P.plot_raid_srcc(srcc_table, protocols, source, profile.backbone_label())
+    fig = perceptual_plots.plot_raid_srcc(srcc_table, protocols, source, profile.backbone_label())
     figures.save_figure(fig, "09_raid_srcc", srcc_table)
     display_table = srcc_table.pivot_table(index="metric", columns=["anchors", "transform"], values="srcc")
-    display_table = display_table.loc[P.raid_metric_order(srcc_table)[::-1]].round(3)
+    display_table = display_table.loc[raid.raid_metric_order(srcc_table)[::-1]].round(3)
 else:
     display_table = "embedded stimuli: no human responses, see the curves only"
 display_table
@@ -162,10 +164,10 @@ display_table
 
 # %% tags=["solution"]
 if human:
-    both, _ = P.evaluate_stimuli(zoo, refs, images, table) if len(protocols) < 2 else (values, None)
+    both, _ = evaluate.evaluate_stimuli(zoo, refs, images, table) if len(protocols) < 2 else (values, None)
     gains = []
     for protocol in ("excluded", "included"):
-        ev = stats.evaluation_table(both[P.anchor_rows(both, protocol)], kinds, "distortion", gen,
+        ev = stats.evaluation_table(both[raid.anchor_rows(both, protocol)], kinds, "distortion", gen,
                                     score_col="response", n_boot=20, logistic=None)
         gains.append(ev.set_index("metric")["srcc"].rename(protocol))
     print(pd.concat(gains, axis=1).assign(gain=lambda d: d["included"] - d["excluded"]).sort_values("gain").round(3))

@@ -50,7 +50,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``$SHIFTINV_DATA`` (default ``../shared/data``); skips the test when absent."""
-    from shiftinv import paths
+    from shiftinv.workbook import paths
 
     root = paths.data_dir()
     if not root.is_dir():

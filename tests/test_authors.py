@@ -1,4 +1,4 @@
-"""The authors' result files: shift keys against shifts.translate, the safe pickle reader, TF resize of ImageNet."""
+"""The authors' result files: shift keys against translation.translate, the safe pickle reader, TF resize of ImageNet."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from shiftinv import authors, classify, shifts, sweep, transforms
+from shiftinv.shifts import geometric, sweep, translation
+from shiftinv.study import analysis, authors
 
 
 def _mosaic_nhwc(x: np.ndarray) -> np.ndarray:
@@ -30,11 +31,11 @@ def test_authors_key_round_trips_against_translate(key: tuple[int, int]) -> None
     x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     theirs = _trasladar2(_mosaic_nhwc(x.permute(0, 2, 3, 1).numpy()), size, *key)  # (N, H, W, C)
     dx, dy = authors.to_workbook_shift(*key)
-    ours = shifts.translate(x, dx, dy, "mosaic").permute(0, 2, 3, 1).numpy()
+    ours = translation.translate(x, dx, dy, "mosaic").permute(0, 2, 3, 1).numpy()
     np.testing.assert_array_equal(ours, theirs)
     assert authors.to_authors_key(dx, dy) == key
     if (dx, dy) != key:  # the naive reading (dx, dy) = key is wrong
-        assert not np.array_equal(shifts.translate(x, *key, "mosaic").permute(0, 2, 3, 1).numpy(), theirs)
+        assert not np.array_equal(translation.translate(x, *key, "mosaic").permute(0, 2, 3, 1).numpy(), theirs)
 
 
 def _translation_results(radius: int = 2) -> dict:
@@ -52,7 +53,7 @@ def test_read_translation_pickle_matches_shift_frame(tmp_path: Path) -> None:
     # same columns as the workbook's own per-shift table
     images = torch.rand(2, 3, 8, 8)
     head = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 64, 4))
-    own = classify.shift_frame(sweep.sweep(head, None, images, torch.tensor([0, 1]), shifts.shift_grid(1),
+    own = analysis.shift_frame(sweep.sweep(head, None, images, torch.tensor([0, 1]), translation.shift_grid(1),
                                            device="cpu", progress=False))
     assert list(frame.columns) == list(own.columns)
     assert len(frame) == 25 and set(frame["head"]) == {"met_VGGGAP"}
@@ -66,7 +67,7 @@ def test_read_translation_pickle_matches_shift_frame(tmp_path: Path) -> None:
 def test_read_rotation_and_scale_pickles_with_numpy_values(tmp_path: Path) -> None:
     rot = {int(a): {"loss": np.float32(0.5 + a / 10), "accuracy": np.float64(1 - a / 40)} for a in np.arange(0, 21)}
     esc = {s: {"loss": np.float64(s), "accuracy": np.array(0.5), "compile_metrics": 1.0}
-           for s in transforms.PAPER_SCALES}
+           for s in geometric.PAPER_SCALES}
     for name, obj in (("met_VGG_rot.pkl", rot), ("met_VGG_esc.pkl", esc)):
         with open(tmp_path / name, "wb") as f:
             pickle.dump(obj, f)
@@ -75,7 +76,7 @@ def test_read_rotation_and_scale_pickles_with_numpy_values(tmp_path: Path) -> No
     assert r["kind"].eq("rotation").all() and r["value"].tolist() == list(range(21))
     assert r["loss"].iloc[20] == pytest.approx(2.5) and r["n"].eq(8000).all()
     s = authors.read_results(tmp_path / "met_VGG_esc.pkl")
-    assert s["kind"].eq("scale").all() and tuple(s["value"]) == transforms.PAPER_SCALES
+    assert s["kind"].eq("scale").all() and tuple(s["value"]) == geometric.PAPER_SCALES
     assert s["accuracy"].eq(0.5).all()
     with pytest.raises(ValueError, match="angles or scale factors"):
         (tmp_path / "x.pkl").write_bytes(pickle.dumps(rot))
@@ -110,16 +111,16 @@ def test_bad_result_files_give_clear_errors(tmp_path: Path) -> None:
 def test_imagenet_tf_resize_has_no_antialiasing(tmp_path: Path) -> None:
     from PIL import Image
 
-    from shiftinv import data
+    from shiftinv.study import datasets
 
     rng = np.random.default_rng(0)
     arr = rng.integers(0, 256, (100, 140, 3), dtype=np.uint8)
     im = Image.fromarray(arr)
-    tf_x = data.resize_transform(32, "tf")(im)
-    ref = transforms.tf_resize(torch.from_numpy(arr).permute(2, 0, 1)[None].double() / 255, (32, 32))[0]
+    tf_x = datasets.resize_transform(32, "tf")(im)
+    ref = geometric.tf_resize(torch.from_numpy(arr).permute(2, 0, 1)[None].double() / 255, (32, 32))[0]
     torch.testing.assert_close(tf_x.double(), ref, atol=1e-6, rtol=0)
-    aa_x = data.resize_transform(32, "antialias")(im)
+    aa_x = datasets.resize_transform(32, "antialias")(im)
     assert tf_x.shape == aa_x.shape == (3, 32, 32)
     assert (tf_x - aa_x).abs().mean() > 0.02  # antialiasing smooths the noise, the TF rule does not
     with pytest.raises(ValueError, match="unknown resize rule"):
-        data.resize_transform(32, "nearest")
+        datasets.resize_transform(32, "nearest")

@@ -1,4 +1,4 @@
-"""Tests of the speed benchmark (shiftinv.bench): pieces against references, then a tiny full run."""
+"""Tests of the speed benchmark (benchmarks.bench): pieces against references, then a tiny full run."""
 
 from __future__ import annotations
 
@@ -10,30 +10,30 @@ import numpy as np
 import pytest
 import torch
 
-from shiftinv import bench
-from shiftinv.shifts import translate
+from benchmarks import bench, reference
+from shiftinv.shifts.translation import translate
 
 
 def test_mosaic_numpy_matches_shift_engine_convention() -> None:
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(2, 3, 9, 7, generator=gen)
     for dx, dy in [(0, 0), (3, -2), (-7, 9), (7, 0), (1, 1)]:
-        ours = torch.from_numpy(bench.mosaic_numpy(x.numpy(), dx, dy))
+        ours = torch.from_numpy(reference.mosaic_numpy(x.numpy(), dx, dy))
         torch.testing.assert_close(ours, translate(x, dx, dy, "mosaic"), rtol=0, atol=0)
 
 
 def test_mosaic_numpy_moves_content_right_and_down() -> None:
     x = np.zeros((1, 1, 8, 8), dtype=np.float32)
     x[0, 0, 2, 3] = 1.0
-    out = bench.mosaic_numpy(x, 2, 1)
+    out = reference.mosaic_numpy(x, 2, 1)
     assert out[0, 0, 3, 5] == 1.0 and out.sum() == 1.0
 
 
 def test_mosaic_numpy_rejects_bad_input() -> None:
     with pytest.raises(ValueError, match="N, C, H, W"):
-        bench.mosaic_numpy(np.zeros((3, 8, 8), np.float32), 0, 0)
+        reference.mosaic_numpy(np.zeros((3, 8, 8), np.float32), 0, 0)
     with pytest.raises(ValueError, match="pads by the image size"):
-        bench.mosaic_numpy(np.zeros((1, 3, 8, 8), np.float32), 9, 0)
+        reference.mosaic_numpy(np.zeros((1, 3, 8, 8), np.float32), 9, 0)
 
 
 def test_count_flops_of_a_matmul_and_a_conv() -> None:
@@ -147,7 +147,7 @@ def test_cli_prints_table_and_rejects_bad_sizes(tmp_path, capsys: pytest.Capture
 
 
 def test_module_entry_point_help() -> None:
-    done = subprocess.run([sys.executable, "-m", "shiftinv.bench", "--help"], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "benchmarks.bench", "--help"], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0 and "--radius" in done.stdout and "--bf16" in done.stdout
 

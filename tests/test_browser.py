@@ -55,7 +55,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from shiftinv import labsetup, notebooks, paths
+from shiftinv.workbook import labsetup, paths, runner
 
 CHROMIUM = Path(os.environ.get("SHIFTINV_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -81,7 +81,7 @@ WIDGET_CODE = re.compile(r"\bipywidgets\b|\bexplorer_widget\b|\binteract(ive)?\(
 #: ``SHIFTINV_BROWSER_SMOKE=0`` runs the notebooks with their own parameters (for the README screenshot).
 SMOKE = os.environ.get("SHIFTINV_BROWSER_SMOKE", "1") != "0"
 #: ``SHIFTINV_BROWSER_ONLY="05 07"`` limits the tier to those notebooks (by prefix), for quick local runs.
-NOTEBOOKS = notebooks.list_notebooks(os.environ.get("SHIFTINV_BROWSER_ONLY", "").split() or None)
+NOTEBOOKS = runner.list_notebooks(os.environ.get("SHIFTINV_BROWSER_ONLY", "").split() or None)
 
 
 # --------------------------------------------------------------------------- served copies
@@ -371,7 +371,7 @@ class LabPage:
         state = self.state()
         if not state or not state["notebook"]:
             report.problems.append(f"{filename} opened, but not as a notebook (jupytext viewer missing? "
-                                   "run `make setup` / `python -m shiftinv.labsetup`)")
+                                   "run `make setup` / `python -m shiftinv.workbook.labsetup`)")
             return False
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -580,7 +580,7 @@ def _save_readme_screenshot(png: Path, stem: str, move: Move, out_dir: Path) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from shiftinv import figures
+    from shiftinv.viz import figures
 
     image = plt.imread(png)
     dpi = 100
@@ -593,7 +593,7 @@ def _save_readme_screenshot(png: Path, stem: str, move: Move, out_dir: Path) -> 
             "text_after": _short(move.text_after, 400), "images_changed": move.images_changed,
             "smoke_parameters": SMOKE, "made_by": "tests/test_browser.py (JupyterLab in headless Chromium)"}
     run = {"by": "tests/test_browser.py (SHIFTINV_README_SCREENSHOT=1)", "notebook": stem, "profile": "demo",
-           "smoke": SMOKE, "parameters": {"SMOKE": True} if SMOKE else {}, **figures.code_version()}
+           "smoke": SMOKE, "parameters": {"SMOKE": True} if SMOKE else {}, **figures.code_commit()}
     written = figures.save_figure(fig, README_SCREENSHOT.stem, data, out_dir=out_dir, run=run)
     plt.close(fig)
     return written["png"]

@@ -16,7 +16,9 @@ import pytest
 import torch
 from torch import nn
 
-from shiftinv import explorer, figures, invariance, spectra
+from shiftinv.shifts import invariance, periodicity
+from shiftinv.study import depth_heads
+from shiftinv.viz import explorer, figures
 
 
 class _Tiny(nn.Module):
@@ -134,7 +136,7 @@ def test_head_model_adapter(model, image) -> None:
         def forward(self, feats):
             return model.fc(feats["pool2"].mean(dim=(2, 3)))
 
-    hm = explorer.HeadModel(Trunk(), Head()).eval()
+    hm = depth_heads.HeadModel(Trunk(), Head()).eval()
     x = image[None]
     torch.testing.assert_close(hm(x), model(x))
     assert set(hm.features(x, ("pool1",))) == {"pool1"}
@@ -142,16 +144,17 @@ def test_head_model_adapter(model, image) -> None:
 
 # ----------------------------------------------------------------------------- periodicity analysis
 
-from shiftinv import models, sweep  # noqa: E402
+from shiftinv.models import vgg
+from shiftinv.shifts import sweep
 
 
 @pytest.fixture(scope="module")
 def tiny_vgg():
     torch.manual_seed(0)
-    trunk = models.build_trunk(width=1 / 32, batch_norm=False, circular=True).eval()
-    heads = {explorer.depth_head_name(t): models.build_head("final_gap", trunk, 4, 64, gap_taps=(t,)).eval()
+    trunk = vgg.build_trunk(width=1 / 32, batch_norm=False, circular=True).eval()
+    heads = {depth_heads.depth_head_name(t): vgg.build_head("final_gap", trunk, 4, 64, gap_taps=(t,)).eval()
              for t in ("pool1", "pool2", "pool3")}
-    heads["flatten"] = models.build_head("flatten", trunk, 4, 64).eval()
+    heads["flatten"] = vgg.build_head("flatten", trunk, 4, 64).eval()
     with torch.no_grad():  # random heads give near-constant logits: make the responses visible
         for head in heads.values():
             for m in head.modules():
@@ -163,13 +166,13 @@ def tiny_vgg():
 
 def test_predicted_period(tiny_vgg) -> None:
     trunk, heads, _, _ = tiny_vgg
-    assert explorer.predicted_period(trunk, heads["gap_pool1"]) == 2
-    assert explorer.predicted_period(trunk, heads["gap_pool3"]) == 8
-    assert explorer.predicted_period(trunk, heads["flatten"]) is None
-    multi = models.build_head("multi_gap", trunk, 4, 64)
-    assert explorer.predicted_period(trunk, multi) == 32
-    aps = models.build_trunk(width=1 / 32, pool="aps", circular=True)
-    assert explorer.predicted_period(aps, multi) == 1
+    assert periodicity.predicted_period(trunk, heads["gap_pool1"]) == 2
+    assert periodicity.predicted_period(trunk, heads["gap_pool3"]) == 8
+    assert periodicity.predicted_period(trunk, heads["flatten"]) is None
+    multi = vgg.build_head("multi_gap", trunk, 4, 64)
+    assert periodicity.predicted_period(trunk, multi) == 32
+    aps = vgg.build_trunk(width=1 / 32, pool="aps", circular=True)
+    assert periodicity.predicted_period(aps, multi) == 1
 
 
 def test_circular_sweep_is_exactly_periodic_with_predicted_period(tiny_vgg) -> None:
@@ -177,8 +180,8 @@ def test_circular_sweep_is_exactly_periodic_with_predicted_period(tiny_vgg) -> N
     shifts_ = [(dx, 0) for dx in range(-16, 16)]
     res = sweep.sweep(trunk, heads, images, labels, shifts_, "circular", device="cpu", keep_logits=True,
                       progress=False, batch_size=96)
-    predicted = {h: explorer.predicted_period(trunk, m) for h, m in heads.items()}
-    table = spectra.periodicity_summary(res, predicted, fields=("loss", "true_logit"), label="circular")
+    predicted = {h: periodicity.predicted_period(trunk, m) for h, m in heads.items()}
+    table = periodicity.periodicity_summary(res, predicted, fields=("loss", "true_logit"), label="circular")
     for head, period in (("gap_pool1", 2), ("gap_pool2", 4), ("gap_pool3", 8)):
         for _, row in table[table["head"] == head].iterrows():
             assert row.predicted_period == period
@@ -199,16 +202,16 @@ def test_circular_sweep_is_exactly_periodic_with_predicted_period(tiny_vgg) -> N
 
 def test_aps_same_weights_is_exactly_invariant(tiny_vgg) -> None:
     trunk, heads, images, labels = tiny_vgg
-    same = explorer.same_weights_trunk(trunk)
+    same = depth_heads.same_weights_trunk(trunk)
     x = images[:1]
     torch.testing.assert_close(same(x, ("pool3",))["pool3"], trunk(x, ("pool3",))["pool3"])
-    zero_pad = explorer.same_weights_trunk(trunk, circular=False)
+    zero_pad = depth_heads.same_weights_trunk(trunk, circular=False)
     assert not zero_pad.circular and not torch.allclose(zero_pad(x, ("pool3",))["pool3"], trunk(x, ("pool3",))["pool3"])
-    aps = explorer.same_weights_trunk(trunk, pool="aps")
+    aps = depth_heads.same_weights_trunk(trunk, pool="aps")
     gap = {"gap_pool3": heads["gap_pool3"]}
     res = sweep.sweep(aps, gap, images, labels, [(dx, 0) for dx in range(-8, 8)], "circular", device="cpu",
                       progress=False)
-    row = spectra.periodicity_summary(res, {"gap_pool3": explorer.predicted_period(aps, gap["gap_pool3"])}).iloc[0]
+    row = periodicity.periodicity_summary(res, {"gap_pool3": periodicity.predicted_period(aps, gap["gap_pool3"])}).iloc[0]
     assert row.predicted_period == 1 and row.invariance_deviation < 1e-4 and row.exact_period == 1
 
 
@@ -225,21 +228,21 @@ def test_response_profile_errors(tiny_vgg) -> None:
 
 
 def test_train_depth_heads_trains_then_loads(tiny_vgg) -> None:
-    from shiftinv import data, train
+    from shiftinv.study import datasets, training
 
     trunk, _, images, _ = tiny_vgg
     g = torch.Generator().manual_seed(5)
     x = torch.rand(24, 3, 64, 64, generator=g)
     y = torch.arange(24) % 4
-    ds = data.TensorImages(x, y)
-    cfg = train.TrainConfig(epochs=2, batch_size=8, patience=2, device="cpu", amp=False)
+    ds = datasets.TensorImages(x, y)
+    cfg = training.TrainConfig(epochs=2, batch_size=8, patience=2, device="cpu", amp=False)
     key = {"test": "depth-heads", "seed": 5}
-    heads, table = explorer.train_depth_heads(trunk, ds, ds, 4, cfg, key, taps=("pool1", "pool4"), test_data=ds,
+    heads, table = depth_heads.train_depth_heads(trunk, ds, ds, 4, cfg, key, taps=("pool1", "pool4"), test_data=ds,
                                               input_size=64)
     assert list(heads) == ["gap_pool1", "gap_pool4"] and heads["gap_pool4"].taps == ("pool4",)
     assert list(table["stride"]) == [2, 16] and not table["cached"].any()
     assert table["test_acc"].between(0, 1).all()
-    again, table2 = explorer.train_depth_heads(trunk, ds, ds, 4, cfg, key, taps=("pool1", "pool4"), input_size=64)
+    again, table2 = depth_heads.train_depth_heads(trunk, ds, ds, 4, cfg, key, taps=("pool1", "pool4"), input_size=64)
     assert table2["cached"].all()
     for name in heads:
         for a, b in zip(heads[name].state_dict().values(), again[name].state_dict().values()):
@@ -248,7 +251,7 @@ def test_train_depth_heads_trains_then_loads(tiny_vgg) -> None:
 
 def test_exact_period() -> None:
     x = np.arange(48)
-    assert spectra.exact_period(np.sin(2 * np.pi * x / 8)) == 8
-    assert spectra.exact_period(np.stack([np.cos(2 * np.pi * x / 4), np.sin(2 * np.pi * x / 16)])) == 16
-    assert spectra.exact_period(np.full(48, 3.0)) == 1
-    assert np.isnan(spectra.exact_period(np.random.default_rng(0).normal(size=48)))
+    assert periodicity.exact_period(np.sin(2 * np.pi * x / 8)) == 8
+    assert periodicity.exact_period(np.stack([np.cos(2 * np.pi * x / 4), np.sin(2 * np.pi * x / 16)])) == 16
+    assert periodicity.exact_period(np.full(48, 3.0)) == 1
+    assert np.isnan(periodicity.exact_period(np.random.default_rng(0).normal(size=48)))

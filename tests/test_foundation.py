@@ -15,14 +15,15 @@ import pandas as pd
 import pytest
 import torch
 
-from shiftinv import figures, paths, utils
+from shiftinv.viz import figures
+from shiftinv.workbook import cache, paths, runtime
 
 
 def test_paths_do_not_depend_on_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     before = paths.ROOT
     monkeypatch.chdir(tmp_path)
     assert paths.ROOT == before
-    assert (paths.ROOT / "lib" / "shiftinv" / "paths.py").exists()
+    assert (paths.ROOT / "lib" / "shiftinv" / "workbook" / "paths.py").exists()
     assert paths.NOTEBOOKS == paths.ROOT / "notebooks"
 
 
@@ -73,9 +74,9 @@ def test_cached_computes_once_per_config(tmp_path: Path, monkeypatch: pytest.Mon
         calls.append(1)
         return {"acc": torch.tensor([0.5, 0.7]), "n": 3}
 
-    a = utils.cached("thing", {"lr": 1e-3, "epochs": 2}, compute)
-    b = utils.cached("thing", {"epochs": 2, "lr": 1e-3}, compute)  # same config, other key order
-    c = utils.cached("thing", {"lr": 1e-2, "epochs": 2}, compute)
+    a = cache.cached("thing", {"lr": 1e-3, "epochs": 2}, compute)
+    b = cache.cached("thing", {"epochs": 2, "lr": 1e-3}, compute)  # same config, other key order
+    c = cache.cached("thing", {"lr": 1e-2, "epochs": 2}, compute)
     assert len(calls) == 2
     assert torch.equal(a["acc"], b["acc"]) and c["n"] == 3
 
@@ -91,21 +92,21 @@ def test_safe_torch_load_refuses_pickled_code(tmp_path: Path) -> None:
     with open(path, "wb") as handle:
         pickle.dump({"w": Evil()}, handle)
     with pytest.raises(ValueError, match="weights_only"):
-        utils.safe_torch_load(path)
+        cache.safe_torch_load(path)
     with pytest.raises(FileNotFoundError, match="missing.pth"):
-        utils.safe_torch_load(tmp_path / "missing.pth")
+        cache.safe_torch_load(tmp_path / "missing.pth")
 
 
 def test_atomic_save_leaves_no_temporary_files(tmp_path: Path) -> None:
-    utils.atomic_torch_save({"x": torch.ones(2)}, tmp_path / "ck.pt")
+    cache.atomic_torch_save({"x": torch.ones(2)}, tmp_path / "ck.pt")
     assert [p.name for p in tmp_path.iterdir()] == ["ck.pt"]
-    assert torch.equal(utils.safe_torch_load(tmp_path / "ck.pt")["x"], torch.ones(2))
+    assert torch.equal(cache.safe_torch_load(tmp_path / "ck.pt")["x"], torch.ones(2))
 
 
 def test_seed_everything_is_reproducible() -> None:
-    g1 = utils.seed_everything(666)
+    g1 = runtime.seed_everything(666)
     a = torch.randn(3), torch.rand(2, generator=g1)
-    g2 = utils.seed_everything(666)
+    g2 = runtime.seed_everything(666)
     b = torch.randn(3), torch.rand(2, generator=g2)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
@@ -113,9 +114,9 @@ def test_seed_everything_is_reproducible() -> None:
 def test_default_device_refuses_missing_cuda() -> None:
     if torch.cuda.is_available():
         pytest.skip("CUDA present")
-    assert utils.default_device().type == "cpu"
+    assert runtime.default_device().type == "cpu"
     with pytest.raises(RuntimeError, match="CUDA is not available"):
-        utils.default_device("cuda")
+        runtime.default_device("cuda")
 
 
 # --------------------------------------------------------------------------- where figures go
@@ -155,18 +156,18 @@ def test_each_profile_has_its_own_figure_folder(figure_roots: Path) -> None:
 
 
 def test_committed_figures_are_in_profile_folders() -> None:
-    from shiftinv import classify
+    from shiftinv.study import profiles
 
     entries = sorted(paths.FIGURES.iterdir())
     assert entries, "figures/ is empty"
     loose = [p.name for p in entries if not p.is_dir()]
     assert not loose, f"figures must be in figures/<profile>/, found loose files {loose[:5]}"
-    assert {p.name for p in entries} <= set(classify.PROFILES)
+    assert {p.name for p in entries} <= set(profiles.PROFILES)
     assert (paths.FIGURES / "demo" / "01_conv_equivariance.png").is_file()
 
 
 def test_not_a_clone_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from shiftinv import notebooks
+    from shiftinv.workbook import parameters, runner
 
     monkeypatch.setattr(paths, "NOTEBOOKS", tmp_path / "site-packages" / "notebooks")
     monkeypatch.delenv("SHIFTINV_RESULTS", raising=False)
@@ -174,15 +175,15 @@ def test_not_a_clone_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monkey
         paths.require_clone()
     with pytest.raises(RuntimeError, match=r"pip install -e \."):
         paths.results_dir()
-    with pytest.raises(notebooks.NotebookError, match=r"pip install -e \."):
-        notebooks.list_notebooks()
-    assert notebooks.main(["--profile", "demo"]) != 0
+    with pytest.raises(parameters.NotebookError, match=r"pip install -e \."):
+        runner.list_notebooks()
+    assert runner.main(["--profile", "demo"]) != 0
     empty = tmp_path / "notebooks"
     empty.mkdir()
     monkeypatch.setattr(paths, "NOTEBOOKS", empty)
-    with pytest.raises(notebooks.NotebookError, match="no notebooks"):
-        notebooks.list_notebooks()
-    assert notebooks.main(["--profile", "demo"]) == 2  # zero notebooks is not a success
+    with pytest.raises(parameters.NotebookError, match="no notebooks"):
+        runner.list_notebooks()
+    assert runner.main(["--profile", "demo"]) == 2  # zero notebooks is not a success
 
 
 # --------------------------------------------------------------------------- deterministic data files
@@ -209,7 +210,7 @@ def test_figure_files_are_byte_identical_across_processes(tmp_path: Path) -> Non
 
     script = (
         "import sys, matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt, pandas as pd\n"
-        "from shiftinv import figures\n"
+        "from shiftinv.viz import figures\n"
         "figures.set_style(); fig, ax = plt.subplots(figsize=(3, 2)); ax.plot([0, 1, 2], [1, 3, 2])\n"
         "run = {'by': 'test', 'notebook': '00', 'profile': 'demo', 'parameters': {'A': 1}}\n"
         "figures.save_figure(fig, '00_same', pd.DataFrame({'y': [1.25]}), out_dir=sys.argv[1], run=run)\n"
@@ -233,7 +234,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
-from shiftinv import figures
+from shiftinv.viz import figures
 
 tag, out, go = int(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 
@@ -285,8 +286,8 @@ def test_concurrent_saves_of_one_figure_leave_a_consistent_set(tmp_path: Path) -
 
 
 def test_manifest_names_the_run_and_reruns_are_byte_identical(tmp_path: Path) -> None:
-    run = {"by": "python -m shiftinv.notebooks", "notebook": "01_x", "profile": "demo", "smoke": False,
-           "parameters": {"PROFILE": "demo", "EPOCHS": 3, "LR": 0.00123456}, **figures.code_version()}
+    run = {"by": "python -m shiftinv.workbook.runner", "notebook": "01_x", "profile": "demo", "smoke": False,
+           "parameters": {"PROFILE": "demo", "EPOCHS": 3, "LR": 0.00123456}, **figures.code_commit()}
     folder = tmp_path / "figures" / "demo"
 
     def publish(names: list[str]) -> None:
@@ -323,13 +324,13 @@ def test_save_figure_leaves_no_temporary_files_and_drops_stale_data(tmp_path: Pa
 
 
 def test_amp_policy_is_one_rule_for_training_and_sweeps() -> None:
-    assert utils.resolve_amp("cpu", None) == "off"
-    assert utils.resolve_amp("cpu", True) == "off"  # no autocast policy on a CPU unless asked by name
-    assert utils.resolve_amp("cpu", "bfloat16") == "bf16"
-    assert utils.resolve_amp("cuda", None) == "bf16"
+    assert runtime.resolve_amp("cpu", None) == "off"
+    assert runtime.resolve_amp("cpu", True) == "off"  # no autocast policy on a CPU unless asked by name
+    assert runtime.resolve_amp("cpu", "bfloat16") == "bf16"
+    assert runtime.resolve_amp("cuda", None) == "bf16"
     with pytest.raises(ValueError, match="amp must be"):
-        utils.resolve_amp("cpu", "int8")
-    with utils.autocast("cpu", "bf16"):
+        runtime.resolve_amp("cpu", "int8")
+    with runtime.autocast("cpu", "bf16"):
         y = torch.nn.Linear(4, 4)(torch.randn(2, 4))
     assert y.dtype == torch.bfloat16
 
@@ -339,7 +340,7 @@ def test_state_fingerprint_changes_with_any_weight() -> None:
     a = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
     b = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
     b.load_state_dict(a.state_dict())
-    assert utils.state_fingerprint(a) == utils.state_fingerprint(b)
+    assert cache.state_fingerprint(a) == cache.state_fingerprint(b)
     b[1].running_mean += 1e-6  # a buffer counts too
-    assert utils.state_fingerprint(a) != utils.state_fingerprint(b)
-    assert utils.state_fingerprint(a, "not a module") == utils.state_fingerprint(a)
+    assert cache.state_fingerprint(a) != cache.state_fingerprint(b)
+    assert cache.state_fingerprint(a, "not a module") == cache.state_fingerprint(a)

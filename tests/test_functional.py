@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from shiftinv import classify, paths
+from shiftinv.study import profiles
+from shiftinv.workbook import paths
 
 pytestmark = pytest.mark.functional
 
@@ -31,7 +32,7 @@ FLATTEN_KINDS = ("flatten",)
 ROUND_OFF = 1e-4
 
 
-@pytest.fixture(params=classify.PROFILES)
+@pytest.fixture(params=profiles.PROFILES)
 def profile_dir(request: pytest.FixtureRequest) -> Path:
     """``figures/<profile>/`` of the committed figures (never ``$SHIFTINV_FIGURES``); skips when absent."""
     folder = paths.profile_figures_dir(request.param)

@@ -9,8 +9,9 @@ import pytest
 import torch
 from scipy import stats
 
-from shiftinv import intervals, invariance
-from shiftinv.sweep import SweepResult
+from shiftinv.shifts import relative_loss
+from shiftinv.shifts.sweep_result import SweepResult
+from shiftinv.study import feature_data, intervals
 
 
 def test_bootstrap_weights_are_seeded_resamples() -> None:
@@ -43,7 +44,7 @@ def test_relative_loss_replicates_recompute_the_point_estimate() -> None:
     result = SweepResult(shifts, torch.zeros(10, dtype=torch.long), "zero", {"h": loss}, {"h": loss > 0.5},
                          {"h": torch.zeros(4, 10, dtype=torch.long)}, {"h": loss}, {}, {})
     uniform = torch.full((1, 10), 0.1, dtype=torch.float64)
-    point = invariance.relative_loss(result, "h", "dataset_signed")
+    point = relative_loss.relative_loss(result, "h", "dataset_signed")
     assert float(intervals.relative_loss_replicates(loss, result.index(0, 0), uniform)[0]) == pytest.approx(point)
     reps = intervals.relative_loss_replicates(loss, 0, intervals.bootstrap_weights(10, 500))
     lo, hi = intervals.percentile_interval(reps)
@@ -53,11 +54,11 @@ def test_relative_loss_replicates_recompute_the_point_estimate() -> None:
 def test_seed_heads_and_test_correctness_reuse_the_model_sets_features(monkeypatch, tmp_path) -> None:
     """Per-image correctness from the model set's cached test features equals a pass through the trunk,
     and the re-seeded heads train on those features (no second trunk pass over the data)."""
-    from shiftinv import classify, train
+    from shiftinv.study import modelset, profiles
 
     monkeypatch.setenv("SHIFTINV_RESULTS", str(tmp_path))
-    p = classify.get_profile("demo", smoke=True, device="cpu", max_train=40, max_val=12, max_test=16, aug_shift=0)
-    ms = classify.train_or_load_models(p)
+    p = profiles.get_profile("demo", smoke=True, device="cpu", max_train=40, max_val=12, max_test=16, aug_shift=0)
+    ms = modelset.train_or_load_models(p)
     names = {t: {f"{t}/{h}": m for h, m in hs.items()} for t, hs in ms.heads.items()}
     from_features = intervals._test_correct(ms, names)
     through_trunk = intervals._test_correct(dataclasses.replace(ms, features={}), names)
@@ -65,14 +66,14 @@ def test_seed_heads_and_test_correctness_reuse_the_model_sets_features(monkeypat
     for k in from_features:
         assert torch.equal(from_features[k], through_trunk[k]), k
     calls = []
-    monkeypatch.setattr(train, "extract_features", lambda *a, **k: calls.append(a) or (_ for _ in ()).throw(
+    monkeypatch.setattr(feature_data, "extract_features", lambda *a, **k: calls.append(a) or (_ for _ in ()).throw(
         AssertionError("a second trunk pass")))
     reruns = intervals.seed_heads(ms, seeds=(0, 1))
     assert set(reruns) == {n for n in ms.names()} and not calls
     # the GAP-depth ablation of notebook 05 also trains on those features
-    from shiftinv import explorer
+    from shiftinv.study import depth_heads
 
-    heads, table = explorer.train_depth_heads(ms.trunks["vgg"], ms.splits.train, ms.splits.val, p.num_classes,
+    heads, table = depth_heads.train_depth_heads(ms.trunks["vgg"], ms.splits.train, ms.splits.val, p.num_classes,
                                               cfg=dataclasses.replace(p.head_train, device="cpu"), key={"test": 1},
                                               test_data=ms.splits.test, input_size=p.image_size,
                                               source=ms.features["vgg"])

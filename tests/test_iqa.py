@@ -9,12 +9,14 @@ import pandas as pd
 import pytest
 import torch
 
-from shiftinv import iqa
+from reference import standins as reference_standins
+from shiftinv.perceptual import images, iqa
+from shiftinv.perceptual import stimuli as perceptual_stimuli
 
 
 @pytest.fixture(scope="module")
 def standins(tmp_path_factory) -> dict[str, Path]:
-    return iqa.write_standins(tmp_path_factory.mktemp("iqa"), torch.Generator().manual_seed(0), n_refs=3, size=40)
+    return reference_standins.write_standins(tmp_path_factory.mktemp("iqa"), torch.Generator().manual_seed(0), n_refs=3, size=40)
 
 
 def test_kadid_loader(standins) -> None:
@@ -23,7 +25,7 @@ def test_kadid_loader(standins) -> None:
     assert set(table["ref"]) == {"I01", "I02", "I03"}
     assert table.loc[0, "distortion"] == "gaussian_blur" and table.loc[0, "level"] == 1
     assert all(Path(p).is_file() for p in table["dist_path"])
-    batches = list(iqa.pair_batches(table, batch_size=7))
+    batches = list(images.pair_batches(table, batch_size=7))
     # native size, centrally cropped to multiples of 32 for the APS backbone (40 -> 32)
     assert batches[0][0].shape == (7, 3, 32, 32) and sum(len(b[0]) for b in batches) == len(table)
 
@@ -114,30 +116,30 @@ def test_hygiene_finds_planted_duplicates(standins) -> None:
 
 def test_image_hash_ignores_file_format(tmp_path) -> None:
     img = torch.rand(3, 16, 16)
-    a = iqa.save_image(img, tmp_path / "a.png")
-    b = iqa.save_image(img, tmp_path / "b.bmp")
-    c = iqa.save_image(img.flip(2), tmp_path / "c.png")
+    a = images.save_image(img, tmp_path / "a.png")
+    b = images.save_image(img, tmp_path / "b.bmp")
+    c = images.save_image(img.flip(2), tmp_path / "c.png")
     assert iqa.image_hash(a) == iqa.image_hash(b) != iqa.image_hash(c)
 
 
 def test_kadid_style_monotone_in_pixel_error() -> None:
-    refs, names = iqa.demo_references(48, iqa.DEMO_IMAGES[:2])
+    refs, names = perceptual_stimuli.demo_references(48, perceptual_stimuli.DEMO_IMAGES[:2])
     assert refs.shape == (2, 3, 48, 48) and 0 <= refs.min() and refs.max() <= 1
-    imgs, table = iqa.make_kadid_style(refs, names, torch.Generator().manual_seed(0))
-    assert len(table) == 2 * len(iqa.KADID_STYLE) * 5 and imgs.shape[0] == len(table)
+    imgs, table = perceptual_stimuli.make_kadid_style(refs, names, torch.Generator().manual_seed(0))
+    assert len(table) == 2 * len(perceptual_stimuli.KADID_STYLE) * 5 and imgs.shape[0] == len(table)
     mse = ((imgs - refs[torch.tensor(table["ref_index"].to_numpy())]) ** 2).mean((1, 2, 3)).numpy()
     table["mse"] = mse
     for (_, d), sub in table.groupby(["ref", "distortion"]):
         assert sub["mse"].iloc[-1] > sub["mse"].iloc[0], d  # level 5 is further than level 1
-    again, _ = iqa.make_kadid_style(refs, names, torch.Generator().manual_seed(0))
+    again, _ = perceptual_stimuli.make_kadid_style(refs, names, torch.Generator().manual_seed(0))
     assert torch.equal(imgs, again)
     with pytest.raises(ValueError, match="unknown KADID-style"):
-        iqa.make_kadid_style(refs, names, torch.Generator(), distortions=["vignette"])
+        perceptual_stimuli.make_kadid_style(refs, names, torch.Generator(), distortions=["vignette"])
 
 
 def test_raid_style_levels() -> None:
-    refs, names = iqa.demo_references(48, iqa.DEMO_IMAGES[:1])
-    imgs, table = iqa.make_raid_style(refs, names, torch.Generator().manual_seed(0))
+    refs, names = perceptual_stimuli.demo_references(48, perceptual_stimuli.DEMO_IMAGES[:1])
+    imgs, table = perceptual_stimuli.make_raid_style(refs, names, torch.Generator().manual_seed(0))
     assert len(table) == 40
     anchors = imgs[torch.tensor(table.index[table["level"] == 1].to_numpy())]
     for a in anchors:
@@ -147,17 +149,17 @@ def test_raid_style_levels() -> None:
     for t, sub in table.groupby("transform"):
         assert sub["err"].iloc[9] > sub["err"].iloc[1] > 0, t
     with pytest.raises(ValueError, match="1 \\(anchor\\) to 10"):
-        iqa.raid_transform(refs, "rot", 11)
+        perceptual_stimuli.raid_transform(refs, "rot", 11)
 
 
 def test_raid_approx_joins_real_responses(shared_data) -> None:
     if not (shared_data / "kodak").is_dir():
         pytest.skip("kodak images absent")
-    refs, stimuli, table = iqa.raid_approx_table(shared_data / "raid" / "responses.csv", shared_data / "kodak", 32,
+    refs, stimuli, table = perceptual_stimuli.raid_approx_table(shared_data / "raid" / "responses.csv", shared_data / "kodak", 32,
                                                  torch.Generator().manual_seed(0), images=(1, 2))
     assert refs.shape == (2, 3, 32, 32) and stimuli.shape == (2 * 4 * 9, 3, 32, 32)
     assert table["response"].notna().all() and (table["level"] > 1).all()
-    batches = list(iqa.tensor_pair_batches(refs, stimuli, table, batch_size=20))
+    batches = list(images.tensor_pair_batches(refs, stimuli, table, batch_size=20))
     assert sum(len(a) for a, _ in batches) == len(table)
 
 
@@ -198,13 +200,13 @@ def test_raid_responses_without_response_name_the_column(standins, tmp_path) -> 
 
 def test_native_size_crops_to_multiples_of_32(tmp_path) -> None:
     img = torch.rand(3, 454, 454)
-    crop = iqa.center_crop_multiple(img)
+    crop = images.center_crop_multiple(img)
     assert crop.shape == (3, 448, 448) and torch.equal(crop, img[:, 3:451, 3:451])
     frame = torch.rand(3, 384, 512)
-    assert torch.equal(iqa.center_crop_multiple(frame), frame)  # KADID/TID frames pass unchanged
-    iqa.save_image(frame, tmp_path / "a.png")
-    assert iqa.read_for_metrics(tmp_path / "a.png", 0).shape == (3, 384, 512)
-    assert iqa.read_for_metrics(tmp_path / "a.png", 64).shape == (3, 64, 64)
+    assert torch.equal(images.center_crop_multiple(frame), frame)  # KADID/TID frames pass unchanged
+    images.save_image(frame, tmp_path / "a.png")
+    assert images.read_for_metrics(tmp_path / "a.png", 0).shape == (3, 384, 512)
+    assert images.read_for_metrics(tmp_path / "a.png", 64).shape == (3, 64, 64)
 
 
 def test_first_pairs_per_ref_and_raid_source(standins, tmp_path) -> None:
@@ -224,5 +226,5 @@ def test_raid_anchor_is_the_reference_and_draws_no_noise() -> None:
     x = torch.rand(2, 3, 32, 32)
     for t in iqa.RAID_TRANSFORMS:
         g = torch.Generator().manual_seed(0)
-        assert torch.equal(iqa.raid_transform(x, t, 1, g), x)
+        assert torch.equal(perceptual_stimuli.raid_transform(x, t, 1, g), x)
         assert torch.equal(torch.rand(1, generator=g), torch.rand(1, generator=torch.Generator().manual_seed(0)))

@@ -1,4 +1,4 @@
-"""Unit tests of shiftinv.models and shiftinv.layers (CPU, small widths and inputs)."""
+"""Unit tests of shiftinv.models.vgg and shiftinv.models.layers (CPU, small widths and inputs)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import torch
 import torchvision
 from torch import nn
 
-from shiftinv import layers, models, utils
-
+from shiftinv.models import accounting, layers, vgg
+from shiftinv.shifts import invariance
+from shiftinv.viz import equivariance_plots
+from shiftinv.workbook import cache
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -29,23 +31,23 @@ def _images(n: int = 2, size: int = 64, seed: int = 0, dtype=torch.float64) -> t
     return torch.rand(n, 3, size, size, generator=g, dtype=dtype)
 
 
-def _seeded_trunk(seed: int = 0, **kw) -> models.VGGTrunk:
+def _seeded_trunk(seed: int = 0, **kw) -> vgg.VGGTrunk:
     torch.manual_seed(seed)
-    return models.build_trunk(width=W, **kw).double().eval()
+    return vgg.build_trunk(width=W, **kw).double().eval()
 
 
 # --------------------------------------------------------------------------- names and geometry
 
 
 def test_layer_names_follow_torchvision_layout():
-    assert len(models.LAYER_NAMES) == 31 and len(models.LAYER_NAMES_BN) == 44
-    assert [models.LAYER_NAMES.index(t) for t in models.POOL_TAPS] == [4, 9, 16, 23, 30]
-    assert [models.LAYER_NAMES.index(t) for t in models.LPIPS_TAPS] == [3, 8, 15, 22, 29]
+    assert len(vgg.LAYER_NAMES) == 31 and len(vgg.LAYER_NAMES_BN) == 44
+    assert [vgg.LAYER_NAMES.index(t) for t in vgg.POOL_TAPS] == [4, 9, 16, 23, 30]
+    assert [vgg.LAYER_NAMES.index(t) for t in vgg.LPIPS_TAPS] == [3, 8, 15, 22, 29]
     for batch_norm, tv in ((False, torchvision.models.vgg16), (True, torchvision.models.vgg16_bn)):
         with torch.device("meta"):
             ref = tv().features
-            trunk = models.build_trunk(batch_norm=batch_norm)
-        names = models.layer_names(batch_norm)
+            trunk = vgg.build_trunk(batch_norm=batch_norm)
+        names = vgg.layer_names(batch_norm)
         kinds = {"conv": nn.Conv2d, "bn": nn.BatchNorm2d, "relu": nn.ReLU, "pool": nn.MaxPool2d}
         for name, layer in zip(names, ref):
             assert isinstance(layer, kinds[name.rstrip("0123456789_")]), name
@@ -59,30 +61,30 @@ def test_channels_stride_and_out_size_match_real_feature_maps():
     for pool, circular, size in [("max", False, 64), ("max", False, 72), ("blur", False, 64),
                                  ("blur", True, 64), ("aps", True, 64), ("aps", False, 96)]:
         trunk = _seeded_trunk(pool=pool, circular=circular)
-        taps = models.POOL_TAPS + models.LPIPS_TAPS + ("conv3_1",)
+        taps = vgg.POOL_TAPS + vgg.LPIPS_TAPS + ("conv3_1",)
         feats = trunk(_images(1, size), taps)
         assert list(feats) == list(taps)
         for tap, f in feats.items():
             side = trunk.out_size(tap, size)
             assert tuple(f.shape) == (1, trunk.channels(tap), side, side), (pool, circular, tap)
-        assert [trunk.stride(t) for t in models.POOL_TAPS] == [2, 4, 8, 16, 32]
+        assert [trunk.stride(t) for t in vgg.POOL_TAPS] == [2, 4, 8, 16, 32]
         assert trunk.stride("relu3_3") == 4
-    assert [models.build_trunk(width=1.0).channels(t) for t in models.POOL_TAPS] == [64, 128, 256, 512, 512]
+    assert [vgg.build_trunk(width=1.0).channels(t) for t in vgg.POOL_TAPS] == [64, 128, 256, 512, 512]
 
 
 def test_width_scaling_keeps_13_convs_and_at_least_one_channel():
-    trunk = models.build_trunk(width=0.001)
+    trunk = vgg.build_trunk(width=0.001)
     convs = [m for m in trunk.features if isinstance(m, nn.Conv2d)]
     assert len(convs) == 13 and all(c.out_channels == 1 for c in convs)
     with pytest.raises(ValueError, match="width"):
-        models.build_trunk(width=0)
+        vgg.build_trunk(width=0)
 
 
 def test_layer_table_receptive_field_of_vgg16():
-    table = models.layer_table(models.build_trunk(width=W), 256).set_index("name")
+    table = accounting.layer_table(vgg.build_trunk(width=W), 256).set_index("name")
     assert table.loc["pool5", "receptive_field"] == 212  # the classic VGG-16 value
     assert table.loc["pool5", "stride"] == 32 and table.loc["pool5", "out_size"] == 8
-    blur = models.layer_table(models.build_trunk(width=W, pool="blur", blur_size=3), 256).set_index("name")
+    blur = accounting.layer_table(vgg.build_trunk(width=W, pool="blur", blur_size=3), 256).set_index("name")
     assert blur.loc["pool1", "receptive_field"] == 8  # conv 5 + dense max 1 + blur 2
 
 
@@ -97,7 +99,7 @@ def test_taps_equal_running_torchvision_sequential_and_stop_early():
     expect = {}
     for i, layer in enumerate(trunk.features[:10]):
         h = layer(h.clone())
-        expect[models.LAYER_NAMES[i]] = h
+        expect[vgg.LAYER_NAMES[i]] = h
     for t in ("conv2_1", "relu1_2", "pool2"):
         torch.testing.assert_close(feats[t], expect[t], rtol=0, atol=0)
     assert (feats["conv2_1"] < 0).any()  # a conv tap is not clobbered by the in-place ReLU after it
@@ -110,26 +112,26 @@ def test_taps_equal_running_torchvision_sequential_and_stop_early():
 
 
 def test_bad_taps_and_inputs_give_clear_errors():
-    trunk = models.build_trunk(width=W)
+    trunk = vgg.build_trunk(width=W)
     with pytest.raises(ValueError, match="unknown layer name 'pool6'.*pool5"):
         trunk(torch.rand(1, 3, 32, 32), ("pool6",))
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
         trunk(torch.rand(3, 32, 32), ("pool1",))
     with pytest.raises(ValueError, match="pool must be one of"):
-        models.build_trunk(pool="avg")
+        vgg.build_trunk(pool="avg")
     with pytest.raises(ValueError, match="1..7"):
-        models.build_trunk(pool="blur", blur_size=9)
+        vgg.build_trunk(pool="blur", blur_size=9)
     with pytest.raises(ValueError, match="head must be one of"):
-        models.build_vgg16("gap", width=W)
+        vgg.build_vgg16("gap", width=W)
 
 
 def test_lpips_normalisation_matches_lpips_scaling_layer():
     lpips = pytest.importorskip("lpips")
-    trunk = models.build_trunk(width=W, normalize="lpips")
+    trunk = vgg.build_trunk(width=W, normalize="lpips")
     x = torch.rand(2, 3, 8, 8)
     torch.testing.assert_close(trunk.normalize_input(x), lpips.lpips.ScalingLayer()(2 * x - 1))
-    imagenet = models.build_trunk(width=W).normalize_input(x)
-    ref = torchvision.transforms.Normalize(models.IMAGENET_MEAN, models.IMAGENET_STD)(x)
+    imagenet = vgg.build_trunk(width=W).normalize_input(x)
+    ref = torchvision.transforms.Normalize(vgg.IMAGENET_MEAN, vgg.IMAGENET_STD)(x)
     torch.testing.assert_close(imagenet, ref)
 
 
@@ -138,35 +140,35 @@ def test_lpips_normalisation_matches_lpips_scaling_layer():
 
 def test_heads_shapes_inputs_and_shared_trunk():
     trunk = _seeded_trunk()
-    heads = {k: models.build_head(k, trunk, num_classes=7, input_size=64).double().eval() for k in models.HEAD_KINDS}
+    heads = {k: vgg.build_head(k, trunk, num_classes=7, input_size=64).double().eval() for k in vgg.HEAD_KINDS}
     assert heads["flatten"].in_features == 64 * 2 * 2
     assert heads["final_gap"].in_features == 64
     assert heads["multi_gap"].in_features == 8 + 16 + 32 + 64 + 64
     assert heads["gap_flatten"].in_features == 184 + 256
-    assert heads["multi_gap"].taps == models.POOL_TAPS
+    assert heads["multi_gap"].taps == vgg.POOL_TAPS
     x = _images(3, 64)
-    logits = models.run_heads(trunk, heads, x)
+    logits = vgg.run_heads(trunk, heads, x)
     for k, h in heads.items():
         assert logits[k].shape == (3, 7)
         torch.testing.assert_close(logits[k], h(trunk(x, h.taps)))
-    assert set(models.union_taps(heads)) == set(models.POOL_TAPS)
-    lp = models.build_head("multi_gap", trunk, num_classes=5, gap_taps=models.LPIPS_TAPS)
-    assert lp.taps == models.LPIPS_TAPS and lp.in_features == 184
+    assert set(vgg.union_taps(heads)) == set(vgg.POOL_TAPS)
+    lp = vgg.build_head("multi_gap", trunk, num_classes=5, gap_taps=vgg.LPIPS_TAPS)
+    assert lp.taps == vgg.LPIPS_TAPS and lp.in_features == 184
     with pytest.raises(ValueError, match="no GAP layers"):
-        models.build_head("flatten", trunk, gap_taps=("pool1",))
+        vgg.build_head("flatten", trunk, gap_taps=("pool1",))
     with pytest.raises(ValueError, match="sized for pool5 maps"):
         heads["flatten"](trunk(_images(1, 96), ("pool5",)))
 
 
 def test_flatten_head_sizes_itself_from_input_size():
     with torch.device("meta"):
-        m256 = models.build_vgg16("flatten")
-        m224 = models.build_vgg16("flatten", input_size=224)
+        m256 = vgg.build_vgg16("flatten")
+        m224 = vgg.build_vgg16("flatten", input_size=224)
     assert m256.head.in_features == 8 * 8 * 512 and m224.head.in_features == 7 * 7 * 512
 
 
 def test_parameter_table_reproduces_the_paper_exactly():
-    t = models.parameter_table().set_index("head")
+    t = accounting.parameter_table().set_index("head")
     assert (t["trunk"] == 14_714_688).all()
     assert t.loc["flatten", ["trainable", "total"]].tolist() == [5_243_040, 19_957_728]
     assert t.loc["final_gap", ["trainable", "total"]].tolist() == [82_080, 14_796_768]
@@ -174,7 +176,7 @@ def test_parameter_table_reproduces_the_paper_exactly():
     assert t.loc["gap_flatten", ["trainable", "total"]].tolist() == [5_478_560, 20_193_248]
     assert t.loc["fc", "total"] == 138_357_544
     assert t.loc["multi_gap", "head_inputs"] == 1472 and t.loc["gap_flatten", "head_inputs"] == 34_240
-    red = models.headline_reductions(models.parameter_table())
+    red = accounting.headline_reductions(accounting.parameter_table())
     assert round(100 * red["trainable"]) == 98  # 5.2M -> 82K
     assert 0.89 < red["total"] < 0.90  # 138.4M -> 14.8M is -89.3% (the paper rounds to 14M, -90%)
     # the stock model counted on the meta device equals torchvision's own count
@@ -184,7 +186,7 @@ def test_parameter_table_reproduces_the_paper_exactly():
 
 def test_frozen_backbone_gets_no_gradient_and_stays_in_eval():
     torch.manual_seed(0)
-    model = models.build_vgg16("multi_gap", num_classes=4, width=W, batch_norm=True, input_size=32)
+    model = vgg.build_vgg16("multi_gap", num_classes=4, width=W, batch_norm=True, input_size=32)
     model.train()
     assert model.head.training and not model.trunk.training
     loss = nn.functional.cross_entropy(model(torch.rand(2, 3, 32, 32)), torch.tensor([0, 3]))
@@ -194,7 +196,7 @@ def test_frozen_backbone_gets_no_gradient_and_stays_in_eval():
     running = model.trunk.features[1].running_mean.clone()
     model(torch.rand(2, 3, 32, 32))
     torch.testing.assert_close(model.trunk.features[1].running_mean, running)  # BN statistics untouched
-    free = models.build_vgg16("final_gap", num_classes=4, width=W, freeze_backbone=False, input_size=32).train()
+    free = vgg.build_vgg16("final_gap", num_classes=4, width=W, freeze_backbone=False, input_size=32).train()
     assert free.trunk.training and all(p.requires_grad for p in free.parameters())
 
 
@@ -208,8 +210,8 @@ def torchvision_vgg16(tmp_path_factory):
     ref = torchvision.models.vgg16().eval()
     folder = tmp_path_factory.mktemp("weights")
     full, feats = folder / "vgg16_full.pth", folder / "vgg16_features.pth"
-    utils.atomic_torch_save(ref.state_dict(), full)
-    utils.atomic_torch_save(ref.features.state_dict(), feats)  # keys 0.weight, ...
+    cache.atomic_torch_save(ref.state_dict(), full)
+    cache.atomic_torch_save(ref.features.state_dict(), feats)  # keys 0.weight, ...
     return ref, full, feats
 
 
@@ -217,54 +219,54 @@ def torchvision_vgg16(tmp_path_factory):
 def test_torchvision_state_dict_loads_and_gives_the_same_outputs(torchvision_vgg16):
     ref, full, feats = torchvision_vgg16
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
-    xn = torchvision.transforms.Normalize(models.IMAGENET_MEAN, models.IMAGENET_STD)(x)
+    xn = torchvision.transforms.Normalize(vgg.IMAGENET_MEAN, vgg.IMAGENET_STD)(x)
     with torch.no_grad():
         expect_conv = ref.features(xn)
         expect_logits = ref(xn)
         for path in (full, feats):
-            trunk = models.build_trunk(weights=path)
+            trunk = vgg.build_trunk(weights=path)
             torch.testing.assert_close(trunk(x, ("pool5",))["pool5"], expect_conv, rtol=1e-5, atol=1e-6)
-        model = models.build_vgg16("fc", num_classes=1000, weights=str(full), input_size=64).eval()
+        model = vgg.build_vgg16("fc", num_classes=1000, weights=str(full), input_size=64).eval()
         torch.testing.assert_close(model(x), expect_logits, rtol=1e-5, atol=1e-6)
 
 
 def test_weight_files_bad_input_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.pth.*not found.*VGG16_Weights"):
-        models.build_trunk(weights=tmp_path / "nope.pth")
-    small = models.build_trunk(width=W)
+        vgg.build_trunk(weights=tmp_path / "nope.pth")
+    small = vgg.build_trunk(width=W)
     path = tmp_path / "small.pth"
-    utils.atomic_torch_save(small.state_dict(), path)
-    models.build_trunk(width=W, weights=path)  # loads fine at its own width
+    cache.atomic_torch_save(small.state_dict(), path)
+    vgg.build_trunk(width=W, weights=path)  # loads fine at its own width
     with pytest.raises(ValueError, match=r"features.0.weight has shape \(8, 3, 3, 3\).*\(64, 3, 3, 3\)"):
-        models.build_trunk(weights=path)
+        vgg.build_trunk(weights=path)
     bn = tmp_path / "bn.pth"
-    utils.atomic_torch_save(models.build_trunk(width=W, batch_norm=True).state_dict(), bn)
+    cache.atomic_torch_save(vgg.build_trunk(width=W, batch_norm=True).state_dict(), bn)
     with pytest.raises(ValueError, match="batch_norm=True"):
-        models.build_trunk(width=W, weights=bn)
-    models.build_trunk(width=W, batch_norm=True, weights=bn)
+        vgg.build_trunk(width=W, weights=bn)
+    vgg.build_trunk(width=W, batch_norm=True, weights=bn)
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a loadable torch checkpoint"):
-        models.build_trunk(weights=junk)
+        vgg.build_trunk(weights=junk)
     listing = tmp_path / "list.pth"
-    utils.atomic_torch_save([torch.zeros(1)], listing)
+    cache.atomic_torch_save([torch.zeros(1)], listing)
     with pytest.raises(ValueError, match="not a state dict"):
-        models.build_trunk(weights=listing)
+        vgg.build_trunk(weights=listing)
     nofeat = tmp_path / "nofeat.pth"
-    utils.atomic_torch_save({"classifier.0.weight": torch.zeros(2, 2)}, nofeat)
+    cache.atomic_torch_save({"classifier.0.weight": torch.zeros(2, 2)}, nofeat)
     with pytest.raises(ValueError, match="no 'features"):
-        models.build_trunk(weights=nofeat)
+        vgg.build_trunk(weights=nofeat)
     with pytest.raises(ValueError, match="VGG16_BN_Weights"):
-        models.build_trunk(batch_norm=True, weights=torchvision.models.VGG16_Weights.IMAGENET1K_V1)
+        vgg.build_trunk(batch_norm=True, weights=torchvision.models.VGG16_Weights.IMAGENET1K_V1)
 
 
 def test_fc_head_checkpoint_with_other_class_count_loads_all_but_last_layer(tmp_path):
     torch.manual_seed(0)
-    five = models.build_vgg16("fc", num_classes=5, width=W, input_size=32)
+    five = vgg.build_vgg16("fc", num_classes=5, width=W, input_size=32)
     path = tmp_path / "fc5.pth"
-    utils.atomic_torch_save(five.state_dict(), path)  # our own layout: trunk.features.*, head.classifier.*
+    cache.atomic_torch_save(five.state_dict(), path)  # our own layout: trunk.features.*, head.classifier.*
     with pytest.warns(UserWarning, match=r"classifier.\['6.bias', '6.weight'\] not loaded"):
-        seven = models.build_vgg16("fc", num_classes=7, width=W, input_size=32, weights=path)
+        seven = vgg.build_vgg16("fc", num_classes=7, width=W, input_size=32, weights=path)
     torch.testing.assert_close(seven.head.classifier[3].weight, five.head.classifier[3].weight)
     torch.testing.assert_close(seven.trunk.features[0].weight, five.trunk.features[0].weight)
     assert seven.head.classifier[6].weight.shape == (7, 512)  # hidden 4096 * width
@@ -272,7 +274,7 @@ def test_fc_head_checkpoint_with_other_class_count_loads_all_but_last_layer(tmp_
 
 def test_weights_enum_goes_through_torchvision_get_state_dict(monkeypatch):
     asked = []
-    small = models.build_trunk(width=W)
+    small = vgg.build_trunk(width=W)
     sd = {f"features.{k}": v + 1 for k, v in small.features.state_dict().items()}
 
     def fake_get_state_dict(self, *args, **kwargs):
@@ -280,8 +282,8 @@ def test_weights_enum_goes_through_torchvision_get_state_dict(monkeypatch):
         return sd
 
     monkeypatch.setattr(torchvision.models._api.WeightsEnum, "get_state_dict", fake_get_state_dict)
-    trunk = models.build_trunk(width=W, weights=torchvision.models.VGG16_Weights.IMAGENET1K_V1)
-    trunk2 = models.build_trunk(width=W, weights="IMAGENET1K_V1")
+    trunk = vgg.build_trunk(width=W, weights=torchvision.models.VGG16_Weights.IMAGENET1K_V1)
+    trunk2 = vgg.build_trunk(width=W, weights="IMAGENET1K_V1")
     assert asked == [torchvision.models.VGG16_Weights.IMAGENET1K_V1] * 2
     torch.testing.assert_close(trunk.features[0].weight, small.features[0].weight + 1)
     torch.testing.assert_close(trunk2.features[0].weight, trunk.features[0].weight)
@@ -323,8 +325,8 @@ def test_blur_trunk_matches_antialiased_cnns_vgg():
     """Our pool="blur" trunk equals Zhang's anti-aliased VGG features (same weights, width 1/8)."""
     aa = pytest.importorskip("antialiased_cnns")
     for size in (2, 3, 5):
-        ref = aa.vgg.make_layers(models.scaled_cfg(W), filter_size=size).double().eval()
-        ours = models.build_trunk(width=W, pool="blur", blur_size=size, normalize="none").double().eval()
+        ref = aa.vgg.make_layers(vgg.scaled_cfg(W), filter_size=size).double().eval()
+        ours = vgg.build_trunk(width=W, pool="blur", blur_size=size, normalize="none").double().eval()
         convs = [m for m in ref if isinstance(m, nn.Conv2d)]
         ours.features.load_state_dict({f"{i}.{k}": v for i, m in enumerate(ours.features) if isinstance(m, nn.Conv2d)
                                        for k, v in convs.pop(0).state_dict().items()})
@@ -353,9 +355,9 @@ def test_aps_downsample_is_shift_equivariant_and_keeps_largest_component():
 # --------------------------------------------------------------------------- exact invariance
 
 
-def _gap_logits(trunk: models.VGGTrunk, x: torch.Tensor) -> torch.Tensor:
+def _gap_logits(trunk: vgg.VGGTrunk, x: torch.Tensor) -> torch.Tensor:
     torch.manual_seed(5)
-    head = models.build_head("multi_gap", trunk, num_classes=6, input_size=x.shape[-1]).double()
+    head = vgg.build_head("multi_gap", trunk, num_classes=6, input_size=x.shape[-1]).double()
     with torch.no_grad():
         return head(trunk(x, head.taps))
 
@@ -376,7 +378,7 @@ def test_circular_padding_with_aps_is_exactly_invariant_to_every_circular_shift(
     assert (plain - plain[:1]).abs().max() > 1e-4
 
 
-def _gap5(trunk: models.VGGTrunk, x: torch.Tensor) -> torch.Tensor:
+def _gap5(trunk: vgg.VGGTrunk, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return trunk(x, ("pool5",))["pool5"].mean(dim=(2, 3))  # (N, C)
 
@@ -413,7 +415,7 @@ def test_circular_blurpool_gap_is_invariant_to_multiples_of_16_only():
 
 def test_gap_drift_is_zero_exactly_at_multiples_of_the_tap_stride():
     trunk = _seeded_trunk(pool="max", circular=True)
-    drift = models.gap_drift_under_circular_shift(trunk, _images(1, 64), [0, 1, 8, 16, 32], batch_size=2)
+    drift = invariance.gap_drift_under_circular_shift(trunk, _images(1, 64), [0, 1, 8, 16, 32], batch_size=2)
     d = drift.pivot(index="shift", columns="tap", values="drift")
     assert d.loc[32].max() < 1e-12 and d.loc[0].max() == 0
     assert d.loc[16, "pool4"] < 1e-12 < d.loc[16, "pool5"]
@@ -426,14 +428,14 @@ def test_describe_and_draw_architectures_read_the_modules():
 
     matplotlib.use("Agg")
     with torch.device("meta"):
-        zoo = {k: models.build_vgg16(k) for k in ("flatten", "gap_flatten")}
-        zoo["aps"] = models.build_vgg16("multi_gap", pool="aps", circular=True)
-    d = models.describe_architecture(zoo["gap_flatten"]).set_index("stage")
+        zoo = {k: vgg.build_vgg16(k) for k in ("flatten", "gap_flatten")}
+        zoo["aps"] = vgg.build_vgg16("multi_gap", pool="aps", circular=True)
+    d = accounting.describe_architecture(zoo["gap_flatten"]).set_index("stage")
     assert d.loc["block5", "reads"] == "GAP+Flatten" and d.loc["block5", "in_features"] == 512 + 32_768
     assert d.loc["head", "in_features"] == 34_240 and d.loc["block3", "size"] == 32
     assert d.loc[["block1", "block2", "block3", "block4", "block5"], "in_features"].sum() == 34_240
-    assert "APS" in models.describe_architecture(zoo["aps"]).loc[1, "pool"]
-    fig = models.draw_architectures(zoo)
+    assert "APS" in accounting.describe_architecture(zoo["aps"]).loc[1, "pool"]
+    fig = equivariance_plots.draw_architectures(zoo)
     texts = " ".join(t.get_text() for ax in fig.axes for t in ax.texts)
     assert "34,240 → 160" in texts and "trainable 5,243,040" in texts
     matplotlib.pyplot.close(fig)

@@ -17,52 +17,54 @@ import pytest
 import torch
 from PIL import Image
 
-from shiftinv import classify, data, models, notebooks, paths
+from shiftinv.models import vgg
+from shiftinv.study import analysis, datasets, modelset, profiles
+from shiftinv.workbook import paths, runner
 
 
 def test_profiles_have_every_setting_and_smoke_shrinks_them() -> None:
-    for name in classify.PROFILES:
-        full, smoke = classify.get_profile(name), classify.get_profile(name, smoke=True)
+    for name in profiles.PROFILES:
+        full, smoke = profiles.get_profile(name), profiles.get_profile(name, smoke=True)
         assert smoke.smoke and not full.smoke
         assert smoke.n_sweep < full.n_sweep and smoke.shift_radius <= full.shift_radius
         assert smoke.head_train.epochs < full.head_train.epochs
         names = full.model_names()
         assert {"vgg/flatten", "vgg/final_gap", "vgg/multi_gap", "vgg/gap_flatten", "vgg/flatten_aug"} <= set(names)
         assert any(n.startswith("blur/") for n in names) and any(n.startswith("aps/") for n in names)
-    paper = classify.get_profile("paper")
+    paper = profiles.get_profile("paper")
     assert (paper.image_size, paper.shift_radius, paper.grid_step, paper.shift_mode) == (256, 50, 1, "mosaic")
-    assert len(classify.sweep_shifts(paper, "grid")) == 101 * 101
+    assert len(analysis.sweep_shifts(paper, "grid")) == 101 * 101
     assert paper.head_train.batch_size == 32 and paper.head_train.patience == 25 and paper.seed == 666
     assert paper.weights == "IMAGENET1K_V1" and not paper.train_trunk and not paper.batch_norm
-    demo = classify.get_profile("demo")
+    demo = profiles.get_profile("demo")
     assert demo.image_size == 128 and demo.shift_mode == "zero" and demo.train_trunk
-    assert classify.get_profile("demo", device="cpu").device == "cpu"
+    assert profiles.get_profile("demo", device="cpu").device == "cpu"
     with pytest.raises(ValueError, match="unknown profile"):
-        classify.get_profile("imagenet")
+        profiles.get_profile("imagenet")
 
 
 def test_sweep_shift_sets() -> None:
-    p = classify.get_profile("demo", smoke=True)
-    grid = classify.sweep_shifts(p, "grid")
+    p = profiles.get_profile("demo", smoke=True)
+    grid = analysis.sweep_shifts(p, "grid")
     assert (0, 0) in grid and max(abs(d) for s in grid for d in s) == p.shift_radius
-    prof = classify.sweep_shifts(p, "profile")
+    prof = analysis.sweep_shifts(p, "profile")
     assert all(dy == 0 for _, dy in prof) and (0, 0) in prof
-    diag = classify.sweep_shifts(p, "diagonal")
+    diag = analysis.sweep_shifts(p, "diagonal")
     assert diag[0] == (-p.diag_radius, -p.diag_radius) and len(diag) == 2 * p.diag_radius + 1
     with pytest.raises(ValueError, match="kind"):
-        classify.sweep_shifts(p, "spiral")
+        analysis.sweep_shifts(p, "spiral")
 
 
 def test_paper_profile_without_imagenet_says_what_to_pass() -> None:
     with pytest.raises(FileNotFoundError, match="IMAGENET_DIR"):
-        classify.load_data(classify.get_profile("paper", smoke=True))
+        modelset.load_data(profiles.get_profile("paper", smoke=True))
 
 
 def test_recalibrate_batchnorm_matches_the_data_statistics() -> None:
     torch.manual_seed(0)
-    trunk = models.build_trunk(width=1 / 32, batch_norm=True, pool="blur")
-    images = data.TensorImages(torch.rand(24, 3, 64, 64) * 0.5 + 0.25, torch.zeros(24, dtype=torch.long))
-    classify.recalibrate_batchnorm(trunk, images, batch_size=8, device="cpu")
+    trunk = vgg.build_trunk(width=1 / 32, batch_norm=True, pool="blur")
+    images = datasets.TensorImages(torch.rand(24, 3, 64, 64) * 0.5 + 0.25, torch.zeros(24, dtype=torch.long))
+    modelset.recalibrate_batchnorm(trunk, images, batch_size=8, device="cpu")
     assert not trunk.training
     bn = trunk.features[1]  # first BatchNorm, right after conv1_1
     with torch.no_grad():
@@ -72,9 +74,9 @@ def test_recalibrate_batchnorm_matches_the_data_statistics() -> None:
 
 def test_model_set_on_tiny_digits(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("SHIFTINV_RESULTS", str(tmp_path))
-    p = classify.get_profile("demo", smoke=True, device="cpu", max_train=60, max_val=20, max_test=20,
+    p = profiles.get_profile("demo", smoke=True, device="cpu", max_train=60, max_val=20, max_test=20,
                              aug_shift=4, n_sweep=6)
-    ms = classify.train_or_load_models(p)
+    ms = modelset.train_or_load_models(p)
     assert list(ms.summary.model) == p.model_names()
     s = ms.summary.set_index("model")
     assert s.loc["vgg/flatten", "head_params"] > s.loc["vgg/final_gap", "head_params"]
@@ -83,20 +85,20 @@ def test_model_set_on_tiny_digits(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert set(ms.trunks) == {"vgg", "blur", "aps"}
     assert all(not prm.requires_grad for t in ms.trunks.values() for prm in t.parameters())
     # the whole set sweeps in one call; heads are named trunk/head; a second call loads the cache
-    res = classify.translation_sweep(ms, "profile")
+    res = analysis.translation_sweep(ms, "profile")
     assert set(res.heads) == set(p.model_names()) and res.num_images == 6
-    table = classify.robustness_table(res)
+    table = analysis.robustness_table(res)
     assert ((table.acc_min <= table.acc0 + 1e-9) & (table.acc0 <= 1)).all()
-    again = classify.translation_sweep(ms, "profile")
+    again = analysis.translation_sweep(ms, "profile")
     assert torch.equal(again.loss["vgg/flatten"], res.loss["vgg/flatten"])
     # APS + circular padding is exactly invariant to circular shifts (the digits' zero canvas
     # makes the zero-canvas shift of the sweep a circular one as long as the digit stays inside)
-    circ = classify.translation_sweep(ms, "diagonal", mode="circular", trunks=["aps"])
+    circ = analysis.translation_sweep(ms, "diagonal", mode="circular", trunks=["aps"])
     for h in circ.heads:
         spread = (circ.loss[h] - circ.loss[h][circ.index(0, 0)]).abs().max()
         assert float(spread) < 1e-4, h
     # training again loads every run from the cache
-    ms2 = classify.train_or_load_models(p)
+    ms2 = modelset.train_or_load_models(p)
     assert ms2.summary.cached.all()
     pd.testing.assert_series_equal(ms2.summary.test_acc, ms.summary.test_acc)
 
@@ -106,7 +108,7 @@ def test_model_set_on_tiny_digits(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
 
 def _standin_imagenet(root: Path, shared: Path | None) -> list[str]:
     """train/<wnid>/ (20 images) and val/<wnid>/ (2) for three ImageNet-160 classes."""
-    wnids = [w for w, _ in data.imagenet160_classes()]
+    wnids = [w for w, _ in datasets.imagenet160_classes()]
     chosen = [wnids[0], wnids[4], wnids[8]]  # ILSVRC indices 0, 25, 50: in the shared sample too
     rng = np.random.default_rng(0)
     for w in chosen:
@@ -131,7 +133,7 @@ def _paper_params(tmp_path: Path) -> dict:
     _standin_imagenet(imagenet, shared)
     weights = tmp_path / "vgg16_standin.pth"
     torch.manual_seed(0)
-    trunk = models.build_trunk(width=1.0)  # random conv weights in torchvision's vgg16().features layout
+    trunk = vgg.build_trunk(width=1.0)  # random conv weights in torchvision's vgg16().features layout
     torch.save({f"features.{k}": v for k, v in trunk.features.state_dict().items()}, weights)
     return {"PROFILE": "paper", "SMOKE": True, "IMAGENET_DIR": str(imagenet), "VGG_WEIGHTS": str(weights)}
 
@@ -141,19 +143,19 @@ def test_paper_profile_runs_notebooks_05_and_06(tmp_path: Path, session_tmp: Pat
     """The aliasing and rotation/scaling notebooks on the same stand-ins (they train or load 03's models)."""
     params = _paper_params(tmp_path)
     out = session_tmp / "executed-paper-0506"
-    for nb in notebooks.list_notebooks(["05", "06"]):
-        assert notebooks.run_notebook(nb, params, out).exists()
+    for nb in runner.list_notebooks(["05", "06"]):
+        assert runner.run_notebook(nb, params, out).exists()
 
 
 @pytest.mark.notebooks
 def test_paper_profile_runs_notebooks_03_and_04(tmp_path: Path, session_tmp: Path) -> None:
     params = _paper_params(tmp_path)
     out = session_tmp / "executed-paper"
-    for nb in notebooks.list_notebooks(["03", "04"]):
-        assert notebooks.run_notebook(nb, params, out).exists()
+    for nb in runner.list_notebooks(["03", "04"]):
+        assert runner.run_notebook(nb, params, out).exists()
     figs = paths.figures_dir()
     summary = pd.read_csv(figs / "03_accuracy_params.csv")
-    assert set(summary.model) == set(classify.get_profile("paper", smoke=True).model_names())
+    assert set(summary.model) == set(profiles.get_profile("paper", smoke=True).model_names())
     assert summary.trunk_source.str.contains("pretrained").all()
     assert (summary.trunk_params == 14_714_688).all()  # the full VGG-16 conv trunk
     assert summary.head_params[summary.model == "vgg/final_gap"].item() == 512 * 160 + 160

@@ -2,7 +2,7 @@
 
 `paper`: on stand-in data at the native sizes (KADID-10k / TID 384x512 frames, RAID 454 px), with
 ``DEVICE="cpu"``. The stand-ins are tiny datasets in the official layouts of KADID-10k, TID2008,
-TID2013 and RAID (written by :func:`shiftinv.iqa.write_standins`) and a VGG-16 weights file in
+TID2013 and RAID (written by :func:`reference.standins.write_standins`) and a VGG-16 weights file in
 torchvision's layout (random weights standing in for the ImageNet ones). A user with the real folders
 and weights runs the same code with ``make figures PROFILE=paper`` and the folder parameters.
 
@@ -19,8 +19,9 @@ import pandas as pd
 import pytest
 import torch
 
-from shiftinv import iqa, notebooks
-from shiftinv import perceptual as P
+from reference import standins
+from shiftinv.perceptual import images, iqa, metrics
+from shiftinv.workbook import runner
 
 N_REFS = 2
 FIRST = 3  # smoke runs of the paper profile keep the first 3 pairs of each reference (and RAID transform)
@@ -29,9 +30,9 @@ FIRST = 3  # smoke runs of the paper profile keep the first 3 pairs of each refe
 @pytest.fixture(scope="module")
 def paper_params(tmp_path_factory) -> dict[str, object]:
     root = tmp_path_factory.mktemp("paper_standins")
-    dirs = iqa.write_standins(root, torch.Generator().manual_seed(0), n_refs=N_REFS, frame=(384, 512), raid_size=454)
+    dirs = standins.write_standins(root, torch.Generator().manual_seed(0), n_refs=N_REFS, frame=(384, 512), raid_size=454)
     weights = root / "vgg16_standin.pth"
-    state = {f"features.{k}": v for k, v in P.random_vgg16_features(seed=5).state_dict().items()}
+    state = {f"features.{k}": v for k, v in metrics.random_vgg16_features(seed=5).state_dict().items()}
     torch.save(state, weights)
     return {"PROFILE": "paper", "SMOKE": True, "DEVICE": "cpu", "KADID_DIR": str(dirs["kadid"]),
             "TID2008_DIR": str(dirs["tid2008"]), "TID2013_DIR": str(dirs["tid2013"]), "RAID_DIR": str(dirs["raid"]),
@@ -51,10 +52,10 @@ def _outputs(executed: Path) -> str:
 
 def test_standins_have_native_sizes(paper_params) -> None:
     kadid = iqa.load_kadid10k(paper_params["KADID_DIR"])
-    assert iqa.load_image(kadid["dist_path"][0]).shape == (3, 384, 512)
+    assert images.load_image(kadid["dist_path"][0]).shape == (3, 384, 512)
     raid = iqa.load_raid(paper_params["RAID_DIR"])
-    assert iqa.load_image(raid["dist_path"][0]).shape == (3, 454, 454)
-    assert iqa.read_for_metrics(raid["dist_path"][0], 0).shape == (3, 448, 448)
+    assert images.load_image(raid["dist_path"][0]).shape == (3, 454, 454)
+    assert images.read_for_metrics(raid["dist_path"][0], 0).shape == (3, 448, 448)
 
 
 @pytest.mark.notebooks
@@ -62,8 +63,8 @@ def test_standins_have_native_sizes(paper_params) -> None:
 def test_paper_profile_runs_on_standins(prefix: str, paper_params, session_tmp: Path, tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SHIFTINV_FIGURES", str(tmp_path / "figures"))  # this test's own folder (xdist workers)
-    (source,) = notebooks.list_notebooks([prefix])
-    executed = notebooks.run_notebook(source, _params_for(source, paper_params), session_tmp / "executed-paper")
+    (source,) = runner.list_notebooks([prefix])
+    executed = runner.run_notebook(source, _params_for(source, paper_params), session_tmp / "executed-paper")
     assert executed.exists()
     text = _outputs(executed)
     assert "device cpu" in text
@@ -95,8 +96,8 @@ def test_paper_profile_runs_on_standins(prefix: str, paper_params, session_tmp: 
 def test_natural_profile_runs_with_smoke_parameters(prefix: str, shared_data, session_tmp: Path, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SHIFTINV_FIGURES", str(tmp_path / "figures"))
-    (source,) = notebooks.list_notebooks([prefix])
-    executed = notebooks.run_notebook(source, {"PROFILE": "natural", "SMOKE": True, "DEVICE": "cpu"},
+    (source,) = runner.list_notebooks([prefix])
+    executed = runner.run_notebook(source, {"PROFILE": "natural", "SMOKE": True, "DEVICE": "cpu"},
                                       session_tmp / "executed-natural")
     text = _outputs(executed)
     assert "HED VGG-16" in text  # weights.label("hed")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from shiftinv import primer
+from shiftinv.shifts import primer
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""`python -m shiftinv.readme`: the results block written from data files, claims checked on intervals."""
+"""`python -m shiftinv.workbook.readme`: the results block written from data files, claims checked on intervals."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from shiftinv import readme
+from shiftinv.workbook import readme
 
 README = """# Title
 

@@ -22,7 +22,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from shiftinv import paths
+from shiftinv.workbook import paths
 
 ROOT = paths.ROOT
 #: Pinned packages used without an import, and why.

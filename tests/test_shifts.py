@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from shiftinv import shifts
-from shiftinv.shifts import MODES, diagonal_shifts, shift_grid, shift_windows, subpixel_shift, translate
+from shiftinv.shifts import translation
+from shiftinv.shifts.translation import MODES, diagonal_shifts, shift_grid, shift_windows, subpixel_shift, translate
 
 
 @pytest.fixture()
@@ -126,17 +126,17 @@ def test_shift_sets() -> None:
     assert shift_grid((2, 1), step=2) == [(-2, 0), (0, 0), (2, 0)]
     assert shift_grid((3, 2), step=2) == [(dx, dy) for dy in (-2, 0, 2) for dx in (-2, 0, 2)]
     assert diagonal_shifts(-1, 1) == [(-1, -1), (0, 0), (1, 1)]
-    idx = shifts.symmetric_index(torch.arange(-4, 8), 4)
+    idx = translation.symmetric_index(torch.arange(-4, 8), 4)
     assert idx.tolist() == [3, 2, 1, 0, 0, 1, 2, 3, 3, 2, 1, 0]
 
 
 def test_shift_each_moves_every_image_by_its_own_shift(images: torch.Tensor) -> None:
     offsets = torch.tensor([(1, -2), (0, 0), (-12, 9)])
     for mode in ("mosaic", "circular", "zero", "mean"):
-        out = shifts.shift_each(images, offsets, mode)
+        out = translation.shift_each(images, offsets, mode)
         for n, (dx, dy) in enumerate(offsets.tolist()):
             assert torch.equal(out[n : n + 1], translate(images[n : n + 1], dx, dy, mode)), (mode, n)
-    crop = shifts.shift_each(images, [(1, 0), (0, 2), (-3, -2)], "crop", out_size=5)
+    crop = translation.shift_each(images, [(1, 0), (0, 2), (-3, -2)], "crop", out_size=5)
     assert torch.equal(crop[2], images[2, :, 4:9, 6:11])
     with pytest.raises(ValueError, match="one \\(dx, dy\\) per image"):
-        shifts.shift_each(images, offsets[:2])
+        translation.shift_each(images, offsets[:2])

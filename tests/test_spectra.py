@@ -8,9 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from shiftinv import spectra
-from shiftinv.spectra import (dominant_period, dominant_period_2d, fundamental_period, period_energy, period_energy_2d, periodicity_table,
-                              spectrum_1d, spectrum_2d, trimmed_length)
+from shiftinv.shifts import periodicity
+from shiftinv.shifts.periodicity import (
+    dominant_period,
+    dominant_period_2d,
+    fundamental_period,
+    period_energy,
+    period_energy_2d,
+    periodicity_table,
+    spectrum_1d,
+    spectrum_2d,
+    trimmed_length,
+)
 
 DX = np.arange(-50, 51)  # the paper's shift range: 101 samples
 
@@ -96,9 +105,9 @@ def test_bad_input() -> None:
 
 def test_circular_vgg_responses_have_the_predicted_periods() -> None:
     """Circular padding + circular shifts: a GAP after pool-k gives a response periodic in 2**k."""
-    models = pytest.importorskip("shiftinv.models")
-    from shiftinv.shifts import shift_grid
-    from shiftinv.sweep import sweep
+    models = pytest.importorskip("shiftinv.models.vgg")
+    from shiftinv.shifts.sweep import sweep
+    from shiftinv.shifts.translation import shift_grid
 
     torch.manual_seed(0)
     # float64: with random weights the aliasing ripple is ~1e-7, too close to float32 rounding
@@ -119,4 +128,4 @@ def test_circular_vgg_responses_have_the_predicted_periods() -> None:
         assert np.allclose(logits[:, :period], logits[:, period : 2 * period], rtol=0, atol=1e-12)
     pt = periodicity_table(res, field="loss", periods=(16, 32))
     assert set(pt["axis"]) == {"dx"} and (pt.query("head == 'final_gap' and period == 32")["fraction"] > 0.999).all()
-    assert spectra.PERIODS == (2, 4, 8, 16, 32)
+    assert periodicity.PERIODS == (2, 4, 8, 16, 32)

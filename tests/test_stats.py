@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy import stats as sps
 
-from shiftinv import stats
+from shiftinv.perceptual import stats
 
 
 @pytest.fixture()

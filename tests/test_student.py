@@ -8,9 +8,9 @@ import jupytext
 import nbformat
 import pytest
 
-from shiftinv import notebooks, student
+from shiftinv.workbook import paths, runner, student
 
-NOTEBOOKS = notebooks.list_notebooks()
+NOTEBOOKS = runner.list_notebooks()
 IDS = [nb.stem for nb in NOTEBOOKS]
 
 
@@ -55,7 +55,7 @@ def test_cli_writes_student_versions_of_py_sources(tmp_path: Path, monkeypatch: 
     src = tmp_path / "notebooks"
     src.mkdir()
     jupytext.write(_toy_notebook(), src / "99_toy.py", fmt="py:percent")
-    monkeypatch.setattr(notebooks.paths, "NOTEBOOKS", src)
+    monkeypatch.setattr(paths, "NOTEBOOKS", src)
     for fmt in ("ipynb", "py"):
         assert student.main(["--out", str(tmp_path / "out"), "--format", fmt]) == 0
         written = tmp_path / "out" / f"99_toy.{fmt}"
@@ -106,7 +106,7 @@ STUDENT_RUNS = [nb for i, nb in enumerate(NOTEBOOKS) if i == 0 or _code_runs_aft
 @pytest.mark.parametrize("source", STUDENT_RUNS, ids=[nb.stem for nb in STUDENT_RUNS])
 def test_student_version_runs_up_to_the_exercises(source: Path, tmp_path: Path) -> None:
     path = student.write_student_version(source, tmp_path / "student", fmt="py")
-    executed = notebooks.run_notebook(path, {"PROFILE": "demo", "SMOKE": True}, tmp_path / "executed")
+    executed = runner.run_notebook(path, {"PROFILE": "demo", "SMOKE": True}, tmp_path / "executed")
     nb = nbformat.read(executed, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert code and all(c.get("execution_count") is not None for c in code), "some cells did not run"

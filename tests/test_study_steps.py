@@ -1,4 +1,4 @@
-"""The steps of notebooks 01-06 (``shiftinv.study_steps``) on tiny inputs: tables, checks and figures."""
+"""The steps of notebooks 01-06 (``shiftinv.study.analysis``) on tiny inputs: tables, checks and figures."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from shiftinv import data, explorer, invariance, models, primer, study_steps, transforms
+from shiftinv.models import accounting, vgg
+from shiftinv.shifts import geometric, invariance, periodicity, primer, relative_loss
+from shiftinv.study import aliasing, analysis, datasets, depth_heads, rotscale
+from shiftinv.viz import aliasing_plots, equivariance_plots, robustness_plots
 
 
 @pytest.fixture(autouse=True)
@@ -28,23 +31,23 @@ def image() -> torch.Tensor:
 
 def test_primer_tables_are_exact_at_multiples_of_the_stride(image: torch.Tensor) -> None:
     shifts = [0, 1, 2, 3, 4]
-    phase = study_steps.primer_phase_table(image, shifts, seed=0, depths=(1,))
+    phase = primer.primer_phase_table(image, shifts, seed=0, depths=(1,))
     assert list(phase.columns) == ["depth", "downsampler", "shift_px", "relative_error"]
-    assert len(phase) == len(shifts) * len(study_steps.PRIMER_DOWNSAMPLERS)
+    assert len(phase) == len(shifts) * len(primer.PRIMER_DOWNSAMPLERS)
     even = phase[phase.shift_px % 2 == 0]
     assert even.relative_error.max() < 1e-5 < phase[phase.shift_px % 2 == 1].relative_error.min()
-    gap = study_steps.primer_gap_table(image, shifts, seed=0, depths=(0, 2))
+    gap = primer.primer_gap_table(image, shifts, seed=0, depths=(0, 2))
     assert sorted(gap.stride.unique()) == [1, 4]
     assert gap[(gap.stride == 1) | (gap.shift_px % 4 == 0)].gap_change.max() < 1e-5
-    blur = study_steps.primer_blur_table(image, shifts, seed=0, gap=gap, depth=2, filter_sizes=(1, 3))
+    blur = primer.primer_blur_table(image, shifts, seed=0, gap=gap, depth=2, filter_sizes=(1, 3))
     assert list(blur.columns) == ["filter_size", "mean_gap_change", "max_gap_change", "maxpool_mean_gap_change"]
     assert blur.maxpool_mean_gap_change.iloc[0] == pytest.approx(gap[gap.stride == 4].gap_change.mean())
     conv = primer.toy_cnn(depth=1, down="none", channels=4, seed=0)
     a, b = conv(primer.roll(image, 3)).detach(), primer.roll(conv(image), 3).detach()
     err = primer.toy_equivariance_error(conv, image, shifts, stride=1)
-    for fig in (study_steps.plot_primer_conv_equivariance(image, a, b, 3, shifts, err),
-                study_steps.plot_primer_phase(phase, max(shifts)), study_steps.plot_primer_gap(gap),
-                study_steps.plot_primer_blur(blur, 2)):
+    for fig in (equivariance_plots.plot_primer_conv_equivariance(image, a, b, 3, shifts, err),
+                equivariance_plots.plot_primer_phase(phase, max(shifts)), equivariance_plots.plot_primer_gap(gap),
+                equivariance_plots.plot_primer_blur(blur, 2)):
         assert isinstance(fig, plt.Figure)
 
 
@@ -52,55 +55,55 @@ def test_primer_tables_are_exact_at_multiples_of_the_stride(image: torch.Tensor)
 
 
 def test_zoo_parameter_derivation_matches_the_table_and_names_a_mismatch() -> None:
-    full = study_steps.zoo_meta_models(num_classes=10, input_size=64)
-    assert set(models.HEAD_KINDS) < set(full) and all(p.is_meta for p in full["flatten"].parameters())
-    table = models.parameter_table(num_classes=10, input_size=64)
-    derivation = study_steps.zoo_parameter_derivation(full["flatten"], table, 10)
+    full = accounting.zoo_meta_models(num_classes=10, input_size=64)
+    assert set(vgg.HEAD_KINDS) < set(full) and all(p.is_meta for p in full["flatten"].parameters())
+    table = accounting.parameter_table(num_classes=10, input_size=64)
+    derivation = accounting.zoo_parameter_derivation(full["flatten"], table, 10)
     assert (derivation["computed"] == derivation["table"]).all()
     assert derivation.set_index("quantity").loc["final_gap head", "computed"] == 512 * 10 + 10
     wrong = table.copy()
     wrong.loc[wrong["head"] == "multi_gap", "trainable"] += 1
     with pytest.raises(ValueError, match="multi_gap head"):
-        study_steps.zoo_parameter_derivation(full["flatten"], wrong, 10)
-    assert isinstance(study_steps.plot_zoo_parameters(table, models.headline_reductions(table)), plt.Figure)
+        accounting.zoo_parameter_derivation(full["flatten"], wrong, 10)
+    assert isinstance(equivariance_plots.plot_zoo_parameters(table, accounting.headline_reductions(table)), plt.Figure)
 
 
 def test_zoo_receptive_fields_and_circular_drift() -> None:
-    rf = study_steps.zoo_receptive_field_table(64)
+    rf = accounting.zoo_receptive_field_table(64)
     assert set(rf["pool"]) == {"max", "blur"}
-    assert isinstance(study_steps.plot_zoo_receptive_fields(rf), plt.Figure)
+    assert isinstance(equivariance_plots.plot_zoo_receptive_fields(rf), plt.Figure)
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0), dtype=torch.float64)  # (N, 3, S, S)
     shifts = [0, 1, 2, 32]
-    drift = study_steps.zoo_circular_drift(x, shifts, width=1 / 64, seed=0, pools=("max", "aps"))
+    drift = invariance.zoo_circular_drift(x, shifts, width=1 / 64, seed=0, pools=("max", "aps"))
     assert drift.loc[drift["pool"] == "aps", "drift"].max() < 1e-12  # APS: exact at every circular shift
-    exact = study_steps.zoo_exact_shifts(drift)
+    exact = invariance.zoo_exact_shifts(drift)
     assert exact.loc["pool1", "max"] == "0, 2, 32" and exact.loc["pool5", "aps"] == "0, 1, 2, 32"
-    assert isinstance(study_steps.plot_zoo_circular_drift(drift, shifts), plt.Figure)
+    assert isinstance(equivariance_plots.plot_zoo_circular_drift(drift, shifts), plt.Figure)
 
 
 # ---------------------------------------------------------------------------- notebook 03
 
 
-def _tiny_images(n: int = 6, size: int = 32, classes: int = 3) -> data.TensorImages:
+def _tiny_images(n: int = 6, size: int = 32, classes: int = 3) -> datasets.TensorImages:
     gen = torch.Generator().manual_seed(0)
-    return data.TensorImages(torch.rand(n, 3, size, size, generator=gen), torch.arange(n) % classes)
+    return datasets.TensorImages(torch.rand(n, 3, size, size, generator=gen), torch.arange(n) % classes)
 
 
 def test_heads_data_samples_and_sizes() -> None:
     splits = SimpleNamespace(train=_tiny_images(), classes=["a", "b", "c"], image_size=32,
                              sizes=lambda: {"train": 6, "val": 2, "test": 2})
-    sizes = study_steps.heads_split_sizes(splits)
+    sizes = analysis.heads_split_sizes(splits)
     assert sizes.to_dict("list") == {"split": ["train", "val", "test"], "images": [6, 2, 2], "image_size": [32] * 3}
-    assert len(study_steps.plot_heads_data_samples(splits, n=4).axes) == 4
+    assert len(robustness_plots.plot_heads_data_samples(splits, n=4).axes) == 4
 
 
 def test_heads_figures_draw_from_tables() -> None:
     hist = pd.DataFrame({"model": ["vgg/trunk"] * 2 + ["blur/final_gap"] * 2, "epoch": [1, 2, 1, 2],
                          "val_acc": [0.5, 0.6, 0.4, 0.7], "train_loss": [1.0, 0.5, 2.0, 1.0]})
-    assert isinstance(study_steps.plot_heads_training_curves(hist), plt.Figure)
+    assert isinstance(robustness_plots.plot_heads_training_curves(hist), plt.Figure)
     summary = pd.DataFrame({"model": ["vgg/flatten", "vgg/final_gap"], "test_acc": [0.9, 0.95],
                             "head_params": [10_000, 100]})
-    assert isinstance(study_steps.plot_heads_accuracy_params(summary), plt.Figure)
+    assert isinstance(robustness_plots.plot_heads_accuracy_params(summary), plt.Figure)
 
 
 def test_heads_direct_vs_cached_accuracy_raises_on_disagreement() -> None:
@@ -111,10 +114,10 @@ def test_heads_direct_vs_cached_accuracy_raises_on_disagreement() -> None:
     ms = SimpleNamespace(splits=SimpleNamespace(test=test), profile=profile, classifier=lambda name: net)
     with torch.no_grad():
         acc = float((net(test.images).argmax(1) == test.labels).float().mean())
-    check = study_steps.heads_direct_vs_cached_accuracy(ms, "m", pd.DataFrame({"model": ["m"], "test_acc": [acc]}))
+    check = analysis.heads_direct_vs_cached_accuracy(ms, "m", pd.DataFrame({"model": ["m"], "test_acc": [acc]}))
     assert check["direct"] == pytest.approx(acc) and check["cached"] == acc
     with pytest.raises(ValueError, match="cached features disagree"):
-        study_steps.heads_direct_vs_cached_accuracy(ms, "m", pd.DataFrame({"model": ["m"], "test_acc": [acc + 0.5]}))
+        analysis.heads_direct_vs_cached_accuracy(ms, "m", pd.DataFrame({"model": ["m"], "test_acc": [acc + 0.5]}))
 
 
 # ---------------------------------------------------------------------------- notebook 04
@@ -123,24 +126,24 @@ def test_heads_direct_vs_cached_accuracy_raises_on_disagreement() -> None:
 def test_robustness_flatten_vs_gap_and_figures() -> None:
     rel = pd.DataFrame({"head": ["vgg/flatten", "vgg/final_gap", "vgg/multi_gap"], "acc_loss": [0.5, 0.1, 0.2],
                         "dataset_signed": [2.0, 0.3, 0.4], "acc0": [0.9, 0.9, 0.9], "acc_mean": [0.4, 0.8, 0.7]})
-    checks = study_steps.robustness_flatten_vs_gap(rel)
+    checks = analysis.robustness_flatten_vs_gap(rel)
     assert checks["max_gap_acc_loss"] == 0.2 and checks["flatten_loses_more_accuracy"]
     assert checks["gap_relative_loss_below_flatten"]
-    assert not study_steps.robustness_flatten_vs_gap(rel.assign(acc_loss=[0.1, 0.1, 0.2]))["flatten_loses_more_accuracy"]
-    assert isinstance(study_steps.plot_robustness_relative_loss(rel), plt.Figure)
-    order = invariance.relative_loss_definitions()
+    assert not analysis.robustness_flatten_vs_gap(rel.assign(acc_loss=[0.1, 0.1, 0.2]))["flatten_loses_more_accuracy"]
+    assert isinstance(robustness_plots.plot_robustness_relative_loss(rel), plt.Figure)
+    order = relative_loss.relative_loss_definitions()
     long = pd.DataFrame([{"head": h, "definition": d, "value": float(i + j), "computable_from_authors_outputs": c}
                          for i, h in enumerate(rel["head"])
                          for j, (d, c) in enumerate(zip(order["definition"], order["computable_from_authors_outputs"]))])
-    assert isinstance(study_steps.plot_robustness_definitions(long, order, rel["head"]), plt.Figure)
+    assert isinstance(robustness_plots.plot_robustness_definitions(long, order, rel["head"]), plt.Figure)
     line = pd.DataFrame({"head": ["vgg/flatten"] * 3 + ["aps/multi_gap"] * 3, "dx": [-1, 0, 1] * 2,
                          "accuracy": [0.5, 1.0, 0.5, 1.0, 1.0, 1.0], "loss": [1.0, 0.1, 1.0, 0.1, 0.1, 0.1]})
-    assert isinstance(study_steps.plot_robustness_profiles(line), plt.Figure)
+    assert isinstance(robustness_plots.plot_robustness_profiles(line), plt.Figure)
     frag = pd.DataFrame({"head": ["a", "b"], "p_top1_change": [0.1, 0.0], "mean_abs_change": [0.02, 0.0]})
-    assert isinstance(study_steps.plot_robustness_one_pixel(frag), plt.Figure)
+    assert isinstance(robustness_plots.plot_robustness_one_pixel(frag), plt.Figure)
     result = SimpleNamespace(num_shifts=9, num_images=4, heads=["a", "b"], meta={"seconds": 1.25})
-    assert study_steps.robustness_sweep_text(result) == "9 shifts x 4 images x 2 heads in 1.2 s"
-    assert study_steps.robustness_sweep_text(SimpleNamespace(**{**vars(result), "meta": {}})).endswith("2 heads")
+    assert analysis.robustness_sweep_text(result) == "9 shifts x 4 images x 2 heads in 1.2 s"
+    assert analysis.robustness_sweep_text(SimpleNamespace(**{**vars(result), "meta": {}})).endswith("2 heads")
 
 
 # ---------------------------------------------------------------------------- notebook 05
@@ -150,11 +153,11 @@ def test_robustness_flatten_vs_gap_and_figures() -> None:
 def tiny_model_set() -> SimpleNamespace:
     """Three width-1/64 trunks at 64 px (plain, BlurPool, APS + circular) with 3-class heads."""
     torch.manual_seed(0)
-    trunks = {"vgg": models.build_trunk(width=1 / 64).eval(),
-              "blur": models.build_trunk(width=1 / 64, pool="blur").eval(),
-              "aps": models.build_trunk(width=1 / 64, pool="aps", circular=True).eval()}
+    trunks = {"vgg": vgg.build_trunk(width=1 / 64).eval(),
+              "blur": vgg.build_trunk(width=1 / 64, pool="blur").eval(),
+              "aps": vgg.build_trunk(width=1 / 64, pool="aps", circular=True).eval()}
     kinds = {"vgg": ("flatten", "multi_gap", "final_gap"), "blur": ("multi_gap",), "aps": ("multi_gap", "final_gap")}
-    heads = {t: {k: models.build_head(k, trunks[t], num_classes=3, input_size=64).eval() for k in ks}
+    heads = {t: {k: vgg.build_head(k, trunks[t], num_classes=3, input_size=64).eval() for k in ks}
              for t, ks in kinds.items()}
     return SimpleNamespace(trunks=trunks, heads=heads)
 
@@ -163,25 +166,25 @@ def test_aliasing_steps_run_the_three_settings(tiny_model_set: SimpleNamespace) 
     ms = tiny_model_set
     images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))  # (N, 3, H, W)
     labels = torch.tensor([0, 1])
-    circ = explorer.same_weights_trunk(ms.trunks["vgg"], circular=True)
-    settings = study_steps.aliasing_settings(ms, ms.heads["vgg"], circ, "zero")
+    circ = depth_heads.same_weights_trunk(ms.trunks["vgg"], circular=True)
+    settings = aliasing.aliasing_settings(ms, ms.heads["vgg"], circ, "zero")
     assert {k: v[1] for k, v in settings.items()} == {"protocol": "zero", "circular": "circular", "aps": "circular"}
-    results = {name: study_steps.aliasing_run_setting(name, setting, images, labels, 4, {"test": "tiny"},
+    results = {name: aliasing.aliasing_run_setting(name, setting, images, labels, 4, {"test": "tiny"},
                                                       batch_size=16, device="cpu")
                for name, setting in settings.items()}
     assert results["circular"].num_shifts == 8 and results["protocol"].num_images == 2
-    curves = study_steps.aliasing_spectra_curves(results, ["multi_gap", "flatten"])
+    curves = aliasing.aliasing_spectra_curves(results, ["multi_gap", "flatten"])
     assert set(curves["what"]) == {"response", "power"} and set(curves["setting"]) == {"protocol", "circular"}
-    periods = {h: explorer.predicted_period(ms.trunks["vgg"], ms.heads["vgg"][h]) for h in ("multi_gap", "flatten")}
-    assert isinstance(study_steps.plot_aliasing_spectra(curves, periods, "tiny"), plt.Figure)
-    table = study_steps.aliasing_period_table(results, ms.trunks, ms.heads, circ)
+    periods = {h: periodicity.predicted_period(ms.trunks["vgg"], ms.heads["vgg"][h]) for h in ("multi_gap", "flatten")}
+    assert isinstance(aliasing_plots.plot_aliasing_spectra(curves, periods, "tiny"), plt.Figure)
+    table = aliasing.aliasing_period_table(results, ms.trunks, ms.heads, circ)
     assert "exact_is_predicted" in table and set(table["setting"]) == set(settings)
-    assert isinstance(study_steps.plot_aliasing_periodicity(table), plt.Figure)
-    check = study_steps.aliasing_boundary_check(table)
+    assert isinstance(aliasing_plots.plot_aliasing_periodicity(table), plt.Figure)
+    check = aliasing.aliasing_boundary_check(table)
     assert list(check["setting"]) == ["protocol", "circular", "aps", "aps"]
     assert check.loc[check["head"] == "aps/final_gap", "invariance_deviation"].iloc[0] < 1e-4  # APS: invariant
-    assert isinstance(study_steps.plot_aliasing_boundary(results), plt.Figure)
-    chosen = study_steps.aliasing_explorer_models(ms, ms.heads["vgg"], circ)
+    assert isinstance(aliasing_plots.plot_aliasing_boundary(results), plt.Figure)
+    chosen = aliasing.aliasing_explorer_models(ms, ms.heads["vgg"], circ)
     assert {"vgg/flatten", "vgg+circular/multi_gap", "blur/multi_gap", "aps/final_gap"} <= set(chosen)
 
 
@@ -196,7 +199,7 @@ def test_rotscale_protocol_table_and_figures(tiny_model_set: SimpleNamespace) ->
     def predictor(t: str):
         def predict(x: torch.Tensor) -> dict[str, torch.Tensor]:
             with torch.no_grad():
-                return models.run_heads(trunks[t], heads[t], x)
+                return vgg.run_heads(trunks[t], heads[t], x)
         return predict
 
     profile = SimpleNamespace(sweep_batch=8, to_dict=lambda: {"name": "tiny-rotscale"})
@@ -204,28 +207,28 @@ def test_rotscale_protocol_table_and_figures(tiny_model_set: SimpleNamespace) ->
                          names=lambda: ["vgg/flatten", "vgg/final_gap"])
     images = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(2))
     labels = torch.tensor([0, 1, 2])
-    table = study_steps.rotscale_table(ms, images, labels, (0.0, 10.0), (0.5, 1.0), device="cpu")
+    table = rotscale.rotscale_table(ms, images, labels, (0.0, 10.0), (0.5, 1.0), device="cpu")
     assert set(table["head"]) == {"vgg/flatten", "vgg/final_gap"} and set(table["kind"]) == {"rotation", "scale"}
     assert len(table) == 2 * (2 + 2)
     names = ms.names()
-    palette = study_steps.rotscale_palette(names)
-    assert isinstance(study_steps.plot_rotscale_curves(table, names, palette, "tiny"), plt.Figure)
-    summary = transforms.robustness_summary(table).rename(columns={"head": "model"})
-    assert isinstance(study_steps.plot_rotscale_summary(summary, names, palette), plt.Figure)
-    panels = study_steps.rotscale_examples(images[:1], [0.0, 10.0], [0.5])
+    palette = robustness_plots.rotscale_palette(names)
+    assert isinstance(robustness_plots.plot_rotscale_curves(table, names, palette, "tiny"), plt.Figure)
+    summary = geometric.robustness_summary(table).rename(columns={"head": "model"})
+    assert isinstance(robustness_plots.plot_rotscale_summary(summary, names, palette), plt.Figure)
+    panels = rotscale.rotscale_examples(images[:1], [0.0, 10.0], [0.5])
     assert [t for t, _ in panels] == ["rotation 0 deg", "rotation 10 deg", "scale 0.5"]
-    assert isinstance(study_steps.plot_rotscale_examples(panels, "tiny"), plt.Figure)
+    assert isinstance(robustness_plots.plot_rotscale_examples(panels, "tiny"), plt.Figure)
 
 
 def test_rotscale_zero_canvas_keeps_only_the_centre_copy() -> None:
     x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(3))
-    out = study_steps.rotscale_rescale_zero_canvas(x, 0.5)
-    top, left, nh, nw = transforms.scaled_box((32, 32), 0.5)
+    out = rotscale.rotscale_rescale_zero_canvas(x, 0.5)
+    top, left, nh, nw = geometric.scaled_box((32, 32), 0.5)
     inside = torch.zeros_like(out, dtype=torch.bool)
     inside[..., top:top + nh, left:left + nw] = True
     assert (out[~inside] == 0).all() and out[inside].abs().sum() > 0
-    assert torch.equal(study_steps.rotscale_rescale_zero_canvas(x, 1.5),
-                       transforms.rescale(x, 1.5))
+    assert torch.equal(rotscale.rotscale_rescale_zero_canvas(x, 1.5),
+                       geometric.rescale(x, 1.5))
     predict = lambda imgs: {"h": torch.stack([imgs.mean((1, 2, 3)), -imgs.mean((1, 2, 3))], 1)}  # noqa: E731
-    zero = study_steps.rotscale_zero_canvas_table(predict, x, torch.tensor([0]), [0.5], "cpu")
+    zero = rotscale.rotscale_zero_canvas_table(predict, x, torch.tensor([0]), [0.5], "cpu")
     assert zero.to_dict("records") == [{"scale": 0.5, "head": "h", "accuracy_zero_canvas": 1.0}]

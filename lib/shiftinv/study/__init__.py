@@ -1,0 +1,13 @@
+"""The classification study of notebooks 03-06: what is trained, on what, and the tables made from it.
+
+- ``profiles``      a profile (demo, natural, cifar, paper): data, backbone, sizes and recipe in one object
+- ``datasets``, ``digits``  the datasets with their splits (``digits``: digits on a canvas)
+- ``feature_data``, ``training``  batches and trunk features; the training loop, cached and resumable
+- ``modelset``      every trunk and head of a profile, trained or loaded (notebook 03)
+- ``analysis``      translation sweeps of the model set and the robustness tables (notebooks 03-04)
+- ``intervals``     bootstrap intervals and head-seed spreads of the claims
+- ``aliasing``, ``depth_heads``  notebook 05's settings, sweeps and periods; GAP heads at every depth
+- ``rotscale``      notebook 06's rotation and scaling protocols
+- ``authors``       the authors' result files, read safely and converted to the workbook's conventions
+- ``sweep_cli``     ``python -m shiftinv.study.sweep_cli`` (``torchrun``): the sweep of notebook 03's models
+"""

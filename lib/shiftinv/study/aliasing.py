@@ -1,0 +1,123 @@
+"""The aliasing study of notebook 05: settings (borders, circular shifts), sweeps, spectra and periods.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+import torch
+
+from ..shifts import invariance, periodicity, sweep, sweep_result
+from ..workbook import cache
+from . import depth_heads
+
+# ============================================================================ notebook 05 · aliasing periodicity
+
+
+def aliasing_settings(ms: Any, vgg_heads: Mapping[str, Any], circ: Any, shift_mode: str) -> dict[str, tuple[dict, str]]:
+    """The three settings of notebook 05: ``{name: ({trunk: (trunk, {head: Head})}, shift mode)}``.
+
+    ``protocol``: the plain and BlurPool trunks as trained, the profile's ``shift_mode``;
+    ``circular``: ``circ`` (the plain weights with circular padding) under circular shifts;
+    ``aps``: the APS trunk under circular shifts.
+    """
+    return {
+        "protocol": ({"vgg": (ms.trunks["vgg"], vgg_heads), "blur": (ms.trunks["blur"], ms.heads["blur"])},
+                     shift_mode),
+        "circular": ({"vgg": (circ, vgg_heads)}, "circular"),
+        "aps": ({"aps": (ms.trunks["aps"], ms.heads["aps"])}, "circular"),
+    }
+
+
+def aliasing_run_setting(name: str, setting: tuple[dict, str], images: torch.Tensor, labels: torch.Tensor,
+                         max_shift: int, key: Mapping[str, Any], *, batch_size: int,
+                         device: str | torch.device | None) -> sweep_result.SweepResult:
+    """Sweep one setting of :func:`aliasing_settings` over ``dx = -max_shift .. max_shift - 1`` at ``dy = 0``
+    (every integer), logits kept; cached by ``key`` (profile, trunk fingerprint), the setting and the heads' weights.
+
+    Args:
+        images: ``(N, 3, H, W)`` in [0, 1]; labels: ``(N,)``.
+    """
+    chosen, mode = setting
+    line = [(dx, 0) for dx in range(-max_shift, max_shift)]
+    config = {**key, "setting": name, "mode": mode, "line": [max_shift], "n": int(images.shape[0]),
+              "heads": {t: {h: cache.state_fingerprint(m) for h, m in hs.items()} for t, (_, hs) in chosen.items()}}
+    state = cache.cached("aliasing_sweep", config, lambda: sweep.sweep_models(
+        chosen, images, labels, line, mode, batch_size=batch_size, device=device,
+        keep_logits=True, progress=True).to_state())
+    return sweep_result.SweepResult.from_state(state)
+
+
+def aliasing_spectra_curves(results: Mapping[str, sweep_result.SweepResult], heads: Sequence[str],
+                            settings: Sequence[str] = ("protocol", "circular"),
+                            field: str = "true_logit") -> pd.DataFrame:
+    """Image-mean response along ``dx`` and its image-pooled power spectrum, per setting and plain-trunk head.
+
+    Returns:
+        rows ``setting``, ``head``, ``what`` (``"response"``: ``x`` = dx in px, ``value`` = mean
+        response; ``"power"``: ``x`` = frequency in cycles/px, ``value`` = power summed over images).
+    """
+    curves = []
+    for h in heads:
+        for name in settings:
+            dxs, vals = invariance.response_profile(results[name], f"vgg/{h}", field)  # (S,), (N, S)
+            mean = vals.mean(0)
+            freqs, power = periodicity.spectrum_1d(vals)  # (F,), (N, F)
+            pooled = power.sum(0)
+            curves += [{"setting": name, "head": h, "what": "response", "x": float(x), "value": float(v)}
+                       for x, v in zip(dxs, mean)]
+            curves += [{"setting": name, "head": h, "what": "power", "x": float(f), "value": float(p)}
+                       for f, p in zip(freqs, pooled)]
+    return pd.DataFrame(curves)
+
+
+def aliasing_period_table(results: Mapping[str, sweep_result.SweepResult], trunks: Mapping[str, Any],
+                          heads: Mapping[str, Mapping[str, Any]], circ: Any,
+                          fields: Sequence[str] = ("loss", "true_logit", "accuracy")) -> pd.DataFrame:
+    """``periodicity.periodicity_summary`` of every setting and head, with the predicted periods and
+    ``exact_is_predicted`` (exact period found == predicted).
+
+    Args:
+        trunks: ``{trunk name: trunk}``; heads: ``{trunk name: {head name: Head}}``.
+        circ: the circular-padding trunk, whose periods the ``circular`` setting predicts.
+    """
+    tables = []
+    for name, res in results.items():
+        predicted = {}
+        for h in res.heads:
+            t, head = h.split("/")
+            predicted[h] = periodicity.predicted_period(circ if name == "circular" else trunks[t], heads[t][head])
+        tables.append(periodicity.periodicity_summary(res, predicted, fields=fields, label=name))
+    period_table = pd.concat(tables, ignore_index=True)
+    period_table["exact_is_predicted"] = period_table["exact_period"] == period_table["predicted_period"]
+    return period_table
+
+
+ALIASING_BOUNDARY_CURVES = (("protocol", "vgg/multi_gap", "-"), ("circular", "vgg/multi_gap", "--"),
+                            ("aps", "aps/multi_gap", "-"), ("aps", "aps/final_gap", ":"))
+
+
+def aliasing_boundary_check(period_table: pd.DataFrame,
+                            curves: Sequence[tuple[str, str, str]] = ALIASING_BOUNDARY_CURVES) -> pd.DataFrame:
+    """Predicted period, periodic and invariance deviation of the true-class logit for each
+    ``(setting, head, line style)`` of ``curves`` (rows of :func:`aliasing_period_table`)."""
+    check = []
+    for name, head, _ in curves:
+        row = period_table[(period_table["setting"] == name) & (period_table["head"] == head)
+                           & (period_table["field"] == "true_logit")].iloc[0]
+        check.append({"setting": name, "head": head, "predicted_period": row["predicted_period"],
+                      "periodic_deviation": row["periodic_deviation"],
+                      "invariance_deviation": row["invariance_deviation"]})
+    return pd.DataFrame(check)
+
+
+def aliasing_explorer_models(ms: Any, vgg_heads: Mapping[str, Any], circ: Any) -> dict[str, depth_heads.HeadModel]:
+    """The explorer's models: ``vgg/<head>``, ``vgg+circular/<head>`` (same weights, circular padding),
+    and every head of the ``blur`` and ``aps`` trunks."""
+    vgg = ms.trunks["vgg"]
+    chosen = {f"vgg/{h}": depth_heads.HeadModel(vgg, m) for h, m in vgg_heads.items()}
+    chosen.update({f"vgg+circular/{h}": depth_heads.HeadModel(circ, m) for h, m in vgg_heads.items()})
+    chosen.update({f"{t}/{h}": depth_heads.HeadModel(ms.trunks[t], m) for t in ("blur", "aps")
+                   for h, m in ms.heads[t].items()})
+    return chosen

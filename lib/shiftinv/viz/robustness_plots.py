@@ -1,0 +1,217 @@
+"""Figures of notebooks 03, 04 and 06: training, shift maps, relative loss, rotation and scaling.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+from matplotlib.ticker import NullFormatter
+
+from ..study import datasets
+
+
+def plot_shift_maps(frame: pd.DataFrame, field: str = "accuracy", heads: list[str] | None = None,
+                    ncols: int = 5, vmin: float | None = None, vmax: float | None = None):
+    """Heat maps of ``field`` over (dx, dy) per head (the paper's figure), one panel per head."""
+    import matplotlib.pyplot as plt
+
+    heads = heads or list(dict.fromkeys(frame["head"]))
+    nrows = (len(heads) + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.5 * nrows + 0.4), squeeze=False)
+    vmin = frame[field].min() if vmin is None else vmin
+    vmax = frame[field].max() if vmax is None else vmax
+    im = None
+    for i, (ax, h) in enumerate(zip(axes.flat, heads)):
+        g = frame[frame["head"] == h]
+        table = g.pivot(index="dy", columns="dx", values=field).sort_index()
+        xs, ys = table.columns.to_numpy(), table.index.to_numpy()
+        step_x = (xs[1] - xs[0]) if len(xs) > 1 else 1
+        step_y = (ys[1] - ys[0]) if len(ys) > 1 else 1
+        im = ax.imshow(table.to_numpy(), origin="lower", vmin=vmin, vmax=vmax, aspect="equal",
+                       extent=(xs[0] - step_x / 2, xs[-1] + step_x / 2, ys[0] - step_y / 2, ys[-1] + step_y / 2),
+                       cmap="viridis" if field != "loss" else "magma")
+        ax.set_title(h, fontsize=9)
+        ax.set_xlabel("dx (px)")
+        if i % ncols == 0:
+            ax.set_ylabel("dy (px)")
+        else:
+            ax.tick_params(labelleft=False)
+        ax.grid(False)
+    for ax in list(axes.flat)[len(heads):]:
+        ax.axis("off")
+    if im is not None:
+        fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label=field)
+    return fig
+
+
+def plot_heads_data_samples(splits: datasets.Splits, n: int = 8, seed: int = 0) -> plt.Figure:
+    """``n`` training images (drawn with ``datasets.take(..., seed)``) with their class names."""
+    show, show_labels = datasets.as_tensors(datasets.take(splits.train, n, seed=seed))  # (n, 3, H, W)
+    fig, axes = plt.subplots(1, n, figsize=(1.5 * n, 1.9))
+    for ax, img, lab in zip(axes, show, show_labels):
+        ax.imshow(img.permute(1, 2, 0).numpy())
+        ax.set_title(splits.classes[int(lab)][:12], fontsize=8)
+        ax.axis("off")
+    return fig
+
+
+def plot_heads_training_curves(hist: pd.DataFrame) -> plt.Figure:
+    """Validation accuracy and training loss per epoch of every model (``analysis.history_frame``)."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    for name, g in hist.groupby("model", sort=False):
+        style = "-" if name.endswith("/trunk") else "--" if name.startswith(("blur", "aps")) else "-"
+        axes[0].plot(g.epoch, g.val_acc, style, marker="o", ms=3, label=name)
+        axes[1].plot(g.epoch, g.train_loss, style, marker="o", ms=3, label=name)
+    axes[0].set(xlabel="epoch", ylabel="validation accuracy", title="validation accuracy (early stopping)")
+    axes[1].set(xlabel="epoch", ylabel="training cross-entropy", title="training loss", yscale="log")
+    axes[1].legend(fontsize=7, ncol=2)
+    return fig
+
+
+def plot_heads_accuracy_params(summary: pd.DataFrame) -> plt.Figure:
+    """Test accuracy per model (bars) and against its trainable head parameters (log x)."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    colors = dict(zip(summary.model, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3))
+    axes[0].barh(summary.model, summary.test_acc, color=[colors[m] for m in summary.model])
+    axes[0].invert_yaxis()
+    axes[0].set(xlabel="test accuracy (centred images)", xlim=(0, 1), title="accuracy")
+    for m, a in zip(summary.model, summary.test_acc):
+        axes[0].text(min(a, 0.9), m, f" {a:.3f}", va="center", fontsize=8)
+    axes[1].scatter(summary.head_params, summary.test_acc, c=[colors[m] for m in summary.model])
+    for _, r in summary.iterrows():
+        axes[1].annotate(r.model, (r.head_params, r.test_acc), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    axes[1].set(xscale="log", xlabel="trainable parameters (head)", ylabel="test accuracy",
+                title="accuracy vs trainable parameters")
+    return fig
+
+
+def plot_robustness_profiles(line: pd.DataFrame) -> plt.Figure:
+    """Accuracy and loss along ``dx`` (``dy = 0``) per head (``analysis.shift_frame`` of a profile sweep)."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4))
+    for h, g in line.groupby("head", sort=False):
+        style = ":" if h.startswith("aps") else "--" if h.startswith("blur") else "-"
+        axes[0].plot(g.dx, g.accuracy, style, marker=".", label=h)
+        axes[1].plot(g.dx, g.loss, style, marker=".", label=h)
+    axes[0].set(xlabel="horizontal shift dx (px), dy = 0", ylabel="accuracy", ylim=(-0.02, 1.02),
+                title="accuracy along a horizontal shift")
+    axes[1].set(xlabel="horizontal shift dx (px), dy = 0", ylabel="cross-entropy", yscale="log",
+                title="loss along a horizontal shift")
+    axes[1].legend(fontsize=7, ncol=2)
+    return fig
+
+
+def plot_robustness_relative_loss(rel: pd.DataFrame) -> plt.Figure:
+    """``dataset_signed`` per head, and accuracy unshifted vs mean over the grid (columns of ``rel``)."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 3.8))
+    axes[0].barh(rel["head"], rel["dataset_signed"])
+    axes[0].set(xlabel="mean_s (L(s) - L(0)) / L(0)", title="average relative loss (dataset_signed)")
+    axes[0].invert_yaxis()
+    x = np.arange(len(rel))
+    axes[1].bar(x - 0.2, rel["acc0"], 0.4, label="unshifted")
+    axes[1].bar(x + 0.2, rel["acc_mean"], 0.4, label="mean over the shift grid")
+    axes[1].set_xticks(x, rel["head"], rotation=30, ha="right", fontsize=8)
+    axes[1].set(ylabel="accuracy", ylim=(0, 1), title="accuracy: centred vs shifted")
+    axes[1].legend(fontsize=8)
+    return fig
+
+
+def _definition_panel(ax: plt.Axes, part: pd.DataFrame, heads: Sequence[str], title: str) -> None:
+    """One heat map of ``value`` (head x definition), each column scaled by its largest |value|."""
+    table = part.pivot(index="head", columns="definition", values="value").loc[list(heads),
+                                                                              part["definition"].unique()]
+    values = table.to_numpy(dtype=float)
+    scale = np.nanmax(np.abs(values), axis=0, keepdims=True)
+    ax.imshow(values / np.where(scale > 0, scale, 1), cmap="coolwarm", vmin=-1, vmax=1, aspect="auto")
+    for (i, j), v in np.ndenumerate(values):
+        ax.text(j, i, f"{v:.2g}", ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(table.shape[1]), table.columns, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(table)), table.index, fontsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.grid(False)
+
+
+def plot_robustness_definitions(long: pd.DataFrame, definitions: pd.DataFrame, heads: Sequence[str]) -> plt.Figure:
+    """Every relative-loss definition per head, split into the dataset-level ones and the per-image ones.
+
+    Args:
+        long: ``relative_loss.relative_loss_long`` (``head``, ``definition``, ``value``,
+            ``computable_from_authors_outputs``).
+        definitions: ``invariance.relative_loss_definitions()``.
+        heads: row order.
+    """
+    computable = definitions.computable_from_authors_outputs
+    fig, axes = plt.subplots(1, 2, figsize=(13, 0.35 * len(heads) + 1.8), sharey=True,
+                             gridspec_kw={"width_ratios": [int(computable.sum()), int((~computable).sum())]})
+    for ax, flag, title in ((axes[0], True, "computable from the authors' outputs"),
+                            (axes[1], False, "workbook additions (per-image)")):
+        _definition_panel(ax, long[long["computable_from_authors_outputs"] == flag], heads, title)
+    fig.suptitle("average relative loss: every definition (colour: value / largest |value| of its column)", y=1.03)
+    return fig
+
+
+def plot_robustness_one_pixel(frag: pd.DataFrame) -> plt.Figure:
+    """P(top-1 changes) and mean |change of p(true)| per 1-px diagonal step, per head."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
+    axes[0].barh(frag["head"], frag["p_top1_change"])
+    axes[0].invert_yaxis()
+    axes[0].set(xlabel="P(top-1 changes) per 1-px diagonal step", title="one-pixel fragility")
+    axes[1].barh(frag["head"], frag["mean_abs_change"])
+    axes[1].invert_yaxis()
+    axes[1].set(xlabel="mean |change of p(true class)| per step", title="probability jitter")
+    return fig
+
+
+def plot_rotscale_examples(panels: Sequence[tuple[str, torch.Tensor]], title: str) -> plt.Figure:
+    """The images of :func:`rotscale_examples` side by side (clamped to [0, 1])."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.9))
+    for ax, (name, img) in zip(axes, panels):
+        ax.imshow(img[0].permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+        ax.set_title(name)
+        ax.axis("off")
+    fig.suptitle(title)
+    return fig
+
+
+def rotscale_palette(names: Sequence[str]) -> dict[str, Any]:
+    """One colour-blind-safe colour per model name (seaborn's ``colorblind`` palette)."""
+    return dict(zip(names, sns.color_palette("colorblind", len(names))))
+
+
+def plot_rotscale_curves(table: pd.DataFrame, names: Sequence[str], palette: Mapping[str, Any],
+                         title: str) -> plt.Figure:
+    """Accuracy against angle and against scale (log axis) for each model ``names`` (colours: ``palette``)."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.3), sharey=True)
+    for ax, kind, xlabel in ((axes[0], "rotation", "rotation angle (degrees)"), (axes[1], "scale", "scale factor")):
+        part = table[table["kind"] == kind]
+        for name in names:
+            rows = part[part["head"] == name].sort_values("value")
+            style = "--" if name.startswith("blur/") else (":" if name.startswith("aps/") else "-")
+            ax.plot(rows["value"], rows["accuracy"], style, marker="o", ms=3, color=palette[name], label=name)
+        ax.set(xlabel=xlabel, title=f"accuracy vs {kind}")
+    axes[1].axvline(1.0, color="k", lw=0.5)
+    axes[1].set_xscale("log")
+    axes[1].set_xticks([0.125, 0.25, 0.5, 1, 2], ["1/8", "1/4", "1/2", "1", "2"])
+    axes[1].xaxis.set_minor_formatter(NullFormatter())
+    axes[0].set_ylabel("test accuracy")
+    axes[1].legend(fontsize="small", bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.suptitle(title)
+    return fig
+
+
+def plot_rotscale_summary(summary: pd.DataFrame, names: Sequence[str], palette: Mapping[str, Any]) -> plt.Figure:
+    """Mean relative accuracy drop per model, rotation and scale (``summary``: ``geometric.robustness_summary``
+    with ``head`` renamed ``model``)."""
+    wide = summary.pivot(index="model", columns="kind", values=["accuracy_mean", "relative_drop"]).loc[list(names)]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.45 * len(names) + 1.6), sharey=True)
+    for ax, kind in zip(axes, ("rotation", "scale")):
+        vals = wide[("relative_drop", kind)]
+        ax.barh(range(len(vals)), vals.values, color=[palette[m] for m in vals.index])
+        ax.set(title=f"mean relative accuracy drop, {kind}", xlabel="1 - mean acc / acc(identity)")
+    axes[0].set_yticks(range(len(names)), names)
+    axes[0].invert_yaxis()
+    return fig

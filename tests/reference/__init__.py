@@ -1,0 +1,2 @@
+"""Test-only references (not part of the installed package).
+"""
