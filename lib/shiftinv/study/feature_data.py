@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, Protocol
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -23,14 +23,6 @@ Inputs = Tensor | dict[str, Tensor]
 
 
 Extractor = Callable[[Tensor], Any]
-
-
-class Batchable(Protocol):
-    """In-memory data: ``len`` and ``batch(index (B,)) -> (inputs, labels (B,))``."""
-
-    def __len__(self) -> int: ...
-
-    def batch(self, index: Tensor) -> tuple[Inputs, Tensor]: ...
 
 
 @dataclass
