@@ -163,7 +163,7 @@ def train_metric(metric: PerceptualMetric, features: Tensor | tuple[Tensor, Tens
     n = pairs[0].shape[0]
     run = _MetricRun(metric, config, pairs, targets, *_metric_optimiser(metric, config))
     ckpt = checkpoints.Checkpoint(checkpoint, {"config": asdict(config), "metric": _metric_id(metric), "n": n},
-                            every=config.checkpoint_every)
+                                  every=config.checkpoint_every)
     start = _resume_metric(run, ckpt.resume(), checkpoint)
     for epoch in range(start, config.epochs):
         train_loss = _metric_epoch(run, epoch)

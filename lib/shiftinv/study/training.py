@@ -159,7 +159,9 @@ def fit(
     """
     if cfg.shift_aug and extractor is None and isinstance(train, FeatureData):
         raise ValueError("shift augmentation needs images, not cached features: pass images and an extractor")
-    ckpt = Checkpoint(checkpoint, {"train": cfg.to_dict(), "initial": cache.state_fingerprint(model)})
+    # the initial-weights hash is only needed to recognise this run's checkpoint
+    initial = cache.state_fingerprint(model) if checkpoint is not None else None
+    ckpt = Checkpoint(checkpoint, {"train": cfg.to_dict(), "initial": initial})
     run = _fit_setup(model, train, val, cfg, extractor, desc)
     state = _fit_resume(run, ckpt.resume())
     with runtime.reproducible():

@@ -1,5 +1,5 @@
 """Checkpoint-and-resume and divergence checks, shared by classifier training (:mod:`shiftinv.study.training`)
-and metric training (:mod:`shiftinv.perceptual.metrics.metric_training`).
+and metric training (:mod:`shiftinv.perceptual.metric_training`).
 """
 
 from __future__ import annotations
