@@ -11,40 +11,29 @@
 # %% [markdown]
 # # 04 · Translation robustness: heat maps, profiles, relative loss, one-pixel fragility
 #
-# The paper's central experiment: every test image is shifted by every `(dx, dy)` of a grid and
-# each head's loss and accuracy recorded per shift. A fully connected head on Flatten(pool5) has
-# one weight per pool5 *position*, so it recognises the object only where it saw it in
-# training; heads on global average pools do not care where the features are, up to the
-# aliasing of the stride-2 pools (notebook 05).
+# The paper's central experiment: shift every test image by every `(dx, dy)` of a grid and record each
+# head's loss and accuracy. A fully connected head on Flatten(pool5) has one weight per pool5 *position*;
+# a head on global average pools has none. How much does each lose when the image moves?
 #
-# This notebook loads the models trained in notebook 03 (cached; trained here if absent), sweeps
-# them with the batched engine (`shiftinv.shifts.sweep`), and draws:
-#
-# - accuracy and loss maps over the 2-D shift grid for every head (the paper's heat maps);
-# - 1-D profiles along `dx` for every model, BlurPool and APS included;
-# - the "average relative loss" under translation, for **every** candidate definition
-#   (the paper's 0.09 → 0.05 does not say which; `shiftinv.shifts.invariance`);
-# - one-pixel fragility: how often the top-1 prediction changes between consecutive 1-px
-#   diagonal shifts (Azulay & Weiss 2019).
-#
-# Figures written: `04_shift_maps_accuracy`, `04_shift_maps_loss`, `04_shift_profiles`,
-# `04_relative_loss`, `04_relative_loss_definitions`, `04_one_pixel` (PNG + PDF + the numbers behind each).
+# Figures: `04_shift_maps_accuracy`, `04_shift_maps_loss`, `04_shift_profiles`, `04_relative_loss`,
+# `04_relative_loss_definitions`, `04_precision` (bf16 profiles), `04_one_pixel`.
 
 # %%
 # library
 import numpy as np
 import pandas as pd
+from IPython.display import Markdown, display
 
 from shiftinv.shifts import invariance, relative_loss
-from shiftinv.study import analysis, intervals, modelset, profiles
+from shiftinv.study import analysis, modelset, precision, profiles, replicates
 from shiftinv.viz import figures, robustness_plots
-from shiftinv.workbook import runtime
+from shiftinv.workbook import claims, runtime
 
 figures.set_style()
 pd.set_option("display.width", 160)
 
 # %% tags=["parameters"]
-PROFILE: str = "demo"  # demo (digits, CPU) | natural (MNIST canvas, HED VGG-16, CPU) | cifar (GPU) | paper (ImageNet-160, GPU)
+PROFILE: str = "demo"  # demo (digits, CPU) | natural (MNIST canvas, HED VGG-16, CPU) | cifar (CIFAR-10 photos, HED VGG-16, CPU) | paper (ImageNet-160, GPU)
 SMOKE: bool = False  # tiny sizes, used by the test tier
 IMAGENET_DIR: str = ""  # paper: ImageNet folder with train/<wnid>/ and val/<wnid>/
 CIFAR_DIR: str = ""  # cifar: CIFAR-10 folder (empty: $SHIFTINV_DATA/cifar10_jpg)
@@ -52,136 +41,171 @@ MNIST_DIR: str = ""  # natural: folder holding MNIST/raw (empty: $SHIFTINV_DATA/
 VGG_WEIGHTS: str = ""  # hed | keras:<path.h5> | torchvision-features | IMAGENET1K_V1 | a .pth (empty: the profile's)
 DEVICE: str = ""  # cpu, cuda, ... (empty: CUDA when available, else CPU)
 OVERRIDES: str = ""  # sizes for bigger runs, comma-separated FIELD:VALUE (e.g. image_size:256,n_sweep:1000)
+PRECISION: str = ""  # float32 | bf16: the trunk's arithmetic (empty: the profile's; paper runs float32 as the authors did)
+RECIPE: str = ""  # may2026 | nov2024: the authors' head recipe (empty: the profile's)
 
 # %%
 figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
 # derived settings (never in the parameters cell)
 profile = profiles.profile_from_params(PROFILE, SMOKE, data_dir=IMAGENET_DIR or CIFAR_DIR or MNIST_DIR,
-                                       weights=VGG_WEIGHTS, device=DEVICE, overrides=OVERRIDES)
-print(f"profile {profile.name} (smoke={profile.smoke}): shifts {profile.shift_mode} +-{profile.shift_radius} px, "
-      f"2-D grid step {profile.grid_step}, 1-D step {profile.profile_step}, {profile.n_sweep} test images, "
+                                       weights=VGG_WEIGHTS, device=DEVICE, overrides=OVERRIDES,
+                                       precision=PRECISION, recipe=RECIPE)
+print(f"profile {profile.name} (smoke={profile.smoke}): shifts {profile.shift_mode} +-{profile.shift_radius} px; "
+      f"2-D grid every {profile.grid_step} px on {profile.sweep_size('grid')} images; 1-D line every "
+      f"{profile.profile_step} px on {profile.sweep_size('profile')} images ({profile.sweep_size('profile', 'aps')} "
+      f"for the BlurPool / APS trunks); trunk passes in {profile.precision}; "
       f"device {runtime.default_device(profile.device)}")
 
 # %% [markdown]
 # ## 1. The models (from notebook 03's cache)
+#
+# Every number below is a mean over **runs**: the seeds of each head (and, where the profile trains its
+# trunk, retrained trunks), each run swept on the same images. The figures draw one run, the profile's
+# own seed; the tables give the mean, its 95% interval over images and runs, and the range over runs.
 
 # %%
 ms = modelset.train_or_load_models(profile)
+reps = replicates.trunk_replicates(ms)
+print(analysis.runs_text(reps))
 ms.summary[["model", "test_acc", "head_params", "trunk_source"]]
 
 # %% [markdown]
 # ## 2. Heat maps over the 2-D shift grid
 #
-# The heads on the plain trunk, every shift of the grid, every sweep image. In `demo` and
-# `natural` the digit sits on a zero canvas, so a shift moves the digit and nothing else
-# (`mode="zero"`, the authors' MNIST-canvas test); on natural images (`cifar`, `paper`) the image
-# is extended by mirroring (the paper's 3×3 mirrored mosaic). In `natural` the trunk is a real
-# VGG-16 trained on natural images (HED, see notebook 03), so this is the paper's effect on real
-# features, on the authors' canvas with the grid printed above (theirs: ±25 px at 1 px steps; the
-# step here is the profile's `grid_step`, the 1-D profiles below use `profile_step`).
-# Shifts are the workbook's `(dx, dy)` (content moves right / down); the authors' result keys
-# `(desp_h, desp_v)` move the content up / left along rows / columns and equal `(-dy, -dx)`
-# (`shiftinv.study.authors.to_workbook_shift`; their pickles read with `shiftinv.study.authors.read_results`).
+# The heads on the plain trunk, every shift of the grid. On a zero canvas (`demo`, `natural`) a shift moves
+# the digit and nothing else, as in the authors' MNIST test; on photographs (`cifar`, `paper`) the image is
+# extended by mirroring (the paper's 3x3 mirror mosaic). Shifts are the workbook's `(dx, dy)` (content
+# moves right / down); the authors' ImageNet keys `(desp_h, desp_v)` equal `(-dy, -dx)`
+# (`shiftinv.study.authors`).
 
 # %%
-grid = analysis.translation_sweep(ms, "grid", trunks=["vgg"])
+grids = analysis.replicate_sweeps(reps, "grid", trunks=["vgg"])  # every run, on the same images
+grid = analysis.main_runs(grids[0])
 maps = analysis.shift_frame(grid)
-print(analysis.robustness_sweep_text(grid))
+print(analysis.robustness_sweep_text(grids[0]))
 fig = robustness_plots.plot_shift_maps(maps, "accuracy", ncols=len(grid.heads), vmin=0.0, vmax=1.0)
-fig.suptitle("top-1 accuracy over the shift grid (centre = unshifted)", y=1.04)
+fig.suptitle(f"top-1 accuracy over the shift grid (centre = unshifted; {grid.num_images} images, so steps of "
+             f"{1 / grid.num_images:.3g}; main seed)", y=1.04)
 figures.save_figure(fig, "04_shift_maps_accuracy", maps)
+
+# %% [markdown]
+# What to see, in this run's numbers (the lattice is the pool5 stride's half, where pool5's grid nearly lines up):
+
+# %%
+display(Markdown(analysis.describe_maps(maps, lattice=ms.trunks["vgg"].stride("pool5") // 2)))
 
 # %%
 fig = robustness_plots.plot_shift_maps(maps, "loss", ncols=len(grid.heads))
-fig.suptitle("cross-entropy over the shift grid", y=1.04)
+fig.suptitle(f"cross-entropy over the shift grid ({grid.num_images} images; main seed)", y=1.04)
 figures.save_figure(fig, "04_shift_maps_loss", maps)
 
 # %% [markdown]
-# The flatten head is accurate only near the centre: a shift by a pool5 cell (its stride) moves the
-# digit's features to positions whose weights never saw them. The GAP heads keep their accuracy
-# over the whole grid, with a faint periodic texture (notebook 05 measures it). Shift
-# augmentation (`flatten_aug`) buys back part of the range, with the same parameters.
-
-# %% [markdown]
-# ## 3. One-dimensional profiles: every model, BlurPool and APS included
-
-# %%
-prof = analysis.translation_sweep(ms, "profile")
-line = analysis.shift_frame(prof)
-fig = robustness_plots.plot_robustness_profiles(line)
-figures.save_figure(fig, "04_shift_profiles", line)
-
-# %% [markdown]
-# ## 4. Average relative loss, every definition
+# The loss maps carry the same pattern with more resolution than accuracy: look for the rings of low loss
+# at multiples of the pool strides.
 #
-# The paper reports an "average relative loss under translation" of 0.09 for the baseline and
-# 0.05 for its GAP model but its code does not define it. What the authors' scripts saved per
-# shift is the test-set mean loss and accuracy (`{(desp_h, desp_v): {"loss", "accuracy"}}`), so
-# only the **dataset-level** definitions (`dataset_*`, `acc_*`) can be theirs: these come first
-# below. The most likely is `dataset_signed`, the mean over non-zero shifts of `(L(s) - L(0)) / L(0)`
-# with `L` the test-set loss. The per-image definitions (`image_*`, `flip_rate`, `pred_change`)
-# are the **workbook's additions**: they need each image's outcome, which the authors did not keep
-# (`relative_loss.relative_loss_definitions`; the column `computable_from_authors_outputs` of
-# `04_relative_loss_definitions.csv` says which is which). `relative_loss.relative_loss_from_table`
-# computes the dataset-level ones from a per-shift table alone, e.g. the authors' results read with
-# `shiftinv.study.authors.read_results` once they are published. The second table gives all of them per
-# head, with the accuracy-based robustness numbers (accuracy unshifted, mean and worst over the grid).
+# ## 3. One-dimensional profiles: every model, BlurPool and APS included
+#
+# A dense line of horizontal shifts at 1-px steps (`profile_step`). The plain trunk's line keeps the
+# logits: notebook 05 reads the same sweep for its periodicity analysis.
 
 # %%
-relative_loss.relative_loss_definitions()
+line = analysis.translation_sweep(ms, "profile", trunks=["vgg"], keep_logits=True)
+others = analysis.translation_sweep(ms, "profile", trunks=["blur", "aps"])
+curves = pd.concat([analysis.shift_frame(analysis.main_runs(r)) for r in (line, others)], ignore_index=True)
+fig = robustness_plots.plot_robustness_profiles(curves)
+fig.suptitle(f"along dx at dy = 0: plain trunk on {line.num_images} images, BlurPool / APS on "
+             f"{others.num_images} (main seed)", y=1.03)
+figures.save_figure(fig, "04_shift_profiles", curves)
+
+# %% [markdown]
+# What to see: where each curve falls off, and whether it ripples. The flatten heads fall as soon as the
+# content leaves the pool5 cells it was trained on; the GAP heads' curves are flatter but not flat.
+#
+# ## 4. How much each head loses: accuracy drop, relative loss, flip rate
+#
+# Three numbers per head, each with its 95% interval over images and runs:
+#
+# - the **accuracy drop**: centred accuracy minus the mean accuracy over the grid;
+# - the paper's **average relative loss**, most likely `mean_s (L(s) - L(0)) / L(0)` with `L` the test-set
+#   loss (its code does not define it; all candidate readings follow below);
+# - the **flip rate**: how often the top-1 answer differs from the one for the unshifted image.
 
 # %%
-rel = relative_loss.relative_loss_table(grid).merge(
-    analysis.robustness_table(grid).drop(columns=["acc0", "loss0"]), on="head")
-# 95% bootstrap interval of dataset_signed over the sweep images, and its spread over head seeds
-rel = rel.merge(intervals.relative_loss_intervals(ms, grid), on="head")
-rel
-
-# %%
+rel = analysis.robustness_intervals(grids, reps)
 fig = robustness_plots.plot_robustness_relative_loss(rel)
 figures.save_figure(fig, "04_relative_loss", rel)
+rel[["head", "acc0", "acc_mean", "acc_loss", "acc_loss_lo", "acc_loss_hi", "loss0", "dataset_signed",
+     "dataset_signed_lo", "dataset_signed_hi", "pred_change", "runs", "n_images"]].round(4)
+
+# %% [markdown]
+# A relative loss divides by the centred loss L(0), printed beside each bar. A head that is unsure even on
+# centred images (large L(0)) gets a small relative loss for the same absolute damage. In this run's numbers:
+
+# %%
+display(Markdown(analysis.denominator_text(rel)))
+
+# %% [markdown]
+# Every candidate reading of the "average relative loss", for the main run. The dataset-level ones
+# (`dataset_*`, `acc_*`) need only the test-set mean loss and accuracy per shift, which is what the authors'
+# scripts saved, so only they can be the paper's 0.09 → 0.05; the per-image ones are the workbook's
+# additions. `relative_loss.relative_loss_from_table` computes the dataset-level ones from any per-shift
+# table, e.g. the authors' results read with `shiftinv.study.authors.read_results`.
 
 # %%
 long = relative_loss.relative_loss_long(grid)
 order = relative_loss.relative_loss_definitions()
-fig = robustness_plots.plot_robustness_definitions(long, order, rel["head"])
+fig = robustness_plots.plot_robustness_definitions(long, order, list(grid.heads))
 figures.save_figure(fig, "04_relative_loss_definitions", long.merge(order[["definition", "formula"]], on="definition"))
 
 # %% [markdown]
-# What the demo must show (computed below from `04_relative_loss.csv`'s numbers, and checked on
-# the committed file by the `functional` test tier): the flatten head loses more accuracy under
-# shift than every GAP head, and its average relative loss is above theirs.
+# What this profile's data decide (each claim holds only when the intervals do not overlap):
 
 # %%
-analysis.robustness_flatten_vs_gap(rel)
+claims.show("04", figures.output_dir())
 
 # %% [markdown]
-# ## 5. One-pixel fragility
+# ## 5. What the fast arithmetic changes
 #
-# Azulay & Weiss: shift the image diagonally one pixel at a time, `(d, d) → (d+1, d+1)`, and count
-# how often the top-1 prediction changes (and how much the true-class probability moves).
-# A translation-invariant model would never change its mind; here small shifts already do.
+# Profiles that run their trunk in bf16 (or store float16 features) measure it here against float32: the
+# same line of shifts on a few images, and the test accuracy from cached features computed both ways.
 
 # %%
-diag = analysis.translation_sweep(ms, "diagonal")
-frag = pd.DataFrame([{"head": h, **invariance.diagonal_stability(diag, h)} for h in diag.heads])
+agreement = precision.precision_agreement(ms)
+if len(agreement):
+    figures.save_figure(robustness_plots.plot_precision_agreement(agreement), "04_precision", agreement)
+    display(agreement.round(4))
+else:
+    print(f"{profile.name} runs in float32: nothing to compare")
+
+# %% [markdown]
+# ## 6. One-pixel fragility
+#
+# Azulay & Weiss: shift the image diagonally one pixel at a time, `(d, d) → (d+1, d+1)`, and count how
+# often the top-1 prediction changes (and how much the true-class probability moves). A translation-invariant
+# model would never change its mind.
+
+# %%
+diag = analysis.main_runs(analysis.translation_sweep(ms, "diagonal"))
+frag = pd.DataFrame([{"head": h, **invariance.diagonal_stability(diag, h), "n_images": diag.num_images}
+                     for h in diag.heads])
 fig = robustness_plots.plot_robustness_one_pixel(frag)
+fig.suptitle(f"{diag.num_images} test images, main seed", y=1.02)
 figures.save_figure(fig, "04_one_pixel", frag)
 frag
 
 # %% [markdown]
+# What to see: a bar of zero means the head never changed its answer between neighbouring 1-px shifts; only
+# an exactly invariant architecture (APS under circular shifts) can promise that.
+#
 # ## Summary
 #
-# - Flatten(pool5) turns position into identity: its accuracy falls off as soon as the object
-#   leaves the region seen in training, and its average relative loss is the largest.
-# - Global average pooling (after pool5, or after every block) keeps the accuracy over the whole
-#   grid at a fraction of the trainable parameters; what remains is a small periodic ripple.
-# - Shift augmentation helps the flatten head only within the range it was trained on;
-#   the architecture makes the invariance hold everywhere.
-# - The "average relative loss" depends on its definition; the table gives every reading so that
-#   the paper's figures (quoted in section 4) can be compared with the one that matches. Only the dataset-level
-#   readings (`dataset_*`, `acc_*`) can be computed from what the authors saved; the per-image ones
-#   are the workbook's additions.
+# - A flatten head reads each pool5 position with its own weights; a GAP head averages positions away.
+#   How much that buys under shifts, and whether shift augmentation buys as much, is decided above on this
+#   profile's data, with intervals over images and runs, and stated as "undecided" where they overlap.
+# - The average relative loss divides by the centred loss: read it beside the accuracy drop and the flip
+#   rate, never alone.
+# - Only the dataset-level readings of the relative loss (`dataset_*`, `acc_*`) can be computed from what
+#   the authors saved; the per-image ones are the workbook's additions.
 
 # %% [markdown]
 # ## Exercises
@@ -196,7 +220,7 @@ frag
 
 # %% tags=["solution"]
 # 1. Ratio flatten / multi-GAP for every definition (NaN-safe).
-r = rel.set_index("head")
+r = relative_loss.relative_loss_table(grid).set_index("head")
 defs = list(relative_loss.RELATIVE_LOSS_DEFINITIONS)
 ratio = (r.loc["vgg/flatten", defs] / r.loc["vgg/multi_gap", defs].replace(0, np.nan)).astype(float)
 ratio.sort_values(ascending=False)
@@ -212,8 +236,9 @@ print(f"flatten keeps >= half its accuracy for |dx| <= {good.dx.abs().max()} px,
 # %% tags=["solution"]
 # 3. APS picks the polyphase component of largest norm and the convolutions pad circularly, so a
 #    circular shift of the input only permutes the features: GAP, and so the loss, is unchanged
-#    (up to float rounding).
-circ = analysis.translation_sweep(ms, "profile", mode="circular", trunks=["aps"])
+#    (up to float32 rounding: the sweep runs in float32 here, whatever the profile's precision).
+circ = analysis.main_runs(analysis.translation_sweep(ms, "profile", mode="circular", trunks=["aps"],
+                                                     precision="float32"))
 for h in circ.heads:
     per_shift = circ.loss[h].double().mean(1)
     print(h, "max |L(s) - L(0)| =", float((per_shift - per_shift[circ.index(0, 0)]).abs().max()))

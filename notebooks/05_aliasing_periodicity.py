@@ -49,18 +49,19 @@ from IPython.display import display
 
 from shiftinv.models import vgg as models_vgg
 from shiftinv.shifts import invariance, periodicity, sweep
-from shiftinv.study import aliasing, modelset, profiles
+from shiftinv.study import aliasing, analysis, modelset, profiles, replicates
 from shiftinv.study import depth_heads as study_depth_heads
 from shiftinv.viz import aliasing_plots, equivariance_plots, explorer, figures
-from shiftinv.workbook import cache, runtime
+from shiftinv.workbook import cache, claims, runtime
 
 figures.set_style()
 pd.set_option("display.width", 180)
 
 # %% tags=["parameters"]
-PROFILE: str = "demo"  # demo (digits, CPU) | natural (MNIST canvas, HED VGG-16, CPU) | cifar (GPU) | paper (ImageNet-160, GPU)
+PROFILE: str = "demo"  # demo (digits, CPU) | natural (MNIST canvas, HED VGG-16, CPU) | cifar (CIFAR-10 photos, HED VGG-16, CPU) | paper (ImageNet-160, GPU)
 SMOKE: bool = False  # tiny sizes, used by the test tier
 N_IMAGES: int = 0  # test images per sweep (0: the profile's n_aliasing)
+EXACT_IMAGES: int = 8  # images of the exact checks (circular padding, APS): float32, a theorem needs few
 MAX_SHIFT: int = 48  # dense sweep of dx from -MAX_SHIFT to MAX_SHIFT - 1 at dy 0 (pool5 period: 32 px)
 EQUIV_IMAGES: int = 2  # images of the per-layer equivariance figure (shifts over one pool5 period)
 EXPLORER_HEAD: str = "vgg/multi_gap"  # fixed choices of the headless explorer figure
@@ -74,12 +75,15 @@ MNIST_DIR: str = ""  # natural: folder holding MNIST/raw (empty: $SHIFTINV_DATA/
 VGG_WEIGHTS: str = ""  # hed | keras:<path.h5> | torchvision-features | IMAGENET1K_V1 | a .pth (empty: the profile's)
 DEVICE: str = ""  # empty: CUDA when available, else CPU
 OVERRIDES: str = ""  # sizes for bigger runs, comma-separated FIELD:VALUE (e.g. image_size:256,n_sweep:1000)
+PRECISION: str = ""  # float32 | bf16: the trunk's arithmetic outside the exact checks (empty: the profile's)
+RECIPE: str = ""  # may2026 | nov2024: the authors' head recipe (empty: the profile's)
 
 # %%
 figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
 # derived settings (never in the parameters cell)
 profile = profiles.profile_from_params(PROFILE, SMOKE, data_dir=IMAGENET_DIR or CIFAR_DIR or MNIST_DIR,
-                                       weights=VGG_WEIGHTS, device=DEVICE, overrides=OVERRIDES)
+                                       weights=VGG_WEIGHTS, device=DEVICE, overrides=OVERRIDES,
+                                       precision=PRECISION, recipe=RECIPE)
 device = runtime.default_device(profile.device)
 n_images = N_IMAGES or profile.n_aliasing or profile.n_sweep
 max_shift = min(16 if SMOKE else MAX_SHIFT, profile.image_size // 2)
@@ -126,9 +130,11 @@ vgg_heads = {**ms.heads["vgg"], **depth_heads}
 circ = study_depth_heads.same_weights_trunk(vgg, circular=True)
 settings = aliasing.aliasing_settings(ms, vgg_heads, circ, profile.shift_mode)
 key = {"profile": profile.to_dict(), "trunk": fingerprint}
-results = {name: aliasing.aliasing_run_setting(name, setting, images, labels, max_shift, key,
-                                                   batch_size=profile.sweep_batch, device=profile.device)
-           for name, setting in settings.items()}
+exact = min(EXACT_IMAGES, n_images)  # the exact settings run in float32 on fewer images
+results = {name: aliasing.aliasing_run_setting(
+    name, setting, *((images[:exact], labels[:exact]) if name in aliasing.EXACT_SETTINGS else (images, labels)),
+    max_shift, key, batch_size=profile.sweep_batch, device=profile.device, precision=profile.precision,
+    channels_last=profile.channels_last) for name, setting in settings.items()}
 {name: f"{r.num_shifts} shifts x {r.num_images} images x {len(r.heads)} heads" for name, r in results.items()}
 
 # %% [markdown]
@@ -172,6 +178,22 @@ fig = aliasing_plots.plot_aliasing_periodicity(period_table)
 figures.save_figure(fig, "05_periodicity", period_table)
 
 # %% [markdown]
+# ### Is the period-32 ripple there on this profile's images, beyond noise?
+#
+# The sweeps above use few images. Notebook 04's dense 1-px line of the plain trunk (`n_sweep` images,
+# every head seed, and every retrained trunk where the profile trains one) decides it: the fraction of the
+# true-class logit's energy at period 32 and its harmonics over what white noise would put there
+# (`ripple`: 1 = noise), with its 95% interval over images and runs.
+
+# %%
+reps = replicates.trunk_replicates(ms)
+lines = analysis.replicate_sweeps(reps, "profile", trunks=["vgg"], keep_logits=True)  # notebook 04's, cached
+ripple = aliasing.ripple_table(lines, reps)
+fig = aliasing_plots.plot_ripple(ripple)
+figures.save_figure(fig, "05_ripple", ripple)
+ripple[["head", "predicted_period", "fraction", "chance", "ripple", "ripple_lo", "ripple_hi", "runs", "n_images"]]
+
+# %% [markdown]
 # ## 5. Boundary effects vs aliasing, and APS
 #
 # The multi-GAP head in the three settings (and `final_gap` under APS): with borders, the
@@ -184,6 +206,13 @@ fig = aliasing_plots.plot_aliasing_boundary(results)
 check = aliasing.aliasing_boundary_check(period_table)
 figures.save_figure(fig, "05_boundary_vs_aliasing", check)
 check
+
+# %% [markdown]
+# What this profile's data decide (the exact checks are theorems: they hold on any weights, up to float32
+# round-off; the ripple above is decided on intervals):
+
+# %%
+claims.show("05", figures.output_dir())
 
 # %% [markdown]
 # ## 6. Per-layer, phase-resolved equivariance: where the periods come from
@@ -254,8 +283,9 @@ display(view)
 #   circular shifts the ripple of the head reading GAP(pool`k`) is exactly periodic with period
 #   `2**k` (periodicity index 1, periodic deviation at float precision, fundamental period found =
 #   predicted: see `05_periodicity.csv`). This is the abstract's "residual periodic aliasing".
-# - With borders (the protocol's shifts, zero padding) the same periods dominate, on top of a
-#   slow drift due to the boundary: the periodicity index drops below 1 by the share of that drift.
+# - With borders (the protocol's shifts, zero padding) the response drifts on top of any ripple, so the
+#   periodicity index drops below 1 by the share of that drift; whether the period-32 ripple still stands
+#   out from noise on this profile's images is the `ripple` verdict above.
 # - APS pooling with circular padding removes the ripple entirely: invariance deviation at float
 #   precision for every circular shift. BlurPool reduces the ripple without removing it.
 # - Heads with a flatten part have no period below the image size: position itself matters.

@@ -48,7 +48,7 @@ figures.set_style()
 pd.set_option("display.width", 160)
 
 # %% tags=["parameters"]
-PROFILE: str = "demo"  # demo (digits, CPU) | natural (MNIST canvas, HED VGG-16, CPU) | cifar (GPU) | paper (ImageNet-160, GPU)
+PROFILE: str = "demo"  # demo (digits, CPU) | natural (MNIST canvas, HED VGG-16, CPU) | cifar (CIFAR-10 photos, HED VGG-16, CPU) | paper (ImageNet-160, GPU)
 SMOKE: bool = False  # tiny sizes, used by the test tier
 N_IMAGES: int = 0  # test images per transform (0: the profile's n_transform)
 IMAGENET_DIR: str = ""  # paper: ImageNet folder with train/<wnid>/ and val/<wnid>/
@@ -59,12 +59,15 @@ DEVICE: str = ""  # empty: CUDA when available, else CPU
 OVERRIDES: str = ""  # sizes for bigger runs, comma-separated FIELD:VALUE (e.g. image_size:256,n_sweep:1000)
 SCALES: str = "paper"  # paper (the authors' factors) | linspace (evenly spaced over the same range)
 SCALE_RESIZE: str = "tf"  # tf (the authors': floor, no antialiasing) | antialias (the workbook's variant)
+PRECISION: str = ""  # float32 | bf16: the trunk's arithmetic (empty: the profile's)
+RECIPE: str = ""  # may2026 | nov2024: the authors' head recipe (empty: the profile's)
 
 # %%
 figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
 # derived settings (never in the parameters cell)
 profile = profiles.profile_from_params(PROFILE, SMOKE, data_dir=IMAGENET_DIR or CIFAR_DIR or MNIST_DIR,
-                                       weights=VGG_WEIGHTS, device=DEVICE, overrides=OVERRIDES)
+                                       weights=VGG_WEIGHTS, device=DEVICE, overrides=OVERRIDES,
+                                       precision=PRECISION, recipe=RECIPE)
 device = runtime.default_device(profile.device)
 n_images = N_IMAGES or profile.n_transform or profile.n_sweep
 angles = (0.0, 10.0, 20.0) if SMOKE else geometric.PAPER_ANGLES
@@ -126,9 +129,10 @@ summary.round(3)
 # %% [markdown]
 # ## Summary
 #
-# - Rotation and scaling change *what* the features are, not only *where*: every head loses
-#   accuracy as the angle grows or the scale departs from 1, GAP heads included. The numbers
-#   above (from this run) show by how much each head degrades; GAP removes position only.
+# - Rotation and scaling change *what* the features are, not only *where*: a global average pools over
+#   positions, not over orientations or sizes, so it is not expected to make a head invariant to them.
+#   The curves above show how each head fares on this profile's images; with few images (printed in the
+#   title) differences of a few points are within noise, and a small gain at some angle is not a trend.
 # - At the smallest scale factors the object covers a few pixels and mirror padding tiles the
 #   frame with copies of it (see the examples of section 1); compare the two sides of 1 in the
 #   curves above.

@@ -1,13 +1,11 @@
-"""Functional tier: the workbook's scientific claims, checked on the committed figure data files.
+"""Functional tier: the workbook's claims and result sentences, checked on the committed figure data files.
 
-Each test reads the numbers a notebook recorded in ``figures/<profile>/`` (CSV only, no model
-is run) and checks one claim the notebooks' text makes. A profile whose folder is absent is
-skipped (``figures/natural/`` exists only once ``make figures PROFILE=natural`` has been run
-and committed), as is a data file that profile has not produced yet.
-
-Values may be rounded (significant digits) and may carry interval columns ``<col>_lo`` /
-``<col>_hi``: where they exist, a comparison "A above B" is checked on A's lower bound against
-B's upper bound; otherwise on the point values.
+Each test reads the numbers the notebooks recorded in ``figures/<profile>/`` (CSV only, no model is run).
+The claims themselves live in :mod:`shiftinv.workbook.claims`; here every profile's committed data must
+let each claim be decided, the theorems must hold, every printed range must contain its number, the
+README's results blocks must be exactly what the data give, and no notebook sentence may assert a verdict
+that some profile's data contradict (a deliberately wrong sentence is shown to fail). A profile whose
+folder is absent is skipped, as is a data file that profile has not produced yet.
 
 Run: ``python -m pytest -m functional``.
 """
@@ -21,13 +19,11 @@ import pandas as pd
 import pytest
 
 from shiftinv.study import profiles
-from shiftinv.workbook import paths
+from shiftinv.workbook import claims, paths, readme
 
 pytestmark = pytest.mark.functional
 
 #: GAP heads (no flatten part) and heads with a flatten part, by the head's kind (``"vgg/final_gap"`` -> ``final_gap``).
-GAP_KINDS = ("final_gap", "multi_gap")
-FLATTEN_KINDS = ("flatten",)
 #: float32 round-off allowance for quantities that are exactly 0 in exact arithmetic.
 ROUND_OFF = 1e-4
 
@@ -64,30 +60,80 @@ def bounds(frame: pd.DataFrame, column: str) -> tuple[pd.Series, pd.Series]:
     return frame[column].astype(float), frame[column].astype(float)
 
 
-def head_kind(head: str) -> str:
-    return str(head).rsplit("/", 1)[-1]
+# --------------------------------------------------------------------------- claims, README and prose
 
 
-# --------------------------------------------------------------------------- notebook 04: flatten vs GAP
+def test_every_claim_finds_its_columns(profile_dir: Path) -> None:
+    """Every claim whose data file the profile produced can be decided (no missing column)."""
+    for v in claims.evaluate(profile_dir):
+        if (profile_dir / v.claim.data).is_file():
+            assert v.verdict != "not checked", f"{v.claim.id}: {v.evidence}"
 
 
-def check_flatten_above_gap(frame: pd.DataFrame, column: str) -> None:
-    """Every flatten head's ``column`` lies above every GAP head's (lower bound over upper bound)."""
-    require_columns(frame, {"head", column}, "04_relative_loss")
-    kinds = frame["head"].map(head_kind)
-    flatten, gap = frame[kinds.isin(FLATTEN_KINDS)], frame[kinds.isin(GAP_KINDS)]
-    assert len(flatten) and len(gap), f"need flatten and GAP heads, got {list(frame['head'])}"
-    flatten_lo, _ = bounds(flatten, column)
-    _, gap_hi = bounds(gap, column)
-    assert flatten_lo.min() > gap_hi.max(), (
-        f"{column}: flatten {dict(zip(flatten['head'], flatten_lo))} not above GAP {dict(zip(gap['head'], gap_hi))}")
+def test_the_theorems_hold(profile_dir: Path) -> None:
+    """The exact checks hold on any weights (up to float32 round-off)."""
+    for claim_id in ("aps_exact_invariance", "circular_exact_periods"):
+        v = claims.get(claim_id).evaluate(profile_dir)
+        if v.verdict == "not checked":
+            pytest.skip(f"{claim_id}: {v.evidence}")
+        assert v.verdict == "holds", f"{claim_id}: {v.evidence}"
 
 
-def test_flatten_head_loses_more_under_shift_than_every_gap_head(profile_dir: Path) -> None:
-    """04: the flatten head's dataset-level relative loss (and its accuracy loss) exceed every GAP head's."""
-    rel = read_data(profile_dir, "04_relative_loss")
-    check_flatten_above_gap(rel, "dataset_signed")
-    check_flatten_above_gap(rel, "acc_loss")
+def test_every_printed_range_contains_its_number(profile_dir: Path) -> None:
+    """A mean over runs lies inside its 95% interval and inside its range over runs, in every data file."""
+    for path in sorted(profile_dir.glob("*.csv")):
+        frame = pd.read_csv(path)
+        for col in [c for c in frame.columns if f"{c}_lo" in frame.columns and f"{c}_hi" in frame.columns]:
+            for lo, hi in ((f"{col}_lo", f"{col}_hi"), (f"{col}_seed_min", f"{col}_seed_max")):
+                if lo not in frame.columns:
+                    continue
+                rows = frame[[col, lo, hi]].astype(float).dropna()
+                bad = rows[(rows[col] < rows[lo] - 1e-9) | (rows[col] > rows[hi] + 1e-9)]
+                assert bad.empty, f"{path.name}: {col} outside [{lo}, {hi}]:\n{bad}"
+
+
+def test_readme_block_is_what_the_committed_data_give(profile_dir: Path) -> None:
+    """The README's results block of the profile is exactly what its data files give (nothing typed)."""
+    profile = profile_dir.name
+    if f"<!-- results:{profile}:begin -->" not in (paths.ROOT / "README.md").read_text():
+        pytest.skip(f"the README has no results block for {profile}")
+    assert readme.main(["--profile", profile, "--check"]) == 0
+
+
+def _notebook_markdown() -> list[tuple[str, str]]:
+    import jupytext
+
+    out = []
+    for path in sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.py")):
+        nb = jupytext.read(path)
+        out += [(f"{path.name} cell {i}", c.source) for i, c in enumerate(nb.cells) if c.cell_type == "markdown"]
+    return out
+
+
+def _committed_folders() -> list[tuple[str, Path]]:
+    return [(p, paths.profile_figures_dir(p)) for p in profiles.PROFILES if paths.profile_figures_dir(p).is_dir()]
+
+
+def test_no_notebook_sentence_contradicts_any_profiles_data() -> None:
+    """A result sentence in a notebook's prose carries a claim tag (``<!-- claim: ID verdict -->``); it must agree
+    with the verdict on every profile's committed data."""
+    problems = claims.check_prose(_notebook_markdown(), _committed_folders())
+    assert not problems, "\n".join(problems)
+
+
+def test_a_wrong_result_sentence_is_caught(tmp_path: Path) -> None:
+    """The check above fails on a sentence whose tag the data contradict (the deliberately wrong case)."""
+    from test_readme import write_data
+
+    write_data(tmp_path / "demo", flatten_lo=0.5, gap_hi=0.6)  # flatten vs final GAP relative loss: undecided
+    folders = [("demo", tmp_path / "demo")]
+    wrong = "The flatten head loses more than final GAP. <!-- claim: flatten_vs_final_gap_relative_loss holds -->"
+    problems = claims.check_prose([("04 cell 9", wrong)], folders)
+    assert len(problems) == 1 and "04 cell 9" in problems[0] and "undecided" in problems[0]
+    assert "The flatten head loses more than final GAP." in problems[0]
+    right = wrong.replace("holds -->", "undecided -->")
+    assert claims.check_prose([("04", right)], folders) == []
+    assert "no claim" in claims.check_prose([("04", "X. <!-- claim: nonsense holds -->")], folders)[0]
 
 
 # --------------------------------------------------------------------------- notebook 05: periods
@@ -170,15 +216,8 @@ def test_feature_maps_are_equivariant_exactly_at_phase_zero(profile_dir: Path) -
 # --------------------------------------------------------------------------- the checks themselves
 
 
-def test_interval_columns_are_preferred_and_a_violation_fails() -> None:
-    """The helpers read ``_lo/_hi`` when present, and a data file contradicting a claim fails."""
-    rel = pd.DataFrame({"head": ["vgg/flatten", "vgg/final_gap", "vgg/multi_gap"], "dataset_signed": [2.0, 0.5, 0.4]})
-    check_flatten_above_gap(rel, "dataset_signed")
-    overlapping = rel.assign(dataset_signed_lo=[0.3, 0.4, 0.3], dataset_signed_hi=[3.0, 0.6, 0.5])
-    with pytest.raises(AssertionError, match="not above GAP"):
-        check_flatten_above_gap(overlapping, "dataset_signed")
-    with pytest.raises(AssertionError, match="lacks columns"):
-        check_flatten_above_gap(rel.drop(columns="dataset_signed"), "dataset_signed")
+def test_the_phase_check_fails_on_a_violation() -> None:
+    """The phase-equivariance check fails on data that contradict it."""
     phases = pd.DataFrame({"tap": ["pool1"] * 3, "stride": [2] * 3, "phase_x": [0, 1, 0], "phase_y": [0] * 3,
                            "error": [0.0, 0.2, 0.0]})
     check_phase_equivariance(phases)

@@ -107,29 +107,49 @@ def test_heads_figures_draw_from_tables() -> None:
 
 
 def test_heads_direct_vs_cached_accuracy_raises_on_disagreement() -> None:
-    test = _tiny_images()
+    test = _tiny_images(20)
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 3)).eval()
-    profile = SimpleNamespace(head_train=SimpleNamespace(eval_batch_size=4), device="cpu")
-    ms = SimpleNamespace(splits=SimpleNamespace(test=test), profile=profile, classifier=lambda name: net)
+    profile = SimpleNamespace(head_train=SimpleNamespace(eval_batch_size=4), device="cpu", seed=7,
+                              precision="float32", channels_last=False, feature_dtype="float32")
     with torch.no_grad():
-        acc = float((net(test.images).argmax(1) == test.labels).float().mean())
-    check = analysis.heads_direct_vs_cached_accuracy(ms, "m", pd.DataFrame({"model": ["m"], "test_acc": [acc]}))
-    assert check["direct"] == pytest.approx(acc) and check["cached"] == acc
+        correct = net(test.images).argmax(1) == test.labels
+
+    def model_set(outcomes: torch.Tensor) -> SimpleNamespace:
+        return SimpleNamespace(splits=SimpleNamespace(test=test), profile=profile,
+                               predictor=lambda t: (lambda x: {"m": net(x)}), test_outcomes={"v/m@7": outcomes})
+
+    check = analysis.heads_direct_vs_cached_accuracy(model_set(correct), "v/m")
+    acc = float(correct.double().mean())
+    assert check["direct"] == pytest.approx(acc) and check["cached"] == pytest.approx(acc) and check["n"] == len(test)
+    wrong = torch.full_like(correct, bool(acc < 0.5))  # all right when the net is mostly wrong, and vice versa
     with pytest.raises(ValueError, match="cached features disagree"):
-        analysis.heads_direct_vs_cached_accuracy(ms, "m", pd.DataFrame({"model": ["m"], "test_acc": [acc + 0.5]}))
+        analysis.heads_direct_vs_cached_accuracy(model_set(wrong), "v/m")
 
 
 # ---------------------------------------------------------------------------- notebook 04
 
 
-def test_robustness_flatten_vs_gap_and_figures() -> None:
-    rel = pd.DataFrame({"head": ["vgg/flatten", "vgg/final_gap", "vgg/multi_gap"], "acc_loss": [0.5, 0.1, 0.2],
-                        "dataset_signed": [2.0, 0.3, 0.4], "acc0": [0.9, 0.9, 0.9], "acc_mean": [0.4, 0.8, 0.7]})
-    checks = analysis.robustness_flatten_vs_gap(rel)
-    assert checks["max_gap_acc_loss"] == 0.2 and checks["flatten_loses_more_accuracy"]
-    assert checks["gap_relative_loss_below_flatten"]
-    assert not analysis.robustness_flatten_vs_gap(rel.assign(acc_loss=[0.1, 0.1, 0.2]))["flatten_loses_more_accuracy"]
+def _robustness_rows() -> pd.DataFrame:
+    rows = []
+    for h, acc_loss, rel, l0 in (("vgg/flatten", 0.5, 2.0, 0.1), ("vgg/final_gap", 0.1, 0.3, 1.2),
+                                 ("vgg/multi_gap", 0.2, 0.4, 0.9)):
+        row = {"head": h, "runs": 3, "n_images": 40, "loss0": l0}
+        for stat, v in (("acc0", 0.9), ("acc_mean", 0.9 - acc_loss), ("acc_loss", acc_loss), ("dataset_signed", rel),
+                        ("pred_change", acc_loss / 2)):
+            row.update({stat: v, f"{stat}_lo": v * 0.8, f"{stat}_hi": v * 1.2})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_robustness_texts_and_figures() -> None:
+    rel = _robustness_rows()
+    text = analysis.denominator_text(rel)
+    assert "6.67 times" in text and "0.1 nats against 1.2" in text and "a factor 12 of that ratio" in text
+    assert "0.5 against 0.1" in text  # the accuracy drop, without the denominator
+    maps = pd.DataFrame({"head": ["h"] * 4, "dx": [0, 8, 0, 16], "dy": [0, 0, 16, 16], "accuracy": [1.0, 0.2, 0.8, 0.6]})
+    assert analysis.describe_maps(maps, 16) == ("- `h`: 1.00 centred, 0.65 on average over the grid (0.80 on shifts "
+                                                "that are multiples of 16 px, 0.20 elsewhere)")
     assert isinstance(robustness_plots.plot_robustness_relative_loss(rel), plt.Figure)
     order = relative_loss.relative_loss_definitions()
     long = pd.DataFrame([{"head": h, "definition": d, "value": float(i + j), "computable_from_authors_outputs": c}

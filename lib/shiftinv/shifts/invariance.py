@@ -59,7 +59,8 @@ def response_map(result: SweepResult, head: str, field: str = "loss") -> tuple[n
     return values, dxs, dys
 
 
-def response_profile(result: SweepResult, head: str, field: str = "loss", dy: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def response_profile(result: SweepResult, head: str, field: str = "loss", dy: int = 0,
+                     uniform: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Per-image response along ``dx`` (at fixed ``dy``): the input of the periodicity analysis.
 
     Args:
@@ -67,8 +68,10 @@ def response_profile(result: SweepResult, head: str, field: str = "loss", dy: in
             ``"loss"`` (cross-entropy, nats), ``"accuracy"`` (0/1), ``"p_true"`` (softmax probability
             of the true class), ``"true_logit"`` (needs a sweep run with ``keep_logits=True``), ...
 
+        uniform: accept any constant step between the dx values (else they must be consecutive integers).
+
     Returns:
-        ``(dxs (S',) ascending, values (N, S') float64)``; the dx values must be consecutive integers.
+        ``(dxs (S',) ascending, values (N, S') float64)``.
     """
     per = result.per_image(head, field)  # (S, N)
     s = result.shifts
@@ -78,8 +81,10 @@ def response_profile(result: SweepResult, head: str, field: str = "loss", dy: in
     dxs = s[rows, 0]
     order = torch.argsort(dxs)
     dxs, rows = dxs[order], rows[order]
-    if not bool((dxs.diff() == 1).all()):
-        raise ValueError("response_profile needs consecutive integer dx values (a dense 1-D sweep, step 1)")
+    steps = dxs.diff()
+    if not bool((steps == (steps[0] if uniform else 1)).all()):
+        raise ValueError("response_profile needs " + ("evenly spaced dx values" if uniform else
+                         "consecutive integer dx values (a dense 1-D sweep, step 1)"))
     values = per[rows].double().T.numpy()  # (N, S')
     return dxs.numpy(), values
 

@@ -161,6 +161,32 @@ def period_energy(response: np.ndarray | Sequence[float], periods: Sequence[int]
     return pd.DataFrame(rows)
 
 
+def harmonic_energy(response: np.ndarray | Sequence[float], period: int,
+                    periods: Sequence[int] = PERIODS) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per-response energy at period ``period`` and its harmonics, and its non-constant energy.
+
+    The per-row terms of :func:`period_energy`'s pooled ``fraction`` (which is
+    ``at.sum() / total.sum()``), so that a weighted pool (a bootstrap over images) can be formed.
+
+    Args:
+        response: (N, L) real values at consecutive integer shifts (one row per image).
+    Returns:
+        ``(at (N,), total (N,), chance)``: energy at ``m / period`` (``m >= 1``), energy at every
+        non-zero frequency, and the white-noise expectation of ``at / total``.
+    """
+    a = _as_array(response)
+    a = a.reshape(-1, a.shape[-1])
+    n_all, p = a.shape[-1], int(period)
+    if not 1 <= p <= n_all:
+        raise ValueError(f"period {p} must lie in 1..{n_all} (the response's length)")
+    common = trimmed_length(n_all, periods)
+    n = common if common % p == 0 else (n_all // p) * p
+    power = _full_power(_trim(a, n, -1), (-1,))  # (N, n)
+    k = np.arange(n)
+    at = (k % (n // p) == 0) & (k != 0)
+    return power[:, at].sum(1), power[:, 1:].sum(1), (p - 1) / (n - 1)
+
+
 def period_energy_2d(response: np.ndarray, periods: Sequence[int] = PERIODS) -> pd.DataFrame:
     """2-D analogue of :func:`period_energy` on a map (..., Ly, Lx): energy at ``(my/P, mx/P)``, not both 0.
 

@@ -30,23 +30,60 @@ def aliasing_settings(ms: Any, vgg_heads: Mapping[str, Any], circ: Any, shift_mo
     }
 
 
+#: The settings whose claims are theorems (exact invariance, exact periods): always swept in float32.
+EXACT_SETTINGS: tuple[str, ...] = ("circular", "aps")
+
+
 def aliasing_run_setting(name: str, setting: tuple[dict, str], images: torch.Tensor, labels: torch.Tensor,
                          max_shift: int, key: Mapping[str, Any], *, batch_size: int,
-                         device: str | torch.device | None) -> sweep_result.SweepResult:
+                         device: str | torch.device | None, precision: str = "float32",
+                         channels_last: bool = False) -> sweep_result.SweepResult:
     """Sweep one setting of :func:`aliasing_settings` over ``dx = -max_shift .. max_shift - 1`` at ``dy = 0``
     (every integer), logits kept; cached by ``key`` (profile, trunk fingerprint), the setting and the heads' weights.
 
     Args:
         images: ``(N, 3, H, W)`` in [0, 1]; labels: ``(N,)``.
+        precision, channels_last: how the trunk runs (the profile's); the settings of :data:`EXACT_SETTINGS`
+            run in float32 whatever is asked, since their checks are exact up to float32 round-off.
     """
     chosen, mode = setting
+    if name in EXACT_SETTINGS:
+        precision, channels_last = "float32", False
     line = [(dx, 0) for dx in range(-max_shift, max_shift)]
     config = {**key, "setting": name, "mode": mode, "line": [max_shift], "n": int(images.shape[0]),
+              "precision": [precision, channels_last],
               "heads": {t: {h: cache.state_fingerprint(m) for h, m in hs.items()} for t, (_, hs) in chosen.items()}}
     state = cache.cached("aliasing_sweep", config, lambda: sweep.sweep_models(
-        chosen, images, labels, line, mode, batch_size=batch_size, device=device,
-        keep_logits=True, progress=True).to_state())
+        chosen, images, labels, line, mode, batch_size=batch_size, device=device, amp=precision,
+        channels_last=channels_last, keep_logits=True, progress=True).to_state())
     return sweep_result.SweepResult.from_state(state)
+
+
+def ripple_table(results: Sequence[sweep_result.SweepResult], model_sets: Sequence[Any],
+                 heads: Sequence[str] = ("vgg/final_gap", "vgg/multi_gap"), field: str = "true_logit") -> pd.DataFrame:
+    """The period-``P`` ripple of each head over a dense 1-px line of shifts (the profile's own protocol), with
+    its 95% interval over images and runs (:func:`shiftinv.study.intervals.ripple_statistic`).
+
+    Args:
+        results: 1-D profile sweeps with logits (``analysis.replicate_sweeps(..., "profile", keep_logits=True)``),
+            the main model set's first; model_sets: the model sets behind them.
+    Returns:
+        one row per head: ``predicted_period``, ``fraction``, ``chance``, ``ripple`` (= fraction / chance) with
+        ``_lo`` / ``_hi`` / ``_seed_min`` / ``_seed_max`` / ``_main``, ``runs``, ``n_images``, ``field``.
+    """
+    from . import intervals, replicates
+
+    ms = model_sets[0]
+    tables = []
+    for head in heads:
+        t, h = head.split("/")
+        period = periodicity.predicted_period(ms.trunks[t], ms.heads[t][h])
+        if period is None:
+            raise ValueError(f"{head} has no predicted period (a flatten part sees positions)")
+        runs = intervals.sweep_runs(results, replicates.run_names(model_sets, [head]))
+        tables.append(intervals.run_intervals(runs, intervals.ripple_statistic(period, field))
+                      .assign(predicted_period=period, field=field))
+    return pd.concat(tables, ignore_index=True)
 
 
 def aliasing_spectra_curves(results: Mapping[str, sweep_result.SweepResult], heads: Sequence[str],

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import pandas as pd
+import torch
 
 from ..shifts import sweep_result, translation
 from ..workbook import cache, runtime
-from . import datasets, feature_data
+from . import datasets, feature_data, intervals, replicates
 from .modelset import ModelSet
 from .profiles import Profile
 
@@ -32,7 +33,8 @@ def sweep_shifts(profile: Profile, kind: str = "grid") -> list[tuple[int, int]]:
 
 def translation_sweep(ms: ModelSet, kind: str = "grid", mode: str | None = None,
                       trunks: list[str] | None = None, heads: list[str] | None = None,
-                      n_images: int | None = None, refresh: bool = False) -> "Any":
+                      n_images: int | None = None, refresh: bool = False, seeds: bool = True,
+                      keep_logits: bool = False, precision: str | None = None) -> sweep_result.SweepResult:
     """Sweep the model set over the profile's shifts (:func:`sweep_shifts`), cached and resumable.
 
     Args:
@@ -40,20 +42,28 @@ def translation_sweep(ms: ModelSet, kind: str = "grid", mode: str | None = None,
         kind: ``"grid"``, ``"profile"`` or ``"diagonal"`` (see :func:`sweep_shifts`).
         mode: shift protocol (default ``profile.shift_mode``; ``"circular"`` for the APS check).
         trunks, heads: restrict to some trunks / head names (default all).
-        n_images: test images (default ``profile.n_sweep``).
+        n_images: test images (default :meth:`Profile.sweep_size` of the first trunk).
+        seeds: every seed of every head rides on the same trunk passes (``"<trunk>/<head>@<seed>"``
+            besides the main ``"<trunk>/<head>"``; :meth:`ModelSet.run_names`).
+        keep_logits: keep (S, N, K) logits per head (spectra of the true-class logit).
+        precision: ``"float32"`` or ``"bf16"`` (default: the profile's, with its ``channels_last``).
     Returns:
-        :class:`shiftinv.shifts.sweep_result.SweepResult` with heads named ``"<trunk>/<head>"``.
+        :class:`shiftinv.shifts.sweep_result.SweepResult` with heads named ``"<trunk>/<head>[@<seed>]"``,
+        run in the profile's precision (``profile.precision``, ``profile.channels_last``).
     """
-    from ..shifts import sweep, sweep_result
+    from ..shifts import sweep
 
     p = ms.profile
     mode = mode or p.shift_mode
-    images, labels = ms.test_tensors(n_images)
+    if precision is not None and precision != p.precision:
+        p = p.replace(precision=precision, channels_last=False)
+    chosen = ms.sweep_models(trunks, heads, seeds=seeds)
+    n = n_images if n_images is not None else p.sweep_size(kind, next(iter(chosen)))
+    images, labels = ms.test_tensors(n)
     shift_list = sweep_shifts(p, kind)
-    chosen = ms.sweep_models(trunks, heads)
     fingerprint = {t: cache.state_fingerprint(trunk, *hs.values()) for t, (trunk, hs) in chosen.items()}
     config = {"profile": p.to_dict(), "kind": kind, "mode": mode, "models": {t: list(hs) for t, (_, hs) in chosen.items()},
-              "n": int(images.shape[0]), "fingerprint": fingerprint}
+              "n": int(images.shape[0]), "fingerprint": fingerprint, "logits": keep_logits}
     path = cache.cache_path("sweep", config, ".sweep.pt", code=__name__)
     if path.exists() and not (refresh or cache.refresh_requested(path)):
         try:
@@ -62,12 +72,42 @@ def translation_sweep(ms: ModelSet, kind: str = "grid", mode: str | None = None,
             cache.set_aside(path, str(err).split("\n")[0])
     with runtime.reproducible():
         result = sweep.sweep_models(chosen, images, labels, shift_list, mode,
-                                        out_path=path.with_suffix(".part.pt"), batch_size=p.sweep_batch,
-                                        device=p.device, progress=True)
+                                    out_path=path.with_suffix(".part.pt"), batch_size=p.sweep_batch,
+                                    device=p.device, progress=True, amp=p.precision,
+                                    channels_last=p.channels_last, keep_logits=keep_logits)
     result.save(path)
     for part in path.parent.glob(path.with_suffix("").name + ".part.*"):
         part.unlink(missing_ok=True)
     return result
+
+
+def replicate_sweeps(model_sets: Sequence[ModelSet], kind: str = "grid", trunks: list[str] | None = None,
+                     keep_logits: bool = False) -> list[sweep_result.SweepResult]:
+    """:func:`translation_sweep` of every model set of ``model_sets`` (the main one, then its trunk
+    replicates: :func:`shiftinv.study.replicates.trunk_replicates`), every head seed on the same passes,
+    on the same images; the main model set's result first."""
+    return [translation_sweep(ms, kind, trunks=trunks, keep_logits=keep_logits) for ms in model_sets]
+
+
+def main_runs(result: sweep_result.SweepResult) -> sweep_result.SweepResult:
+    """The runs of a sweep that the figures draw: each head's main seed (names without ``@``)."""
+    return result.select([h for h in result.heads if "@" not in h])
+
+
+def robustness_intervals(results: Sequence[sweep_result.SweepResult], model_sets: Sequence[ModelSet]) -> pd.DataFrame:
+    """One row per head of the main sweep: every :data:`shiftinv.study.intervals.SWEEP_STATISTICS` as the mean
+    over all runs (head seeds x trunk replicates), its 95% interval over images and runs, its range over
+    runs and its main run's value (:func:`shiftinv.study.intervals.sweep_intervals`)."""
+    heads = list(main_runs(results[0]).heads)
+    return intervals.sweep_intervals(results, replicates.run_names(model_sets, heads))
+
+
+def runs_text(model_sets: Sequence[ModelSet]) -> str:
+    """How many runs each reported number pools: ``"3 head seeds x 3 trunk trainings = 9 runs"``."""
+    seeds = len(model_sets[0].profile.head_seed_list())
+    trunks = len(model_sets)
+    text = f"{seeds} head seeds" + (f" x {trunks} trunk trainings" if trunks > 1 else " on one frozen trunk")
+    return f"{text} = {seeds * trunks} runs per head"
 
 
 # ----------------------------------------------------------------------------- tables and plots
@@ -131,25 +171,38 @@ def heads_split_sizes(splits: datasets.Splits) -> pd.DataFrame:
     return pd.DataFrame([{"split": k, "images": v, "image_size": splits.image_size} for k, v in splits.sizes().items()])
 
 
-def heads_direct_vs_cached_accuracy(ms: Any, name: str, summary: pd.DataFrame) -> dict[str, float]:
-    """Test accuracy of model ``name`` run end to end (trunk + head) against the one on cached features.
+def heads_direct_vs_cached_accuracy(ms: Any, name: str, n: int = 256) -> dict[str, float]:
+    """Accuracy of model ``name``'s main run through the trunk against on its cached test features, on the
+    first ``n`` test images.
 
-    Args:
-        ms: a ``modelset.ModelSet``.
-        summary: its summary (``model``, ``test_acc``).
+    The trunk runs in the profile's precision (:meth:`ModelSet.predictor`); the cached features were made
+    the same way and stored as ``profile.feature_dtype``.
+
     Returns:
-        ``{"direct": ..., "cached": ..., "tolerance": ...}`` (accuracies in [0, 1]).
+        ``{"direct": ..., "cached": ..., "tolerance": ..., "n": ...}`` (accuracies in [0, 1]).
     Raises:
-        ValueError: they differ by more than round-off plus two test images.
+        ValueError: they differ by more than round-off plus two test images (plus 0.5% of them when the
+        profile runs in bf16 or stores float16 features).
     """
-    images, labels = datasets.as_tensors(ms.splits.test)
-    direct, _ = feature_data.evaluate(ms.classifier(name), datasets.TensorImages(images, labels),
-                               batch_size=ms.profile.head_train.eval_batch_size, device=ms.profile.device)
-    cached = float(summary.set_index("model").loc[name, "test_acc"])
-    tolerance = 1e-6 + 2 / len(labels)
+    from . import precision
+
+    t, h = name.split("/")
+    from torch.utils.data import Subset
+
+    k = min(n, len(ms.splits.test))
+    images, labels = datasets.as_tensors(Subset(ms.splits.test, range(k)))  # the first k, in order
+    predict = ms.predictor(t)
+    correct, bs = [], ms.profile.head_train.eval_batch_size
+    for start in range(0, k, bs):
+        x = images[start : start + bs].to(runtime.default_device(ms.profile.device))
+        correct.append(predict(x)[h].argmax(1).cpu() == labels[start : start + bs])
+    direct = float(torch.cat(correct).double().mean())
+    cached = float(ms.test_outcomes[f"{name}@{ms.profile.seed}"][:k].double().mean())
+    slack = 2 + (0 if precision.is_exact(ms.profile) else 0.005 * k)
+    tolerance = 1e-6 + slack / k
     if abs(direct - cached) >= tolerance:
-        raise ValueError(f"{name}: cached features disagree with the trunk ({direct:.4f} vs {cached:.4f})")
-    return {"direct": float(direct), "cached": cached, "tolerance": tolerance}
+        raise ValueError(f"{name}: cached features disagree with the trunk ({direct:.4f} vs {cached:.4f} on {k} images)")
+    return {"direct": direct, "cached": cached, "tolerance": tolerance, "n": k}
 
 
 # ============================================================================ notebook 04 · translation robustness
@@ -161,17 +214,34 @@ def robustness_sweep_text(result: sweep_result.SweepResult) -> str:
     return text + (f" in {result.meta['seconds']:.1f} s" if "seconds" in result.meta else "")
 
 
-def robustness_flatten_vs_gap(rel: pd.DataFrame) -> dict[str, float | bool]:
-    """The demo's claim on ``rel`` (one row per ``head``, with ``acc_loss`` and ``dataset_signed``):
-    the flatten head loses more accuracy and more relative loss than every GAP head of the plain trunk."""
+def describe_maps(maps: pd.DataFrame, lattice: int) -> str:
+    """What to see in the accuracy heat maps, from their numbers: per head, the centred accuracy, the mean
+    over the grid, and the mean on and off the lattice of shifts that are multiples of ``lattice`` px
+    (where a GAP after a stride-``lattice`` pool is nearly unmoved). Markdown bullets."""
+    lines = []
+    for h, g in maps.groupby("head", sort=False):
+        on = (g.dx % lattice == 0) & (g.dy % lattice == 0)
+        a0 = float(g[(g.dx == 0) & (g.dy == 0)].accuracy.iloc[0])
+        text = f"- `{h}`: {a0:.2f} centred, {g.accuracy.mean():.2f} on average over the grid"
+        if on.any() and (~on).any():
+            text += (f" ({g[on].accuracy.mean():.2f} on shifts that are multiples of {lattice} px, "
+                     f"{g[~on].accuracy.mean():.2f} elsewhere)")
+        lines.append(text)
+    return "\n".join(lines)
+
+
+def denominator_text(rel: pd.DataFrame, a: str = "vgg/flatten", b: str = "vgg/final_gap") -> str:
+    """Why the average relative loss can mislead, in this table's numbers: it divides by the centred loss
+    L(0), so the ratio of two heads' relative losses is partly the inverse ratio of their L(0); the accuracy
+    drop has no such denominator."""
     r = rel.set_index("head")
-    gap_heads = [h for h in r.index if h.split("/")[1] in ("final_gap", "multi_gap")]
-    checks: dict[str, float | bool] = {
-        "flatten_acc_loss": float(r.loc["vgg/flatten", "acc_loss"]),
-        "max_gap_acc_loss": float(r.loc[gap_heads, "acc_loss"].max()),
-        "flatten_rel_loss": float(r.loc["vgg/flatten", "dataset_signed"]),
-        "max_gap_rel_loss": float(r.loc[gap_heads, "dataset_signed"].max()),
-    }
-    checks["flatten_loses_more_accuracy"] = checks["flatten_acc_loss"] > checks["max_gap_acc_loss"]
-    checks["gap_relative_loss_below_flatten"] = checks["max_gap_rel_loss"] < checks["flatten_rel_loss"]
-    return checks
+    if a not in r.index or b not in r.index:
+        return ""
+    ra, rb = r.loc[a], r.loc[b]
+    ratio = float(ra["dataset_signed"]) / float(rb["dataset_signed"]) if float(rb["dataset_signed"]) else float("nan")
+    l0 = float(rb["loss0"]) / float(ra["loss0"]) if float(ra["loss0"]) else float("nan")
+    return (f"`{a}`'s average relative loss is {ratio:.3g} times `{b}`'s, but it divides by a centred loss L(0) of "
+            f"{float(ra['loss0']):.3g} nats against {float(rb['loss0']):.3g}: a factor {l0:.3g} of that ratio is the "
+            f"denominator alone. The accuracy drop has no denominator: {float(ra['acc_loss']):.3g} against "
+            f"{float(rb['acc_loss']):.3g}; the flip rate {float(ra['pred_change']):.3g} against "
+            f"{float(rb['pred_change']):.3g}.")

@@ -1,36 +1,34 @@
-"""Intervals for the numbers the workbook reports: bootstrap over test images, spread over head seeds.
+"""Intervals for the numbers the workbook reports, over what a rerun changes: seeds and test images.
 
-Two sources of uncertainty, reported separately:
+A reported number is a mean over **runs**: every seed of a head (initial weights and batch order,
+:attr:`Profile.head_seeds`) and, where a profile trains its trunk, every retrained trunk
+(:attr:`Profile.trunk_seeds`, :mod:`shiftinv.study.replicates`). Its interval covers both sources of
+variation a rerun brings:
 
-- **which test images** (:func:`bootstrap_weights`): a percentile bootstrap (95% by default) that
-  resamples the test images with replacement, with a seeded generator, so an interval is the same
-  on every run. The same resamples serve every head of a sweep (paired), and each statistic is
-  recomputed exactly as the point estimate is (accuracy; ``dataset_signed`` relative loss
-  ``mean_s (Lbar(s) - Lbar(0)) / Lbar(0)`` of :mod:`shiftinv.shifts.invariance`);
-- **which training run** (:func:`seed_heads`): the heads retrained with other seeds (initial
-  weights and batch order) on the same frozen trunk, cheap because they train on trunk features
-  computed once. Seed ``profile.seed`` reproduces the head of the main run.
+- **which test images**: a percentile bootstrap (95% by default) that resamples the images with
+  replacement, with a seeded generator, so an interval is the same on every run; the same resamples
+  serve every run and head (paired);
+- **which run**: the bootstrap replicates of every run are pooled (an equal mixture over runs), so
+  the interval is that of "a rerun on other images", wider than either source alone.
 
-Notebooks 03 and 04 call :func:`accuracy_intervals` and :func:`relative_loss_intervals`, which add
-``*_lo`` / ``*_hi`` (bootstrap) and ``*_seed_min`` / ``*_seed_max`` / ``*_seed_mean`` columns to
-their data files; :mod:`shiftinv.workbook.readme` quotes them and checks the claims on them.
+Beside it: the range over runs (``*_seed_min`` / ``*_seed_max``, each run on all images), the mean
+(``<stat>``, what the tables report, inside both) and the run the figures draw (``*_main``, the
+profile's own seed). Every statistic is recomputed per resample exactly as the point estimate is.
+:mod:`shiftinv.workbook.claims` decides the workbook's claims on these intervals.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
 
-from ..models import vgg
-from ..workbook import cache, runtime
-from . import datasets, training
+from ..shifts import periodicity
 
-#: Interval level, bootstrap resamples, generator seed and head seeds used by the notebooks.
+#: Interval level, bootstrap resamples and generator seed used by the notebooks.
 LEVEL: float = 0.95
 
 
@@ -40,7 +38,16 @@ N_BOOT: int = 2000
 BOOT_SEED: int = 0
 
 
-SEEDS: tuple[int, ...] = (0, 1, 2)
+#: Intervals from fewer test images than this are flagged (``few_images``) wherever they are printed.
+MIN_IMAGES: int = 30
+
+
+#: ``(run's result, run's name)``: one run of a head, e.g. ``(sweep, "vgg/final_gap@1")``.
+Run = tuple[Any, str]
+
+
+#: ``statistic(result, name, weights (B, N)) -> {stat: (B,) float64}``: a run's statistics per resample.
+Statistic = Callable[[Any, str, Tensor], dict[str, Tensor]]
 
 
 def bootstrap_weights(n: int, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> Tensor:
@@ -85,162 +92,130 @@ def relative_loss_replicates(loss: Tensor, zero: int, weights: Tensor) -> Tensor
     return ((lbar[:, rest] - l0) / l0).mean(dim=1)
 
 
-# ----------------------------------------------------------------------------- seeds
+# ----------------------------------------------------------------------------- statistics of a run
 
 
-def seed_heads(ms: Any, seeds: Sequence[int] = SEEDS, trunks: Sequence[str] | None = None
-               ) -> dict[str, dict[int, vgg.Head]]:
-    """The heads of ``ms`` (a :class:`shiftinv.study.modelset.ModelSet`) retrained with every seed of
-    ``seeds``, on trunk features computed once per trunk; cached under ``results/head_seeds``.
+#: What :func:`sweep_statistics` reports, in the order tables show them.
+SWEEP_STATISTICS: tuple[str, ...] = ("acc0", "acc_mean", "acc_min", "acc_loss", "loss0", "dataset_signed", "pred_change")
 
-    Covers every head built on trunk features (not ``flatten_aug``, trained on shifted copies).
-    Seed s seeds the head's initial weights and batch order (``TrainConfig.seed``); the rest of the
-    recipe is the profile's (epochs, patience, L2 on ``l2_heads``).
-    Returns ``{"<trunk>/<head>": {seed: Head (eval mode)}}``.
+
+def sweep_statistics(result: Any, run: str, weights: Tensor) -> dict[str, Tensor]:
+    """Robustness statistics of run ``run`` of a sweep over a shift grid holding (0, 0), per resample.
+
+    Args:
+        result: a :class:`~shiftinv.shifts.sweep_result.SweepResult`; weights: (B, N) image weights.
+    Returns:
+        ``{stat: (B,)}``: ``acc0`` accuracy unshifted; ``acc_mean`` / ``acc_min`` mean / worst accuracy
+        over the shifts (all of them, the unshifted one included); ``acc_loss = acc0 - acc_mean``;
+        ``loss0`` the unshifted mean loss L(0); ``dataset_signed`` the average relative loss
+        ``mean_{s != 0} (L(s) - L(0)) / L(0)``; ``pred_change`` (the flip rate) the fraction of (shift,
+        image) pairs whose top-1 differs from the unshifted image's (``relative_loss``'s ``pred_change``).
     """
-    p = ms.profile
-    device = runtime.default_device(p.device)
-    out: dict[str, dict[int, vgg.Head]] = {}
-    for tname in trunks or list(ms.trunks):
-        trunk = ms.trunks[tname]
-        kinds = [k for k in ms.heads[tname] if k != "flatten_aug"]
-        tkey = {"profile": p.name, "smoke": p.smoke, "trunk": tname, "weights": cache.state_fingerprint(trunk),
-                "data": ms.splits.sizes(), "classes": p.num_classes, "image_size": p.image_size}
-        built: dict[tuple[str, int], vgg.Head] = {}
-        for kind in kinds:
-            for s in seeds:
-                runtime.seed_everything(int(s))
-                built[kind, s] = vgg.build_head(kind, trunk, num_classes=p.num_classes, input_size=p.image_size)
-        taps = vgg.union_taps({f"{k}@{s}": h for (k, s), h in built.items()})
-        flat = {h.flatten_tap for h in built.values() if h.flatten_tap}
-        gap_only = tuple(t for t in taps if t not in flat)
-        # the model set's own features when they cover these taps (one trunk pass for every seed)
-        features = ms.features.get(tname) if hasattr(ms, "features") else None
-        if features is None or not set(taps) <= set(features("val").features):
-            from .modelset import feature_source
-
-            features = feature_source(trunk, taps, gap_only, ms.splits, p.head_train.eval_batch_size, device,
-                                      getattr(torch, p.feature_dtype), tname)
-
-        for (kind, s), head in built.items():
-            cfg = dataclasses.replace(p.head_train, device=p.device, seed=int(s),
-                                      l2=p.l2 if kind in p.l2_heads else 0.0)
-            key = {**tkey, "head": kind, "init_seed": int(s)}
-            have = training.is_cached("head_seeds", key, cfg)
-            training.train_or_load("head_seeds", key, head,
-                                None if have else features("train").select(head.taps),
-                                None if have else features("val").select(head.taps), cfg,
-                                desc=f"{tname}/{kind} seed {s}")
-            out.setdefault(f"{tname}/{kind}", {})[int(s)] = head.eval()
-    return out
-
-
-def _test_correct(ms: Any, heads: dict[str, dict[str, vgg.Head]]) -> dict[str, Tensor]:
-    """Per-image correctness (N_test,) of every ``{trunk: {name: head}}``, on the model set's test
-    features when it has them (the same numbers as through the trunk: tested), else through the trunk."""
-    device = runtime.default_device(ms.profile.device)
-    bs = ms.profile.head_train.eval_batch_size
-    out: dict[str, list[Tensor]] = {}
-    sources = getattr(ms, "features", {})
-    with runtime.reproducible(), torch.no_grad():
-        for tname, hs in heads.items():
-            if tname in sources:
-                test = sources[tname]("test")
-                for start in range(0, len(test), bs):
-                    feats, y = test.batch(torch.arange(start, min(start + bs, len(test))))
-                    feats = {k: v.to(device) for k, v in feats.items()}
-                    for name, head in hs.items():
-                        pred = head(feats).float().argmax(1).cpu()
-                        out.setdefault(name, []).append(pred == y)
-                continue
-            images, labels = datasets.as_tensors(ms.splits.test)
-            for start in range(0, len(labels), bs):
-                x = images[start : start + bs].to(device)
-                logits = vgg.run_heads(ms.trunks[tname], hs, x)
-                for name, lg in logits.items():
-                    out.setdefault(name, []).append((lg.float().argmax(1).cpu() == labels[start : start + bs]))
-    return {k: torch.cat(v) for k, v in out.items()}
-
-
-def accuracy_intervals(ms: Any, seeds: Sequence[int] = SEEDS, n_boot: int = N_BOOT,
-                       seed: int = BOOT_SEED, level: float = LEVEL) -> pd.DataFrame:
-    """Per model of ``ms``: the test accuracy's bootstrap interval over test images
-    (``test_acc_lo``, ``test_acc_hi``) and its spread over head seeds (``test_acc_seed_mean``,
-    ``test_acc_seed_min``, ``test_acc_seed_max``, ``seeds``; NaN for ``flatten_aug``).
-    One row per model, column ``model``; merge into the summary table on it."""
-    names = {t: {f"{t}/{h}": m for h, m in hs.items()} for t, hs in ms.heads.items()}
-    correct = _test_correct(ms, names)
-    reruns = seed_heads(ms, seeds)
-    seed_correct = _test_correct(ms, {t: {f"{n}@{s}": h for n, by_seed in reruns.items() if n.startswith(t + "/")
-                                          for s, h in by_seed.items()} for t in ms.trunks})
-    w = bootstrap_weights(len(next(iter(correct.values()))), n_boot, seed)
-    rows = []
-    for name, c in correct.items():
-        lo, hi = percentile_interval(w @ c.double(), level)
-        accs = [float(seed_correct[f"{name}@{s}"].double().mean()) for s in seeds if f"{name}@{s}" in seed_correct]
-        rows.append({"model": name, "test_acc_boot": float(c.double().mean()), "test_acc_lo": lo, "test_acc_hi": hi,
-                     "test_acc_seed_mean": float(np.mean(accs)) if accs else float("nan"),
-                     "test_acc_seed_min": min(accs) if accs else float("nan"),
-                     "test_acc_seed_max": max(accs) if accs else float("nan"),
-                     "seeds": len(accs), "n_test": int(c.numel())})
-    return pd.DataFrame(rows)
-
-
-def relative_loss_intervals(ms: Any, result: Any, seeds: Sequence[int] = SEEDS, n_boot: int = N_BOOT,
-                            seed: int = BOOT_SEED, level: float = LEVEL) -> pd.DataFrame:
-    """Per head of the sweep ``result`` (a :class:`shiftinv.shifts.sweep_result.SweepResult` of ``ms`` over a
-    shift grid including (0, 0)): the ``dataset_signed`` relative loss's bootstrap interval over the
-    sweep's images (``dataset_signed_lo``, ``dataset_signed_hi``; the same resamples for every head)
-    and its spread over head seeds (``dataset_signed_seed_mean/min/max``: the retrained heads swept
-    over the same shifts and images, cached). One row per head, column ``head``."""
-    from ..shifts import sweep, sweep_result
-
-    p = ms.profile
     z = result.index(0, 0)
-    w = bootstrap_weights(result.num_images, n_boot, seed)
-    trunks = sorted({h.split("/")[0] for h in result.heads})
-    reruns = seed_heads(ms, seeds, trunks)
-    chosen = {t: (ms.trunks[t], {f"{n.split('/')[1]}@{s}": h for n, by_seed in reruns.items()
-                                 if n.startswith(t + "/") and n in result.heads for s, h in by_seed.items()})
-              for t in trunks}
-    chosen = {t: v for t, v in chosen.items() if v[1]}
-    seeded: Any = None
-    if chosen:
-        images = result_images(ms, result)
-        key = {"trunks": {t: cache.state_fingerprint(tr) for t, (tr, _) in chosen.items()},
-               "heads": {t: {n: cache.state_fingerprint(h) for n, h in hs.items()} for t, (_, hs) in chosen.items()},
-               "shifts": result.shifts.tolist(), "mode": result.mode, "n": result.num_images}
+    acc = weights @ result.correct[run].double().T  # (B, S)
+    lbar = weights @ result.loss[run].double().T  # (B, S)
+    pred = result.pred[run]
+    flips = (pred != pred[z]).double().mean(0)  # (N,)
+    acc0, acc_mean = acc[:, z], acc.mean(1)
+    return {"acc0": acc0, "acc_mean": acc_mean, "acc_min": acc.min(1).values, "acc_loss": acc0 - acc_mean,
+            "loss0": lbar[:, z], "dataset_signed": relative_loss_replicates(result.loss[run], z, weights),
+            "pred_change": weights @ flips}
 
-        def run() -> dict[str, Any]:
-            with runtime.reproducible():
-                r = sweep.sweep_models(chosen, images[0], images[1], result.shifts, result.mode,
-                                           batch_size=p.sweep_batch, device=p.device)
-            return r.to_state()
 
-        seeded = sweep_result.SweepResult.from_state(cache.cached("seed_sweep", key, run))
+def accuracy_statistics(outcomes: Mapping[str, Tensor], run: str, weights: Tensor) -> dict[str, Tensor]:
+    """``{"test_acc": (B,)}``: the accuracy of run ``run``'s per-image outcomes ``outcomes[run]`` (N,)."""
+    return {"test_acc": weights @ outcomes[run].double()}
+
+
+def ripple_statistic(period: int, field: str = "true_logit") -> Statistic:
+    """The periodicity index of a head's response over an evenly spaced line of shifts, per resample.
+
+    Returns a :data:`Statistic` giving ``fraction`` (the response's non-constant energy at ``period`` px
+    and its harmonics, pooled over the resampled images: :func:`shiftinv.shifts.periodicity.harmonic_energy`),
+    ``chance`` (what white noise would give) and ``ripple = fraction / chance`` (> 1: more than noise).
+    A line sampled every ``k`` px sees the period as ``period / k`` samples; all three are NaN when the
+    period is not a whole number of samples or longer than the line.
+    """
+    from ..shifts import invariance
+
+    def statistic(result: Any, run: str, weights: Tensor) -> dict[str, Tensor]:
+        dxs, values = invariance.response_profile(result, run, field, uniform=True)  # (N, L)
+        step = int(dxs[1] - dxs[0])
+        if period % step or period // step > values.shape[1]:
+            nan = torch.full((weights.shape[0],), float("nan"), dtype=torch.float64)
+            return {"fraction": nan, "chance": nan, "ripple": nan}
+        at, total, chance = periodicity.harmonic_energy(values, period // step)
+        fraction = (weights @ torch.from_numpy(at)) / (weights @ torch.from_numpy(total))
+        return {"fraction": fraction, "chance": torch.full_like(fraction, chance), "ripple": fraction / chance}
+
+    return statistic
+
+
+# ----------------------------------------------------------------------------- pooling runs
+
+
+def run_intervals(runs: Mapping[str, Sequence[Run]], statistic: Statistic, n_boot: int = N_BOOT,
+                  seed: int = BOOT_SEED, level: float = LEVEL) -> pd.DataFrame:
+    """One row per head of ``runs`` (``{head: [(result, run name), ...]}``, the main run first): for every
+    statistic ``stat`` of ``statistic``, the mean over runs ``stat``, the pooled interval ``stat_lo`` /
+    ``stat_hi`` (image resamples of every run together), the range over runs ``stat_seed_min`` /
+    ``stat_seed_max`` and the main run's value ``stat_main``; ``runs`` (how many), ``n_images`` and
+    ``few_images`` (fewer than :data:`MIN_IMAGES`)."""
     rows = []
-    for h in result.heads:
-        lo, hi = percentile_interval(relative_loss_replicates(result.loss[h], z, w), level)
-        vals = []
-        if seeded is not None:
-            zs = seeded.index(0, 0)
-            for s in seeds:
-                if f"{h}@{s}" in seeded.heads:
-                    lbar = seeded.loss[f"{h}@{s}"].double().mean(1)
-                    rest = [i for i in range(len(lbar)) if i != zs]
-                    vals.append(float(((lbar[rest] - lbar[zs]) / lbar[zs]).mean()))
-        rows.append({"head": h, "dataset_signed_lo": lo, "dataset_signed_hi": hi,
-                     "dataset_signed_seed_mean": float(np.mean(vals)) if vals else float("nan"),
-                     "dataset_signed_seed_min": min(vals) if vals else float("nan"),
-                     "dataset_signed_seed_max": max(vals) if vals else float("nan"),
-                     "seeds": len(vals), "n_images": result.num_images})
+    for head, pairs in runs.items():
+        if not pairs:
+            raise ValueError(f"no run of {head!r}")
+        n = _images_of(pairs, head)
+        w = bootstrap_weights(n, n_boot, seed)
+        uniform = torch.full((1, n), 1.0 / n, dtype=torch.float64)
+        # round-off below 1e-12 (e.g. an accuracy drop of 2e-17) is printed as 0
+        points = [{k: round(float(v[0]), 12) for k, v in statistic(r, name, uniform).items()} for r, name in pairs]
+        reps = [statistic(r, name, w) for r, name in pairs]
+        row: dict[str, Any] = {"head": head}
+        for stat in points[0]:
+            values = [p[stat] for p in points]
+            lo, hi = percentile_interval(torch.cat([r[stat] for r in reps]), level)
+            row.update({stat: float(np.mean(values)), f"{stat}_lo": lo, f"{stat}_hi": hi,
+                        f"{stat}_seed_min": min(values), f"{stat}_seed_max": max(values), f"{stat}_main": values[0]})
+        rows.append({**row, "runs": len(pairs), "n_images": n, "few_images": n < MIN_IMAGES})
     return pd.DataFrame(rows)
 
 
-def result_images(ms: Any, result: Any) -> tuple[Tensor, Tensor]:
-    """The test images and labels a sweep of ``ms`` used (its first ``result.num_images``), checked
-    against the labels the sweep recorded."""
-    images, labels = ms.test_tensors(result.num_images)
-    if not torch.equal(labels.cpu(), result.labels.cpu()):
-        raise ValueError("the sweep's labels differ from the model set's test images: pass a sweep of this model set")
-    return images, labels
+def _images_of(pairs: Sequence[Run], head: str) -> int:
+    """The common image count of a head's runs (they must be paired: the same images)."""
+    counts = set()
+    for result, name in pairs:
+        counts.add(int(result.num_images) if hasattr(result, "num_images") else int(result[name].shape[0]))
+    if len(counts) != 1:
+        raise ValueError(f"the runs of {head!r} cover different numbers of images {sorted(counts)}: pass runs on "
+                         "the same images")
+    return counts.pop()
+
+
+def sweep_runs(results: Sequence[Any], names: Mapping[str, Sequence[str]]) -> dict[str, list[Run]]:
+    """``{head: [(result, run), ...]}`` for :func:`run_intervals` from sweeps of several model sets (trunk
+    replicates, the main one first) on the same images: ``names[head]`` are the run names of a head
+    (:meth:`shiftinv.study.modelset.ModelSet.run_names`), looked up in every result that has them."""
+    return {h: [(r, n) for r in results for n in ns if n in r.heads] for h, ns in names.items()}
+
+
+def sweep_intervals(results: Sequence[Any], names: Mapping[str, Sequence[str]], **kwargs: Any) -> pd.DataFrame:
+    """:func:`run_intervals` of :func:`sweep_statistics` (one row per head; columns of
+    :data:`SWEEP_STATISTICS` with their intervals, ranges and main-run values)."""
+    return run_intervals(sweep_runs(results, names), sweep_statistics, **kwargs)
+
+
+def accuracy_intervals(model_sets: Sequence[Any], **kwargs: Any) -> pd.DataFrame:
+    """Test accuracy of every model of ``model_sets`` (the main model set, then its trunk replicates) over
+    every run: columns ``model``, ``test_acc`` (mean over runs), ``test_acc_lo/_hi``, ``_seed_min/_max``,
+    ``_main``, ``runs``, ``n_images`` (test images)."""
+    main = model_sets[0]
+    runs: dict[str, list[Run]] = {}
+    for name in main.names():
+        t, h = name.split("/")
+        for ms in model_sets:
+            seeds = ms.seed_heads.get(t, {}).get(h, {})
+            runs.setdefault(name, []).extend((ms.test_outcomes, f"{name}@{s}") for s in seeds
+                                             if f"{name}@{s}" in ms.test_outcomes)
+    table = run_intervals(runs, accuracy_statistics, **kwargs)
+    return table.rename(columns={"head": "model"})

@@ -45,8 +45,8 @@ import torch
 from torch import Tensor, nn
 
 from ..models import accounting, pretrained, vgg
-from ..workbook import runtime
-from . import datasets, digits, feature_data, training
+from ..workbook import cache, runtime
+from . import datasets, digits, feature_data, seeded_heads, training
 from .profiles import Profile, Variant, backbone_label
 
 # ----------------------------------------------------------------------------- data
@@ -101,28 +101,47 @@ class ModelSet:
     summary: pd.DataFrame
     histories: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     features: dict[str, Callable[[str], feature_data.FeatureData]] = field(default_factory=dict)
+    seed_heads: dict[str, dict[str, dict[int, vgg.Head]]] = field(default_factory=dict)
+    runs: pd.DataFrame = field(default_factory=pd.DataFrame)
+    test_outcomes: dict[str, Tensor] = field(default_factory=dict)
 
     def names(self) -> list[str]:
         return [f"{t}/{h}" for t, hs in self.heads.items() for h in hs]
 
-    def sweep_models(self, trunks: list[str] | None = None, heads: list[str] | None = None
+    def run_names(self, model: str) -> list[str]:
+        """The names of every seed's run of ``model`` (``"<trunk>/<head>"``) in a sweep of
+        :meth:`sweep_models` with ``seeds=True``: the model itself (its main seed), then
+        ``"<trunk>/<head>@<seed>"`` for the other seeds."""
+        t, h = model.split("/")
+        return [model] + [f"{model}@{s}" for s in self.seed_heads.get(t, {}).get(h, {}) if s != self.profile.seed]
+
+    def sweep_models(self, trunks: list[str] | None = None, heads: list[str] | None = None, seeds: bool = False
                      ) -> dict[str, tuple[vgg.VGGTrunk, dict[str, vgg.Head]]]:
         """``{trunk: (trunk, {head: Head})}`` for :func:`shiftinv.shifts.sweep.sweep_models` (heads of a
-        trunk share one trunk pass); optionally only some trunks / head names."""
+        trunk share one trunk pass); optionally only some trunks / head names. With ``seeds`` the other
+        seeds of every head ride on the same trunk passes, named ``"<head>@<seed>"``."""
         out = {}
         for t in trunks or list(self.trunks):
             hs = {h: m for h, m in self.heads[t].items() if heads is None or h in heads}
+            if seeds:
+                hs.update({f"{h}@{s}": m for h in list(hs) for s, m in self.seed_heads.get(t, {}).get(h, {}).items()
+                           if s != self.profile.seed})
             if hs:
                 out[t] = (self.trunks[t], hs)
         return out
 
     def predictor(self, trunk: str) -> Callable[[Tensor], dict[str, Tensor]]:
-        """``images (B, 3, H, W) -> {head: logits (B, K)}`` for one trunk and all its heads."""
+        """``images (B, 3, H, W) -> {head: logits (B, K)}`` for one trunk and all its heads, in the
+        profile's precision (``profile.precision``, ``profile.channels_last``)."""
         t, hs = self.trunks[trunk], self.heads[trunk]
+        device = runtime.default_device(self.profile.device)
+        amp = runtime.resolve_amp(device, self.profile.precision)
+        cl = self.profile.channels_last
 
         def predict(x: Tensor) -> dict[str, Tensor]:
-            with torch.no_grad():
-                return vgg.run_heads(t, hs, x)
+            x = x.contiguous(memory_format=torch.channels_last) if cl else x
+            with torch.no_grad(), runtime.autocast(device, amp):
+                return {k: v.float() for k, v in vgg.run_heads(t, hs, x).items()}
 
         return predict
 
@@ -163,17 +182,20 @@ def recalibrate_batchnorm(trunk: vgg.VGGTrunk, data: Any, batch_size: int = 128,
 
 
 def feature_source(trunk: vgg.VGGTrunk, taps: tuple[str, ...], gap_only: tuple[str, ...], splits: datasets.Splits,
-                   batch_size: int, device: torch.device, dtype: torch.dtype, name: str
+                   batch_size: int, device: torch.device, dtype: torch.dtype, name: str, *,
+                   precision: str = "float32", channels_last: bool = False
                    ) -> Callable[[str], feature_data.FeatureData]:
     """``split -> FeatureData`` of ``trunk`` at ``taps`` (``gap_only`` stored as global averages), each
-    split computed on first use and kept: every head of a trunk, and its re-seeded copies
-    (:mod:`shiftinv.study.intervals`), train and test on one trunk pass per image."""
+    split computed on first use and kept: every seed of every head of a trunk trains and tests on one
+    trunk pass per image. ``precision`` (``"float32"`` | ``"bf16"``) and ``channels_last`` set how the trunk
+    runs, ``dtype`` how the features are stored."""
     memo: dict[str, feature_data.FeatureData] = {}
 
     def features(split: str) -> feature_data.FeatureData:
         if split not in memo:
             memo[split] = feature_data.extract_features(lambda x: trunk(x, taps), getattr(splits, split), gap_only,
-                                                 batch_size, device, dtype, desc=f"{name} {split} features")
+                                                        batch_size, device, dtype, amp=precision,
+                                                        channels_last=channels_last, desc=f"{name} {split} features")
         return memo[split]
 
     return features
@@ -222,7 +244,8 @@ def train_or_load_models(profile: Profile, splits: datasets.Splits | None = None
     for v in profile.variants:
         _train_variant_heads(b, v)  # (3)-(5)
     summary = pd.DataFrame(b.rows).assign(backbone=backbone_label(profile))
-    return ModelSet(profile, splits, b.trunks, b.heads, summary, b.histories, b.sources)
+    return ModelSet(profile, splits, b.trunks, b.heads, summary, b.histories, b.sources, b.seed_heads,
+                    pd.DataFrame(b.runs), b.test_outcomes)
 
 
 @dataclass
@@ -243,6 +266,9 @@ class _Build:
     heads: dict[str, dict[str, vgg.Head]] = field(default_factory=dict)
     trunk_info: dict[str, dict[str, Any]] = field(default_factory=dict)  # summary columns per trunk
     sources: dict[str, Callable[[str], feature_data.FeatureData]] = field(default_factory=dict)
+    seed_heads: dict[str, dict[str, dict[int, vgg.Head]]] = field(default_factory=dict)
+    runs: list[dict[str, Any]] = field(default_factory=list)  # one row per (model, seed)
+    test_outcomes: dict[str, Tensor] = field(default_factory=dict)  # "<trunk>/<head>@<seed>" -> (N_test,) bool
 
 
 def _setup_trunks(b: _Build) -> None:
@@ -263,20 +289,26 @@ def _setup_trunks(b: _Build) -> None:
             b.trunk_info[v.name]["trunk_source"] = "trained here"
         else:
             trunk = _shared_trunk(b, v, plain)
-        b.trunks[v.name] = _freeze(trunk.to(b.device))
+        trunk = _freeze(trunk.to(b.device))
+        b.trunks[v.name] = trunk.to(memory_format=torch.channels_last) if profile.channels_last else trunk
         b.trunk_info[v.name]["trunk_setup_seconds"] = time.perf_counter() - t0
 
 
 def _train_trunk(b: _Build, v: Variant) -> vgg.VGGTrunk:
     """The trunk of ``v`` trained (or loaded) from scratch with the profile's ``trunk_head``."""
     profile, size = b.profile, b.profile.image_size
-    runtime.seed_everything(profile.seed)
+    replicate = profile.trunk_seed is not None and v.name == "vgg"
+    runtime.seed_everything(profile.trunk_seed if replicate else profile.seed)
     trunk = _build_trunk(profile, v, profile.weights or None)
     head = vgg.build_head(profile.trunk_head, trunk, num_classes=profile.num_classes, input_size=size)
     model = vgg.VGGClassifier(trunk, head, freeze_backbone=False, input_size=size)
     key = {"data": b.dkey, "trunk": _trunk_spec(profile, v), "head": profile.trunk_head}
-    res = training.train_or_load("trunk", key, model, b.splits.train, b.splits.val, b.tcfg, refresh=b.refresh,
-                              desc=f"train {v.name} trunk")
+    cfg = b.tcfg
+    if replicate:  # a retrained trunk: its own initial weights and batch order
+        key["init_seed"] = profile.trunk_seed
+        cfg = dataclasses.replace(cfg, seed=profile.trunk_seed)
+    res = training.train_or_load("trunk", key, model, b.splits.train, b.splits.val, cfg, refresh=b.refresh,
+                                 desc=f"train {v.name} trunk" + (f" (seed {profile.trunk_seed})" if replicate else ""))
     b.histories[f"{v.name}/trunk"] = res.history
     b.trunk_info[v.name] = {"trunk_epochs": len(res.history), "trunk_val_acc": res.best_val_acc,
                             "trunk_seconds": sum(r["seconds"] for r in res.history)}
@@ -297,100 +329,143 @@ def _shared_trunk(b: _Build, v: Variant, plain: Variant) -> vgg.VGGTrunk:
 
 
 def _train_variant_heads(b: _Build, v: Variant) -> None:
-    """Steps (3)-(5) for the trunk of ``v``: build its heads (each seeded with the profile's seed),
-    train (or load) them on trunk features computed once, and test them."""
+    """Steps (3)-(5) for the trunk of ``v``: build its heads (every seed of :meth:`Profile.head_seed_list`),
+    train (or load) each kind's seeds together on trunk features computed once, and test them."""
     profile, trunk = b.profile, b.trunks[v.name]
     tkey = {"data": b.dkey, "trunk": _trunk_spec(profile, v), "source": b.trunk_info[v.name]["trunk_source"],
             "trunk_train": b.tcfg.to_dict() if profile.train_trunk else None,
-            "plain_trunk_train": profile.trunk_head if profile.train_trunk else None}
-    built: dict[str, vgg.Head] = {}
-    for kind in v.heads:
-        runtime.seed_everything(profile.seed)
-        built[kind] = vgg.build_head(kind, trunk, num_classes=profile.num_classes, input_size=profile.image_size)
-    aug_head = None
-    if v.name == "vgg" and profile.aug_shift > 0:
-        runtime.seed_everything(profile.seed)
-        aug_head = vgg.build_head("flatten", trunk, num_classes=profile.num_classes, input_size=profile.image_size)
-    every = {**built, **({"flatten_aug": aug_head} if aug_head is not None else {})}
+            "plain_trunk_train": profile.trunk_head if profile.train_trunk else None,
+            "precision": [profile.precision, profile.channels_last, profile.feature_dtype],
+            "weights": cache.state_fingerprint(trunk)}  # the trunk itself (a retrained replicate differs)
+    splits = _variant_splits(b, v)
+    tkey["train_n"] = len(splits.train)
+    seeds = profile.head_seed_list()
+    built = {kind: _seeded_heads(b, trunk, kind, seeds) for kind in v.heads}
+    aug = _seeded_heads(b, trunk, "flatten", seeds) if v.name == "vgg" and profile.aug_shift > 0 else None
+    every = {f"{k}@{s}": h for k, hs in built.items() for s, h in hs.items()}
+    every.update({f"aug@{s}": h for s, h in (aug or {}).items()})
     taps = vgg.union_taps(every)
     flat = {h.flatten_tap for h in every.values() if h.flatten_tap}
     gap_only = tuple(t for t in taps if t not in flat)
-    features = feature_source(trunk, taps, gap_only, b.splits, b.hcfg.eval_batch_size, b.device,
-                              getattr(torch, profile.feature_dtype), v.name)
+    features = feature_source(trunk, taps, gap_only, splits, b.hcfg.eval_batch_size, b.device,
+                              getattr(torch, profile.feature_dtype), v.name, precision=profile.precision,
+                              channels_last=profile.channels_last)
     b.sources[v.name] = features
-    b.heads[v.name] = {}
-    for kind, head in built.items():
-        _train_head(b, v, tkey, kind, head, features)
-    if aug_head is not None:
-        _train_aug_head(b, v, tkey, aug_head, features)
+    b.heads[v.name], b.seed_heads[v.name] = {}, {}
+    for kind, heads in built.items():
+        _train_head(b, v, tkey, kind, heads, features)
+    if aug is not None:
+        _train_aug_head(b, v, tkey, aug, features)
     _test_heads(b, v, features("test"))
 
 
-def _train_head(b: _Build, v: Variant, tkey: dict[str, Any], kind: str, head: vgg.Head,
-                features: Callable[[str], feature_data.FeatureData]) -> None:
-    """Train (or load) head ``kind`` of trunk ``v`` on the trunk's features (``l2`` on ``l2_heads``)."""
+def _variant_splits(b: _Build, v: Variant) -> datasets.Splits:
+    """The data of ``v``'s heads: the profile's splits, with a seeded subset of ``variant_train`` training
+    images for the trunks other than the plain one (their passes cost more)."""
+    n = b.profile.variant_train
+    if v.name == "vgg" or n is None or n >= len(b.splits.train):
+        return b.splits
+    return dataclasses.replace(b.splits, train=datasets.take(b.splits.train, n, b.profile.seed + 4))
+
+
+def _seeded_heads(b: _Build, trunk: vgg.VGGTrunk, kind: str, seeds: tuple[int, ...]) -> dict[int, vgg.Head]:
+    """``{seed: Head}`` of ``kind`` sized for ``trunk``, each initialised right after seeding with its seed."""
+    out = {}
+    for s in seeds:
+        runtime.seed_everything(s)
+        out[s] = vgg.build_head(kind, trunk, num_classes=b.profile.num_classes, input_size=b.profile.image_size)
+    return out
+
+
+def _head_config(b: _Build, kind: str, base: training.TrainConfig | None = None) -> training.TrainConfig:
+    """The head recipe of ``kind``: the profile's, with ``l2`` on ``l2_heads``."""
     profile = b.profile
-    cfg = dataclasses.replace(b.hcfg, l2=profile.l2 if kind in profile.l2_heads else 0.0)
-    key = {"trunk": tkey, "head": kind, "classes": profile.num_classes}
-    cached = training.is_cached("head", key, cfg) and not b.refresh
-    res = training.train_or_load("head", key, head,
-                              None if cached else features("train").select(head.taps),
-                              None if cached else features("val").select(head.taps),
-                              cfg, refresh=b.refresh, desc=f"{v.name}/{kind}")
-    b.heads[v.name][kind] = head.eval()
-    b.histories[f"{v.name}/{kind}"] = res.history
-    b.rows.append(_run_row(f"{v.name}/{kind}", v.name, kind, cfg.l2, res, cached))
+    return dataclasses.replace(base or b.hcfg, device=profile.device,
+                               l2=profile.l2 if kind in profile.l2_heads else 0.0)
 
 
-def _train_aug_head(b: _Build, v: Variant, tkey: dict[str, Any], head: vgg.Head,
+def _train_head(b: _Build, v: Variant, tkey: dict[str, Any], kind: str, heads: dict[int, vgg.Head],
+                features: Callable[[str], feature_data.FeatureData]) -> None:
+    """Train (or load) every seed of head ``kind`` of trunk ``v`` together, on the trunk's features."""
+    cfg = _head_config(b, kind)
+    key = {"trunk": tkey, "head": kind, "classes": b.profile.num_classes}
+    taps = next(iter(heads.values())).taps
+    results = seeded_heads.train_or_load_seeds(
+        "heads", key, heads, lambda: features("train").select(taps), lambda: features("val").select(taps), cfg,
+        monitor=cfg.monitor, refresh=b.refresh, desc=f"{v.name}/{kind}")
+    _keep(b, v, kind, heads, results, cfg.l2)
+
+
+def _keep(b: _Build, v: Variant, kind: str, heads: dict[int, vgg.Head], results: dict[int, training.TrainResult],
+          l2: float) -> None:
+    """Store the seeds of head ``kind`` (the profile's own seed as ``b.heads``), their histories and summary rows."""
+    main = b.profile.seed
+    for s, head in heads.items():
+        head.eval()
+    b.seed_heads[v.name][kind] = heads
+    b.heads[v.name][kind] = heads[main]
+    b.histories[f"{v.name}/{kind}"] = results[main].history
+    b.rows.append(_run_row(f"{v.name}/{kind}", v.name, kind, l2, results[main]))
+    for s, r in results.items():
+        b.runs.append({"model": f"{v.name}/{kind}", "seed": s, "main": s == main, "epochs": len(r.history),
+                       "best_epoch": r.best_epoch, "val_acc": r.best_val_acc,
+                       "train_seconds": sum(rec["seconds"] for rec in r.history)})
+
+
+def _train_aug_head(b: _Build, v: Variant, tkey: dict[str, Any], heads: dict[int, vgg.Head],
                     features: Callable[[str], feature_data.FeatureData]) -> None:
-    """Step (4): ``vgg/flatten_aug``, on a fixed pool of ``aug_copies`` shifted copies of the training
-    images (features computed once; in-memory data) or with fresh shifts every batch through the trunk."""
+    """Step (4): ``vgg/flatten_aug`` (every seed), on a fixed pool of ``aug_copies`` shifted copies of the
+    training images (features computed once; in-memory data) or with fresh shifts every batch through the
+    trunk (one run per seed)."""
     profile, trunk = b.profile, b.trunks[v.name]
     pool = profile.aug_copies > 0 and isinstance(b.splits.train, datasets.TensorImages)
-    base = profile.head_train if pool else (profile.aug_train or profile.head_train)
-    cfg = dataclasses.replace(base, device=profile.device, l2=profile.l2 if "flatten" in profile.l2_heads else 0.0,
-                              shift_aug=0 if pool else profile.aug_shift, shift_mode=profile.shift_mode)
+    cfg = _head_config(b, "flatten", profile.head_train if pool else (profile.aug_train or profile.head_train))
+    cfg = dataclasses.replace(cfg, shift_aug=0 if pool else profile.aug_shift, shift_mode=profile.shift_mode)
     key = {"trunk": tkey, "head": "flatten_aug", "classes": profile.num_classes,
            "pool": {"copies": profile.aug_copies, "max_shift": profile.aug_shift} if pool else None}
-    cached = training.is_cached("head", key, cfg) and not b.refresh
+    taps = next(iter(heads.values())).taps
     if pool:  # a fixed pool of shifted copies, features computed once (validation: unshifted)
         def aug_features() -> feature_data.FeatureData:
             copies = datasets.shifted_copies(b.splits.train, profile.aug_copies, profile.aug_shift,
                                              profile.shift_mode, profile.seed)
-            return feature_data.extract_features(lambda x: trunk(x, head.taps), copies, (), b.hcfg.eval_batch_size,
-                                          b.device, getattr(torch, profile.feature_dtype),
-                                          desc="vgg shifted-copy features")
-        res = training.train_or_load("head", key, head, None if cached else aug_features(),
-                                  None if cached else features("val").select(head.taps), cfg,
-                                  refresh=b.refresh, desc="vgg/flatten_aug")
-    else:  # fresh random shifts every batch, through the frozen trunk
-        res = training.train_or_load("head", key, head, b.splits.train, b.splits.val, cfg,
-                                  extractor=lambda x, trunk=trunk, taps=head.taps: trunk(x, taps),
-                                  refresh=b.refresh, desc="vgg/flatten_aug")
-    b.heads[v.name]["flatten_aug"] = head.eval()
-    b.histories["vgg/flatten_aug"] = res.history
-    b.rows.append(_run_row("vgg/flatten_aug", v.name, "flatten_aug", cfg.l2, res, cached))
+            return feature_data.extract_features(lambda x: trunk(x, taps), copies, (), b.hcfg.eval_batch_size,
+                                                 b.device, getattr(torch, profile.feature_dtype),
+                                                 amp=profile.precision, desc="vgg shifted-copy features")
+        results = seeded_heads.train_or_load_seeds("heads", key, heads, aug_features,
+                                                   lambda: features("val").select(taps), cfg, monitor=cfg.monitor,
+                                                   refresh=b.refresh, desc="vgg/flatten_aug")
+    else:  # fresh random shifts every batch, through the frozen trunk: one run per seed
+        results = {s: training.train_or_load("head", {**key, "seed": s}, head, b.splits.train, b.splits.val,
+                                             dataclasses.replace(cfg, seed=s),
+                                             extractor=lambda x, taps=taps: trunk(x, taps), refresh=b.refresh,
+                                             desc=f"vgg/flatten_aug seed {s}")
+                   for s, head in heads.items()}
+    _keep(b, v, "flatten_aug", heads, results, cfg.l2)
 
 
-def _run_row(model: str, trunk: str, head: str, l2: float, res: training.TrainResult, cached: bool) -> dict[str, Any]:
-    """The training columns of one model's summary row."""
+def _run_row(model: str, trunk: str, head: str, l2: float, res: training.TrainResult) -> dict[str, Any]:
+    """The training columns of one model's summary row (its main seed)."""
     return {"model": model, "trunk": trunk, "head": head, "l2": l2, "epochs": len(res.history),
             "best_epoch": res.best_epoch, "val_acc": res.best_val_acc,
-            "train_seconds": sum(r["seconds"] for r in res.history), "cached": cached}
+            "train_seconds": sum(r["seconds"] for r in res.history)}
 
 
 def _test_heads(b: _Build, v: Variant, test_feats: feature_data.FeatureData) -> None:
-    """Step (5): test accuracy and loss of every head of trunk ``v`` on its test features (one trunk
-    pass), and the parameter counts, added to the heads' summary rows."""
+    """Step (5): per-image test outcomes of every seed of every head of trunk ``v`` on its test features
+    (one trunk pass), the main seed's accuracy, loss and parameter counts in its summary row."""
     trunk = b.trunks[v.name]
-    for name, head in b.heads[v.name].items():
-        acc, loss = feature_data.evaluate(head, test_feats.select(head.taps), batch_size=b.hcfg.eval_batch_size,
-                                   device=b.device, amp=b.hcfg.amp)
+    for name, by_seed in b.seed_heads[v.name].items():
+        for s, head in by_seed.items():
+            correct, loss = feature_data.per_item_outcomes(head, test_feats.select(head.taps),
+                                                           b.hcfg.eval_batch_size, b.device)
+            b.test_outcomes[f"{v.name}/{name}@{s}"] = correct
+            run = next(r for r in b.runs if r["model"] == f"{v.name}/{name}" and r["seed"] == s)
+            run.update(test_acc=float(correct.double().mean()), test_loss=float(loss.double().mean()))
+        head = b.heads[v.name][name]
+        main = next(r for r in b.runs if r["model"] == f"{v.name}/{name}" and r["main"])
         row = next(r for r in b.rows if r["model"] == f"{v.name}/{name}")
-        kind = "flatten" if name == "flatten_aug" else name
-        row.update(kind=kind, test_acc=acc, test_loss=loss,
-                   head_params=accounting.count_parameters(head),
+        row.update(kind="flatten" if name == "flatten_aug" else name, test_acc=main["test_acc"],
+                   test_loss=main["test_loss"], head_params=accounting.count_parameters(head),
                    trunk_params=accounting.count_parameters(trunk),
                    total_params=accounting.count_parameters(head) + accounting.count_parameters(trunk),
                    **b.trunk_info[v.name])

@@ -53,7 +53,9 @@ class TrainConfig:
         epochs: maximum number of epochs.
         batch_size: training batch size (the paper: 32).
         lr: Adam learning rate (the paper: 1e-3).
-        patience: stop after this many epochs without a better validation accuracy (paper: 25).
+        patience: stop after this many epochs without a better ``monitor`` (paper: 25).
+        monitor: what early stopping watches: ``"val_acc"`` (the authors' May-2026 script) or
+            ``"val_loss"`` (their Nov-2024 script and MNIST helper); the best epoch's weights are kept.
         l2: Keras-style L2 penalty ``l2 * sum(w ** 2)`` on the weight matrices of the trained model's
             ``nn.Linear`` layers (the paper: 1e-4 on the flatten and multi-GAP heads); 0 = none.
         shift_aug: maximum absolute random shift in px for augmentation (0 = none); needs images.
@@ -78,6 +80,14 @@ class TrainConfig:
     device: str | None = None
     eval_batch_size: int = 256
     channels_last: bool = False
+    monitor: str = "val_acc"
+
+    def __post_init__(self) -> None:
+        if self.monitor not in ("val_acc", "val_loss"):
+            raise ValueError(f"monitor must be 'val_acc' or 'val_loss', got {self.monitor!r}")
+        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
+            raise ValueError(f"epochs, batch_size and patience must be >= 1, got {self.epochs}, {self.batch_size}, "
+                             f"{self.patience}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -186,7 +196,8 @@ def _fit_resume(run: _FitRun, saved: Mapping[str, Any] | None) -> dict[str, Any]
     """The loop state of :func:`_fit_epochs` (finished ``epoch``, ``best_acc``, ``best_epoch``, epochs
     without improvement ``bad``, ``history``, ``best`` weights, ``first_loss``): fresh, or restored
     from a checkpoint together with the model, optimiser and scaler states."""
-    state: dict[str, Any] = {"epoch": 0, "best_acc": -1.0, "best_epoch": 0, "bad": 0, "history": [], "best": None}
+    state: dict[str, Any] = {"epoch": 0, "best_acc": -1.0, "best_score": None, "best_epoch": 0, "bad": 0,
+                             "history": [], "best": None}
     if saved is None:
         return state
     run.model.load_state_dict(saved["model"])
@@ -292,8 +303,9 @@ def _end_epoch(run: _FitRun, epoch: int, state: dict[str, Any], train_loss: floa
     record = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
               "val_acc": val_acc, "seconds": time.perf_counter() - t0}
     state["history"].append(record)
-    if val_acc > state["best_acc"]:
-        state.update(best_acc=val_acc, best_epoch=epoch, bad=0,
+    score = val_acc if cfg.monitor == "val_acc" else -val_loss
+    if state.get("best_score") is None or score > state["best_score"]:
+        state.update(best_acc=val_acc, best_score=score, best_epoch=epoch, bad=0,
                      best={k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()})
     else:
         state["bad"] += 1

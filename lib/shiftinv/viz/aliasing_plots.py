@@ -86,3 +86,22 @@ def plot_aliasing_boundary(results: Mapping[str, sweep_result.SweepResult],
            title="borders + aliasing (protocol) vs aliasing only (circular) vs APS (invariant)")
     ax.legend(fontsize="small")
     return fig
+
+
+def plot_ripple(ripple: pd.DataFrame) -> plt.Figure:
+    """The period ripple of each head (``aliasing.ripple_table``): energy at the predicted period and its
+    harmonics over the white-noise share, mean over runs with its 95% interval; 1 (dashed) = noise."""
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(ripple) + 1.6))
+    y = np.arange(len(ripple))
+    ax.hlines(y, ripple["ripple_lo"], ripple["ripple_hi"], color="C0", lw=3, alpha=0.7, label="95% interval")
+    ax.plot(ripple["ripple"], y, "o", color="C0", mec="k", label="mean over runs")
+    ax.axvline(1.0, color="k", ls="--", lw=1, label="white noise")
+    ax.set_yticks(y, [f"{h}  (period {int(p)} px)" for h, p in zip(ripple["head"], ripple["predicted_period"])])
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    r = ripple.iloc[0]
+    ax.set(xlabel="energy at the period and its harmonics / white-noise share",
+           title=f"ripple of the {r['field'].replace('_', '-')} over 1-px shifts ({int(r['n_images'])} images, "
+                 f"{int(ripple['runs'].max())} runs per head)")
+    ax.legend(fontsize=8, loc="lower right")
+    return fig

@@ -60,16 +60,32 @@ def plot_heads_data_samples(splits: datasets.Splits, n: int = 8, seed: int = 0) 
     return fig
 
 
+#: Line style per trunk: the plain trunk solid, BlurPool dashed, APS dotted.
+TRUNK_STYLES = {"vgg": "-", "blur": "--", "aps": ":"}
+
+
+def model_palette(names: Sequence[str]) -> dict[str, Any]:
+    """One distinguishable colour per model name, as many as there are names (a trunk's heads keep the
+    colour of their kind across trunks: ``vgg/multi_gap`` and ``blur/multi_gap`` share one)."""
+    kinds = list(dict.fromkeys(n.split("/")[-1] for n in names))
+    colours = sns.color_palette("tab10" if len(kinds) <= 10 else "husl", len(kinds))
+    return {n: colours[kinds.index(n.split("/")[-1])] for n in names}
+
+
 def plot_heads_training_curves(hist: pd.DataFrame) -> plt.Figure:
-    """Validation accuracy and training loss per epoch of every model (``analysis.history_frame``)."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+    """Validation accuracy and training loss per epoch of every model (``analysis.history_frame``): colour by
+    head kind, line style by trunk (:data:`TRUNK_STYLES`), the legend outside the axes."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4))
+    names = list(dict.fromkeys(hist["model"]))
+    palette = model_palette(names)
     for name, g in hist.groupby("model", sort=False):
-        style = "-" if name.endswith("/trunk") else "--" if name.startswith(("blur", "aps")) else "-"
-        axes[0].plot(g.epoch, g.val_acc, style, marker="o", ms=3, label=name)
-        axes[1].plot(g.epoch, g.train_loss, style, marker="o", ms=3, label=name)
-    axes[0].set(xlabel="epoch", ylabel="validation accuracy", title="validation accuracy (early stopping)")
-    axes[1].set(xlabel="epoch", ylabel="training cross-entropy", title="training loss", yscale="log")
-    axes[1].legend(fontsize=7, ncol=2)
+        style = TRUNK_STYLES.get(name.split("/")[0], "-")
+        for ax, col in zip(axes, ("val_acc", "train_loss")):
+            ax.plot(g.epoch, g[col], style, marker="o", ms=2.5, lw=1.3, color=palette[name], label=name)
+    axes[0].set(xlabel="epoch", ylabel="validation accuracy", title="validation accuracy (main seed)")
+    axes[1].set(xlabel="epoch", ylabel="training cross-entropy (nats)", title="training loss", yscale="log")
+    axes[1].legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left", title="solid: plain, dashed: BlurPool, "
+                   "dotted: APS", title_fontsize=7)
     return fig
 
 
@@ -105,18 +121,46 @@ def plot_robustness_profiles(line: pd.DataFrame) -> plt.Figure:
     return fig
 
 
+def _interval_dots(ax: plt.Axes, rel: pd.DataFrame, stat: str, palette: Mapping[str, Any], marker: str = "o",
+                   offset: float = 0.0, label: str | None = None) -> None:
+    """Each head's ``stat`` (mean over runs) with its 95% interval (``stat_lo`` / ``stat_hi``) as a whisker."""
+    y = np.arange(len(rel)) + offset
+    lo, hi = rel[f"{stat}_lo"].to_numpy(float), rel[f"{stat}_hi"].to_numpy(float)
+    mid = rel[stat].to_numpy(float)
+    for i, h in enumerate(rel["head"]):
+        ax.plot([lo[i], hi[i]], [y[i], y[i]], color=palette[h], lw=2.2, alpha=0.8)
+        ax.plot(mid[i], y[i], marker, color=palette[h], ms=6, mec="k", mew=0.5,
+                label=label if i == 0 else None)
+
+
 def plot_robustness_relative_loss(rel: pd.DataFrame) -> plt.Figure:
-    """``dataset_signed`` per head, and accuracy unshifted vs mean over the grid (columns of ``rel``)."""
-    fig, axes = plt.subplots(1, 2, figsize=(13, 3.8))
-    axes[0].barh(rel["head"], rel["dataset_signed"])
-    axes[0].set(xlabel="mean_s (L(s) - L(0)) / L(0)", title="average relative loss (dataset_signed)")
+    """Four views of robustness under shift per head, each the mean over runs with its 95% interval over
+    images and runs (columns of :func:`shiftinv.study.analysis.robustness_intervals`): accuracy centred and
+    over the shifts, the accuracy drop, the average relative loss (log axis; L(0), its denominator, printed
+    beside each bar) and the flip rate (top-1 differs from the unshifted image's)."""
+    palette = model_palette(list(rel["head"]))
+    fig, axes = plt.subplots(1, 4, figsize=(16, 0.42 * len(rel) + 2.2), sharey=True)
+    _interval_dots(axes[0], rel, "acc0", palette, "o", -0.15, "centred")
+    _interval_dots(axes[0], rel, "acc_mean", palette, "s", 0.15, "mean over the shifts")
+    axes[0].set(xlim=(0, 1), xlabel="top-1 accuracy", title="accuracy")
+    axes[0].legend(fontsize=7, loc="lower left")
+    _interval_dots(axes[1], rel, "acc_loss", palette)
+    axes[1].set(xlabel="centred - mean over shifts", title="accuracy drop")
+    _interval_dots(axes[2], rel, "dataset_signed", palette)
+    positive = rel["dataset_signed_lo"].to_numpy(float) > 0
+    if positive.all():
+        axes[2].set_xscale("log")
+    for i, (_, r) in enumerate(rel.iterrows()):
+        axes[2].annotate(f"L(0) = {r['loss0']:.2g}", (float(r["dataset_signed_hi"]), i), xytext=(4, 0),
+                         textcoords="offset points", va="center", fontsize=7, color="0.3")
+    axes[2].set(xlabel="mean_s (L(s) - L(0)) / L(0)", title="average relative loss")
+    _interval_dots(axes[3], rel, "pred_change", palette)
+    axes[3].set(xlim=(0, 1), xlabel="P(top-1 differs from unshifted)", title="flip rate")
+    axes[0].set_yticks(range(len(rel)), rel["head"])
     axes[0].invert_yaxis()
-    x = np.arange(len(rel))
-    axes[1].bar(x - 0.2, rel["acc0"], 0.4, label="unshifted")
-    axes[1].bar(x + 0.2, rel["acc_mean"], 0.4, label="mean over the shift grid")
-    axes[1].set_xticks(x, rel["head"], rotation=30, ha="right", fontsize=8)
-    axes[1].set(ylabel="accuracy", ylim=(0, 1), title="accuracy: centred vs shifted")
-    axes[1].legend(fontsize=8)
+    n, runs = int(rel["n_images"].iloc[0]), int(rel["runs"].max())
+    fig.suptitle(f"robustness under shift: mean over {runs} runs per head, 95% intervals over {n} test images and "
+                 "the runs", y=1.02)
     return fig
 
 
@@ -214,4 +258,30 @@ def plot_rotscale_summary(summary: pd.DataFrame, names: Sequence[str], palette: 
         ax.set(title=f"mean relative accuracy drop, {kind}", xlabel="1 - mean acc / acc(identity)")
     axes[0].set_yticks(range(len(names)), names)
     axes[0].invert_yaxis()
+    return fig
+
+
+def plot_precision_agreement(agreement: pd.DataFrame) -> plt.Figure:
+    """The profile's precision against float32 (``precision.precision_agreement``): per measure, each head's
+    value in float32 and in the profile's precision side by side, the difference written beside them."""
+    measures = list(dict.fromkeys(agreement["measure"]))
+    fig, axes = plt.subplots(1, len(measures), figsize=(4.2 * len(measures), 0.4 * agreement["head"].nunique() + 2),
+                             sharey=True)
+    axes = np.atleast_1d(axes)
+    for ax, m in zip(axes, measures):
+        part = agreement[agreement["measure"] == m].reset_index(drop=True)
+        y = np.arange(len(part))
+        ax.barh(y - 0.18, part["float32"], 0.36, color="0.6", label="float32")
+        ax.barh(y + 0.18, part["profile"], 0.36, color="C0", label=str(agreement["precision"].iloc[0]))
+        for i, d in enumerate(part["difference"]):
+            ax.annotate(f"{d:+.2g}", (max(part.loc[i, ["float32", "profile"]]), i), xytext=(3, 0),
+                        textcoords="offset points", va="center", fontsize=7)
+        ax.set_title(m, fontsize=9)
+    axes[0].set_yticks(range(agreement["head"].nunique()), list(dict.fromkeys(agreement["head"])))
+    axes[0].invert_yaxis()
+    axes[0].legend(fontsize=7, loc="lower right")
+    r = agreement.iloc[0]
+    fig.suptitle(f"{r['precision']} trunk passes{' (channels-last)' if r['channels_last'] else ''}, "
+                 f"{r['feature_dtype']} features, against float32 ({int(r['n_sweep'])} images on the 1-D line, "
+                 f"{int(r['n_features'])} for the features)", y=1.03)
     return fig

@@ -6,61 +6,30 @@ The README holds marked blocks, one per profile::
     ... (everything here is rewritten) ...
     <!-- results:demo:end -->
 
-``python -m shiftinv.workbook.readme --profile demo`` fills the block from the data files that notebooks
-03-05 wrote into ``figures/<profile>/`` (``03_accuracy_params.csv``, ``04_relative_loss.csv``,
-``04_one_pixel.csv``, ``05_periodicity.csv``): tables of the numbers with their 95% bootstrap
-intervals over test images and their range over head seeds (:mod:`shiftinv.study.intervals`), and the
-workbook's functional claims, each checked on the intervals and printed as *holds* or
-*does not hold*. Nothing in the block is typed by hand. ``--strict`` exits 1 when a claim does
-not hold (or cannot be checked).
+``python -m shiftinv.workbook.readme --profile demo`` fills the block from the data files the notebooks
+wrote into ``figures/<profile>/`` (``03_accuracy_params.csv``, ``04_relative_loss.csv``, ``05_ripple.csv``,
+``04_precision.csv``, ``06_summary.csv``, ...): every number is the mean over runs (head seeds, and retrained
+trunks where the profile trains one) with its 95% interval over images and runs and its range over runs
+(:mod:`shiftinv.study.intervals`), with n stated; then the verdict of every claim of
+:mod:`shiftinv.workbook.claims` on those intervals (holds / does not hold / undecided). Nothing in the
+block is typed by hand. ``--check`` writes nothing and exits 1 when the README's block is not what the
+data files give (the functional test tier runs it for every profile).
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 
-from . import cache, paths
+from . import cache, claims, paths
 
-#: Tolerance below which a deviation counts as float round-off (float32 losses and logits; a trunk fed
-#: caffe-normalised 0-255 inputs, as in `natural`, has logits whose round-off reaches about 1e-5).
-EXACT_TOL = 1e-4
-
-
-GAP_KINDS = ("final_gap", "multi_gap")
-
-
-@dataclass
-class Claim:
-    """A functional claim: its statement, whether it holds on the data (None: not checkable) and why."""
-
-    statement: str
-    holds: bool | None
-    evidence: str
-
-    def line(self) -> str:
-        verdict = {True: "holds", False: "does not hold", None: "not checked"}[self.holds]
-        return f"- {self.statement}: **{verdict}** ({self.evidence})"
-
-
-def _fmt(x: float) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "n/a"
-    ax = abs(x)
-    if ax != 0 and (ax < 1e-3 or ax >= 1e4):
-        return f"{x:.2g}"
-    return f"{x:.3g}" if ax < 1 else f"{x:.3g}" if ax < 100 else f"{x:.0f}"
-
-
-def _interval(lo: float, hi: float) -> str:
-    return f"[{_fmt(lo)}, {_fmt(hi)}]"
+from .claims import fmt as _fmt
+from .claims import interval as _interval
 
 
 def _read(folder: Path, name: str) -> pd.DataFrame | None:
@@ -77,136 +46,69 @@ def figures_folder(profile: str, figures: Path | None = None) -> Path:
     return folder
 
 
-# ----------------------------------------------------------------------------- claims
-
-
-def _claim_flatten_vs_gap(rel: pd.DataFrame | None) -> list[Claim]:
-    statement = "the flatten head's average relative loss (`dataset_signed`) exceeds every GAP head's"
-    if rel is None or "dataset_signed_lo" not in rel:
-        return [Claim(statement, None, "`04_relative_loss.csv` with interval columns is missing")]
-    r = rel.set_index("head")
-    gaps = [h for h in r.index if h.startswith("vgg/") and h.split("/")[1] in GAP_KINDS]
-    if "vgg/flatten" not in r.index or not gaps:
-        return [Claim(statement, None, "no vgg/flatten or GAP head in `04_relative_loss.csv`")]
-    f = r.loc["vgg/flatten"]
-    gap_hi = max(float(r.loc[h, "dataset_signed_hi"]) for h in gaps)
-    boot = float(f["dataset_signed_lo"]) > gap_hi
-    seeds_ok = True
-    seed_text = ""
-    if "dataset_signed_seed_min" in r and not math.isnan(float(f["dataset_signed_seed_min"])):
-        gap_seed_max = max(float(r.loc[h, "dataset_signed_seed_max"]) for h in gaps)
-        seeds_ok = float(f["dataset_signed_seed_min"]) > gap_seed_max
-        seed_text = (f"; over head seeds flatten's lowest {_fmt(float(f['dataset_signed_seed_min']))} vs the "
-                     f"GAP heads' highest {_fmt(gap_seed_max)}")
-    evidence = (f"flatten {_fmt(float(f['dataset_signed']))} "
-                f"{_interval(float(f['dataset_signed_lo']), float(f['dataset_signed_hi']))} lies above every GAP "
-                f"head's 95% interval (highest upper bound {_fmt(gap_hi)})" if boot else
-                f"flatten's interval {_interval(float(f['dataset_signed_lo']), float(f['dataset_signed_hi']))} "
-                f"overlaps a GAP head's (highest upper bound {_fmt(gap_hi)})") + seed_text
-    claims = [Claim(statement, boot and seeds_ok, evidence)]
-    if len(gaps) == 2:
-        a, b = (r.loc[h] for h in gaps)
-        apart = float(a["dataset_signed_lo"]) > float(b["dataset_signed_hi"]) or \
-            float(b["dataset_signed_lo"]) > float(a["dataset_signed_hi"])
-        lower = gaps[0] if float(a["dataset_signed"]) < float(b["dataset_signed"]) else gaps[1]
-        claims.append(Claim(f"the order of the two GAP heads ({lower} the lower relative loss) is established",
-                            apart, f"{gaps[0]} {_interval(float(a['dataset_signed_lo']), float(a['dataset_signed_hi']))}, "
-                            f"{gaps[1]} {_interval(float(b['dataset_signed_lo']), float(b['dataset_signed_hi']))}"
-                            + ("" if apart else ": the intervals overlap, so the README states no order")))
-    return claims
-
-
-def _claim_aps(period: pd.DataFrame | None, one_pixel: pd.DataFrame | None) -> Claim:
-    statement = (f"the APS GAP heads are invariant to circular shifts (deviation below {EXACT_TOL:g}) and never "
-                 "change their answer under 1-px steps")
-    if period is None or "setting" not in period:
-        return Claim(statement, None, "`05_periodicity.csv` is missing")
-    aps = period[(period["setting"] == "aps") & period["field"].isin(["loss", "true_logit"])
-                 & ~period["head"].astype(str).str.contains("flatten")]
-    if aps.empty:
-        return Claim(statement, None, "no APS rows in `05_periodicity.csv`")
-    dev = float(aps["invariance_deviation"].max())
-    ok = dev < EXACT_TOL
-    text = f"largest deviation of loss / true logit {_fmt(dev)}"
-    if one_pixel is not None:
-        p = one_pixel[one_pixel["head"].str.startswith("aps/")
-                      & ~one_pixel["head"].str.contains("flatten")]["p_top1_change"]
-        if not p.empty:
-            ok = ok and float(p.max()) == 0.0
-            text += f"; P(top-1 change) per 1-px step {_fmt(float(p.max()))} (`04_one_pixel.csv`)"
-    return Claim(statement, ok, text)
-
-
-def _claim_periods(period: pd.DataFrame | None) -> Claim:
-    statement = ("with circular padding and circular shifts, the response of a GAP after pool k repeats with "
-                 "exactly the predicted period 2^k")
-    if period is None or "setting" not in period:
-        return Claim(statement, None, "`05_periodicity.csv` is missing")
-    rows = period[(period["setting"] == "circular") & period["field"].isin(["loss", "true_logit"])
-                  & period["predicted_period"].notna()]
-    if rows.empty:
-        return Claim(statement, None, "no circular rows with a predicted period in `05_periodicity.csv`")
-    exact = rows["exact_is_predicted"].astype(str).str.lower() == "true"
-    small = rows["periodic_deviation"].astype(float) < EXACT_TOL
-    ok = bool((exact & small).all())
-    found = sorted({int(p) for p in rows.loc[exact, "exact_period"].dropna()})
-    bad = sorted(set(rows.loc[~(exact & small), "head"]))
-    return Claim(statement, ok, f"periods {', '.join(map(str, found))} found, largest deviation "
-                 f"{_fmt(float(rows['periodic_deviation'].max()))}" + (f"; not for {', '.join(bad)}" if bad else ""))
-
-
-def _claim_protocol_periods(period: pd.DataFrame | None) -> Claim:
-    statement = ("with the profile's own shifts (borders included) over a 1-px line, the true-class logit of every "
-                 "GAP head on the max-pool trunk carries more energy at its predicted period 2^k and harmonics than "
-                 "white noise would")
-    if period is None or "setting" not in period or "fraction" not in period:
-        return Claim(statement, None, "`05_periodicity.csv` is missing")
-    rows = period[(period["setting"] == "protocol") & (period["field"] == "true_logit")
-                  & period["predicted_period"].notna() & period["fraction"].notna()
-                  & period["head"].astype(str).str.startswith("vgg/")]
-    if rows.empty:
-        return Claim(statement, None, "no protocol rows with a predicted period in `05_periodicity.csv`")
-    ratio = rows["fraction"].astype(float) / rows["chance"].astype(float)
-    ok = bool((ratio > 1).all())
-    worst = rows.loc[ratio.idxmin()]
-    return Claim(statement, ok, f"{len(rows)} heads; fraction at the predicted period / white-noise share from "
-                 f"{_fmt(float(ratio.min()))}x (`{worst['head']}`, period {int(worst['predicted_period'])}) to "
-                 f"{_fmt(float(ratio.max()))}x")
-
-
-def check_claims(folder: Path) -> list[Claim]:
-    """Every functional claim of the README, checked on the data files in ``folder``."""
-    rel = _read(folder, "04_relative_loss.csv")
-    period = _read(folder, "05_periodicity.csv")
-    one_pixel = _read(folder, "04_one_pixel.csv")
-    return [*_claim_flatten_vs_gap(rel), _claim_aps(period, one_pixel), _claim_periods(period),
-            _claim_protocol_periods(period)]
-
-
 # ----------------------------------------------------------------------------- the block
 
 
+def _with_interval(r: pd.Series, stat: str) -> str:
+    if f"{stat}_lo" not in r:
+        return _fmt(float(r[stat]))
+    return f"{_fmt(float(r[stat]))} {_interval(float(r[stat + '_lo']), float(r[stat + '_hi']))}"
+
+
+def _range(r: pd.Series, stat: str) -> str:
+    if f"{stat}_seed_min" not in r or r[f"{stat}_seed_min"] != r[f"{stat}_seed_min"]:
+        return "n/a"
+    return f"{_fmt(float(r[stat + '_seed_min']))} to {_fmt(float(r[stat + '_seed_max']))}"
+
+
+def _n_line(frame: pd.DataFrame, what: str = "test images") -> str:
+    n = int(frame["n_images"].iloc[0]) if "n_images" in frame else None
+    runs = int(frame["runs"].max()) if "runs" in frame else None
+    text = f"{n} {what}" if n is not None else ""
+    text += f", {runs} runs per head" if runs else ""
+    return text + (" (fewer than 30 images: wide intervals)" if n is not None and n < 30 else "")
+
+
 def _accuracy_table(acc: pd.DataFrame) -> list[str]:
-    lines = ["| model | test accuracy | 95% interval (test images) | range over head seeds |",
-             "|---|---|---|---|"]
+    lines = ["| model | test accuracy (mean over runs) | 95% interval (images and runs) | range over runs | "
+             "main run (figures) |", "|---|---|---|---|---|"]
     for _, r in acc.iterrows():
-        seeds = (f"{_fmt(r['test_acc_seed_min'])} to {_fmt(r['test_acc_seed_max'])} ({int(r['seeds'])} seeds)"
-                 if "seeds" in r and r["seeds"] == r["seeds"] and int(r["seeds"]) > 0 else "n/a")
-        lo_hi = _interval(r["test_acc_lo"], r["test_acc_hi"]) if "test_acc_lo" in r else "n/a"
-        lines.append(f"| `{r['model']}` | {_fmt(r['test_acc'])} | {lo_hi} | {seeds} |")
+        main = _fmt(float(r["test_acc_main"])) if "test_acc_main" in r else "n/a"
+        lines.append(f"| `{r['model']}` | {_fmt(float(r['test_acc']))} | "
+                     f"{_interval(float(r['test_acc_lo']), float(r['test_acc_hi'])) if 'test_acc_lo' in r else 'n/a'} | "
+                     f"{_range(r, 'test_acc')} | {main} |")
     return lines
 
 
 def _relative_table(rel: pd.DataFrame) -> list[str]:
-    lines = ["| head | accuracy centred | mean accuracy over shifts | relative loss (`dataset_signed`) "
-             "| 95% interval (images) | range over head seeds |", "|---|---|---|---|---|---|"]
+    lines = ["| head | accuracy centred | mean accuracy over shifts | accuracy drop | relative loss "
+             "(`dataset_signed`) | L(0) (nats) | flip rate | relative loss, range over runs |",
+             "|---|---|---|---|---|---|---|---|"]
     for _, r in rel.iterrows():
-        seeds = (f"{_fmt(r['dataset_signed_seed_min'])} to {_fmt(r['dataset_signed_seed_max'])}"
-                 if "seeds" in r and r["seeds"] == r["seeds"] and int(r["seeds"]) > 0 else "n/a")
-        lo_hi = _interval(r["dataset_signed_lo"], r["dataset_signed_hi"]) if "dataset_signed_lo" in r else "n/a"
-        lines.append(f"| `{r['head']}` | {_fmt(r['acc0'])} | {_fmt(r['acc_mean'])} | {_fmt(r['dataset_signed'])} "
-                     f"| {lo_hi} | {seeds} |")
+        lines.append(f"| `{r['head']}` | {_with_interval(r, 'acc0')} | {_with_interval(r, 'acc_mean')} | "
+                     f"{_with_interval(r, 'acc_loss')} | {_with_interval(r, 'dataset_signed')} | "
+                     f"{_fmt(float(r['loss0']))} | {_with_interval(r, 'pred_change')} | {_range(r, 'dataset_signed')} |")
     return lines
+
+
+def _ripple_table(ripple: pd.DataFrame) -> list[str]:
+    lines = ["| head | period (px) | energy at the period and harmonics | white-noise share | ratio (mean over runs) "
+             "[95% interval] |", "|---|---|---|---|---|"]
+    for _, r in ripple.iterrows():
+        lines.append(f"| `{r['head']}` | {int(r['predicted_period'])} | {_fmt(float(r['fraction']))} | "
+                     f"{_fmt(float(r['chance']))} | {_with_interval(r, 'ripple')} |")
+    return lines
+
+
+def _precision_lines(agreement: pd.DataFrame) -> list[str]:
+    r0 = agreement.iloc[0]
+    worst = agreement.assign(size=agreement["difference"].abs()).groupby("measure")["size"].max()
+    parts = [f"{m}: {_fmt(float(v))}" for m, v in worst.items()]
+    return [f"Precision (`04_precision.csv`): {r0['precision']} trunk passes"
+            f"{' (channels-last)' if str(r0['channels_last']).lower() == 'true' else ''}, {r0['feature_dtype']} "
+            f"features, against float32 on the same images ({int(r0['n_sweep'])} on the 1-D line, "
+            f"{int(r0['n_features'])} for the features); largest difference over the plain trunk's heads, "
+            + "; ".join(parts) + "."]
 
 
 def _params_table(params: pd.DataFrame) -> list[str]:
@@ -270,21 +172,27 @@ def results_block(profile: str, folder: Path) -> str:
         out += ["Parameters of the full-size models, 160 classes (`02_params.csv`, computed from the built modules):",
                 "", *_params_table(params), ""]
     acc = _read(folder, "03_accuracy_params.csv")
-    if acc is not None:
-        n = int(acc["n_test"].iloc[0]) if "n_test" in acc else None
-        out += [f"Accuracy on the centred test images (`03_accuracy_params.csv`{f', {n} test images' if n else ''}):",
-                "", *_accuracy_table(acc), ""]
+    if acc is not None and "test_acc_lo" in acc:
+        out += [f"Accuracy on the centred test images (`03_accuracy_params.csv`, {_n_line(acc)}):", "",
+                *_accuracy_table(acc), ""]
     rel = _read(folder, "04_relative_loss.csv")
-    if rel is not None:
-        n = int(rel["n_images"].iloc[0]) if "n_images" in rel else None
-        shifts = int(rel["shifts"].iloc[0]) if "shifts" in rel else None
-        out += [f"Translation (`04_relative_loss.csv`{f', {n} test images' if n else ''}"
-                f"{f', {shifts} shifts' if shifts else ''}; relative loss = mean over shifts of (L(s) - L(0)) / L(0)):",
-                "", *_relative_table(rel), ""]
+    if rel is not None and "acc_loss_lo" in rel:
+        out += [f"Translation over the 2-D shift grid (`04_relative_loss.csv`, {_n_line(rel)}; every number is the "
+                "mean over runs with its 95% interval over images and runs; relative loss = mean over shifts of "
+                "(L(s) - L(0)) / L(0), so it divides by the centred loss L(0); flip rate = P(top-1 differs from the "
+                "unshifted image's)):", "", *_relative_table(rel), ""]
+    ripple = _read(folder, "05_ripple.csv")
+    if ripple is not None and "ripple_lo" in ripple:
+        out += [f"Ripple over 1-px shifts (`05_ripple.csv`, {_n_line(ripple)}; true-class logit, the profile's own "
+                "shift protocol):", "", *_ripple_table(ripple), ""]
+    agreement = _read(folder, "04_precision.csv")
+    if agreement is not None and len(agreement):
+        out += [*_precision_lines(agreement), ""]
     transforms = _read(folder, "06_summary.csv")
     if transforms is not None and {"kind", "model", "relative_drop"} <= set(transforms):
-        out += ["Rotation (0-20 degrees) and scaling (`06_summary.csv`; relative drop = 1 - mean accuracy / "
-                "accuracy untransformed): GAP removes position, not appearance.", "", *_transform_table(transforms), ""]
+        n = f", {int(transforms['n'].iloc[0])} test images" if "n" in transforms else ""
+        out += [f"Rotation (0-20 degrees) and scaling (`06_summary.csv`{n}, main seed, no intervals; relative drop = "
+                "1 - mean accuracy / accuracy untransformed):", "", *_transform_table(transforms), ""]
     raid = _read(folder, "09_raid_srcc.csv")
     if raid is not None and {"metric", "srcc", "srcc_low", "srcc_high", "transform"} <= set(raid):
         src = f", stimuli: {raid['source'].iloc[0]}" if "source" in raid else ""
@@ -296,14 +204,15 @@ def results_block(profile: str, folder: Path) -> str:
     if moved is not None and {"shift", "metric", "monotonicity"} <= set(moved):
         out += ["A shift of the distorted image (`10_srcc_vs_shift.csv`; monotonicity of distance with "
                 "distortion level):", "", *_shift_table(moved), ""]
-    out += ["Claims, checked on these intervals (bootstrap intervals must not overlap, and the ranges over "
-            "head seeds must agree):", ""]
-    out += [c.line() for c in check_claims(folder)]
+    out += ["Verdicts (`shiftinv.workbook.claims`): an order holds when the two 95% intervals do not overlap, "
+            "is reversed (does not hold) when they do not overlap the other way, and is **undecided** when they "
+            "overlap; the exact checks are theorems up to float32 round-off.", ""]
+    out += [v.line() for v in claims.evaluate(folder)]
     return "\n".join(out) + "\n"
 
 
-def update_readme(readme: Path, profile: str, folder: Path) -> tuple[str, list[Claim]]:
-    """Rewrite the ``results:<profile>`` block of ``readme`` atomically; return (block, claims).
+def update_readme(readme: Path, profile: str, folder: Path) -> tuple[str, list[claims.Verdict]]:
+    """Rewrite the ``results:<profile>`` block of ``readme`` atomically; return (block, verdicts).
 
     Raises ``ValueError`` naming the markers when the block is absent or malformed."""
     text = Path(readme).read_text()
@@ -316,7 +225,7 @@ def update_readme(readme: Path, profile: str, folder: Path) -> tuple[str, list[C
     new = pattern.sub(lambda _: f"{begin}\n{block}{end}", text)
     if new != text:
         cache.atomic_write_bytes(readme, new.encode())
-    return block, check_claims(folder)
+    return block, claims.evaluate(folder)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -324,18 +233,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--profile", default="demo", help="profile whose block to write (default demo)")
     parser.add_argument("--readme", type=Path, default=paths.ROOT / "README.md")
     parser.add_argument("--figures", type=Path, default=None, help="data folder (default figures/<profile>)")
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a claim does not hold or is not checked")
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 when the README's block differs from what the data give")
     args = parser.parse_args(argv)
     try:
         folder = figures_folder(args.profile, args.figures)
-        _, claims = update_readme(args.readme, args.profile, folder)
+        if args.check:
+            return _check(args.readme, args.profile, folder)
+        _, verdicts = update_readme(args.readme, args.profile, folder)
     except (FileNotFoundError, ValueError) as err:
         print(f"ERROR: {err}", file=sys.stderr)
         return 2
     print(f"{args.readme}: results:{args.profile} block written from {folder}")
-    for c in claims:
-        print(c.line())
-    return 1 if args.strict and not all(c.holds for c in claims) else 0
+    for v in verdicts:
+        print(v.line())
+    return 0
+
+
+def _check(readme: Path, profile: str, folder: Path) -> int:
+    """Exit status 1 (with a message) when the README's block is not what :func:`results_block` gives."""
+    text = Path(readme).read_text()
+    begin, end = f"<!-- results:{profile}:begin -->", f"<!-- results:{profile}:end -->"
+    m = re.search(re.escape(begin) + r"\n(.*?)" + re.escape(end), text, re.S)
+    if m is None:
+        raise ValueError(f"'{readme}' has no block '{begin}' ... '{end}'")
+    if m.group(1) != results_block(profile, folder):
+        print(f"{readme}: the results:{profile} block differs from {folder}'s data files; rewrite it with "
+              f"`python -m shiftinv.workbook.readme --profile {profile}`", file=sys.stderr)
+        return 1
+    print(f"{readme}: the results:{profile} block matches {folder}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -112,9 +112,9 @@ def resolve_amp(device: torch.device | str, amp: str | bool | None) -> str:
         if dev.type != "cuda":
             return "off"
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    names = {"bf16": "bf16", "bfloat16": "bf16", "fp16": "fp16", "float16": "fp16"}
+    names = {"bf16": "bf16", "bfloat16": "bf16", "fp16": "fp16", "float16": "fp16", "float32": "off", "fp32": "off"}
     if amp not in names:
-        raise ValueError(f"amp must be None, False, True, 'off', 'bf16' or 'fp16'; got {amp!r}")
+        raise ValueError(f"amp must be None, False, True, 'off', 'float32', 'bf16' or 'fp16'; got {amp!r}")
     return names[amp]
 
 
