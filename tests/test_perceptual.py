@@ -206,7 +206,8 @@ def test_evaluate_stimuli_matches_direct_calls_and_shift_study() -> None:
 def test_backbone_weights_per_profile(tmp_path) -> None:
     from torchvision.models import VGG16_Weights
 
-    assert perceptual_zoo.backbone_weights("demo") is None and perceptual_zoo.backbone_weights("cifar", "ignored.pth") is None
+    assert perceptual_zoo.backbone_weights("demo", "ignored.pth") is None
+    assert perceptual_zoo.backbone_weights("cifar") == "hed"  # the classification half's backbone
     assert perceptual_zoo.backbone_weights("paper", str(tmp_path / "w.pth")) == str(tmp_path / "w.pth")
     assert perceptual_zoo.backbone_weights("paper") is VGG16_Weights.IMAGENET1K_V1
     assert perceptual_zoo.backbone_weights("natural") == "hed"
@@ -217,7 +218,8 @@ def test_backbone_weights_per_profile(tmp_path) -> None:
 
 def test_perceptual_profiles_change_data_and_sizes() -> None:
     demo, cifar = perceptual_zoo.get_perceptual_profile("demo"), perceptual_zoo.get_perceptual_profile("cifar")
-    assert demo.replace(name="cifar") == cifar and demo.backbone_weights() is None
+    assert perceptual_zoo.get_perceptual_profile("natural").replace(name="cifar") == cifar
+    assert demo.backbone_weights() is None
     paper = perceptual_zoo.get_perceptual_profile("paper")
     # the authors' settings: native frames, their recipes, both RAID anchor protocols
     assert (paper.image_size, paper.recipe, paper.data, paper.raid_source) == (0, "paper", "datasets", "raid")

@@ -108,22 +108,24 @@ class PerceptualProfile:
 def get_perceptual_profile(name: str = "demo", smoke: bool = False, **overrides: object) -> PerceptualProfile:
     """The settings of notebooks 07-10 for profile ``name``; ``smoke`` shrinks them.
 
-    - ``demo`` / ``cifar`` (nothing CIFAR-specific here): random-init VGG-16, embedded
-      photographs at 64 px, LPIPS's training recipe on pseudo-scores (the level), CPU.
+    - ``demo``: random-init VGG-16, embedded photographs at 64 px, LPIPS's training recipe on
+      pseudo-scores (the level), CPU.
     - ``paper``: pretrained weights (``weights``: a path, ``"keras:<path>"``, or torchvision's
       download), TID2008/TID2013/KADID-10k and RAID at native size, the authors' recipes (05a/05b),
       CUDA when present. Smoke: the first pairs of each reference, native sizes kept.
-    - ``natural``: the HED trunk (a real VGG-16 trained on natural images, no download), embedded
-      photographs and the Kodak-rebuilt RAID stimuli (raid-approx) against the real RAID human
-      responses, both anchor protocols; sizes chosen for a 2-core CPU (96 px). The baseline and
-      GAP weights keep their initial value 1: TID2008 is not on this machine to train them.
+    - ``natural`` and ``cifar`` (the same backbone as their classification half; nothing here is
+      CIFAR-specific, so ``make figures PROFILE=cifar`` leaves 07-10 to ``natural``): the HED trunk (a
+      real VGG-16 trained on natural images, no download), embedded photographs and the Kodak-rebuilt
+      RAID stimuli (raid-approx) against the real RAID human responses, both anchor protocols; sizes
+      chosen for a 2-core CPU (96 px). The baseline and GAP weights keep their initial value 1: TID2008
+      is not on this machine to train them.
 
     ``overrides`` replace fields after the profile's choice (e.g. ``device="cpu"``,
     ``image_size=0``, ``weights=...``); fields set to their "empty" value keep the profile's.
     """
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r} for notebooks 07-10; choose one of {PROFILES}")
-    if name in ("demo", "cifar"):
+    if name == "demo":
         p = PerceptualProfile(name, smoke)
         if smoke:
             p = p.replace(pools=("max",), image_size=32, embedded_size=32, n_refs=2, n_refs_shift=2, n_images=2,
@@ -135,7 +137,7 @@ def get_perceptual_profile(name: str = "demo", smoke: bool = False, **overrides:
         if smoke:
             p = p.replace(pools=("max",), embedded_size=64, n_refs_shift=2, max_pairs_per_ref=3, shifts=(0, 2),
                           epochs=2, n_boot=50, batch_size=8)
-    else:  # natural
+    else:  # natural, cifar
         # sizes for a 2-core CPU (07-10 in about 7 minutes on one core): 96 px stimuli (a multiple of 32,
         # pool5 3x3), all 24 RAID images (960 rows), 4 references in 08 and 3 in 10
         p = PerceptualProfile(name, smoke, weights="hed", image_size=96, embedded_size=96, n_refs=4,
@@ -163,13 +165,13 @@ def get_perceptual_profile(name: str = "demo", smoke: bool = False, **overrides:
 def backbone_weights(profile: str, path: str = "") -> object | None:
     """Backbone weights for a perceptual notebook's profile (see :class:`PerceptualProfile`).
 
-    ``demo`` and ``cifar`` give ``None`` (a seeded random-init VGG-16) whatever ``path`` says;
-    ``natural`` gives ``path`` or ``"hed"``; ``paper`` gives ``path`` or torchvision's
+    ``demo`` gives ``None`` (a seeded random-init VGG-16) whatever ``path`` says;
+    ``natural`` and ``cifar`` give ``path`` or ``"hed"``; ``paper`` gives ``path`` or torchvision's
     ``VGG16_Weights.IMAGENET1K_V1`` (downloaded).
     """
     if profile not in PROFILES:
         raise ValueError(f"PROFILE must be one of {PROFILES}, got {profile!r}")
-    if profile in ("demo", "cifar"):
+    if profile == "demo":
         return None
     return get_perceptual_profile(profile, weights=path).backbone_weights()
 
@@ -188,11 +190,11 @@ def perceptual_profile_from_params(profile: str, smoke: bool, vgg_weights: str =
                         recipe: str = "", epochs: int = -1, raid_source: str = "auto") -> PerceptualProfile:
     """The profile of notebooks 07-10 from their parameters cell (empty / -1 / "auto": the profile's).
 
-    ``vgg_weights`` only applies to the pretrained profiles (``paper``, ``natural``): ``demo`` and
-    ``cifar`` always use the seeded random init.
+    ``vgg_weights`` only applies to the pretrained profiles (``paper``, ``natural``, ``cifar``): ``demo``
+    always uses the seeded random init.
     """
     return get_perceptual_profile(
-        profile, smoke, weights=vgg_weights if profile in ("paper", "natural") else "", device=device,
+        profile, smoke, weights=vgg_weights if profile != "demo" else "", device=device,
         image_size=image_size, recipe=recipe, epochs=epochs,
         raid_source="" if raid_source == "auto" else raid_source)
 

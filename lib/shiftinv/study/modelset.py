@@ -356,7 +356,7 @@ def _train_variant_heads(b: _Build, v: Variant) -> None:
         _train_head(b, v, tkey, kind, heads, features)
     if aug is not None:
         _train_aug_head(b, v, tkey, aug, features)
-    _test_heads(b, v, features("test"))
+    _test_heads(b, v, tkey, features)
 
 
 def _variant_splits(b: _Build, v: Variant) -> datasets.Splits:
@@ -450,18 +450,32 @@ def _run_row(model: str, trunk: str, head: str, l2: float, res: training.TrainRe
             "train_seconds": sum(r["seconds"] for r in res.history)}
 
 
-def _test_heads(b: _Build, v: Variant, test_feats: feature_data.FeatureData) -> None:
+def _test_heads(b: _Build, v: Variant, tkey: dict[str, Any], features: Callable[[str], feature_data.FeatureData]
+                ) -> None:
     """Step (5): per-image test outcomes of every seed of every head of trunk ``v`` on its test features
-    (one trunk pass), the main seed's accuracy, loss and parameter counts in its summary row."""
+    (one trunk pass, cached with the heads' weights, so a notebook that loads the model set costs no trunk
+    pass), the main seed's accuracy, loss and parameter counts in its summary row."""
     trunk = b.trunks[v.name]
-    for name, by_seed in b.seed_heads[v.name].items():
-        for s, head in by_seed.items():
-            correct, loss = feature_data.per_item_outcomes(head, test_feats.select(head.taps),
-                                                           b.hcfg.eval_batch_size, b.device)
-            b.test_outcomes[f"{v.name}/{name}@{s}"] = correct
-            run = next(r for r in b.runs if r["model"] == f"{v.name}/{name}" and r["seed"] == s)
-            run.update(test_acc=float(correct.double().mean()), test_loss=float(loss.double().mean()))
-        head = b.heads[v.name][name]
+    heads = {f"{v.name}/{name}@{s}": head for name, by_seed in b.seed_heads[v.name].items() for s, head in by_seed.items()}
+    config = {"trunk": tkey, "heads": {k: cache.state_fingerprint(h) for k, h in heads.items()},
+              "test": len(b.splits.test)}
+
+    def outcomes() -> dict[str, Any]:
+        test = features("test")
+        out = {}
+        for k, head in heads.items():
+            correct, loss = feature_data.per_item_outcomes(head, test.select(head.taps), b.hcfg.eval_batch_size,
+                                                           b.device)
+            out[k] = {"correct": correct, "loss": loss}
+        return out
+
+    tested = cache.cached("test_outcomes", config, outcomes, refresh=b.refresh)
+    for k, o in tested.items():
+        b.test_outcomes[k] = o["correct"]
+        model, s = k.rsplit("@", 1)
+        run = next(r for r in b.runs if r["model"] == model and r["seed"] == int(s))
+        run.update(test_acc=float(o["correct"].double().mean()), test_loss=float(o["loss"].double().mean()))
+    for name, head in b.heads[v.name].items():
         main = next(r for r in b.runs if r["model"] == f"{v.name}/{name}" and r["main"])
         row = next(r for r in b.rows if r["model"] == f"{v.name}/{name}")
         row.update(kind="flatten" if name == "flatten_aug" else name, test_acc=main["test_acc"],

@@ -50,8 +50,15 @@ from .parameters import NotebookError, Parameter, ParameterError, parse_paramete
 ENGINE = "shiftinv-progress"
 
 
-def list_notebooks(selected: Sequence[str] | None = None) -> list[Path]:
-    """Notebooks in execution order; ``selected`` filters by name prefix (``"03"``).
+#: Notebooks ``make figures PROFILE=<profile>`` runs when none are named, where not all: ``cifar`` is the
+#: classification study on photographs (01-06); its perceptual half would repeat ``natural``'s (the same HED
+#: backbone, Kodak and RAID: nothing CIFAR-specific), so notebooks 07-10 are run under ``natural``.
+PROFILE_NOTEBOOKS: dict[str, tuple[str, ...]] = {"cifar": ("01", "02", "03", "04", "05", "06")}
+
+
+def list_notebooks(selected: Sequence[str] | None = None, profile: str | None = None) -> list[Path]:
+    """Notebooks in execution order; ``selected`` filters by name prefix (``"03"``); with none selected, the
+    profile's default list (:data:`PROFILE_NOTEBOOKS`, else every notebook).
 
     Raises:
         NotebookError: no notebook folder (not a clone), no notebooks, or a prefix matches none.
@@ -65,6 +72,8 @@ def list_notebooks(selected: Sequence[str] | None = None) -> list[Path]:
     found = sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.py"))
     if not found:
         raise NotebookError(f"no notebooks (NN_name.py) in {paths.NOTEBOOKS}: is this a complete clone?")
+    if not selected and profile in PROFILE_NOTEBOOKS:
+        selected = PROFILE_NOTEBOOKS[profile]
     if not selected:
         return found
     chosen = [nb for nb in found if any(nb.name.startswith(s) or nb.stem == s for s in selected)]
@@ -266,7 +275,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        notebooks = list_notebooks(args.names)
         given: dict[str, str] = {}
         for item in args.param:
             name, sep, value = item.partition("=")
@@ -274,6 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ParameterError(f"-p {item!r}: expected NAME=VALUE (for example EPOCHS=3)")
             given[name.strip()] = value
         profile = unquote(given.pop("PROFILE", args.profile))
+        notebooks = list_notebooks(args.names, profile)
         smoke = args.smoke
         if "SMOKE" in given:
             smoke = parse_parameter(Parameter("SMOKE", "bool", False, "every notebook"), given.pop("SMOKE"))
