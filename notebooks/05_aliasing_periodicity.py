@@ -279,15 +279,15 @@ display(view)
 # %% [markdown]
 # ## Summary
 #
-# - Over a dense line of shifts, the responses of GAP heads ripple; with circular padding and
-#   circular shifts the ripple of the head reading GAP(pool`k`) is exactly periodic with period
-#   `2**k` (periodicity index 1, periodic deviation at float precision, fundamental period found =
-#   predicted: see `05_periodicity.csv`). This is the abstract's "residual periodic aliasing".
+# - With circular padding and circular shifts, the response of the head reading GAP(pool`k`) repeats
+#   exactly with period `2**k`, on any weights. <!-- claim: circular_exact_periods holds -->
+#   This is the abstract's "residual periodic aliasing", isolated from every border effect.
 # - With borders (the protocol's shifts, zero padding) the response drifts on top of any ripple, so the
 #   periodicity index drops below 1 by the share of that drift; whether the period-32 ripple still stands
 #   out from noise on this profile's images is the `ripple` verdict above.
-# - APS pooling with circular padding removes the ripple entirely: invariance deviation at float
-#   precision for every circular shift. BlurPool reduces the ripple without removing it.
+# - APS pooling with circular padding makes the GAP heads invariant to every circular shift.
+#   <!-- claim: aps_exact_invariance holds --> How much BlurPool reduces the ripple is in the `ripple`
+#   column of the table in section 4 (this profile's data).
 # - Heads with a flatten part have no period below the image size: position itself matters.
 
 # %% [markdown]

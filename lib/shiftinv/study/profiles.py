@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from ..models import pretrained
 from ..workbook.paths import PROFILES
 from . import training
@@ -348,3 +350,56 @@ def parse_overrides(profile: Profile, text: str) -> dict[str, Any]:
             raise ValueError(f"OVERRIDES item {item!r}: {raw!r} is not a valid {type(current).__name__} for {name}") from None
         out[name] = value
     return out
+
+
+#: What the authors' code does (``../shared/PAPER.md``), aspect by aspect, for :func:`paper_differences`.
+AUTHORS: dict[str, str] = {
+    "backbone": "Keras ImageNet VGG-16 (the original Oxford/Caffe weights), frozen",
+    "preprocessing": "caffe: RGB to BGR, 0-255 minus the mean pixel, no std",
+    "data": "ImageNet-160 (their class list and splits are not published), 256x256 resize without crop",
+    "heads": "flatten, final GAP, multi GAP, GAP + flatten, each Dense(160) on the frozen trunk",
+    "recipe": "May-2026 script: batch 32, Adam 1e-3, L2 1e-4 on flatten and multi GAP, patience 25 on validation "
+              "accuracy, up to 1500 epochs; their tested checkpoints come from the Nov-2024 script (no L2, patience 5 "
+              "on validation loss)",
+    "shifts": "3x3 mirror mosaic, every (dx, dy) in [-50, 50] at 1 px (10,201 shifts), test-set means per shift",
+    "runs": "one run per head (seed 666), no intervals",
+    "precision": "float32 (Keras)",
+}
+
+
+def paper_differences(profile: Profile) -> pd.DataFrame:
+    """What this profile runs against what the authors ran, aspect by aspect (rows ``aspect``, ``authors``,
+    ``this run``, ``same``), written from the profile's own settings so it cannot drift from them."""
+    from ..models import pretrained
+
+    h = profile.head_train
+    norm = pretrained.default_normalization(profile.weights or None) if profile.weights else "imagenet mean / std"
+    size = f"{profile.image_size}x{profile.image_size}"
+    data = {"digits": f"scikit-learn digits on a {size} zero canvas", "mnist_canvas": f"MNIST digits on a {size} zero "
+            "canvas (the authors' MNIST experiment)", "cifar10": f"CIFAR-10 photographs upscaled to {size}",
+            "imagenet160": f"ImageNet-160 (the workbook's published subset), {size}"}[profile.dataset]
+    counts = ", ".join(f"{k} {v if v is not None else 'all'}" for k, v in
+                       (("train", profile.max_train), ("val", profile.max_val), ("test", profile.max_test)))
+    if profile.variant_train is not None:
+        counts += f"; BlurPool / APS heads train on {profile.variant_train}"
+    mode = {"mosaic": "3x3 mirror mosaic", "zero": "zero canvas", "circular": "circular"}.get(profile.shift_mode,
+                                                                                              profile.shift_mode)
+    ours = {
+        "backbone": backbone_label(profile) + (", frozen" if not profile.train_trunk else ", trained here, then frozen"),
+        "preprocessing": {"caffe": AUTHORS["preprocessing"], "imagenet": "ImageNet mean / std"}.get(norm, norm),
+        "data": f"{data} ({counts})",
+        "heads": ", ".join(profile.model_names()) + f", Dense({profile.num_classes})",
+        "recipe": f"{profile.recipe or 'own'}: batch {h.batch_size}, Adam {h.lr:g}, L2 {profile.l2:g} on "
+                  f"{', '.join(profile.l2_heads) or 'no head'}, patience {h.patience} on {h.monitor.replace('_', ' ')}, "
+                  f"up to {h.epochs} epochs, on trunk features computed once",
+        "shifts": f"{mode}, +-{profile.shift_radius} px: 2-D grid every {profile.grid_step} px on "
+                  f"{profile.sweep_size('grid')} images, 1-D line every {profile.profile_step} px on "
+                  f"{profile.sweep_size('profile')} images",
+        "runs": f"{len(profile.head_seed_list())} head seeds" + (f" x {1 + len(profile.trunk_seeds)} trunk trainings"
+                                                                 if profile.trunk_seeds else "")
+                + "; 95% intervals over test images and runs",
+        "precision": f"{profile.precision} trunk passes{' (channels-last)' if profile.channels_last else ''}, "
+                     f"{profile.feature_dtype} features (agreement with float32 in 04_precision)",
+    }
+    return pd.DataFrame([{"aspect": k, "authors": AUTHORS[k], "this run": ours[k], "same": AUTHORS[k] == ours[k]}
+                         for k in AUTHORS])

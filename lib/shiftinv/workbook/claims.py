@@ -273,7 +273,8 @@ def tagged_sentences(text: str) -> list[tuple[str, str, str]]:
     out = []
     for m in _TAG.finditer(text):
         before = text[: m.start()].rstrip()
-        sentence = re.split(r"(?<=[.!?])\s+|\n\s*[-*]\s+|\n\n", before)[-1].strip()
+        sentence = re.split(r"(?<=[.!?])\s+|\n\s*[-*]\s+|\n\n", before)[-1].strip().lstrip("-* ")
+        sentence = " ".join(sentence.split())
         out.append((m.group(1), m.group(2), sentence))
     return out
 

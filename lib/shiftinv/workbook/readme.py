@@ -167,6 +167,11 @@ def results_block(profile: str, folder: Path) -> str:
         shown = folder
     out = [f"<!-- written by `python -m shiftinv.workbook.readme --profile {profile}` from {shown}/; "
            "do not edit by hand -->", ""]
+    differences = _read(folder, "03_paper_differences.csv")
+    if differences is not None and {"aspect", "authors", "this run"} <= set(differences):
+        out += ["What this profile runs against the authors' code (`03_paper_differences.csv`, written from the "
+                "profile's settings):", "", "| | authors | this profile |", "|---|---|---|",
+                *[f"| {r['aspect']} | {r['authors']} | {r['this run']} |" for _, r in differences.iterrows()], ""]
     params = _read(folder, "02_params.csv")
     if params is not None and {"label", "trainable", "total", "reduction_trainable"} <= set(params):
         out += ["Parameters of the full-size models, 160 classes (`02_params.csv`, computed from the built modules):",
