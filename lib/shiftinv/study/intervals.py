@@ -126,10 +126,9 @@ def seed_heads(ms: Any, seeds: Sequence[int] = SEEDS, trunks: Sequence[str] | No
             cfg = dataclasses.replace(p.head_train, device=p.device, seed=int(s),
                                       l2=p.l2 if kind in p.l2_heads else 0.0)
             key = {**tkey, "head": kind, "init_seed": int(s)}
-            have = training.is_cached("head_seeds", key, cfg)
-            training.train_or_load("head_seeds", key, head,
-                                None if have else features("train").select(head.taps),
-                                None if have else features("val").select(head.taps), cfg,
+            training.train_or_load("head_seeds", key, head,  # features computed only when (re)trained
+                                lambda head=head: features("train").select(head.taps),
+                                lambda head=head: features("val").select(head.taps), cfg,
                                 desc=f"{tname}/{kind} seed {s}")
             out.setdefault(f"{tname}/{kind}", {})[int(s)] = head.eval()
     return out

@@ -332,14 +332,13 @@ def _train_head(b: _Build, v: Variant, tkey: dict[str, Any], kind: str, head: vg
     profile = b.profile
     cfg = dataclasses.replace(b.hcfg, l2=profile.l2 if kind in profile.l2_heads else 0.0)
     key = {"trunk": tkey, "head": kind, "classes": profile.num_classes}
-    cached = training.is_cached("head", key, cfg) and not b.refresh
-    res = training.train_or_load("head", key, head,
-                              None if cached else features("train").select(head.taps),
-                              None if cached else features("val").select(head.taps),
+    res = training.train_or_load("head", key, head,  # features computed only when the head is (re)trained
+                              lambda: features("train").select(head.taps),
+                              lambda: features("val").select(head.taps),
                               cfg, refresh=b.refresh, desc=f"{v.name}/{kind}")
     b.heads[v.name][kind] = head.eval()
     b.histories[f"{v.name}/{kind}"] = res.history
-    b.rows.append(_run_row(f"{v.name}/{kind}", v.name, kind, cfg.l2, res, cached))
+    b.rows.append(_run_row(f"{v.name}/{kind}", v.name, kind, cfg.l2, res, res.loaded))
 
 
 def _train_aug_head(b: _Build, v: Variant, tkey: dict[str, Any], head: vgg.Head,
@@ -353,7 +352,6 @@ def _train_aug_head(b: _Build, v: Variant, tkey: dict[str, Any], head: vgg.Head,
                               shift_aug=0 if pool else profile.aug_shift, shift_mode=profile.shift_mode)
     key = {"trunk": tkey, "head": "flatten_aug", "classes": profile.num_classes,
            "pool": {"copies": profile.aug_copies, "max_shift": profile.aug_shift} if pool else None}
-    cached = training.is_cached("head", key, cfg) and not b.refresh
     if pool:  # a fixed pool of shifted copies, features computed once (validation: unshifted)
         def aug_features() -> feature_data.FeatureData:
             copies = datasets.shifted_copies(b.splits.train, profile.aug_copies, profile.aug_shift,
@@ -361,8 +359,8 @@ def _train_aug_head(b: _Build, v: Variant, tkey: dict[str, Any], head: vgg.Head,
             return feature_data.extract_features(lambda x: trunk(x, head.taps), copies, (), b.hcfg.eval_batch_size,
                                           b.device, getattr(torch, profile.feature_dtype),
                                           desc="vgg shifted-copy features")
-        res = training.train_or_load("head", key, head, None if cached else aug_features(),
-                                  None if cached else features("val").select(head.taps), cfg,
+        res = training.train_or_load("head", key, head, aug_features,  # computed only when (re)trained
+                                  lambda: features("val").select(head.taps), cfg,
                                   refresh=b.refresh, desc="vgg/flatten_aug")
     else:  # fresh random shifts every batch, through the frozen trunk
         res = training.train_or_load("head", key, head, b.splits.train, b.splits.val, cfg,
@@ -370,7 +368,7 @@ def _train_aug_head(b: _Build, v: Variant, tkey: dict[str, Any], head: vgg.Head,
                                   refresh=b.refresh, desc="vgg/flatten_aug")
     b.heads[v.name]["flatten_aug"] = head.eval()
     b.histories["vgg/flatten_aug"] = res.history
-    b.rows.append(_run_row("vgg/flatten_aug", v.name, "flatten_aug", cfg.l2, res, cached))
+    b.rows.append(_run_row("vgg/flatten_aug", v.name, "flatten_aug", cfg.l2, res, res.loaded))
 
 
 def _run_row(model: str, trunk: str, head: str, l2: float, res: training.TrainResult, cached: bool) -> dict[str, Any]:
