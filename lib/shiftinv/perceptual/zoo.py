@@ -154,10 +154,23 @@ def get_perceptual_profile(name: str = "demo", smoke: bool = False, **overrides:
         raise ValueError(f"RAID_SOURCE must be auto, raid, raid-approx or embedded, got {p.raid_source!r}")
     if p.recipe not in ("paper", "lpips"):
         raise ValueError(f"RECIPE must be 'paper' (the authors' 05a/05b) or 'lpips', got {p.recipe!r}")
+    _check_counts(p)
     if p.image_size and p.image_size % 32:
         raise ValueError(f"IMAGE_SIZE must be a multiple of 32 (APS pools five times) or 0 (native), "
                          f"got {p.image_size}")
     return p
+
+
+def _check_counts(p: PerceptualProfile) -> None:
+    """Raise a ``ValueError`` naming every count of ``p`` out of range (``EPOCHS=-5`` would train nothing)."""
+    bad = [f"{k}={v}" for k, v in {"N_REFS": p.n_refs, "N_REFS_SHIFT": p.n_refs_shift, "N_IMAGES": p.n_images,
+                                   "N_BOOT": p.n_boot, "BATCH_SIZE": p.batch_size}.items() if v < 1]
+    bad += [f"{k}={v}" for k, v in {"EPOCHS": p.epochs, "IMAGE_SIZE": p.image_size,
+                                    "MAX_PAIRS_PER_REF": p.max_pairs_per_ref}.items() if v < 0]
+    if bad:
+        raise ValueError(f"perceptual profile {p.name!r}: {', '.join(bad)} out of range. Counts are >= 1; EPOCHS and "
+                         "IMAGE_SIZE are -1 (the profile's), 0 (EPOCHS: the recipe's; IMAGE_SIZE: native frames) or "
+                         "positive")
 
 
 def backbone_weights(profile: str, path: str = "") -> object | None:

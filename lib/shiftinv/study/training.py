@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -79,6 +80,16 @@ class TrainConfig:
     device: str | None = None
     eval_batch_size: int = 256
     channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        counts = {"epochs": self.epochs, "batch_size": self.batch_size, "patience": self.patience,
+                  "eval_batch_size": self.eval_batch_size}
+        bad = [f"{k}={v!r} (a whole number >= 1)" for k, v in counts.items() if isinstance(v, bool) or v < 1]
+        bad += [f"{k}={v!r} (>= 0)" for k, v in {"l2": self.l2, "shift_aug": self.shift_aug}.items() if not v >= 0]
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            bad.append(f"lr={self.lr!r} (a positive number)")
+        if bad:
+            raise ValueError(f"TrainConfig: {', '.join(bad)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

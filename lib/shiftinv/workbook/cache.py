@@ -303,21 +303,43 @@ def cache_path(name: str, config: Mapping[str, Any], suffix: str = ".pt", *, cod
 REFRESH_ENV = "SHIFTINV_REFRESH"
 
 
-def refresh_requested(path: Path | str) -> bool:
-    """Whether ``$SHIFTINV_REFRESH`` asks to recompute the cached file ``path``: ``1``/``true``
-    always; a time in seconds since the epoch (what ``1`` becomes when the package is first imported,
-    see ``shiftinv._pin_refresh_time``) for files written before it; unset, empty or ``0`` never."""
-    value = os.environ.get(REFRESH_ENV, "").strip().lower()
-    if value in ("", "0", "false", "no", "off"):
+#: The documented values of ``$SHIFTINV_REFRESH`` (``make figures REFRESH=...``).
+REFRESH_OFF, REFRESH_ON = ("", "0", "false", "no", "off"), ("1", "true", "yes", "on")
+
+#: A time in seconds since the epoch is accepted only after this one (2001): what ``1`` becomes when pinned.
+_EARLIEST_PIN = 1e9
+
+
+def refresh_setting(value: str | None) -> bool | float:
+    """What a ``$SHIFTINV_REFRESH`` value asks: ``False`` (use the cache: unset, empty, ``0``, ``false``,
+    ``no``, ``off``), ``True`` (recompute: ``1``, ``true``, ``yes``, ``on``), or a time in seconds since
+    the epoch (what ``1`` becomes when the package is first imported, see ``shiftinv._pin_refresh_time``:
+    recompute files written before it). Anything else (``2``, ``maybe``) raises a ``ValueError``
+    naming the valid values."""
+    text = (value or "").strip().lower()
+    if text in REFRESH_OFF:
         return False
-    if value in ("1", "true", "yes", "on"):
+    if text in REFRESH_ON:
         return True
     try:
-        since = float(value)
+        since = float(text)
     except ValueError:
-        raise ValueError(f"{REFRESH_ENV}={value!r}: expected 1 (recompute) or 0, or a time in seconds") from None
+        since = float("nan")
+    if not since >= _EARLIEST_PIN:
+        raise ValueError(f"{REFRESH_ENV}={value!r} (make figures REFRESH=...): expected empty, 0, false, no or off "
+                         "(use the cache) or 1, true, yes or on (recompute every cached result once)")
+    return since
+
+
+def refresh_requested(path: Path | str) -> bool:
+    """Whether ``$SHIFTINV_REFRESH`` asks to recompute the cached file ``path`` (:func:`refresh_setting`):
+    always for ``1``/``true``; for a pinned time, when the file was written before it; never when unset,
+    empty or ``0``. An undocumented value raises a ``ValueError`` naming the valid ones."""
+    setting = refresh_setting(os.environ.get(REFRESH_ENV))
+    if isinstance(setting, bool):
+        return setting
     path = Path(path)
-    return path.exists() and path.stat().st_mtime < since
+    return path.exists() and path.stat().st_mtime < setting
 
 
 def cached(name: str, config: Mapping[str, Any], compute: Callable[[], T], *, code: Any = None,
