@@ -63,6 +63,13 @@ RAID_URL = "https://huggingface.co/datasets/paudauo/Affine_Transformation_Databa
 BAPPS_URL = "https://github.com/richzhang/PerceptualSimilarity (scripts/download_dataset.sh)"
 
 
+KODAK_URL = "http://r0k.us/graphics/kodak/ (the Kodak PhotoCD set, kodim01.png .. kodim24.png)"
+
+
+#: Where notebook 09's stimuli come from (``RAID_SOURCE``); each profile names its own, never changed by itself.
+RAID_SOURCES: tuple[str, ...] = ("raid", "raid-approx", "embedded")
+
+
 def _find_case_insensitive(folder: Path, name: str, index: dict[str, Path] | None = None) -> Path | None:
     if index is None:
         index = {p.name.lower(): p for p in folder.iterdir()}
@@ -336,14 +343,31 @@ def shared_references(train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["hash", "ref_train", "ref_test"])
 
 
-def resolve_raid_source(source: str, kodak_dir: Path | str, responses_csv: Path | str) -> str:
-    """``auto`` -> ``raid-approx`` when the Kodak images and RAID responses are there, else
-    ``embedded``; ``raid``, ``raid-approx`` and ``embedded`` pass (anything else is an error)."""
-    if source == "auto":
-        ok = (Path(kodak_dir) / "kodim01.png").is_file() and Path(responses_csv).is_file()
-        return "raid-approx" if ok else "embedded"
-    if source not in ("raid", "raid-approx", "embedded"):
-        raise ValueError(f"RAID_SOURCE must be auto, raid, raid-approx or embedded, got {source!r}")
+def require_raid_source(source: str, raid_dir: Path | str, kodak_dir: Path | str, responses_csv: Path | str,
+                        n_images: int = 24) -> str:
+    """Check, before anything is computed, that the data of RAID source ``source`` are there; return it.
+
+    ``raid``: the RAID folder ``raid_dir`` (``imagenes_bd/`` and ``responses.csv``); ``raid-approx``:
+    the first ``n_images`` Kodak images in ``kodak_dir`` and RAID's human responses ``responses_csv``;
+    ``embedded``: nothing (scikit-image photographs, no human responses). Missing data is a
+    ``FileNotFoundError`` naming the folder, the files expected and where to get them: a source
+    never falls back to another (``RAID_SOURCE=embedded`` asks for the stimuli without human data).
+    """
+    if source not in RAID_SOURCES:
+        raise ValueError(f"RAID_SOURCE must be auto (the profile's), {', '.join(RAID_SOURCES)}; got {source!r}")
+    if source == "raid":
+        load_raid(raid_dir, include_anchors=True, check_files=False)  # names RAID_DIR, the folder and the files
+    elif source == "raid-approx":
+        kodak = [Path(kodak_dir) / f"kodim{i:02d}.png" for i in range(1, n_images + 1)]
+        missing = [str(p) for p in [*kodak, Path(responses_csv)] if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"RAID_SOURCE=raid-approx needs the Kodak images kodim01.png .. kodim{n_images:02d}.png in "
+                f"'{kodak_dir}' ({KODAK_URL}; KODAK_DIR) and RAID's human responses '{responses_csv}' "
+                f"(responses.csv of RAID, {RAID_URL}; under $SHIFTINV_DATA/raid/). Missing: {missing[:3]}"
+                f"{f' and {len(missing) - 3} more' if len(missing) > 3 else ''}. Put them there (or point "
+                "SHIFTINV_DATA / KODAK_DIR at them), or ask by name for stimuli without human responses: "
+                "RAID_SOURCE=embedded (metric curves only, no SRCC figure).")
     return source
 
 

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from ..workbook import imageio, paths
 from .images import center_square, load_image
-from .iqa import RAID_TRANSFORMS, read_raid_responses
+from .iqa import KODAK_URL, RAID_TRANSFORMS, read_raid_responses
 
 # ----------------------------------------------------------------------------------------------
 # Embedded demo stimuli
@@ -205,8 +205,7 @@ def make_raid_style(refs: Tensor, ref_names: Sequence[str], generator: torch.Gen
 
 
 #: Where the Kodak images come from (the references of RAID and of TID2008/TID2013).
-KODAK_HOW = ("Point KODAK_DIR at a folder with kodim01.png .. kodim24.png (the Kodak PhotoCD set, "
-             "http://r0k.us/graphics/kodak/; here ../shared/data/kodak).")
+KODAK_HOW = f"Point KODAK_DIR at a folder with kodim01.png .. kodim24.png ({KODAK_URL}; here ../shared/data/kodak)."
 
 
 def kodak_references(kodak_dir: Path | str, size: int, images: Sequence[int] = tuple(range(1, 25))
