@@ -17,6 +17,7 @@ def photo(path: Path, size: tuple[int, int] = (48, 64), seed: int = 0) -> Path:
     from PIL import Image
 
     rng = np.random.default_rng(seed)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
     return path
 

@@ -133,6 +133,7 @@ def set_aside(path: Path | str, why: str = "") -> Path:
         n += 1
         target = path.with_name(f"{path.name}.corrupt.{n}")
     path.replace(target)
+    why = why.strip().rstrip(".")
     print(f"WARNING: cached file '{path}' could not be read{': ' + why if why else ''}; "
           f"set aside as '{target.name}', recomputing.", file=sys.stderr, flush=True)
     return target
