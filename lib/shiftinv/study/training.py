@@ -84,7 +84,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         counts = {"epochs": self.epochs, "batch_size": self.batch_size, "patience": self.patience,
                   "eval_batch_size": self.eval_batch_size}
-        bad = [f"{k}={v!r} (a whole number >= 1)" for k, v in counts.items() if isinstance(v, bool) or v < 1]
+        bad = [f"{k}={v!r} (a whole number >= 1)" for k, v in counts.items() if v < 1]
         bad += [f"{k}={v!r} (>= 0)" for k, v in {"l2": self.l2, "shift_aug": self.shift_aug}.items() if not v >= 0]
         if not (self.lr > 0 and math.isfinite(self.lr)):
             bad.append(f"lr={self.lr!r} (a positive number)")
@@ -216,8 +216,14 @@ def _check_fit_checkpoint(run: _FitRun, saved: Mapping[str, Any]) -> None:
     missing = {"model", "optim", "epoch", "best_acc", "best_epoch", "bad", "history", "best"} - set(saved)
     if missing:
         raise KeyError(f"missing entries {sorted(missing)}")
-    own = run.model.state_dict()
-    if set(saved["model"]) != set(own) or any(tuple(saved["model"][k].shape) != tuple(v.shape) for k, v in own.items()):
+    check_weights_fit(run.model, saved["model"])
+
+
+def check_weights_fit(model: nn.Module, state: Mapping[str, Tensor]) -> None:
+    """Raise a ``ValueError`` when ``state`` does not have exactly the names and shapes of ``model``'s
+    state dict (a cached or checkpointed file of another model; checked before loading anything)."""
+    own = model.state_dict()
+    if set(state) != set(own) or any(tuple(state[k].shape) != tuple(v.shape) for k, v in own.items()):
         raise ValueError("the weights are those of another model (names or shapes differ)")
 
 
@@ -359,8 +365,8 @@ def train_or_load(
     the caller's module, e.g. :mod:`shiftinv.study.modelset`, with every package module it imports).
     The finished run (weights + history) is stored under ``results/<name>/<hash>.pt``; while it
     runs, a per-epoch checkpoint ``<hash>.ckpt.pt`` beside it lets an interrupted run resume.
-    "Cached" is decided by loading the file (and its weights into ``model``), never by its
-    existence; the result's ``loaded`` says which happened.
+    "Cached" is decided by loading the file and checking its weights against ``model`` (names,
+    shapes, finite values), never by its existence; the result's ``loaded`` says which happened.
     A run that diverges raises :class:`TrainingDiverged` and leaves nothing cached.
     """
     code = _code(code)
@@ -382,10 +388,8 @@ def train_or_load(
 
     def fits_model(value: Mapping[str, Any]) -> None:  # checked before loading: a bad file leaves the model as is
         TrainResult(**value["result"])
-        own, state = model.state_dict(), value["state"]
-        if set(state) != set(own) or any(tuple(state[k].shape) != tuple(v.shape) for k, v in own.items()):
-            raise ValueError("the weights are those of another model (names or shapes differ)")
-        runtime.check_finite(state, f"cached weights of {desc or name!r}")
+        check_weights_fit(model, value["state"])
+        runtime.check_finite(value["state"], f"cached weights of {desc or name!r}")
 
     out = cache.cached(name, config, compute, code=code, refresh=refresh, require_finite=True, validate=fits_model)
     ckpt.unlink(missing_ok=True)
