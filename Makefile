@@ -51,7 +51,7 @@ export SHIFTINV_DATA
 export MPLBACKEND := Agg
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup test test-unit test-notebooks test-browser figures lab bench student clean
+.PHONY: help setup test test-unit test-notebooks test-faults test-browser figures lab bench student clean
 
 help:  ## list the targets
 	@echo "Python environment: $(ENV_KIND)"
@@ -94,6 +94,9 @@ test-unit: $(STAMP)  ## fast unit tests of lib/ only
 
 test-notebooks: $(STAMP)  ## smoke-run every notebook through papermill
 	$(PY) -m pytest $(PYTEST_PAR) -m notebooks $(PYTEST_ARGS)
+
+test-faults: $(STAMP)  ## fault injection: damaged caches, hostile files, bad images, full disk, bad parameters
+	$(PY) -m pytest $(PYTEST_PAR) -m faults $(PYTEST_ARGS)
 
 test-browser: $(STAMP)  ## open every notebook in JupyterLab in headless Chromium
 	$(PY) -m pytest -m browser $(PYTEST_ARGS)

@@ -27,16 +27,19 @@
 #   a few pixels at each border and invents no pixels; reflect-padding to the next multiple would add
 #   mirrored borders that the metrics would compare as image content (and that move differently from
 #   the content under rotation and scaling).
-# - **`raid-approx`** (`demo`, `natural`): the RAID images are not on this machine, but the Kodak
+# - **`raid-approx`** (`natural`): the RAID images are not on this machine, but the Kodak
 #   references and the real human responses are. We rebuild RAID-like stimuli from the Kodak images
 #   and evaluate against the real responses. *Approximations*: central square crops of the Kodak
 #   images resized to `IMAGE_SIZE` (smaller than RAID's images); transform amplitudes spaced linearly
 #   up to the published maxima (`shiftinv.perceptual.stimuli.raid_transform`) - not RAID's exact per-level values. Correlations are
 #   therefore indicative; the ordering of levels within a transform, which drives Spearman, is exact.
-# - **`embedded`**: scikit-image photographs, the same transforms, no human data: metric curves only.
+# - **`embedded`** (`demo`, `cifar`): scikit-image photographs, the same transforms, no human data:
+#   metric curves only, no data to download.
 #
-# `auto` (default) picks `raid` in the `paper` profile, `raid-approx` when `../shared/data` holds the
-# Kodak images and RAID responses, else `embedded`.
+# `auto` (default) is the profile's source. A source never falls back to another: when its data are
+# missing the run stops with an error naming the folder, the files and where to get them; pass
+# `RAID_SOURCE=embedded` to run without human data, or `RAID_SOURCE=raid-approx` to use the Kodak
+# images and RAID responses under another profile.
 #
 # Anchors: level_01 pairs have distance 0 and response 0 by construction; including them inflates
 # correlations. Two protocols (`ANCHORS`): `excluded` (our default: level_01 rows left out) and
@@ -66,7 +69,7 @@ PROFILE: str = "demo"  # demo | cifar (as demo here) | natural (HED trunk, raid-
 SMOKE: bool = False  # tiny sizes, used by the test tier
 SEED: int = 0  # backbone init, noise stimuli, bootstrap
 DEVICE: str = ""  # cpu, cuda, ... (empty: CUDA when available, else CPU)
-RAID_SOURCE: str = "auto"  # auto | raid | raid-approx | embedded
+RAID_SOURCE: str = "auto"  # auto (the profile's) | raid | raid-approx | embedded
 IMAGE_SIZE: int = -1  # -1: the profile's; 0: RAID's native side cropped to a multiple of 32; S: S x S
 ANCHORS: str = ""  # excluded | included | both (empty: the profile's)
 RAID_DIR: str = ""  # raid: folder holding imagenes_bd/ and responses.csv
@@ -80,7 +83,7 @@ profile = perceptual_zoo.perceptual_profile_from_params(PROFILE, SMOKE, vgg_weig
                                            image_size=IMAGE_SIZE, raid_source=RAID_SOURCE).replace(seed=SEED)
 protocols = raid.anchor_protocols(profile, ANCHORS)
 gen = runtime.seed_everything(SEED)
-source, kodak_dir, responses_csv = raid.raid_inputs(profile, KODAK_DIR)
+source, kodak_dir, responses_csv = raid.raid_inputs(profile, KODAK_DIR, RAID_DIR)  # its data checked here
 zoo = perceptual_zoo.profile_zoo(profile)
 kinds = evaluate.metric_kinds(zoo)
 print(f"source: {source}; {profile.backbone_label()}; device {profile.torch_device()}; anchors {protocols}; "

@@ -216,10 +216,15 @@ def test_first_pairs_per_ref_and_raid_source(standins, tmp_path) -> None:
     assert iqa.first_pairs_per_ref(table, 0) is table
     raid = iqa.first_pairs_per_ref(iqa.load_raid(standins["raid"], include_anchors=True), 3, by=("ref", "transform"))
     assert len(raid) == 3 * 4 * 3 and set(raid["level"]) == {1, 2, 3}
-    assert iqa.resolve_raid_source("auto", tmp_path, tmp_path / "none.csv") == "embedded"
-    assert iqa.resolve_raid_source("raid", "", "") == "raid"
+    # a source is checked, never swapped for another: missing data names the folder, the files and the fix
+    assert iqa.require_raid_source("embedded", "", tmp_path, tmp_path / "none.csv") == "embedded"
+    assert iqa.require_raid_source("raid", standins["raid"], "", "") == "raid"
+    with pytest.raises(FileNotFoundError, match=r"kodim01\.png.*none\.csv.*RAID_SOURCE=embedded"):
+        iqa.require_raid_source("raid-approx", "", tmp_path, tmp_path / "none.csv")
+    with pytest.raises(ValueError, match="RAID_DIR"):
+        iqa.require_raid_source("raid", "", "", "")
     with pytest.raises(ValueError, match="RAID_SOURCE"):
-        iqa.resolve_raid_source("kodak", "", "")
+        iqa.require_raid_source("kodak", "", "", "")
 
 
 def test_raid_anchor_is_the_reference_and_draws_no_noise() -> None:

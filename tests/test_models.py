@@ -246,7 +246,7 @@ def test_weight_files_bad_input_errors(tmp_path):
     vgg.build_trunk(width=W, batch_norm=True, weights=bn)
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="not a loadable torch checkpoint"):
+    with pytest.raises(ValueError, match="not a loadable torch file"):
         vgg.build_trunk(weights=junk)
     listing = tmp_path / "list.pth"
     cache.atomic_torch_save([torch.zeros(1)], listing)

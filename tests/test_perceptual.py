@@ -352,8 +352,12 @@ def test_notebook_09_source_and_protocols(monkeypatch, tmp_path) -> None:
     assert raid.anchor_protocols(profile, "both") == ("excluded", "included")
     with pytest.raises(ValueError, match="ANCHORS"):
         raid.anchor_protocols(profile, "some")
-    source, kodak, responses = raid.raid_inputs(profile)
+    source, kodak, responses = raid.raid_inputs(profile)  # demo: embedded, whatever data there are
     assert source == "embedded" and kodak == str(tmp_path / "kodak") and responses == tmp_path / "raid" / "responses.csv"
+    natural = perceptual_zoo.get_perceptual_profile("natural", smoke=True)
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path / 'kodak'}.*RAID_SOURCE=embedded"):
+        raid.raid_inputs(natural)  # no silent fall-back to stimuli without human responses
+    assert raid.raid_inputs(natural.replace(raid_source="embedded"))[0] == "embedded"  # asked by name
     refs, images, table, human = raid.raid_stimuli(source, profile, torch.Generator().manual_seed(0))
     assert not human and tuple(images.shape[-2:]) == (profile.image_size,) * 2
     assert raid.anchor_rows(table, "included").all() and not raid.anchor_rows(table, "excluded")[table["level"] == 1].any()

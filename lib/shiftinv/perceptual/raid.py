@@ -32,18 +32,22 @@ def anchor_rows(values: pd.DataFrame, protocol: str) -> np.ndarray:
     return (values["level"] > 1 if protocol == "excluded" else values["level"] >= 1).to_numpy()
 
 
-def raid_inputs(profile: PerceptualProfile, kodak_dir: str = "") -> tuple[str, str, Path]:
+def raid_inputs(profile: PerceptualProfile, kodak_dir: str = "", raid_dir: str = "") -> tuple[str, str, Path]:
     """Where notebook 09's stimuli come from: ``(source, Kodak folder, RAID responses CSV)``.
 
-    ``kodak_dir`` empty: ``<data>/kodak``; the responses are ``<data>/raid/responses.csv``; the
-    profile's ``raid_source`` is resolved by :func:`shiftinv.perceptual.iqa.resolve_raid_source`.
+    ``source`` is the profile's ``raid_source`` (``embedded`` for demo/cifar, ``raid-approx`` for
+    natural, ``raid`` for paper, or what ``RAID_SOURCE`` names), never changed here: its data are
+    checked now (:func:`shiftinv.perceptual.iqa.require_raid_source`), so missing data is an error
+    naming the folder, the files and where to get them before anything is computed. ``kodak_dir``
+    empty: ``<data>/kodak``; the responses are ``<data>/raid/responses.csv``; ``raid_dir``: RAID's folder.
     """
     from . import iqa
 
     shared = paths.data_dir()
     kodak = kodak_dir or str(shared / "kodak")
     responses_csv = shared / "raid" / "responses.csv"
-    return iqa.resolve_raid_source(profile.raid_source, kodak, responses_csv), kodak, responses_csv
+    source = iqa.require_raid_source(profile.raid_source, raid_dir, kodak, responses_csv, n_images=profile.n_images)
+    return source, kodak, responses_csv
 
 
 def raid_stimuli(source: str, profile: PerceptualProfile, generator: torch.Generator, raid_dir: str = "",
@@ -62,7 +66,8 @@ def raid_stimuli(source: str, profile: PerceptualProfile, generator: torch.Gener
     if source == "raid":
         table = iqa.load_raid(raid_dir, include_anchors=True)
         table = iqa.first_pairs_per_ref(table, profile.max_pairs_per_ref, by=("ref", "transform"))
-        refs, images, table = iqa.load_into_memory(table, profile.image_size)
+        refs, images, table = iqa.load_into_memory(table, profile.image_size,
+                                                   how=f"Download RAID again ({iqa.RAID_URL}).")
         return refs, images, table, True
     if source == "raid-approx":
         refs, images, table = stimuli.raid_approx_table(responses_csv, kodak_dir, side, generator,

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from ..models import pretrained
 from ..workbook import runtime
 from ..workbook.paths import PROFILES
+from .iqa import RAID_SOURCES
 from .metrics import (
     ClassicalMetric,
     LinearTapMetric,
@@ -43,8 +44,9 @@ class PerceptualProfile:
     KADID/TID 384x512 whole, RAID 454 -> 448), ``embedded_size`` (side of notebook 07's
     illustration), ``n_refs`` (08), ``n_refs_shift`` (10), ``n_images`` (09, raid-approx /
     embedded), ``max_pairs_per_ref`` (smoke runs on dataset folders: first pairs of each
-    reference; 0 = all), ``raid_source`` (``auto``: ``raid`` for paper, else ``raid-approx`` when
-    the Kodak images and RAID responses are in the shared data folder, else ``embedded``),
+    reference; 0 = all), ``raid_source`` (notebook 09's stimuli, :data:`iqa.RAID_SOURCES`: each profile
+    names its own, ``embedded`` for demo/cifar (no data needed), ``raid-approx`` for natural, ``raid``
+    for paper; a source whose data are missing is an error, never a silent fall-back),
     ``anchor_protocols`` (09: ``excluded`` = level_01 rows left out; ``included`` = all rows pooled,
     anchors in, the protocol of the RAID group's later benchmark), ``shifts`` (10, px).
     Training of the baseline and GAP weights: ``recipe`` (:data:`metric_training.RECIPES`),
@@ -63,7 +65,7 @@ class PerceptualProfile:
     n_refs_shift: int = 2
     n_images: int = 6
     max_pairs_per_ref: int = 0
-    raid_source: str = "auto"
+    raid_source: str = "embedded"
     anchor_protocols: tuple[str, ...] = ("excluded",)
     shifts: tuple[int, ...] = (0, 1, 2, 4, 8)
     recipe: str = "lpips"
@@ -108,17 +110,17 @@ class PerceptualProfile:
 def get_perceptual_profile(name: str = "demo", smoke: bool = False, **overrides: object) -> PerceptualProfile:
     """The settings of notebooks 07-10 for profile ``name``; ``smoke`` shrinks them.
 
-    - ``demo``: random-init VGG-16, embedded photographs at 64 px, LPIPS's training recipe on
-      pseudo-scores (the level), CPU.
+    - ``demo``: random-init VGG-16, embedded photographs at 64 px (RAID-style stimuli too: no data
+      needed, no human responses), LPIPS's training recipe on pseudo-scores (the level), CPU.
     - ``paper``: pretrained weights (``weights``: a path, ``"keras:<path>"``, or torchvision's
       download), TID2008/TID2013/KADID-10k and RAID at native size, the authors' recipes (05a/05b),
       CUDA when present. Smoke: the first pairs of each reference, native sizes kept.
     - ``natural`` and ``cifar`` (the same backbone as their classification half; nothing here is
       CIFAR-specific, so ``make figures PROFILE=cifar`` leaves 07-10 to ``natural``): the HED trunk (a
       real VGG-16 trained on natural images, no download), embedded photographs and the Kodak-rebuilt
-      RAID stimuli (raid-approx) against the real RAID human responses, both anchor protocols; sizes
-      chosen for a 2-core CPU (96 px). The baseline and GAP weights keep their initial value 1: TID2008
-      is not on this machine to train them.
+      RAID stimuli (raid-approx: needs the Kodak images and RAID's responses) against the real RAID
+      human responses, both anchor protocols; sizes chosen for a 2-core CPU (96 px). The baseline and
+      GAP weights keep their initial value 1: TID2008 is not on this machine to train them.
 
     ``overrides`` replace fields after the profile's choice (e.g. ``device="cpu"``,
     ``image_size=0``, ``weights=...``); fields set to their "empty" value keep the profile's.
@@ -141,25 +143,40 @@ def get_perceptual_profile(name: str = "demo", smoke: bool = False, **overrides:
         # sizes for a 2-core CPU (07-10 in about 7 minutes on one core): 96 px stimuli (a multiple of 32,
         # pool5 3x3), all 24 RAID images (960 rows), 4 references in 08 and 3 in 10
         p = PerceptualProfile(name, smoke, weights="hed", image_size=96, embedded_size=96, n_refs=4,
-                              n_refs_shift=3, n_images=24, anchor_protocols=("excluded", "included"),
+                              n_refs_shift=3, n_images=24, raid_source="raid-approx",
+                              anchor_protocols=("excluded", "included"),
                               recipe="lpips", epochs=30, lr=1e-2)
         if smoke:
             p = p.replace(pools=("max",), image_size=32, embedded_size=32, n_refs=2, n_refs_shift=2, n_images=2,
                           shifts=(0, 2), epochs=2, n_boot=50)
     empty = {"", None}
-    changes = {k: v for k, v in overrides.items() if v not in empty and not (k in ("image_size", "epochs") and v == -1)}
+    changes = {k: v for k, v in overrides.items() if v not in empty and not (k in ("image_size", "epochs") and v == -1)
+               and not (k == "raid_source" and v == "auto")}
     unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(PerceptualProfile)})
     if unknown:
         raise ValueError(f"unknown perceptual profile fields {unknown}")
     p = p.replace(**changes)
-    if p.raid_source not in ("auto", "raid", "raid-approx", "embedded"):
-        raise ValueError(f"RAID_SOURCE must be auto, raid, raid-approx or embedded, got {p.raid_source!r}")
+    if p.raid_source not in RAID_SOURCES:
+        raise ValueError(f"RAID_SOURCE must be auto (the profile's), {', '.join(RAID_SOURCES)}; got {p.raid_source!r}")
     if p.recipe not in ("paper", "lpips"):
         raise ValueError(f"RECIPE must be 'paper' (the authors' 05a/05b) or 'lpips', got {p.recipe!r}")
+    _check_counts(p)
     if p.image_size and p.image_size % 32:
         raise ValueError(f"IMAGE_SIZE must be a multiple of 32 (APS pools five times) or 0 (native), "
                          f"got {p.image_size}")
     return p
+
+
+def _check_counts(p: PerceptualProfile) -> None:
+    """Raise a ``ValueError`` naming every count of ``p`` out of range (``EPOCHS=-5`` would train nothing)."""
+    bad = [f"{k}={v}" for k, v in {"N_REFS": p.n_refs, "N_REFS_SHIFT": p.n_refs_shift, "N_IMAGES": p.n_images,
+                                   "N_BOOT": p.n_boot, "BATCH_SIZE": p.batch_size}.items() if v < 1]
+    bad += [f"{k}={v}" for k, v in {"EPOCHS": p.epochs, "IMAGE_SIZE": p.image_size,
+                                    "MAX_PAIRS_PER_REF": p.max_pairs_per_ref}.items() if v < 0]
+    if bad:
+        raise ValueError(f"perceptual profile {p.name!r}: {', '.join(bad)} out of range. Counts are >= 1; EPOCHS and "
+                         "IMAGE_SIZE are -1 (the profile's), 0 (EPOCHS: the recipe's; IMAGE_SIZE: native frames) or "
+                         "positive")
 
 
 def backbone_weights(profile: str, path: str = "") -> object | None:

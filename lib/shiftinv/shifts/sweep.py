@@ -216,12 +216,31 @@ def _sweep_config(trunk: Any, heads: Mapping[str, Any], images: Tensor, labels: 
 
 def _load_finished(final_path: Path | None, config: Mapping[str, Any]) -> SweepResult | None:
     """The finished result in ``final_path`` when it holds a sweep of ``config``, else ``None``."""
-    if final_path is None or not final_path.exists():
-        return None
-    state = cache.safe_torch_load(final_path)
-    if state.get("complete") and state["result"]["meta"].get("config") == config:
+    state = _read_sweep_file(final_path)
+    if state is not None and state["complete"] and state["result"]["meta"].get("config") == config:
         return SweepResult.from_state(state["result"])
     return None
+
+
+def _read_sweep_file(path: Path | None) -> dict[str, Any] | None:
+    """What the sweep file ``path`` holds (finished or partial), or ``None`` when there is none.
+
+    A file that cannot be loaded (truncated, damaged) is set aside (``*.corrupt``) and counts as
+    none, so the sweep runs again. A file that loads but is not a sweep (another result written
+    to the same path, e.g. a models file) raises a ``ValueError``: it is never overwritten.
+    """
+    state = cache.load_or_set_aside(path) if path is not None else None
+    if state is None:
+        return None
+    try:
+        if state["complete"]:
+            SweepResult.from_state(state["result"])
+        else:
+            state["acc"], state["done"], state["config"]
+    except cache.INVALID_CONTENT as err:
+        raise ValueError(f"'{path}' exists and is not a sweep result ({type(err).__name__}: {err}), so the sweep "
+                         "does not overwrite it: pass another out_path, or move that file away") from None
+    return state
 
 
 def _prepare_modules(trunk: Any, heads: Mapping[str, Any], dev: torch.device, channels_last: bool | None
@@ -264,9 +283,9 @@ class _SweepRun:
 
     def _resume(self) -> None:
         """Load this rank's partial results; refuse a file of another configuration."""
-        if self.part_path is None or not self.part_path.exists():
+        state = _read_sweep_file(self.part_path)
+        if state is None:  # nothing to resume, or a damaged file set aside
             return
-        state = cache.safe_torch_load(self.part_path)
         if state.get("config") != self.config or state.get("batch_size") != self.batch_size:
             raise ValueError(
                 f"'{self.part_path}' holds a sweep of another configuration (model, images, shifts, mode or batch "

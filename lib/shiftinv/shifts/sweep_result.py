@@ -15,6 +15,10 @@ from ..workbook import cache
 
 FIELDS: tuple[str, ...] = ("loss", "correct", "pred", "p_true")
 
+#: What to do about a sweep result that cannot be read (not the advice for weights files).
+SWEEP_ADVICE = ("It is a sweep result (written by shiftinv.shifts.sweep): run the sweep again to rewrite it; "
+                "a cached one under results/ is set aside (*.corrupt) and swept again by the next run.")
+
 
 #: Per-image responses :meth:`SweepResult.per_image` reads (the one reader of sweep results).
 RESPONSES: tuple[str, ...] = ("loss", "accuracy", "p_true", "true_logit", "pred_change")
@@ -113,7 +117,14 @@ class SweepResult:
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> "SweepResult":
-        return cls(**{k: state[k] for k in ("shifts", "labels", "mode", "loss", "correct", "pred", "p_true", "logits", "meta")})
+        """The result of :meth:`to_state`; ``KeyError``/``ValueError`` when ``state`` is not one."""
+        result = cls(**{k: state[k] for k in ("shifts", "labels", "mode", "loss", "correct", "pred", "p_true", "logits",
+                                              "meta")})
+        s, n = result.shifts.shape[0], result.labels.shape[0]
+        bad = [h for f in FIELDS for h, v in getattr(result, f).items() if tuple(v.shape[:2]) != (s, n)]
+        if bad:
+            raise ValueError(f"responses of {bad[:3]} are not ({s} shifts, {n} images)")
+        return result
 
     def save(self, path: Path | str) -> Path:
         """Write atomically (``cache.atomic_torch_save``)."""
@@ -121,10 +132,21 @@ class SweepResult:
 
     @classmethod
     def load(cls, path: Path | str) -> "SweepResult":
-        state = cache.safe_torch_load(path)
-        if not state.get("complete", False):
-            raise ValueError(f"'{path}' holds a partial sweep; re-run sweep(..., out_path='{path}') to finish it")
-        return cls.from_state(state["result"])
+        """Read a finished result written by :meth:`save` (``weights_only=True``).
+
+        Raises ``FileNotFoundError`` naming a missing file and :class:`shiftinv.workbook.cache.CorruptFileError`
+        (a ``ValueError``) naming a damaged one, one that holds something else, or a partial sweep,
+        each with what to do.
+        """
+        state = cache.safe_torch_load(path, advice=SWEEP_ADVICE)
+        if isinstance(state, Mapping) and state.get("complete") is False:
+            raise cache.CorruptFileError(f"'{path}' holds a partial sweep; re-run sweep(..., out_path='{path}') "
+                                         "to finish it")
+        try:
+            return cls.from_state(state["result"])
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+            raise cache.CorruptFileError(f"'{path}' loads but is not a sweep result ({type(err).__name__}: {err}). "
+                                         f"{SWEEP_ADVICE}") from err
 
     def select(self, heads: Sequence[str]) -> "SweepResult":
         """A view with only ``heads``."""

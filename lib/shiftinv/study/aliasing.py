@@ -55,7 +55,8 @@ def aliasing_run_setting(name: str, setting: tuple[dict, str], images: torch.Ten
               "heads": {t: {h: cache.state_fingerprint(m) for h, m in hs.items()} for t, (_, hs) in chosen.items()}}
     state = cache.cached("aliasing_sweep", config, lambda: sweep.sweep_models(
         chosen, images, labels, line, mode, batch_size=batch_size, device=device, amp=precision,
-        channels_last=channels_last, keep_logits=True, progress=True).to_state())
+        channels_last=channels_last, keep_logits=True, progress=True).to_state(),
+        validate=sweep_result.SweepResult.from_state)
     return sweep_result.SweepResult.from_state(state)
 
 

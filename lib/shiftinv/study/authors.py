@@ -62,7 +62,44 @@ class UnsafePickleError(pickle.UnpicklingError):
     """A pickle asked for an object outside the allowed builtins / numpy types."""
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+#: Most bytes the calls in one result pickle may allocate (the authors' files need a few kB; a hostile
+#: 25-byte pickle ``numpy.ndarray((10**8,))`` would ask for 0.8 GB).
+MAX_PICKLE_BYTES = 64 * 2**20
+
+
+def _allocation(func: Any, args: tuple) -> int:
+    """Bytes a call ``func(*args)`` of an allowed class may allocate, estimated before calling it:
+    ``bytes(n)``/``bytearray(n)``, containers built from something with a length (``list(range(n))``),
+    numpy arrays of a given shape and dtype (``ndarray(shape)``, ``_reconstruct(ndarray, shape, dtype)``)."""
+    import numpy as np
+
+    if func in (bytes, bytearray) and args and isinstance(args[0], int):
+        return args[0]
+    if func in (list, tuple, set, frozenset, dict, bytes, bytearray, str) and args and hasattr(args[0], "__len__"):
+        return 8 * len(args[0])
+    reconstruct = getattr(func, "__name__", "") == "_reconstruct"
+    if func is np.ndarray or reconstruct:
+        rest = args[1:] if reconstruct else args  # (shape, dtype, ...)
+        shape, dtype = (rest[0] if rest else 0), (rest[1] if len(rest) > 1 else float)
+        try:
+            count = math.prod((shape,) if isinstance(shape, int) else tuple(shape))
+            return int(count) * max(1, np.dtype(dtype).itemsize)
+        except (TypeError, ValueError):
+            return 0  # numpy refuses the call itself
+    return 0
+
+
+class _RestrictedUnpickler(pickle._Unpickler):  # the Python unpickler: its opcodes can be checked one by one
+    """Rebuilds only :data:`_ALLOWED` objects, and refuses calls that would allocate more than
+    ``max_bytes`` in all (:func:`_allocation`) before making them."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def __init__(self, file: io.BytesIO, max_bytes: int) -> None:
+        super().__init__(file)
+        self.left = max_bytes
+        self.max_bytes = max_bytes
+
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _ALLOWED or (module in _NUMPY_DTYPE_CLASSES and name.endswith("DType")):
             return super().find_class(module, name)
@@ -72,16 +109,50 @@ class _RestrictedUnpickler(pickle.Unpickler):
             "If you trust the file, convert it to JSON/CSV yourself."
         )
 
+    def _charge(self, func: Any, args: tuple) -> None:
+        need = _allocation(func, tuple(args))
+        if need > self.left:
+            raise UnsafePickleError(
+                f"refusing to build {getattr(func, '__name__', func)}(...) of {need / 2**20:.0f} MiB: a result "
+                f"pickle may build at most {self.max_bytes / 2**20:.0f} MiB (the file is damaged or hostile)")
+        self.left -= need
 
-def safe_load_pickle(source: Path | str | bytes) -> Any:
+    def _load_reduce(self) -> None:
+        args = self.stack.pop()
+        self._charge(self.stack[-1], args)
+        self.stack[-1] = self.stack[-1](*args)
+
+    def _load_newobj(self) -> None:
+        args = self.stack.pop()
+        cls = self.stack.pop()
+        self._charge(cls, args)
+        self.append(cls.__new__(cls, *args))
+
+    def _load_newobj_ex(self) -> None:
+        kwargs, args, cls = self.stack.pop(), self.stack.pop(), self.stack.pop()
+        self._charge(cls, args)
+        self.append(cls.__new__(cls, *args, **kwargs))
+
+    def _instantiate(self, klass: Any, args: list) -> None:
+        self._charge(klass, tuple(args))
+        super()._instantiate(klass, args)
+
+    dispatch[pickle.REDUCE[0]] = _load_reduce
+    dispatch[pickle.NEWOBJ[0]] = _load_newobj
+    dispatch[pickle.NEWOBJ_EX[0]] = _load_newobj_ex
+
+
+def safe_load_pickle(source: Path | str | bytes, max_bytes: int = MAX_PICKLE_BYTES) -> Any:
     """Load a pickle that may only contain builtin containers/numbers and numpy scalars/arrays.
 
     Args:
         source: a file path, or the pickle's bytes.
+        max_bytes: the most its calls may allocate in all (:data:`MAX_PICKLE_BYTES`), checked
+            before each call, so a tiny hostile pickle cannot make the reader allocate gigabytes.
 
     Raises:
         FileNotFoundError: the file does not exist.
-        UnsafePickleError: the pickle references any other class or function.
+        UnsafePickleError: the pickle references any other class or function, or asks for more memory.
         ValueError: the file is not a readable pickle.
     """
     if isinstance(source, (bytes, bytearray)):
@@ -92,11 +163,12 @@ def safe_load_pickle(source: Path | str | bytes) -> Any:
             raise FileNotFoundError(f"result pickle not found: '{path}'")
         data, where = path.read_bytes(), f"'{path}'"
     try:
-        return _RestrictedUnpickler(io.BytesIO(data)).load()
+        return _RestrictedUnpickler(io.BytesIO(data), max_bytes).load()
     except UnsafePickleError as exc:
         raise UnsafePickleError(f"{where}: {exc}") from None
     except Exception as exc:  # truncated / not a pickle
-        raise ValueError(f"{where} is not a readable pickle ({type(exc).__name__}: {exc})") from exc
+        raise ValueError(f"{where} is not a readable pickle ({type(exc).__name__}: {exc}). Get a good copy of the "
+                         "authors' result file") from exc
 
 
 def to_workbook_shift(desp_h: int, desp_v: int) -> tuple[int, int]:

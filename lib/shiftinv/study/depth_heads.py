@@ -91,14 +91,13 @@ def train_depth_heads(
         head = vgg.build_head("final_gap", trunk, num_classes=num_classes, input_size=input_size or 256,
                                  gap_taps=(tap,))
         hkey = {**dict(key), "depth_head": tap, "classes": num_classes}
-        cached = training.is_cached("head", hkey, cfg)
-        res = training.train_or_load("head", hkey, head,
-                                  None if cached else features("train", train_data).select((tap,)),
-                                  None if cached else features("val", val_data).select((tap,)),
+        res = training.train_or_load("head", hkey, head,  # features computed only when the head is (re)trained
+                                  lambda: features("train", train_data).select((tap,)),
+                                  lambda: features("val", val_data).select((tap,)),
                                   cfg, desc=depth_head_name(tap))
         heads[depth_head_name(tap)] = head.eval()
         row = {"head": depth_head_name(tap), "tap": tap, "stride": trunk.stride(tap),
-               "val_acc": res.best_val_acc, "epochs": len(res.history), "cached": cached}
+               "val_acc": res.best_val_acc, "epochs": len(res.history), "cached": res.loaded}
         if test_data is not None:
             row["test_acc"], row["test_loss"] = feature_data.evaluate(head, features("test", test_data).select((tap,)),
                                                                device=device, amp=cfg.amp)

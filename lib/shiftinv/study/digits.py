@@ -94,8 +94,10 @@ def read_mnist(root: Path | str | None = None, train: bool = False, download: bo
             from ..workbook.cache import atomic_write_bytes
 
             plain = paths.results_dir() / "mnist_raw" / found[0].stem
-            if not plain.is_file():
-                atomic_write_bytes(plain, gzip.decompress(found[0].read_bytes()))
+            packed = found[0].read_bytes()
+            size = int.from_bytes(packed[-4:], "little")  # gzip's trailer: the unpacked size (mod 2**32)
+            if not plain.is_file() or plain.stat().st_size % 2**32 != size:  # absent, or cut short: unpack again
+                atomic_write_bytes(plain, gzip.decompress(packed))
             found[0] = plain
         files.append(str(found[0]))
     return read_image_file(files[0]), read_label_file(files[1]).long()

@@ -31,6 +31,7 @@ from ..models import vgg
 from ..workbook import cache, runtime
 from ..workbook.checkpoints import Checkpoint, TrainingDiverged, divergence
 from .feature_data import FeatureData, epoch_generator
+from . import training
 from .training import TrainConfig, TrainResult
 
 #: What early stopping may watch: validation accuracy (higher is better) or loss (lower is better).
@@ -96,10 +97,24 @@ def fit_seeds(heads: Mapping[int, vgg.Head], train: FeatureData, val: FeatureDat
     run_id = {"train": cfg.to_dict(), "monitor": monitor, "seeds": list(stack.seeds),
               "initial": cache.state_fingerprint(*heads.values()), "n": [len(train), len(val)]}
     ckpt = Checkpoint(checkpoint, run_id)
-    state = _resume(stack, ckpt.resume())
+    state = _resume(stack, ckpt.resume(lambda saved: _check_checkpoint(stack, saved)))
     with runtime.reproducible():
         _epochs(stack, state, ckpt, (x_train, y_train), (x_val, y_val), cfg, monitor, desc)
     return _finish(stack, state, heads)
+
+
+def _check_checkpoint(stack: _Stack, saved: Mapping[str, Any]) -> None:
+    """Raise ``KeyError`` / ``ValueError`` unless ``saved`` can be restored into ``stack`` (checked before
+    anything is restored: a damaged or foreign checkpoint is set aside and the run starts over)."""
+    missing = {"weight", "bias", "optim", "epoch", "best", "best_epoch", "bad", "stopped", "history",
+               "best_weight", "best_bias", "first_loss", "seconds"} - set(saved)
+    if missing:
+        raise KeyError(f"missing entries {sorted(missing)}")
+    for name in ("weight", "bias", "best_weight", "best_bias"):
+        ref = stack.weight if "weight" in name else stack.bias
+        if tuple(saved[name].shape) != tuple(ref.shape) or not torch.isfinite(saved[name]).all():
+            raise ValueError(f"{name} has shape {tuple(saved[name].shape)} (expected {tuple(ref.shape)}) or "
+                             "non-finite values")
 
 
 def _resume(stack: _Stack, saved: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -215,14 +230,16 @@ def _finish(stack: _Stack, state: dict[str, Any], heads: Mapping[int, vgg.Head])
 
 def train_or_load_seeds(name: str, key: Mapping[str, Any], heads: Mapping[int, vgg.Head],
                         train: Callable[[], FeatureData], val: Callable[[], FeatureData], cfg: TrainConfig, *,
-                        monitor: str = "val_acc", refresh: bool = False, desc: str | None = None
-                        ) -> dict[int, TrainResult]:
+                        monitor: str = "val_acc", refresh: bool = False, desc: str | None = None,
+                        load_only: bool = False) -> dict[int, TrainResult]:
     """:func:`fit_seeds`, or the cached result of an identical run (``results/<name>/``), loaded into ``heads``.
 
     ``train`` / ``val`` are called only when the group must be trained (so a cached group costs no
     trunk pass, and a damaged cache file, set aside by ``cache.cached``, trains again with its data).
     The key is ``key`` (what the heads and data are), ``cfg``, ``monitor``, the seeds and the code
-    behind them.
+    behind them. "Cached" is decided by loading the file and checking every seed's weights against its
+    head (names, shapes, finite values); ``load_only`` raises ``LookupError`` instead of training.
+    Each result's ``loaded`` says whether it came from the cache.
     """
     config = {"key": dict(key), "train": cfg.to_dict(), "monitor": monitor, "seeds": [int(s) for s in heads]}
     ckpt = cache.cache_path(name, config, ".ckpt.pt", code=[__name__])
@@ -232,10 +249,24 @@ def train_or_load_seeds(name: str, key: Mapping[str, Any], heads: Mapping[int, v
         return {"state": {str(s): {k: v.detach().cpu() for k, v in heads[s].state_dict().items()} for s in heads},
                 "results": {str(s): r.as_dict() for s, r in results.items()}}
 
-    out = cache.cached(name, config, compute, code=[__name__], refresh=refresh, require_finite=True)
+    def fits(value: Mapping[str, Any]) -> None:  # checked before loading: a bad file leaves the heads as they are
+        for s, head in heads.items():
+            TrainResult(**value["results"][str(s)])
+            training.check_weights_fit(head, value["state"][str(s)])
+            runtime.check_finite(value["state"][str(s)], f"cached weights of {desc or name!r} seed {s}")
+
+    trained: list[bool] = []
+
+    def counted() -> dict[str, Any]:
+        if load_only:
+            raise LookupError(f"{desc or name} (seeds {list(heads)}) is not in the cache")
+        trained.append(True)
+        return compute()
+
+    out = cache.cached(name, config, counted, code=[__name__], refresh=refresh, require_finite=True, validate=fits)
     ckpt.unlink(missing_ok=True)
     device = runtime.default_device(cfg.device)
     for s, head in heads.items():
         head.load_state_dict(out["state"][str(s)])
         head.to(device)
-    return {s: TrainResult(**out["results"][str(s)]) for s in heads}
+    return {s: dataclasses.replace(TrainResult(**out["results"][str(s)]), loaded=not trained) for s in heads}

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -83,11 +85,16 @@ class TrainConfig:
     monitor: str = "val_acc"
 
     def __post_init__(self) -> None:
+        counts = {"epochs": self.epochs, "batch_size": self.batch_size, "patience": self.patience,
+                  "eval_batch_size": self.eval_batch_size}
+        bad = [f"{k}={v!r} (a whole number >= 1)" for k, v in counts.items() if v < 1]
+        bad += [f"{k}={v!r} (>= 0)" for k, v in {"l2": self.l2, "shift_aug": self.shift_aug}.items() if not v >= 0]
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            bad.append(f"lr={self.lr!r} (a positive number)")
         if self.monitor not in ("val_acc", "val_loss"):
-            raise ValueError(f"monitor must be 'val_acc' or 'val_loss', got {self.monitor!r}")
-        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1:
-            raise ValueError(f"epochs, batch_size and patience must be >= 1, got {self.epochs}, {self.batch_size}, "
-                             f"{self.patience}")
+            bad.append(f"monitor={self.monitor!r} ('val_acc' or 'val_loss')")
+        if bad:
+            raise ValueError(f"TrainConfig: {', '.join(bad)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,13 +103,15 @@ class TrainConfig:
 @dataclass
 class TrainResult:
     """What a run returns: per-epoch history (epoch, train_loss, val_loss, val_acc, seconds),
-    the best epoch (1-based) and its validation accuracy, and whether it stopped early."""
+    the best epoch (1-based) and its validation accuracy, whether it stopped early, and (from
+    :func:`train_or_load`) whether it was ``loaded`` from the cache instead of trained now."""
 
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
     best_val_acc: float = 0.0
     stopped_early: bool = False
     seconds: float = 0.0
+    loaded: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -173,7 +182,7 @@ def fit(
     initial = cache.state_fingerprint(model) if checkpoint is not None else None
     ckpt = Checkpoint(checkpoint, {"train": cfg.to_dict(), "initial": initial})
     run = _fit_setup(model, train, val, cfg, extractor, desc)
-    state = _fit_resume(run, ckpt.resume())
+    state = _fit_resume(run, ckpt.resume(lambda saved: _check_fit_checkpoint(run, saved)))
     with runtime.reproducible():
         return _fit_epochs(run, state, ckpt, on_epoch_end)
 
@@ -205,6 +214,23 @@ def _fit_resume(run: _FitRun, saved: Mapping[str, Any] | None) -> dict[str, Any]
     if run.scaler is not None and saved.get("scaler"):
         run.scaler.load_state_dict(saved["scaler"])
     return {k: saved[k] for k in state} | ({"first_loss": saved["first_loss"]} if "first_loss" in saved else {})
+
+
+def _check_fit_checkpoint(run: _FitRun, saved: Mapping[str, Any]) -> None:
+    """Raise ``KeyError``/``ValueError`` when ``saved`` does not hold a loop state :func:`_fit_resume`
+    can restore into ``run`` (checked before restoring anything)."""
+    missing = {"model", "optim", "epoch", "best_acc", "best_score", "best_epoch", "bad", "history", "best"} - set(saved)
+    if missing:
+        raise KeyError(f"missing entries {sorted(missing)}")
+    check_weights_fit(run.model, saved["model"])
+
+
+def check_weights_fit(model: nn.Module, state: Mapping[str, Tensor]) -> None:
+    """Raise a ``ValueError`` when ``state`` does not have exactly the names and shapes of ``model``'s
+    state dict (a cached or checkpointed file of another model; checked before loading anything)."""
+    own = model.state_dict()
+    if set(state) != set(own) or any(tuple(state[k].shape) != tuple(v.shape) for k, v in own.items()):
+        raise ValueError("the weights are those of another model (names or shapes differ)")
 
 
 def _diverged(run: _FitRun, epoch: int, what: str) -> TrainingDiverged:
@@ -313,12 +339,22 @@ def _end_epoch(run: _FitRun, epoch: int, state: dict[str, Any], train_loss: floa
     return record
 
 
+#: Training data as :func:`train_or_load` takes it: the data, or a zero-argument function returning it.
+LazyData = Any
+
+
+def resolve_data(data: LazyData) -> Any:
+    """``data()`` when ``data`` is a zero-argument function (lazy data: computed only when training
+    is needed), else ``data`` itself (datasets, :class:`FeatureData` and tensors have a length)."""
+    return data() if callable(data) and not hasattr(data, "__len__") else data
+
+
 def train_or_load(
     name: str,
     key: Mapping[str, Any],
     model: nn.Module,
-    train: Any,
-    val: Any,
+    train: LazyData,
+    val: LazyData,
     cfg: TrainConfig,
     *,
     extractor: Extractor | None = None,
@@ -328,20 +364,28 @@ def train_or_load(
 ) -> TrainResult:
     """Train ``model`` (see :func:`fit`) or load the result of an earlier identical run.
 
+    ``train``/``val``: the data, or zero-argument functions returning it (:func:`resolve_data`),
+    called only when training happens: so a cached file that turns out to be damaged (set aside,
+    ``*.corrupt``) is retrained in the same call, with its data, instead of failing.
     The cache key is ``key`` (what the model and the data are; JSON-serialisable) plus ``cfg`` plus
     the code version (:func:`shiftinv.workbook.cache.code_version`) of this module and of ``code`` (default:
     the caller's module, e.g. :mod:`shiftinv.study.modelset`, with every package module it imports).
     The finished run (weights + history) is stored under ``results/<name>/<hash>.pt``; while it
     runs, a per-epoch checkpoint ``<hash>.ckpt.pt`` beside it lets an interrupted run resume.
+    "Cached" is decided by loading the file and checking its weights against ``model`` (names,
+    shapes, finite values), never by its existence; the result's ``loaded`` says which happened.
     A run that diverges raises :class:`TrainingDiverged` and leaves nothing cached.
     """
     code = _code(code)
     config = {"key": dict(key), "train": cfg.to_dict()}
     ckpt = cache.cache_path(name, config, ".ckpt.pt", code=code)
+    trained = []
 
     def compute() -> dict[str, Any]:
+        trained.append(True)
         try:
-            result = fit(model, train, val, cfg, extractor=extractor, checkpoint=ckpt, desc=desc or name)
+            result = fit(model, resolve_data(train), resolve_data(val), cfg, extractor=extractor, checkpoint=ckpt,
+                         desc=desc or name)
         except TrainingDiverged:
             ckpt.unlink(missing_ok=True)
             raise
@@ -349,11 +393,16 @@ def train_or_load(
         runtime.check_finite(state, f"weights of {desc or name!r}")
         return {"state": state, "result": result.as_dict()}
 
-    out = cache.cached(name, config, compute, code=code, refresh=refresh, require_finite=True)
+    def fits_model(value: Mapping[str, Any]) -> None:  # checked before loading: a bad file leaves the model as is
+        TrainResult(**value["result"])
+        check_weights_fit(model, value["state"])
+        runtime.check_finite(value["state"], f"cached weights of {desc or name!r}")
+
+    out = cache.cached(name, config, compute, code=code, refresh=refresh, require_finite=True, validate=fits_model)
     ckpt.unlink(missing_ok=True)
     model.load_state_dict(out["state"])
     model.to(runtime.default_device(cfg.device))
-    return TrainResult(**out["result"])
+    return dataclasses.replace(TrainResult(**out["result"]), loaded=not trained)
 
 
 def _code(code: Any, depth: int = 2) -> list[str]:
@@ -364,9 +413,14 @@ def _code(code: Any, depth: int = 2) -> list[str]:
 
 def is_cached(name: str, key: Mapping[str, Any], cfg: TrainConfig, *, code: Any = None) -> bool:
     """Whether :func:`train_or_load` with these arguments (called from the same module) would load
-    a finished run instead of training (honours ``$SHIFTINV_REFRESH``)."""
+    a finished run instead of training (honours ``$SHIFTINV_REFRESH``). Decided by loading the file:
+    a damaged one is set aside (``*.corrupt``) and counts as not cached. Callers that pass lazy data
+    to :func:`train_or_load` read ``TrainResult.loaded`` instead."""
     path = cache.cache_path(name, {"key": dict(key), "train": cfg.to_dict()}, code=_code(code))
-    return path.is_file() and not cache.refresh_requested(path)
+    if cache.refresh_requested(path):
+        return False
+    saved = cache.load_or_set_aside(path, lambda v: (v["value"]["state"], TrainResult(**v["value"]["result"])))
+    return saved is not None
 
 
 def clone_module(module: nn.Module) -> nn.Module:

@@ -16,6 +16,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import sys
 import types
 from pathlib import Path
@@ -44,15 +45,24 @@ def state_fingerprint(*modules: Any, length: int = 16) -> str:
 
 
 def atomic_write_bytes(path: Path | str, payload: bytes) -> Path:
-    """Write ``payload`` to ``path`` atomically (temporary file + rename)."""
+    """Write ``payload`` to ``path`` atomically (temporary file + rename).
+
+    On any failure (a full disk, a read-only folder, ``path`` naming a folder) the temporary file
+    is removed and the error raised, so nothing half-written is left behind and ``path`` keeps
+    its previous content.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(payload)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -64,39 +74,44 @@ def atomic_torch_save(obj: Any, path: Path | str) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def safe_torch_load(path: Path | str, map_location: str | torch.device = "cpu") -> Any:
+#: What to do about an unreadable weights file (the default advice of :func:`safe_torch_load`).
+WEIGHTS_ADVICE = ("Check that the path names the file you meant (a state dict saved with "
+                  "torch.save(model.state_dict(), path)), or re-save the weights from the model that made them "
+                  "as a plain state dict.")
+
+
+def safe_torch_load(path: Path | str, map_location: str | torch.device = "cpu", advice: str = WEIGHTS_ADVICE) -> Any:
     """Load a torch file with ``weights_only=True`` (no code execution).
 
     Raises ``FileNotFoundError`` naming the file when it is missing, and a
-    :class:`CorruptFileError` (a ``ValueError``) saying what is wrong when it is not a safe
-    torch file. The message never advises ``weights_only=False``: a file that
-    ``weights_only=True`` refuses is either damaged or may run code when unpickled.
+    :class:`CorruptFileError` (a ``ValueError``) saying what is wrong and ``advice`` (what to do;
+    default: about weights files) when it is not a safe torch file. The message never advises
+    ``weights_only=False``: a file that ``weights_only=True`` refuses is either damaged or may
+    run code when unpickled.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: '{path}'")
+        raise FileNotFoundError(f"file not found: '{path}'")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle.UnpicklingError, RuntimeError, EOFError...
-        raise CorruptFileError(
-            f"'{path}' is not a loadable torch checkpoint: {_why_unloadable(path, exc)}. Check that the path "
-            "names the file you meant (a state dict saved with torch.save(model.state_dict(), path)), or re-save "
-            "the weights from the model that made them as a plain state dict."
-        ) from exc
+        raise CorruptFileError(f"'{path}' is not a loadable torch file: {_why_unloadable(path, exc)}."
+                               + (f" {advice}" if advice else "")) from exc
 
 
 def _why_unloadable(path: Path, exc: Exception) -> str:
-    """What is wrong with a file ``torch.load(weights_only=True)`` refused, read from its first bytes."""
+    """What is wrong with a file ``torch.load(weights_only=True)`` refused (``exc``), read from its first bytes:
+    empty, damaged, or holding pickled objects that could run code (refused as unsafe)."""
     with open(path, "rb") as handle:
         head = handle.read(8)
     text = str(exc)
+    unsafe = re.search(r"unsupported global:?\s*(?:GLOBAL\s+)?([^\n]*)", text, flags=re.IGNORECASE)
     if not head:
         return "the file is empty"
+    if unsafe:  # torch <= 2.5 wrote "Unsupported global: GLOBAL x", 2.14 "unsupported GLOBAL x"
+        return (f"UNSAFE: it holds a pickled Python object ({unsafe.group(1).strip(' :.')}) besides plain "
+                "tensors; unpickling it could run code, so it is refused")
     if head.startswith(b"PK\x03\x04"):  # torch's zip format
-        if "Unsupported global" in text:
-            glob = text.split("Unsupported global", 1)[1].split("\n")[0].strip(" :")
-            return (f"it holds a pickled Python object ({glob}) besides plain tensors, which weights_only=True "
-                    "refuses because unpickling it could run code")
         return f"a torch file that is truncated or damaged ({type(exc).__name__})"
     if head[:1] == b"\x80":  # a raw pickle (legacy torch format or pickle.dump)
         return ("a pickle holding objects that weights_only=True refuses because unpickling them could run code, "
@@ -109,27 +124,45 @@ class CorruptFileError(ValueError):
 
 
 def set_aside(path: Path | str, why: str = "") -> Path:
-    """Rename an unreadable file under ``results/`` to ``<name>.corrupt`` (kept for inspection,
-    never read again) and print a message; return the new path."""
+    """Rename an unreadable file under ``results/`` to ``<name>.corrupt`` (``.corrupt.2``, ... when that
+    exists: kept for inspection, never read again) and print a warning; return the new path."""
     path = Path(path)
     target = path.with_name(path.name + ".corrupt")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.corrupt.{n}")
     path.replace(target)
+    why = why.strip().rstrip(".")
     print(f"WARNING: cached file '{path}' could not be read{': ' + why if why else ''}; "
           f"set aside as '{target.name}', recomputing.", file=sys.stderr, flush=True)
     return target
 
 
-def load_or_set_aside(path: Path | str) -> Any | None:
+#: What a reader of a cached value raises when the file loads but does not hold what it should.
+INVALID_CONTENT = (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError)
+
+
+def load_or_set_aside(path: Path | str, validate: Callable[[Any], object] | None = None) -> Any | None:
     """:func:`safe_torch_load` of a file this workbook wrote (cache, checkpoint); ``None`` when the
-    file is absent or unreadable (then set aside with :func:`set_aside`, so the caller recomputes)."""
+    file is absent or unreadable (then set aside with :func:`set_aside`, so the caller recomputes).
+
+    ``validate(value)``, when given, checks what the file holds; raising one of
+    :data:`INVALID_CONTENT` (a missing entry, a wrong shape) counts as unreadable too.
+    """
     path = Path(path)
     if not path.is_file():
         return None
     try:
-        return safe_torch_load(path)
+        value = safe_torch_load(path, advice="")
+        if validate is not None:
+            validate(value)
+        return value
     except CorruptFileError as err:
-        set_aside(path, str(err.__cause__ or err).split("\n")[0])
-        return None
+        set_aside(path, str(err).split(": ", 1)[-1])  # what is wrong, without the path said again
+    except INVALID_CONTENT as err:
+        set_aside(path, f"it loads but does not hold what was cached ({type(err).__name__}: {err})")
+    return None
 
 
 # ----------------------------------------------------------------------------- code versions
@@ -271,25 +304,47 @@ def cache_path(name: str, config: Mapping[str, Any], suffix: str = ".pt", *, cod
 REFRESH_ENV = "SHIFTINV_REFRESH"
 
 
-def refresh_requested(path: Path | str) -> bool:
-    """Whether ``$SHIFTINV_REFRESH`` asks to recompute the cached file ``path``: ``1``/``true``
-    always; a time in seconds since the epoch (what ``1`` becomes when the package is first imported,
-    see ``shiftinv._pin_refresh_time``) for files written before it; unset, empty or ``0`` never."""
-    value = os.environ.get(REFRESH_ENV, "").strip().lower()
-    if value in ("", "0", "false", "no", "off"):
+#: The documented values of ``$SHIFTINV_REFRESH`` (``make figures REFRESH=...``).
+REFRESH_OFF, REFRESH_ON = ("", "0", "false", "no", "off"), ("1", "true", "yes", "on")
+
+#: A time in seconds since the epoch is accepted only after this one (2001): what ``1`` becomes when pinned.
+_EARLIEST_PIN = 1e9
+
+
+def refresh_setting(value: str | None) -> bool | float:
+    """What a ``$SHIFTINV_REFRESH`` value asks: ``False`` (use the cache: unset, empty, ``0``, ``false``,
+    ``no``, ``off``), ``True`` (recompute: ``1``, ``true``, ``yes``, ``on``), or a time in seconds since
+    the epoch (what ``1`` becomes when the package is first imported, see ``shiftinv._pin_refresh_time``:
+    recompute files written before it). Anything else (``2``, ``maybe``) raises a ``ValueError``
+    naming the valid values."""
+    text = (value or "").strip().lower()
+    if text in REFRESH_OFF:
         return False
-    if value in ("1", "true", "yes", "on"):
+    if text in REFRESH_ON:
         return True
     try:
-        since = float(value)
+        since = float(text)
     except ValueError:
-        raise ValueError(f"{REFRESH_ENV}={value!r}: expected 1 (recompute) or 0, or a time in seconds") from None
+        since = float("nan")
+    if not since >= _EARLIEST_PIN:
+        raise ValueError(f"{REFRESH_ENV}={value!r} (make figures REFRESH=...): expected empty, 0, false, no or off "
+                         "(use the cache) or 1, true, yes or on (recompute every cached result once)")
+    return since
+
+
+def refresh_requested(path: Path | str) -> bool:
+    """Whether ``$SHIFTINV_REFRESH`` asks to recompute the cached file ``path`` (:func:`refresh_setting`):
+    always for ``1``/``true``; for a pinned time, when the file was written before it; never when unset,
+    empty or ``0``. An undocumented value raises a ``ValueError`` naming the valid ones."""
+    setting = refresh_setting(os.environ.get(REFRESH_ENV))
+    if isinstance(setting, bool):
+        return setting
     path = Path(path)
-    return path.exists() and path.stat().st_mtime < since
+    return path.exists() and path.stat().st_mtime < setting
 
 
 def cached(name: str, config: Mapping[str, Any], compute: Callable[[], T], *, code: Any = None,
-           refresh: bool = False, require_finite: bool = False) -> T:
+           refresh: bool = False, require_finite: bool = False, validate: Callable[[T], object] | None = None) -> T:
     """Return the cached result of ``compute()`` for ``config`` and the code behind it, computing it once.
 
     The key is ``config`` plus the :func:`code_version` of ``code`` (modules / functions whose code
@@ -297,20 +352,27 @@ def cached(name: str, config: Mapping[str, Any], compute: Callable[[], T], *, co
     imported), so a changed library function recomputes. The result is stored with
     :func:`atomic_torch_save` under ``results/<name>/<hash>.pt`` together with the key (for
     inspection), and read back with ``weights_only=True``; so ``compute`` must return tensors,
-    numbers, strings, lists and dicts. A file that cannot be read is set aside (``*.corrupt``) and
-    the value recomputed. ``refresh=True`` or ``$SHIFTINV_REFRESH`` (:func:`refresh_requested`)
-    recomputes and overwrites. ``require_finite``: NaN or infinite floats in the result raise
-    instead of being cached (trained weights; a table may hold NaN on purpose).
+    numbers, strings, lists and dicts. "Cached" is decided by loading, not by the file's existence:
+    a file that cannot be read, or whose value ``validate(value)`` rejects (raising one of
+    :data:`INVALID_CONTENT`), is set aside (``*.corrupt``) and the value recomputed in the same call.
+    ``refresh=True`` or ``$SHIFTINV_REFRESH`` (:func:`refresh_requested`) recomputes and overwrites.
+    ``require_finite``: NaN or infinite floats in the result raise instead of being cached (trained
+    weights; a table may hold NaN on purpose).
     """
     code = code if code is not None else caller_modules()
     key = versioned(config, code)
     path = cache_path(name, config, code=code)
     if not (refresh or refresh_requested(path)):
-        saved = load_or_set_aside(path)
+
+        def check(saved: Any) -> None:
+            if not isinstance(saved, Mapping) or "value" not in saved:
+                raise KeyError("no 'value' entry")
+            if validate is not None:
+                validate(saved["value"])
+
+        saved = load_or_set_aside(path, check)
         if saved is not None:
-            if isinstance(saved, Mapping) and "value" in saved:
-                return saved["value"]
-            set_aside(path, "no 'value' entry")
+            return saved["value"]
     value = compute()
     if require_finite:
         check_finite(value, f"cached value {name!r}")

@@ -54,9 +54,20 @@ class Checkpoint:
         self.run_id = dict(run_id)
         self.every = max(1, int(every))
 
-    def resume(self) -> dict[str, Any] | None:
-        """The saved state (with ``epoch``: finished epochs), or None when there is nothing to resume."""
-        saved = cache.load_or_set_aside(self.path) if self.path is not None else None
+    def resume(self, validate: Callable[[Mapping[str, Any]], object] | None = None) -> dict[str, Any] | None:
+        """The saved state (with ``epoch``: finished epochs), or None when there is nothing to resume.
+
+        ``validate(saved)`` checks what the file holds (entries, shapes) before anything is restored:
+        raising one of :data:`shiftinv.workbook.cache.INVALID_CONTENT` sets the file aside like a
+        damaged one, and the run starts over.
+        """
+        def check(saved: Any) -> None:
+            if saved.get("run_id") == self.run_id:
+                int(saved["epoch"])
+                if validate is not None:
+                    validate(saved)
+
+        saved = cache.load_or_set_aside(self.path, check) if self.path is not None else None
         if saved is not None and saved.get("run_id") != self.run_id:
             raise ValueError(f"checkpoint '{self.path}' was written by a different run ({saved.get('run_id')}); "
                              "delete it or pass another checkpoint path")

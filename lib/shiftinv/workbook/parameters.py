@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import difflib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -207,10 +208,65 @@ def _check_instance(value: Any, kind: ast.expr) -> Any:
     raise ValueError(f"expected items of type {name}, got {value!r}")
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """Valid values of a numeric parameter: ``minimum`` and up, whole multiples of ``multiple``,
+    or one of the ``special`` values whose ``meaning`` the notebooks document (``-1``: the profile's)."""
+
+    minimum: int
+    special: tuple[int, ...] = ()
+    multiple: int = 1
+    meaning: str = ""
+
+    def describe(self) -> str:
+        rule = f"a whole number >= {self.minimum}" + (f", a multiple of {self.multiple}" if self.multiple > 1 else "")
+        return rule + (f", or {self.meaning}" if self.meaning else "")
+
+
+#: Ranges of the notebooks' numeric parameters, by name (a notebook that does not declare a name ignores it;
+#: ``tests/test_faults.py`` checks that every notebook's default is in range).
+BOUNDS: dict[str, Bounds] = {
+    "SEED": Bounds(0),
+    "EPOCHS": Bounds(1, (-1,), meaning="-1 (the profile's)"),
+    "NUM_CLASSES": Bounds(2),
+    "INPUT_SIZE": Bounds(32, multiple=32),
+    "IMAGE_SIZE": Bounds(32, (-1, 0), 32, "-1 (the profile's) or 0 (native frames)"),
+    "N_IMAGES": Bounds(1, (0,), meaning="0 (the profile's)"),
+    "N_REFS": Bounds(1, (0,), meaning="0 (the profile's)"),
+    "MAX_SHIFT": Bounds(1),
+    "EQUIV_IMAGES": Bounds(1),
+    "EXPLORER_IMAGE": Bounds(0),
+}
+
+
+def check_bounds(param: Parameter, value: Any) -> Any:
+    """``value`` when it is in the range :data:`BOUNDS` gives ``param`` (or it has none), else a
+    :class:`ParameterError` naming the parameter, the notebook and the valid values."""
+    bounds = BOUNDS.get(param.name)
+    if bounds is None or isinstance(value, bool) or not isinstance(value, (int, float)) or value in bounds.special:
+        return value
+    if value < bounds.minimum or value != int(value) or int(value) % bounds.multiple:
+        raise ParameterError(f"parameter {param.name}={value!r} is out of range: expected {bounds.describe()} "
+                             f"(parameters cell of {param.notebook})")
+    return value
+
+
+def check_refresh(value: str | None) -> None:
+    """Raise a :class:`ParameterError` when ``value`` (``$SHIFTINV_REFRESH``, ``make figures REFRESH=...``) is
+    not one of its documented values (:func:`shiftinv.workbook.cache.refresh_setting`)."""
+    from .cache import refresh_setting
+
+    try:
+        refresh_setting(value)
+    except ValueError as err:
+        raise ParameterError(str(err)) from None
+
+
 def parse_parameter(param: Parameter, text: str) -> Any:
     """The value of ``param`` given as ``text`` on the command line, checked against its annotation.
 
     Without an annotation the default's type decides (a ``None`` default: a Python literal, or the text).
+    Numbers are range-checked (:func:`check_bounds`).
 
     Raises:
         ParameterError: naming the parameter, the notebook, the expected type and the text.
@@ -222,11 +278,12 @@ def parse_parameter(param: Parameter, text: str) -> Any:
     else:
         kind = ast.Name(type(param.default).__name__)
     try:
-        return _parse_as(text, kind)
+        value = _parse_as(text, kind)
     except ValueError as err:
         expected = param.annotation or type(param.default).__name__
         raise ParameterError(f"parameter {param.name}={text!r}: {err} ({param.name}: {expected} in the "
                              f"parameters cell of {param.notebook})") from None
+    return check_bounds(param, value)
 
 
 def known_profiles() -> tuple[str, ...]:
@@ -249,9 +306,11 @@ def resolve_parameters(notebooks: Sequence[Path], given: Mapping[str, str], prof
         ``{notebook stem: {name: value}}`` with only the names each notebook declares.
 
     Raises:
-        ParameterError: unknown profile, unknown parameter name (listing the valid ones), or a
-            value that does not parse as its annotation.
+        ParameterError: unknown profile, unknown parameter name (listing the valid ones), a value
+            that does not parse as its annotation or is out of its range (:data:`BOUNDS`), or an
+            undocumented ``$SHIFTINV_REFRESH`` (:func:`check_refresh`).
     """
+    check_refresh(os.environ.get("SHIFTINV_REFRESH"))
     profiles = known_profiles()
     if profile not in profiles:
         close = difflib.get_close_matches(profile, profiles, n=1)
