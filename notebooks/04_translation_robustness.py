@@ -75,8 +75,8 @@ ms.summary[["model", "test_acc", "head_params", "trunk_source"]]
 # The heads on the plain trunk, every shift of the grid. On a zero canvas (`demo`, `natural`) a shift moves
 # the digit and nothing else, as in the authors' MNIST test; on photographs (`cifar`, `paper`) the image is
 # extended by mirroring (the paper's 3x3 mirror mosaic). Shifts are the workbook's `(dx, dy)` (content
-# moves right / down); the authors' ImageNet keys `(desp_h, desp_v)` equal `(-dy, -dx)`
-# (`shiftinv.study.authors`).
+# moves right / down). The authors' result keys `(desp_h, desp_v)` read differently in their two scripts:
+# `(-dy, -dx)` in the ImageNet ones, `(dx, dy)` in the MNIST one (`shiftinv.study.authors.to_workbook_shift`).
 
 # %%
 grids = analysis.replicate_sweeps(reps, "grid", trunks=["vgg"])  # every run, on the same images

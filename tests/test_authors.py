@@ -38,6 +38,48 @@ def test_authors_key_round_trips_against_translate(key: tuple[int, int]) -> None
         assert not np.array_equal(translation.translate(x, *key, "mosaic").permute(0, 2, 3, 1).numpy(), theirs)
 
 
+def _trasladar_mnist(data: np.ndarray, size: tuple[int, int], desp_h: int, desp_v: int) -> np.ndarray:
+    """The authors' MNIST helper (utils.trasladar_MNIST), re-implemented: the digit pasted at rows
+    c + desp_v, columns c + desp_h of a zero canvas (N, H, W, 1)."""
+    big = np.zeros((data.shape[0], *size, 1))
+    x, y = data.shape[1:3]
+    big[:, size[0] // 2 - x // 2 + desp_v:size[0] // 2 - x // 2 + x + desp_v,
+        size[1] // 2 - y // 2 + desp_h:size[1] // 2 - y // 2 + y + desp_h] = data
+    return big
+
+
+@pytest.mark.parametrize("key", [(0, 0), (3, 0), (0, 5), (-7, 2), (9, -11)])
+def test_mnist_key_is_the_workbook_shift_against_their_helper(key: tuple[int, int]) -> None:
+    """Their MNIST files key (desp_h, desp_v) = (dx, dy): the content moves right / down, unlike their
+    ImageNet keys (-dy, -dx)."""
+    rng = np.random.default_rng(0)
+    digits = rng.random((2, 8, 8, 1))
+    theirs = _trasladar_mnist(digits, (32, 32), *key)
+    centred = torch.from_numpy(_trasladar_mnist(digits, (32, 32), 0, 0)).permute(0, 3, 1, 2)
+    dx, dy = authors.to_workbook_shift(*key, convention="mnist")
+    ours = translation.translate(centred, dx, dy, "zero").permute(0, 2, 3, 1).numpy()
+    np.testing.assert_array_equal(ours, theirs)
+    assert authors.to_authors_key(dx, dy, convention="mnist") == key
+    if key[0] != key[1] or key[0] != 0:  # the ImageNet reading of an MNIST key moves the digit elsewhere
+        wrong = authors.to_workbook_shift(*key, convention="imagenet")
+        assert not np.array_equal(translation.translate(centred, *wrong, "zero").permute(0, 2, 3, 1).numpy(), theirs)
+
+
+def test_the_convention_comes_from_the_file_name_or_is_asked_for(tmp_path: Path) -> None:
+    res = {(2, 0): {"loss": 1.0, "accuracy": 0.5}, (0, 0): {"loss": 0.5, "accuracy": 0.9}}
+    for name in ("met_VGG16GAP_128.pkl", "met_VGGGAP_IMA.pkl", "results.pkl"):
+        with open(tmp_path / name, "wb") as f:
+            pickle.dump(res, f)
+    mnist = authors.read_results(tmp_path / "met_VGG16GAP_128.pkl")
+    imagenet = authors.read_results(tmp_path / "met_VGGGAP_IMA.pkl")
+    assert set(zip(mnist.dx, mnist.dy)) == {(2, 0), (0, 0)} and set(zip(imagenet.dx, imagenet.dy)) == {(0, -2), (0, 0)}
+    with pytest.raises(ValueError, match="convention='imagenet' or convention='mnist'"):
+        authors.read_results(tmp_path / "results.pkl")
+    assert set(authors.read_results(tmp_path / "results.pkl", convention="mnist").dx) == {2, 0}
+    with pytest.raises(ValueError, match="unknown shift convention"):
+        authors.to_workbook_shift(1, 2, convention="keras")
+
+
 def _translation_results(radius: int = 2) -> dict:
     rng = np.random.default_rng(0)
     return {(h, v): {"loss": float(rng.random() + 1), "accuracy": float(rng.random())}
@@ -46,7 +88,7 @@ def _translation_results(radius: int = 2) -> dict:
 
 def test_read_translation_pickle_matches_shift_frame(tmp_path: Path) -> None:
     res = _translation_results()
-    path = tmp_path / "met_VGGGAP.pkl"
+    path = tmp_path / "met_VGGGAP_IMA.pkl"
     with open(path, "wb") as f:
         pickle.dump(res, f)
     frame = authors.read_results(path)
@@ -56,7 +98,7 @@ def test_read_translation_pickle_matches_shift_frame(tmp_path: Path) -> None:
     own = analysis.shift_frame(sweep.sweep(head, None, images, torch.tensor([0, 1]), translation.shift_grid(1),
                                            device="cpu", progress=False))
     assert list(frame.columns) == list(own.columns)
-    assert len(frame) == 25 and set(frame["head"]) == {"met_VGGGAP"}
+    assert len(frame) == 25 and set(frame["head"]) == {"met_VGGGAP_IMA"}
     for (h, v), m in res.items():
         row = frame[(frame.dx == -v) & (frame.dy == -h)]
         assert len(row) == 1
@@ -105,7 +147,7 @@ def test_bad_result_files_give_clear_errors(tmp_path: Path) -> None:
         authors.read_results(tmp_path / "junk.pkl")
     (tmp_path / "bad.pkl").write_bytes(pickle.dumps({(0, 0): {"acc": 1.0}}))
     with pytest.raises(ValueError, match="'loss' and 'accuracy'"):
-        authors.read_results(tmp_path / "bad.pkl")
+        authors.read_results(tmp_path / "bad.pkl", convention="imagenet")
 
 
 def test_imagenet_tf_resize_has_no_antialiasing(tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ Modes (``MODES``):
   3x3 mirrored mosaic) and the window of the original size is taken at the
   shifted offset. ``|dx| <= W`` and ``|dy| <= H``. (The authors' code takes the
   window at offset ``(H + desp_h, W + desp_v)``, which moves content *up/left*
-  for positive values: their key ``(desp_h, desp_v)`` is ``(-dy, -dx)`` here;
+  for positive values: their ImageNet key ``(desp_h, desp_v)`` is ``(-dy, -dx)`` here (their MNIST
+  helper's is ``(dx, dy)``: :func:`shiftinv.study.authors.to_workbook_shift`);
   :mod:`shiftinv.study.authors` converts, tested against this function.)
 - ``"circular"`` ``torch.roll``: exact for circular-padded, polyphase models.
 - ``"zero"`` / ``"mean"``  canvas embedding (Azulay & Weiss; the paper's MNIST

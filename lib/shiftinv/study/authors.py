@@ -9,12 +9,20 @@ save Keras ``model.evaluate(..., return_dict=True)`` outputs with ``pickle.dump`
 - scaling (``*_esc``): ``{factor: {...}}`` over their 20 factors
   (:data:`shiftinv.shifts.geometric.PAPER_SCALES`).
 
-Their window ``trasladar2(X, crop, desp_h, desp_v)`` is ``X[:, 256 + desp_h : 512 + desp_h,
-256 + desp_v : 512 + desp_v]`` of the 3x3 mirror mosaic (NHWC): ``desp_h`` moves the window
-down the rows, so the content moves *up*; ``desp_v`` moves it along the columns, content
-*left*. In the workbook's convention (:mod:`shiftinv.shifts.translation`: ``(dx, dy)`` moves the content
-right / down) their ``(desp_h, desp_v)`` is ``(-dy, -dx)``: :func:`to_workbook_shift` and
-:func:`to_authors_key` convert (tested against :func:`shiftinv.shifts.translation.translate`).
+Their two window helpers (``utils.py``) use the same key names with two conventions
+(:data:`CONVENTIONS`), both converted to the workbook's ``(dx, dy)`` (content moves right / down,
+:mod:`shiftinv.shifts.translation`) by :func:`to_workbook_shift` / :func:`to_authors_key`:
+
+- ``"imagenet"`` (``ImageNet/03_TestModels_*``, files ``met_*_IMA*.pkl``): ``trasladar2(X, crop,
+  desp_h, desp_v)`` is ``X[:, 256 + desp_h : 512 + desp_h, 256 + desp_v : 512 + desp_v]`` of the 3x3
+  mirror mosaic (NHWC): ``desp_h`` moves the window down the rows, so the content moves *up*;
+  ``desp_v`` moves it along the columns, content *left*: ``(desp_h, desp_v) = (-dy, -dx)``;
+- ``"mnist"`` (``MNIST/02_TestModels_*``, files ``met_VGG16*_{56,128,256}.pkl``):
+  ``trasladar_MNIST(data, size, desp_h, desp_v)`` pastes the digit at rows ``c + desp_v`` and columns
+  ``c + desp_h`` of a zero canvas: the content moves *right* by ``desp_h`` and *down* by ``desp_v``:
+  ``(desp_h, desp_v) = (dx, dy)``.
+
+Both are tested against oracles that re-implement the two helpers on small arrays.
 
 :func:`read_results` returns the workbook's per-shift table (the columns of
 :func:`shiftinv.study.analysis.shift_frame`: ``head, dx, dy, accuracy, loss, p_true``; ``p_true`` is
@@ -171,14 +179,39 @@ def safe_load_pickle(source: Path | str | bytes, max_bytes: int = MAX_PICKLE_BYT
                          "authors' result file") from exc
 
 
-def to_workbook_shift(desp_h: int, desp_v: int) -> tuple[int, int]:
-    """The authors' key ``(desp_h, desp_v)`` as the workbook's shift ``(dx, dy) = (-desp_v, -desp_h)``."""
-    return -int(desp_v), -int(desp_h)
+#: The authors' two shift conventions: their ImageNet window (``trasladar2``) and MNIST canvas (``trasladar_MNIST``).
+CONVENTIONS: tuple[str, ...] = ("imagenet", "mnist")
 
 
-def to_authors_key(dx: int, dy: int) -> tuple[int, int]:
-    """The workbook's shift ``(dx, dy)`` as the authors' key ``(desp_h, desp_v) = (-dy, -dx)``."""
-    return -int(dy), -int(dx)
+def _check_convention(convention: str) -> None:
+    if convention not in CONVENTIONS:
+        raise ValueError(f"unknown shift convention {convention!r}; choose one of {CONVENTIONS} (the authors' ImageNet "
+                         "scripts or their MNIST helper)")
+
+
+def to_workbook_shift(desp_h: int, desp_v: int, convention: str = "imagenet") -> tuple[int, int]:
+    """The authors' key ``(desp_h, desp_v)`` as the workbook's shift ``(dx, dy)``: ``(-desp_v, -desp_h)`` in
+    their ImageNet scripts, ``(desp_h, desp_v)`` in their MNIST helper (see the module docstring)."""
+    _check_convention(convention)
+    return (-int(desp_v), -int(desp_h)) if convention == "imagenet" else (int(desp_h), int(desp_v))
+
+
+def to_authors_key(dx: int, dy: int, convention: str = "imagenet") -> tuple[int, int]:
+    """The workbook's shift ``(dx, dy)`` as the authors' key ``(desp_h, desp_v)``: ``(-dy, -dx)`` (ImageNet)
+    or ``(dx, dy)`` (MNIST)."""
+    _check_convention(convention)
+    return (-int(dy), -int(dx)) if convention == "imagenet" else (int(dx), int(dy))
+
+
+def guess_convention(path: Path | str) -> str | None:
+    """The convention of one of the authors' translation files from its name: ``met_*_IMA*`` is ImageNet,
+    ``met_*_{56,128,256}`` (their MNIST canvases) is MNIST; ``None`` when the name does not tell."""
+    stem = Path(path).stem
+    if "_IMA" in stem:
+        return "imagenet"
+    if stem.rsplit("_", 1)[-1] in ("56", "128", "256"):
+        return "mnist"
+    return None
 
 
 def _number(value: Any, what: str) -> float:
@@ -190,7 +223,7 @@ def _number(value: Any, what: str) -> float:
 
 
 def results_frame(results: Mapping[Any, Mapping[str, Any]], kind: str, head: str = "authors",
-                  n: int | None = None) -> pd.DataFrame:
+                  n: int | None = None, convention: str = "imagenet") -> pd.DataFrame:
     """The workbook's table of an authors' result dict (already loaded).
 
     Args:
@@ -199,6 +232,7 @@ def results_frame(results: Mapping[Any, Mapping[str, Any]], kind: str, head: str
             ``"scale"`` (factors).
         head: the name in the ``head`` column (e.g. ``"authors/multi_gap"``).
         n: number of test images, if known (rotation / scale tables; else NaN).
+        convention: how translation keys read (:data:`CONVENTIONS`: their ImageNet scripts or MNIST helper).
 
     Returns:
         translation: ``head, dx, dy, accuracy, loss, p_true`` sorted by ``(dy, dx)``
@@ -219,7 +253,7 @@ def results_frame(results: Mapping[Any, Mapping[str, Any]], kind: str, head: str
         if kind == "translation":
             if not (isinstance(key, tuple) and len(key) == 2 and all(float(k).is_integer() for k in key)):
                 raise ValueError(f"translation keys must be integer pairs (desp_h, desp_v), got {key!r}")
-            dx, dy = to_workbook_shift(int(key[0]), int(key[1]))
+            dx, dy = to_workbook_shift(int(key[0]), int(key[1]), convention)
             rows.append({"head": head, "dx": dx, "dy": dy, "accuracy": acc, "loss": loss, "p_true": math.nan})
         else:
             value = _number(key, f"{kind} key")
@@ -234,7 +268,7 @@ def results_frame(results: Mapping[Any, Mapping[str, Any]], kind: str, head: str
 
 
 def read_results(path: Path | str, kind: str | None = None, head: str | None = None,
-                 n: int | None = None) -> pd.DataFrame:
+                 n: int | None = None, convention: str | None = None) -> pd.DataFrame:
     """Read one of the authors' result pickles (safely) into the workbook's table.
 
     Args:
@@ -243,6 +277,8 @@ def read_results(path: Path | str, kind: str | None = None, head: str | None = N
             keys are pairs, else from the file name (``_rot`` -> rotation, ``_esc`` -> scale).
         head: the ``head`` column (default: the file's stem, e.g. ``"met_VGGGAP"``).
         n: number of test images, if known.
+        convention: ``"imagenet"`` or ``"mnist"`` for translation keys (default: from the file name,
+            :func:`guess_convention`; an error when the name does not tell).
 
     Returns:
         See :func:`results_frame`.
@@ -262,4 +298,10 @@ def read_results(path: Path | str, kind: str | None = None, head: str | None = N
         else:
             raise ValueError(f"cannot tell whether '{path}' holds angles or scale factors: pass kind='rotation' "
                              "or kind='scale'")
-    return results_frame(results, kind, head or path.stem, n)
+    if kind == "translation" and convention is None:
+        convention = guess_convention(path)
+        if convention is None:
+            raise ValueError(f"cannot tell from its name whether '{path}' comes from the authors' ImageNet scripts "
+                             "(keys (desp_h, desp_v) = (-dy, -dx)) or their MNIST helper ((dx, dy)): pass "
+                             "convention='imagenet' or convention='mnist'")
+    return results_frame(results, kind, head or path.stem, n, convention or "imagenet")
