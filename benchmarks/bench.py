@@ -15,6 +15,8 @@ One run on one device measures (``python -m benchmarks.bench``, ``make bench``):
    gathered on the device (bf16 autocast and channels-last on a GPU).
 5. **training**  head training on trunk features cached once against re-running the frozen
    trunk every epoch (:mod:`shiftinv.study.training`).
+6. **precision** the trunk's images per second in float32 against bf16 (channels-last) on the same
+   machine, as a ratio, with the bf16 maps' relative error (:mod:`benchmarks.precision`).
 
 It reports shifted images per second, achieved TFLOP/s (trunk + head FLOPs of every
 shifted image, counted once per trunk pass) and their fraction of the peak, the engine's
@@ -98,6 +100,7 @@ class BenchSettings:
     seed: int = 0
     skip_baseline: bool = False
     skip_training: bool = False
+    skip_precision: bool = False   # the trunk in float32 against bf16 (benchmarks/precision.py)
 
     def shifts(self) -> list[tuple[int, int]]:
         from shiftinv.shifts.translation import shift_grid
@@ -541,6 +544,10 @@ def run_benchmark(settings: BenchSettings, out_path: Path | None = None) -> dict
     base_rate = _compare_runs(report, engine_runs, base_runs, len(shifts) * s.images, len(heads))
     if not s.skip_training:
         report["training"] = _bench_training(s, trunk, device)
+    if not s.skip_precision:
+        from benchmarks import precision
+
+        report["precision"] = precision.run_precision(trunk, s.input_size, device, seed=s.seed)
     report["projection"] = _projection(s, report, base_rate)
     report["targets"] = _targets(report)
     path = Path(out_path) if out_path is not None else paths.results_dir() / "bench" / f"bench_{device.type}.json"
@@ -698,6 +705,10 @@ def format_table(report: Mapping[str, Any]) -> str:
         lines.append(f"head training ({t['head']}, {t['epochs']} epochs, {t['train_images']} images): trunk every "
                      f"epoch {t['rerun']['seconds']:.2f} s, cached features {t['cached']['seconds']:.2f} s "
                      f"-> {t['speedup']:.2f}x")
+    if "precision" in report:
+        from benchmarks import precision
+
+        lines += precision.format_lines(report["precision"])
     lines.append(_projection_line(report["projection"], s["input_size"]))
     t = report["targets"]
     met = {k[: -len("_met")]: v for k, v in t.items() if k.endswith("_met") and v is not None}

@@ -114,6 +114,11 @@ def test_tiny_run_writes_every_field(tiny_report: dict) -> None:
     t = r["training"]
     assert t["rerun"]["seconds"] > 0 and t["cached"]["seconds"] > 0 and t["cached"]["extract_seconds"] > 0
     assert t["speedup"] == pytest.approx(t["rerun"]["seconds"] / t["cached"]["seconds"])
+    q = r["precision"]
+    assert set(q["ways"]) == {"float32", "float32 channels-last", "bf16 channels-last"}
+    assert q["ways"]["float32"]["pool5_rel_error"] == 0.0 and 0 < q["bf16_pool5_rel_error"] < 0.05
+    assert q["bf16_speedup"] == pytest.approx(q["ways"]["bf16 channels-last"]["images_per_s"]
+                                              / q["ways"]["float32"]["images_per_s"])
     p = r["projection"]
     assert p["shifts"] == 10_201 and p["test_images"] == 100
     assert p["engine_hours"] == pytest.approx(100 * 10_201 / r["engine"]["shifted_images_per_s"] / 3600)

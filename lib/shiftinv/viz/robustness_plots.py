@@ -90,19 +90,30 @@ def plot_heads_training_curves(hist: pd.DataFrame) -> plt.Figure:
 
 
 def plot_heads_accuracy_params(summary: pd.DataFrame) -> plt.Figure:
-    """Test accuracy per model (bars) and against its trainable head parameters (log x)."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
-    colors = dict(zip(summary.model, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 3))
-    axes[0].barh(summary.model, summary.test_acc, color=[colors[m] for m in summary.model])
+    """Test accuracy per model (mean over runs, 95% interval over test images and runs as a whisker) and
+    against its trainable head parameters (log x); n and the runs per model in the title."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 0.32 * len(summary) + 2.6))
+    palette = model_palette(list(summary.model))
+    y = np.arange(len(summary))
+    has_ci = {"test_acc_lo", "test_acc_hi"} <= set(summary.columns)
+    for i, (_, r) in enumerate(summary.iterrows()):
+        if has_ci:
+            axes[0].plot([r.test_acc_lo, r.test_acc_hi], [i, i], color=palette[r.model], lw=2.5, alpha=0.8)
+        axes[0].plot(r.test_acc, i, "o", color=palette[r.model], mec="k", mew=0.5)
+        axes[0].annotate(f"{r.test_acc:.3f}", (float(r.test_acc_hi if has_ci else r.test_acc), i), xytext=(4, 0),
+                         textcoords="offset points", va="center", fontsize=7)
+    axes[0].set_yticks(y, summary.model)
     axes[0].invert_yaxis()
-    axes[0].set(xlabel="test accuracy (centred images)", xlim=(0, 1), title="accuracy")
-    for m, a in zip(summary.model, summary.test_acc):
-        axes[0].text(min(a, 0.9), m, f" {a:.3f}", va="center", fontsize=8)
-    axes[1].scatter(summary.head_params, summary.test_acc, c=[colors[m] for m in summary.model])
+    axes[0].set(xlabel="test accuracy (centred images)", xlim=(0, 1.08), title="accuracy, mean over runs")
+    axes[1].scatter(summary.head_params, summary.test_acc, c=[palette[m] for m in summary.model], edgecolors="k",
+                    linewidths=0.5)
     for _, r in summary.iterrows():
         axes[1].annotate(r.model, (r.head_params, r.test_acc), fontsize=7, xytext=(3, 3), textcoords="offset points")
     axes[1].set(xscale="log", xlabel="trainable parameters (head)", ylabel="test accuracy",
                 title="accuracy vs trainable parameters")
+    if {"n_images", "runs"} <= set(summary.columns):
+        fig.suptitle(f"{int(summary.n_images.max())} test images; {int(summary.runs.max())} runs per model "
+                     "(95% intervals over images and runs)", y=1.02)
     return fig
 
 
