@@ -183,7 +183,9 @@ def fit(
     ckpt = Checkpoint(checkpoint, {"train": cfg.to_dict(), "initial": initial})
     run = _fit_setup(model, train, val, cfg, extractor, desc)
     state = _fit_resume(run, ckpt.resume(lambda saved: _check_fit_checkpoint(run, saved)))
-    with runtime.reproducible():
+    # a head on cached features runs one thread (its steps are tiny: a second thread only adds synchronisation,
+    # see seeded_heads.HEAD_THREADS); a network on images runs the workbook's fixed thread count
+    with runtime.reproducible(threads=1 if isinstance(train, FeatureData) and extractor is None else None):
         return _fit_epochs(run, state, ckpt, on_epoch_end)
 
 
