@@ -99,7 +99,7 @@ def test_text_figure_and_data(model, image, tmp_path) -> None:
     assert text.startswith(f"shift (dx, dy) = (3, 0) | prediction: {p.prediction} ({'abcde'[p.prediction]}) (p=")
     assert "true: 1 (b)" in text and "head: gap" in text
     fig = explorer.draw_panels(p)
-    assert len(fig.axes) == 5 and fig._suptitle.get_text() == text
+    assert len(fig.axes) == 7 and fig._suptitle.get_text() == text  # five panels and two colour bars
     written = figures.save_figure(fig, "test_explorer", explorer.panels_data(p), out_dir=tmp_path)
     assert written["png"].stat().st_size > 1000 and written["data"].suffix == ".json"
     assert explorer.figure_png(fig)[:4] == b"\x89PNG"

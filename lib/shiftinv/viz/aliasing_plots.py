@@ -49,17 +49,21 @@ def plot_aliasing_spectra(curves: pd.DataFrame, periods: Mapping[str, int | None
 
 
 def _periodicity_panel(ax: plt.Axes, part: pd.DataFrame, title: str) -> None:
-    """Periodicity index per head (bars), the white-noise level (ticks), exact / 90 % periods as text."""
+    """Periodicity index per head (bars), the white-noise level (ticks), and in words beside each bar: the
+    predicted period, whether the response repeats exactly with it, and the period holding 90% of its energy."""
     y = np.arange(len(part))
     ax.barh(y, part["fraction"], color="C0", label="periodicity index")
     ax.plot(part["chance"], y, "k|", ms=12, label="white-noise level")
     for yi, (_, r) in zip(y, part.iterrows()):
-        exact = "-" if np.isnan(r["exact_period"]) else f"{r['exact_period']:g}"
-        fund = "-" if np.isnan(r["fundamental_period"]) else f"{r['fundamental_period']:g}"
-        ax.text(1.01, yi, f"P={int(r['predicted_period'])}: exact {exact}, 90% {fund}", va="center", fontsize="x-small")
+        p = int(r["predicted_period"])
+        exact = ("repeats exactly" if r["exact_period"] == p else
+                 "no exact period" if np.isnan(r["exact_period"]) else f"exact period {r['exact_period']:g} px")
+        fund = "" if np.isnan(r["fundamental_period"]) else f"; 90% of energy at {r['fundamental_period']:g} px"
+        ax.text(1.01, yi, f"predicted {p} px: {exact}{fund}", va="center", fontsize="x-small")
     ax.set_yticks(y, part["head"], fontsize="small")
     ax.invert_yaxis()
-    ax.set(xlim=(0, 1.45), xlabel="energy at predicted period / non-constant energy", title=title)
+    ax.set(xlim=(0, 1.75), xticks=[0, 0.25, 0.5, 0.75, 1.0],
+           xlabel="energy at the predicted period and harmonics / non-constant energy", title=title)
 
 
 def plot_aliasing_periodicity(period_table: pd.DataFrame, settings: Sequence[str] = ("protocol", "circular"),
@@ -71,7 +75,10 @@ def plot_aliasing_periodicity(period_table: pd.DataFrame, settings: Sequence[str
     for ax, name in zip(axes[0], settings):
         _periodicity_panel(ax, logit[logit["setting"] == name], name)
     axes[0, 0].legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize="small")
-    fig.suptitle("periodicity index of the true-class logit (1 = exactly periodic with the predicted period)")
+    n = ", ".join(f"{name}: {int(logit[logit['setting'] == name]['n_images'].iloc[0])} images" for name in settings
+                  if "n_images" in logit and (logit["setting"] == name).any())
+    fig.suptitle("periodicity index of the true-class logit (1 = exactly periodic with the predicted period)"
+                 + (f"; {n}" if n else ""))
     return fig
 
 

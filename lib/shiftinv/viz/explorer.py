@@ -219,10 +219,12 @@ def draw_panels(p: Panels, fig: plt.Figure | None = None) -> plt.Figure:
     lo = min(0.0, float(p.map_reference.min()), float(p.map_shifted.min()))
     for ax, m, title in ((axes[1], p.map_reference, f"{p.layer}, unshifted\n({what})"),
                          (axes[2], p.map_shifted, f"{p.layer}, shifted\n({what})")):
-        ax.imshow(m.numpy(), cmap="magma", vmin=lo, vmax=vmax or 1, interpolation="nearest")
+        im = ax.imshow(m.numpy(), cmap="magma", vmin=lo, vmax=vmax or 1, interpolation="nearest")
         ax.set_title(title, fontsize="small")
+    fig.colorbar(im, ax=axes[1:3], shrink=0.75, pad=0.02, label="activation (both maps)")
     dmax = max(float(p.map_difference.abs().max()), vmax * 1e-3, 1e-12)
-    axes[3].imshow(p.map_difference.numpy(), cmap="coolwarm", vmin=-dmax, vmax=dmax, interpolation="nearest")
+    diff = axes[3].imshow(p.map_difference.numpy(), cmap="coolwarm", vmin=-dmax, vmax=dmax, interpolation="nearest")
+    fig.colorbar(diff, ax=axes[3], shrink=0.75, pad=0.02, label="shifted - unshifted")
     axes[3].set_title(f"aligned difference (moved back {p.feature_shift},\nstride {p.stride}), "
                       f"rel. {p.map_change:.3g}", fontsize="small")
     for ax in axes[:4]:

@@ -197,12 +197,19 @@ def plot_srcc_vs_shift(summary: pd.DataFrame, kinds: Mapping[str, str], measure:
     axes[0].set(xlabel="shift of the distorted image (px, diagonal)",
                 ylabel="SRCC with KADID-10k scores" if human else "SRCC with level (within groups)",
                 title="agreement under shifts" if human else "monotonicity under shifts (no human data)")
-    axes[0].legend(fontsize="x-small", ncol=2)
     for name in ratio.columns:
         if kinds[name] == "distance":
             axes[1].plot(ratio.index, ratio[name], marker="o", label=name, lw=2.5 if name.startswith("gap") else 1.2,
                          color=colors[name])
-    axes[1].set(xlabel="shift (px)", ylabel="mean distance / mean distance at shift 0", yscale="log",
-                title="how much the shift adds to the distance")
+    axes[1].set(xlabel="shift of the distorted image (px, diagonal)", ylabel="mean distance / at shift 0",
+                yscale="log", title="how much the shift adds to the distance")
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    axes[1].yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axes[1].yaxis.set_major_formatter(ScalarFormatter())
+    axes[1].yaxis.set_minor_formatter(NullFormatter())
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize="x-small", title="metric")
     fig.suptitle(title, fontsize="small")
+    fig.tight_layout()
     return fig

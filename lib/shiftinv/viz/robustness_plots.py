@@ -176,14 +176,20 @@ def plot_robustness_relative_loss(rel: pd.DataFrame) -> plt.Figure:
 
 
 def _definition_panel(ax: plt.Axes, part: pd.DataFrame, heads: Sequence[str], title: str) -> None:
-    """One heat map of ``value`` (head x definition), each column scaled by its largest |value|."""
+    """One heat map of ``value`` (head x definition), each column scaled by its largest |value|: a sequential
+    map (0 white) where a column is one-signed, a diverging one where signs mix; every value written with
+    three significant digits."""
     table = part.pivot(index="head", columns="definition", values="value").loc[list(heads),
                                                                               part["definition"].unique()]
     values = table.to_numpy(dtype=float)
     scale = np.nanmax(np.abs(values), axis=0, keepdims=True)
-    ax.imshow(values / np.where(scale > 0, scale, 1), cmap="coolwarm", vmin=-1, vmax=1, aspect="auto")
+    scaled = values / np.where(scale > 0, scale, 1)
+    mixed = bool((np.nanmin(values) < 0) and (np.nanmax(values) > 0))
+    ax.imshow(scaled if mixed else np.abs(scaled), cmap="RdBu_r" if mixed else "Blues", vmin=-1 if mixed else 0,
+              vmax=1, aspect="auto")
     for (i, j), v in np.ndenumerate(values):
-        ax.text(j, i, f"{v:.2g}", ha="center", va="center", fontsize=7)
+        ax.text(j, i, "n/a" if np.isnan(v) else f"{v:.3g}", ha="center", va="center", fontsize=7,
+                color="white" if abs(scaled[i, j]) > 0.6 else "black")
     ax.set_xticks(range(table.shape[1]), table.columns, rotation=30, ha="right", fontsize=8)
     ax.set_yticks(range(len(table)), table.index, fontsize=8)
     ax.set_title(title, fontsize=9)
@@ -205,7 +211,8 @@ def plot_robustness_definitions(long: pd.DataFrame, definitions: pd.DataFrame, h
     for ax, flag, title in ((axes[0], True, "computable from the authors' outputs"),
                             (axes[1], False, "workbook additions (per-image)")):
         _definition_panel(ax, long[long["computable_from_authors_outputs"] == flag], heads, title)
-    fig.suptitle("average relative loss: every definition (colour: value / largest |value| of its column)", y=1.03)
+    fig.suptitle("average relative loss: every definition, main run (colour: |value| / largest |value| of its column)",
+                 y=1.03)
     return fig
 
 
