@@ -108,7 +108,7 @@ def summarise(frame: pd.DataFrame, grid: SweepResult | None, head: str, weights:
     rows = []
     measures = [m for m in (*MEANS, *LABELLED) if m in frame]
     for m in measures:
-        v = torch.as_tensor(frame[m].to_numpy(), dtype=torch.float64)
+        v = torch.tensor(frame[m].to_numpy(dtype=np.float64))
         rows.append(_row(m, float(v.mean()), weights @ v, level))
     if "correct_unshifted" in frame and grid is not None:
         acc = weights @ grid.correct[head].double().T  # (B, S): accuracy at each offset, per resample
@@ -126,8 +126,8 @@ def _conditioned(frame: pd.DataFrame, weights: Tensor, level: float) -> list[dic
     """Consistency of the images classified correctly (unshifted) and of those classified wrongly:
     accuracy and invariance are not the same thing."""
     rows = []
-    cons = torch.as_tensor(frame["consistency"].to_numpy(), dtype=torch.float64)
-    right = torch.as_tensor(frame["correct_unshifted"].to_numpy(), dtype=torch.float64)
+    cons = torch.tensor(frame["consistency"].to_numpy(dtype=np.float64))
+    right = torch.tensor(frame["correct_unshifted"].to_numpy(dtype=np.float64))
     for name, mask in (("consistency_if_correct", right), ("consistency_if_wrong", 1 - right)):
         if mask.sum() == 0:
             rows.append({"measure": name, "value": math.nan, "lo": math.nan, "hi": math.nan})
@@ -160,7 +160,7 @@ def compare(frames: dict[tuple[str, str], pd.DataFrame], weights: Tensor, pairs:
         for m in (*MEANS, *LABELLED):
             if m not in fa or m not in fb:
                 continue
-            d = torch.as_tensor(fa[m].to_numpy() - fb[m].to_numpy(), dtype=torch.float64)
+            d = torch.tensor(fa[m].to_numpy(dtype=np.float64) - fb[m].to_numpy(dtype=np.float64))
             lo, hi = percentile_interval(weights @ d, level)
             rows.append({"measure": m, "a": " ".join(a), "b": " ".join(b), "difference": float(d.mean()),
                          "lo": lo, "hi": hi, "clear": bool(lo > 0 or hi < 0)})

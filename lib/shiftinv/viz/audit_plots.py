@@ -1,0 +1,163 @@
+"""Figures of an audit (notebook 11 and the ``shiftinv-audit`` report): each draws one table of
+:class:`shiftinv.audit.run.AuditResult`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+
+def _models(frame: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(frame["model"]))
+
+
+def plot_accuracy_consistency(summary: pd.DataFrame) -> plt.Figure:
+    """Consistency (x) against accuracy on the unshifted images (y), one point per model and protocol,
+    with 95% intervals; without labels, consistency per model and protocol as bars."""
+    cons = summary[summary.measure == "consistency"]
+    acc = summary[summary.measure == "correct_unshifted"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    colours = dict(zip(_models(summary), sns.color_palette(n_colors=len(_models(summary)))))
+    markers = dict(zip(dict.fromkeys(summary.protocol), "osD^v"))
+    if acc.empty:
+        data = cons.assign(label=cons.model + " / " + cons.protocol)
+        ax.barh(data.label, data.value, xerr=[data.value - data.lo, data.hi - data.value],
+                color=[colours[m] for m in data.model])
+        ax.set_xlabel("consistency (P(top-1 agrees) for two offsets)")
+        ax.set_xlim(0, 1.02)
+        return fig
+    both = cons.merge(acc, on=["model", "protocol"], suffixes=("_c", "_a"))
+    for _, r in both.iterrows():
+        ax.errorbar(r.value_c, r.value_a, xerr=[[r.value_c - r.lo_c], [r.hi_c - r.value_c]],
+                    yerr=[[r.value_a - r.lo_a], [r.hi_a - r.value_a]], fmt=markers[r.protocol],
+                    color=colours[r.model], label=f"{r.model} ({r.protocol})", capsize=2)
+    ax.set_xlabel("consistency (P(top-1 agrees) for two offsets)")
+    ax.set_ylabel("accuracy, unshifted")
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title("accuracy is not invariance")
+    return fig
+
+
+def plot_diagonal_curves(diagonal: pd.DataFrame) -> plt.Figure:
+    """Mean probability of the reference class along the diagonal ``(d, d)``, per model; one panel per protocol."""
+    protocols = list(dict.fromkeys(diagonal.protocol))
+    fig, axes = plt.subplots(1, len(protocols), figsize=(4.2 * len(protocols), 3.3), squeeze=False, sharey=True)
+    for ax, p in zip(axes[0], protocols):
+        sns.lineplot(diagonal[diagonal.protocol == p], x="d", y="p_reference", hue="model", marker="o", ax=ax,
+                     markersize=3)
+        ax.set_title(f"{p}: diagonal shift (d, d)")
+        ax.set_xlabel("d (px)")
+        ax.set_ylabel("probability of the reference class")
+    return fig
+
+
+def plot_agreement_maps(maps: pd.DataFrame) -> plt.Figure:
+    """Share of images whose top-1 equals the unshifted one over the (dx, dy) grid: rows = models,
+    columns = protocols."""
+    models, protocols = _models(maps), list(dict.fromkeys(maps.protocol))
+    fig, axes = plt.subplots(len(models), len(protocols), figsize=(2.9 * len(protocols), 2.6 * len(models)),
+                             squeeze=False, constrained_layout=True)
+    for i, m in enumerate(models):
+        for j, p in enumerate(protocols):
+            f = maps[(maps.model == m) & (maps.protocol == p)].pivot(index="dy", columns="dx", values="agree")
+            ax = axes[i, j]
+            im = ax.imshow(f.to_numpy(), vmin=0, vmax=1, cmap="viridis", origin="lower",
+                           extent=(f.columns.min(), f.columns.max(), f.index.min(), f.index.max()))
+            ax.set_title(f"{m}\n{p}", fontsize=8)
+            ax.set_xlabel("dx (px)", fontsize=8)
+            ax.set_ylabel("dy (px)", fontsize=8)
+    fig.colorbar(im, ax=axes, shrink=0.8, label="same top-1 as unshifted")
+    return fig
+
+
+def plot_spectra(spectra: pd.DataFrame, periodicity: pd.DataFrame) -> plt.Figure:
+    """Power spectrum of the reference-class output over the 1-px line, per model (rows) and protocol
+    (colour), with the periods the model's strides predict (dotted at ``1/P``)."""
+    models = _models(spectra)
+    fig, axes = plt.subplots(len(models), 1, figsize=(6.4, 2.4 * len(models)), squeeze=False, sharex=True)
+    for ax, m in zip(axes[:, 0], models):
+        sns.lineplot(spectra[spectra.model == m], x="frequency", y="power", hue="protocol", marker="o",
+                     markersize=3, ax=ax)
+        per = periodicity[periodicity.model == m]
+        for period in sorted(set(per.period)):
+            ax.axvline(1.0 / period, color="grey", ls=":", lw=0.8)
+        source = per.source.iloc[0] if not per.empty else ""
+        ax.set_title(f"{m}: periods {sorted(set(per.period))} ({source})", fontsize=9)
+        ax.set_ylabel("share of energy")
+    axes[-1, 0].set_xlabel("frequency over dx (cycles / px)")
+    return fig
+
+
+def plot_layer_equivariance(layers: pd.DataFrame) -> plt.Figure:
+    """Per-layer equivariance error by phase (log10 of the mean relative error), one heat map per
+    torch model; rows = conv / pool layers in order, columns = the shift's phase within the layer's stride."""
+    models = _models(layers) if not layers.empty else []
+    fig, axes = plt.subplots(1, max(1, len(models)), figsize=(4.6 * max(1, len(models)), 5.0), squeeze=False)
+    if not models:
+        axes[0, 0].text(0.5, 0.5, "no torch model: per-layer equivariance needs its layers", ha="center")
+        axes[0, 0].set_axis_off()
+        return fig
+    for ax, m in zip(axes[0], models):
+        f = layers[layers.model == m]
+        table = f.pivot_table(index=["order", "layer", "stride"], columns="phase", values="mean_error").sort_index()
+        values = np.log10(table.to_numpy().astype(float).clip(1e-12))
+        im = ax.imshow(values, aspect="auto", cmap="magma", vmin=-12, vmax=max(0.0, np.nanmax(values)))
+        labels = [f"{layer} (/{s})" for _, layer, s in table.index]
+        step = max(1, len(labels) // 24)
+        ax.set_yticks(range(0, len(labels), step), labels[::step], fontsize=6)
+        ax.set_xlabel("phase of the shift within the layer's stride (px)")
+        ax.set_title(m, fontsize=9)
+    fig.colorbar(im, ax=axes, shrink=0.8, label="log10 equivariance error")
+    return fig
+
+
+def plot_gallery(result: Any, model: str, protocol: str, k: int) -> plt.Figure:
+    """The ``k`` images of ``model`` whose top-1 changes most under ``protocol`` (an
+    :class:`~shiftinv.audit.run.AuditResult`): the unshifted view, and below it the predicted class
+    over the grid of offsets (each colour one class; a single colour = invariant)."""
+    from ..audit import measures
+
+    frame = result.per_image[(result.per_image.model == model) & (result.per_image.protocol == protocol)]
+    worst = measures.most_unstable(frame, k)
+    g = result.grids[model, protocol].select_shifts(result.preset.grid())
+    centre = result.images.centre()
+    fig, axes = plt.subplots(2, len(worst), figsize=(1.9 * len(worst), 4.0), squeeze=False)
+    for j, (_, r) in enumerate(worst.iterrows()):
+        axes[0, j].imshow(centre[int(r.image)].permute(1, 2, 0).clamp(0, 1).numpy())
+        axes[0, j].set_title(f"{str(r['name'])[:14]}\nconsistency {r.consistency:.2f}", fontsize=6)
+        _class_map(axes[1, j], g.shifts.numpy(), g.pred[model][:, int(r.image)].numpy())
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"{model} ({protocol}): the images whose answer changes most", fontsize=9)
+    return fig
+
+
+def _class_map(ax: plt.Axes, shifts: np.ndarray, pred: np.ndarray) -> None:
+    """The top-1 class over a grid of offsets ``shifts`` (S, 2), coloured by class (first seen = 0)."""
+    xs, ys = np.unique(shifts[:, 0]), np.unique(shifts[:, 1])
+    codes = {c: i for i, c in enumerate(dict.fromkeys(pred.tolist()))}
+    img = np.full((len(ys), len(xs)), np.nan)
+    img[np.searchsorted(ys, shifts[:, 1]), np.searchsorted(xs, shifts[:, 0])] = [codes[c] for c in pred.tolist()]
+    ax.imshow(img, cmap="tab20", vmin=0, vmax=19, origin="lower")
+    ax.set_xlabel(f"{len(codes)} classes over the grid", fontsize=6)
+
+
+def audit_figures(result: Any) -> dict[str, plt.Figure]:
+    """Every figure of an :class:`~shiftinv.audit.run.AuditResult`, by name (the report's order)."""
+    main = result.preset.protocols[0]
+    figs = {
+        "accuracy_consistency": plot_accuracy_consistency(result.summary),
+        "diagonal": plot_diagonal_curves(result.diagonal),
+        "maps": plot_agreement_maps(result.maps),
+        "spectra": plot_spectra(result.spectra, result.periodicity),
+        "layers": plot_layer_equivariance(result.layers),
+    }
+    for m in result.models:
+        figs[f"gallery_{m}"] = plot_gallery(result, m, main, result.preset.gallery)
+    return figs
