@@ -180,7 +180,7 @@ def from_tensors(images: Tensor, margin: int, *, labels: Tensor | None = None, n
     where a larger canvas is exactly that; ``"reflect"``: mirrored borders)."""
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be (N, 3, H, W) in [0, 1], got {tuple(images.shape)}")
-    sources = F.pad(images.float(), (margin,) * 4, mode=pad)
+    sources = F.pad(images if images.is_floating_point() else images.float(), (margin,) * 4, mode=pad)
     names = names or [f"image_{i:04d}" for i in range(images.shape[0])]
     fill = "zeros" if pad == "constant" else f"{pad} padding"
     return AuditImages(sources, list(names), margin, None if labels is None else labels.long().cpu(), classes or [],

@@ -21,7 +21,7 @@ _LAYER_TYPES: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool
 
 
 def _is_layer(module: nn.Module) -> bool:
-    name = type(module).__name__
+    name = getattr(module, "original_name", type(module).__name__)  # TorchScript keeps the class name there
     return isinstance(module, _LAYER_TYPES) or name.endswith("Pool") or name.endswith("Downsample")
 
 
@@ -44,9 +44,10 @@ class HookedTrunk(nn.Module):
 
     def __init__(self, model: AuditModel) -> None:
         super().__init__()
-        if model.net is None:
-            raise TypeError(f"{model.name} is a black box: per-layer measures need a torch module "
-                            "(load it as a module, a TorchScript file or factory + weights)")
+        if not model.hookable:
+            raise TypeError(f"{model.name}: per-layer measures need a torch module whose layers can be hooked "
+                            "(not a black box, not TorchScript): load it as factory + weights or a torchvision / "
+                            "timm name")
         self.model = model
         self.layers = spatial_layers(model.net)
         if not self.layers:
@@ -88,7 +89,8 @@ class HookedTrunk(nn.Module):
         in the layers' order); layers that do not run, or end at 1 px, have none."""
         if self._strides is None:
             h, w = self.model.input_size
-            probe = torch.full((1, 3, h, w), 0.5, device=self.model.mean.device)
+            param = next(self.model.net.parameters(), self.model.mean)
+            probe = torch.full((1, 3, h, w), 0.5, device=param.device, dtype=param.dtype)
             with torch.inference_mode():
                 maps = self._run(probe, self.layers)
             self._strides = {t: max(1, round(h / maps[t].shape[-2])) for t in self.layers

@@ -67,7 +67,13 @@ class AuditModel(nn.Module):
 
     @property
     def white_box(self) -> bool:
+        """A torch module (not a black-box callable)."""
         return self.net is not None
+
+    @property
+    def hookable(self) -> bool:
+        """A torch module whose layers forward hooks can see (TorchScript runs compiled code: no hooks)."""
+        return self.net is not None and not isinstance(self.net, torch.jit.ScriptModule)
 
     def normalize(self, x: Tensor) -> Tensor:
         """(B, 3, H, W) in [0, 1] -> what ``net`` / ``fn`` takes."""

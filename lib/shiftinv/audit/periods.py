@@ -1,8 +1,9 @@
 """Why a model changes its mind: the periods of its output over shifts, and which layers break equivariance.
 
 - :func:`predicted_periods`: the periods a torch model's own strides predict (every distinct total
-  stride of its conv / pool layers, :class:`~shiftinv.audit.layers.HookedTrunk`); a black box gets
-  the powers of two up to the line's length, marked as assumed.
+  stride of its conv / pool layers, :class:`~shiftinv.audit.layers.HookedTrunk`); a black box (or
+  TorchScript, whose layers cannot be hooked) gets the powers of two up to the line's length, marked
+  as assumed.
 - :func:`line_spectrum` / :func:`line_periodicity`: the power spectrum of the reference-class output
   over the 1-px line (per image, energies pooled) and the share of its energy at each predicted
   period and harmonics against white noise (:mod:`shiftinv.shifts.periodicity`).
@@ -30,7 +31,7 @@ ASSUMED_PERIODS: tuple[int, ...] = (2, 4, 8, 16, 32)
 def predicted_periods(model: AuditModel, line_length: int) -> tuple[tuple[int, ...], str]:
     """``(periods, source)``: the distinct strides > 1 of a torch model's layers (``"strides"``), or
     :data:`ASSUMED_PERIODS` for a black box (``"assumed"``); only periods up to ``line_length``."""
-    if model.white_box:
+    if model.hookable:
         periods, source = HookedTrunk(model).periods(), "strides"
     else:
         periods, source = ASSUMED_PERIODS, "assumed"
@@ -67,20 +68,20 @@ def line_periodicity(result: SweepResult, head: str, preset: Preset, periods: tu
 
 
 def layer_equivariance(model: AuditModel, centre: torch.Tensor, n_images: int,
-                       device: torch.device | str = "cpu") -> pd.DataFrame:
+                       device: torch.device | str = "cpu", max_shift: int | None = None) -> pd.DataFrame:
     """Per-layer equivariance error of a torch model by phase: ``layer, order, stride, phase,
     mean_error, max_error`` over circular shifts ``dx = 0 .. max stride`` of the first ``n_images``.
 
     ``error = ||F(T_d x) - T_{d/r} F(x)||^2 / ||F(x)||^2`` on the valid region of each layer of total
-    stride ``r`` (0 at multiples of ``r`` when the layers pad circularly; borders of a zero-padded
-    model add to it). Empty for a black box or ``n_images = 0``.
+    stride ``r`` (``max_shift``: the largest dx, default the largest stride) (0 at multiples of ``r`` when the layers pad circularly; borders of a zero-padded
+    model add to it). Empty for a black box, TorchScript or ``n_images = 0``.
     """
     columns = ["layer", "order", "stride", "phase", "mean_error", "max_error"]
-    if not model.white_box or n_images < 1:
+    if not model.hookable or n_images < 1:
         return pd.DataFrame(columns=columns)
     trunk = HookedTrunk(model.to(device).eval())
     strides = trunk.strides()
-    shifts = [(d, 0) for d in range(max(strides.values()) + 1)]
+    shifts = [(d, 0) for d in range((max(strides.values()) if max_shift is None else max_shift) + 1)]
     table = invariance.equivariance_error(trunk, centre[:n_images], list(strides), shifts, mode="circular",
                                           device=device)
     by_phase = invariance.error_by_phase(table).rename(columns={"tap": "layer", "phase_x": "phase"})
