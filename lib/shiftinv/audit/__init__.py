@@ -8,8 +8,13 @@
 - ``grid``      the one grid of shifted views per model and protocol (the sweep engine, resumable)
 - ``measures``  every measure indexed from the grid, per image, with bootstrap intervals and paired comparisons
 - ``layers``    forward hooks: per-layer outputs and strides of a torch model (per-layer equivariance)
+- ``periods``   why: the output's spectrum at the model's stride periods, per-layer equivariance by phase
 - ``run``       :func:`~shiftinv.audit.run.audit`: all of it for several models; ``report`` writes HTML, JSON, CSV
+- ``subject``   what notebook 11 audits (the user's model, the LiteRT MobileNetV2, or the workbook's heads)
 - ``cli``       the ``shiftinv-audit`` command
+
+Depends on ``shifts``, ``models``, ``workbook`` (and reads ``study`` for the workbook's own heads and
+the bootstrap); ``viz.audit_plots`` draws its figures.
 
 Notebook 11 (``11_audit_your_model``) calls it; its figures are drawn by :mod:`shiftinv.viz.audit_plots`.
 """

@@ -50,8 +50,9 @@ def summary_table(result: Any) -> pd.DataFrame:
                                                                               columns=list(dict.fromkeys(s.column)))
 
 
-def audit_json(result: Any) -> dict[str, Any]:
-    """Everything the report states, as plain data."""
+def audit_json(result: Any, timings: bool = True) -> dict[str, Any]:
+    """Everything the report states, as plain data (``timings=False``: without wall-clock seconds, so
+    that a re-run on the same numbers gives the same file)."""
     return _finite({
         "protocol": result.protocol, "preset": result.preset.to_dict(), "models": result.models,
         "images": {"count": len(result.images), "labelled": result.images.labelled, "left_out": result.images.bad},
@@ -59,13 +60,13 @@ def audit_json(result: Any) -> dict[str, Any]:
         "comparisons": result.comparisons.to_dict(orient="records"),
         "periodicity": result.periodicity.to_dict(orient="records"),
         "layers": result.layers.to_dict(orient="records"),
-        "precision_agreement": result.amp, "seconds": result.seconds,
+        "precision_agreement": result.amp, **({"seconds": result.seconds} if timings else {}),
     })
 
 
 def _png(fig: Any) -> str:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
     return base64.b64encode(buffer.getvalue()).decode()
 
 

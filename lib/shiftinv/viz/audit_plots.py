@@ -116,25 +116,27 @@ def plot_layer_equivariance(layers: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def plot_gallery(result: Any, model: str, protocol: str, k: int) -> plt.Figure:
-    """The ``k`` images of ``model`` whose top-1 changes most under ``protocol`` (an
-    :class:`~shiftinv.audit.run.AuditResult`): the unshifted view, and below it the predicted class
-    over the grid of offsets (each colour one class; a single colour = invariant)."""
+def plot_gallery(result: Any, protocol: str, k: int) -> plt.Figure:
+    """For every model of an :class:`~shiftinv.audit.run.AuditResult`, the ``k`` images whose top-1
+    changes most under ``protocol``: the unshifted view, and below it the predicted class over the
+    grid of offsets (each colour one class; a single colour = invariant). Two rows per model."""
     from ..audit import measures
 
-    frame = result.per_image[(result.per_image.model == model) & (result.per_image.protocol == protocol)]
-    worst = measures.most_unstable(frame, k)
-    g = result.grids[model, protocol].select_shifts(result.preset.grid())
+    models = list(result.models)
+    fig, axes = plt.subplots(2 * len(models), k, figsize=(1.7 * k, 3.6 * len(models)), squeeze=False)
     centre = result.images.centre()
-    fig, axes = plt.subplots(2, len(worst), figsize=(1.9 * len(worst), 4.0), squeeze=False)
-    for j, (_, r) in enumerate(worst.iterrows()):
-        axes[0, j].imshow(centre[int(r.image)].permute(1, 2, 0).clamp(0, 1).numpy())
-        axes[0, j].set_title(f"{str(r['name'])[:14]}\nconsistency {r.consistency:.2f}", fontsize=6)
-        _class_map(axes[1, j], g.shifts.numpy(), g.pred[model][:, int(r.image)].numpy())
+    for i, model in enumerate(models):
+        frame = result.per_image[(result.per_image.model == model) & (result.per_image.protocol == protocol)]
+        g = result.grids[model, protocol].select_shifts(result.preset.grid())
+        for j, (_, r) in enumerate(measures.most_unstable(frame, k).iterrows()):
+            axes[2 * i, j].imshow(centre[int(r.image)].permute(1, 2, 0).clamp(0, 1).float().numpy())
+            axes[2 * i, j].set_title(f"{str(r['name'])[:14]}\nconsistency {r.consistency:.2f}", fontsize=6)
+            _class_map(axes[2 * i + 1, j], g.shifts.numpy(), g.pred[model][:, int(r.image)].numpy())
+        axes[2 * i, 0].set_ylabel(model, fontsize=7)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"{model} ({protocol}): the images whose answer changes most", fontsize=9)
+    fig.suptitle(f"{protocol}: the images whose answer changes most, per model", fontsize=9)
     return fig
 
 
@@ -157,7 +159,21 @@ def audit_figures(result: Any) -> dict[str, plt.Figure]:
         "maps": plot_agreement_maps(result.maps),
         "spectra": plot_spectra(result.spectra, result.periodicity),
         "layers": plot_layer_equivariance(result.layers),
+        "gallery": plot_gallery(result, main, result.preset.gallery),
     }
-    for m in result.models:
-        figs[f"gallery_{m}"] = plot_gallery(result, m, main, result.preset.gallery)
     return figs
+
+
+def save_report(result: Any, figs: dict[str, plt.Figure], stem: str, title: str = "Shift audit") -> list[str]:
+    """Publish an audit beside the notebook's figures (:func:`shiftinv.viz.figures.output_dir`):
+    ``<stem>.html`` (the self-contained report), ``<stem>.json`` (its numbers, no timings) and
+    ``<stem>_per_image.csv``, through the figures' atomic, manifest-keeping path. Returns the names."""
+    from ..audit import report
+    from . import figures
+
+    folder = figures.output_dir()
+    page = report.audit_html(result, figs, title).encode()
+    figures.publish_files(folder, {f"{stem}.html": page}, figures.run_info())
+    json_path = figures.save_data(report.audit_json(result, timings=False), folder / stem)
+    csv_path = figures.save_data(result.per_image, folder / f"{stem}_per_image")
+    return [f"{stem}.html", json_path.name, csv_path.name]
