@@ -323,6 +323,21 @@ def test_loaders_read_torchscript_factory_and_torchvision_and_refuse_pickles(tmp
         loaders.load_model("nothing_here.pt")
 
 
+def test_timm_name_reads_its_own_input_size_and_normalisation(tmp_path: Path) -> None:
+    timm = pytest.importorskip("timm")
+    net = timm.create_model("resnet10t", pretrained=False, num_classes=4)
+    torch.save(net.state_dict(), tmp_path / "r10.pt")
+    with pytest.raises(ValueError, match="does not fit"):  # 1000 classes as built, 4 in the file
+        loaders.load_model("timm:resnet10t", weights=tmp_path / "r10.pt")
+    full = timm.create_model("resnet10t", pretrained=False)
+    torch.save(full.state_dict(), tmp_path / "full.pt")
+    m = loaders.load_model("timm:resnet10t", weights=tmp_path / "full.pt")
+    cfg = full.pretrained_cfg
+    assert m.input_size == (cfg["input_size"][-1],) * 2 and m.std.flatten().tolist() == pytest.approx(list(cfg["std"]))
+    x = torch.rand(1, 3, *m.input_size)
+    assert torch.allclose(m(x), full.eval()((x - m.mean) / m.std), atol=1e-5)
+
+
 def test_bad_model_output_and_sizes_are_clear_errors() -> None:
     m = models.from_callable(lambda x: {"logits": x}, "dict", 32)
     with pytest.raises(TypeError, match="returned a dict"):

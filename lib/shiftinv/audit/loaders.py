@@ -55,7 +55,11 @@ def _load_weights(net: nn.Module, weights: Path | str | None, spec: str) -> nn.M
     if weights is None:
         return net
     state = load_state_dict_file(weights)
-    result = net.load_state_dict(state, strict=False)
+    try:
+        result = net.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shapes differ
+        raise ValueError(f"'{weights}' does not fit {spec}: {str(err).splitlines()[1].strip()}; is it the state "
+                         "dict of this architecture (and number of classes)?") from None
     if result.missing_keys or result.unexpected_keys:
         raise ValueError(f"'{weights}' does not fit {spec}: missing keys {result.missing_keys[:5]}, unexpected "
                          f"keys {result.unexpected_keys[:5]}; is it the state dict of this architecture?")
