@@ -139,6 +139,7 @@ def test_circular_network_of_stride_s_repeats_with_period_s() -> None:
     off = spectrum[~np.isclose((spectrum.frequency * 4) % 1, 0)]  # frequencies not multiples of 1/4
     assert off.power.max() < 1e-8 and spectrum.power.sum() == pytest.approx(1.0)
     assert periods.predicted_periods(model, 8) == ((2, 4), "strides")
+    assert periods.predicted_periods(model, 6) == ((2,), "strides")  # a period must fit twice in the line
 
 
 def test_layer_equivariance_is_zero_at_multiples_of_each_stride() -> None:

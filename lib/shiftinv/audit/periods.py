@@ -30,12 +30,13 @@ ASSUMED_PERIODS: tuple[int, ...] = (2, 4, 8, 16, 32)
 
 def predicted_periods(model: AuditModel, line_length: int) -> tuple[tuple[int, ...], str]:
     """``(periods, source)``: the distinct strides > 1 of a torch model's layers (``"strides"``), or
-    :data:`ASSUMED_PERIODS` for a black box (``"assumed"``); only periods up to ``line_length``."""
+    :data:`ASSUMED_PERIODS` for a black box (``"assumed"``); only periods that fit at least twice in
+    the line (``P <= line_length / 2``): any response is "periodic" with the line's own length."""
     if model.hookable:
         periods, source = HookedTrunk(model).periods(), "strides"
     else:
         periods, source = ASSUMED_PERIODS, "assumed"
-    return tuple(p for p in periods if p <= line_length), source
+    return tuple(p for p in periods if 2 * p <= line_length), source
 
 
 def _line_values(result: SweepResult, head: str, preset: Preset) -> tuple[np.ndarray, np.ndarray]:
