@@ -58,15 +58,16 @@ def plot_diagonal_curves(diagonal: pd.DataFrame) -> plt.Figure:
 
 def plot_agreement_maps(maps: pd.DataFrame) -> plt.Figure:
     """Share of images whose top-1 equals the unshifted one over the (dx, dy) grid: rows = models,
-    columns = protocols."""
+    columns = protocols; one colour scale from the lowest share (rounded down to 0.1) to 1."""
     models, protocols = _models(maps), list(dict.fromkeys(maps.protocol))
+    low = min(0.9, float(np.floor(maps.agree.min() * 10) / 10))
     fig, axes = plt.subplots(len(models), len(protocols), figsize=(2.9 * len(protocols), 2.6 * len(models)),
                              squeeze=False, constrained_layout=True)
     for i, m in enumerate(models):
         for j, p in enumerate(protocols):
             f = maps[(maps.model == m) & (maps.protocol == p)].pivot(index="dy", columns="dx", values="agree")
             ax = axes[i, j]
-            im = ax.imshow(f.to_numpy(), vmin=0, vmax=1, cmap="viridis", origin="lower",
+            im = ax.imshow(f.to_numpy(), vmin=low, vmax=1, cmap="viridis", origin="lower",
                            extent=(f.columns.min(), f.columns.max(), f.index.min(), f.index.max()))
             ax.set_title(f"{m}\n{p}", fontsize=8)
             ax.set_xlabel("dx (px)", fontsize=8)
