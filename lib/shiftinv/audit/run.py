@@ -88,18 +88,20 @@ def audit(models: Sequence[AuditModel], images: AuditImages, preset: Preset, *, 
     result_grids, amp_info, seconds, frames = {}, {}, {}, {}
     for model in models:
         started = time.monotonic()
-        labels = audit_grid.reference_labels(model, images, dev)
-        for protocol in preset.protocols:
-            g = audit_grid.run_grid(model, images, preset, protocol, labels=labels, out_dir=Path(out_dir) if out_dir
-                                    else None, device=dev, amp=amp, batch_size=batch_size, progress=progress)
-            result_grids[model.name, protocol] = g
-            frames[model.name, protocol] = _measure(model, g, images, preset, protocol, weights, parts)
-        if runtime.resolve_amp(dev, amp) != "off":
-            main = result_grids[model.name, preset.protocols[0]]
-            amp_info[model.name] = audit_grid.amp_agreement(model, images, preset, preset.protocols[0], main,
-                                                            labels=labels, device=dev, batch_size=batch_size)
-        parts["layers"].append(periods.layer_equivariance(model, images.centre(), preset.equivariance_images, dev)
-                               .assign(model=model.name))
+        with runtime.reproducible():  # fixed threads, deterministic kernels: the same numbers on every run
+            labels = audit_grid.reference_labels(model, images, dev)
+            for protocol in preset.protocols:
+                g = audit_grid.run_grid(model, images, preset, protocol, labels=labels, device=dev, amp=amp,
+                                        out_dir=Path(out_dir) if out_dir else None, batch_size=batch_size,
+                                        progress=progress)
+                result_grids[model.name, protocol] = g
+                frames[model.name, protocol] = _measure(model, g, images, preset, protocol, weights, parts)
+            if runtime.resolve_amp(dev, amp) != "off":
+                main = result_grids[model.name, preset.protocols[0]]
+                amp_info[model.name] = audit_grid.amp_agreement(model, images, preset, preset.protocols[0], main,
+                                                                labels=labels, device=dev, batch_size=batch_size)
+            parts["layers"].append(periods.layer_equivariance(model, images.centre(), preset.equivariance_images,
+                                                              dev).assign(model=model.name))
         seconds[model.name] = time.monotonic() - started
     tables = {k: pd.concat(v, ignore_index=True) if v else pd.DataFrame() for k, v in parts.items()}
     comparisons = measures.compare(frames, weights, _pairs(names, preset.protocols)) if frames else pd.DataFrame()
