@@ -242,6 +242,19 @@ def test_bf16_opt_in_runs_on_the_cpu_and_reports_its_agreement() -> None:
     assert 0.0 < info["max_abs_diff"] < 0.1 and 0.5 <= info["top1_agreement"] <= 1.0
 
 
+@pytest.mark.gpu
+def test_audit_on_cuda_matches_the_cpu_and_bf16_agrees() -> None:
+    net = tiny_net(circular=False).float()
+    imgs = tiny_images(4, 32, margin=4)
+    imgs.sources = imgs.sources.float()
+    preset = protocol.get_preset("smoke", equivariance_images=1)
+    cpu = run.audit([models.from_module(net, "t", 32)], imgs, preset, device="cpu", progress=False).summary
+    gpu = run.audit([models.from_module(net, "t", 32)], imgs, preset, device="cuda", progress=False).summary
+    assert np.allclose(cpu.value, gpu.value, atol=1e-4, equal_nan=True)
+    low = run.audit([models.from_module(net, "t", 32)], imgs, preset, device="cuda", amp="bf16", progress=False)
+    assert low.amp["t"]["top1_agreement"] >= 0.9
+
+
 def test_finished_grid_is_read_back_and_other_images_get_their_own_file(tmp_path: Path) -> None:
     model = models.from_module(tiny_net(), "tiny", 32)
     imgs = tiny_images(3, 32, margin=4)
