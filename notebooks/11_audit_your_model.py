@@ -23,7 +23,8 @@
 #
 # Default: the workbook's own heads on the profile's test images (offline). With `PROFILE="natural"`
 # and the real data present: a quantised MobileNetV2 trained by Google, as a black box on the
-# ImageNet sample photos (one per class for a fifth of the classes). The same audit from a shell: `shiftinv-audit --model ... --images ...`.
+# ImageNet sample photos (one per class for a fifth of the classes). The same audit from a shell:
+# `shiftinv-audit --model ... --images ...`.
 #
 # Figures: `11_accuracy_consistency`, `11_diagonal`, `11_prediction_maps`, `11_spectra`,
 # `11_layer_equivariance`, `11_gallery`; the whole report: `11_report.html` (with `11_report.json`
