@@ -125,33 +125,43 @@ def load_images(folder: Path | str, input_size: int, margin: int, *, labels: Pat
     """Images of ``folder`` as :class:`AuditImages` with sources of ``input_size + 2 * margin`` px.
 
     ``folder`` holds image files (label-free, or labelled by ``labels``: a ``file,label`` CSV or a
-    dict) or class sub-folders (ImageFolder: label = index of the sub-folder in sorted order).
-    ``max_images`` keeps the first images in sorted order. Bad files are listed in ``bad``.
+    dict) or class sub-folders (ImageFolder: label = index of the sub-folder in sorted order, names
+    ``class/file``). ``max_images`` keeps the first images in sorted order. Bad files are listed in
+    ``bad`` (:func:`shiftinv.workbook.imageio.read_folder`); each image is made a source as it is read.
     """
     folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"image folder '{folder}' does not exist; give a folder of images "
-                                "or of class sub-folders of images")
-    subdirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    images, names, bad = imageio.read_folder(folder)
+    side = input_size + 2 * margin
+    images, names, bad = imageio.read_folder(folder, recursive=False, transform=_source_maker(side, resize))
     classes: list[str] = []
     by_file: dict[str, int] | None = None
-    if not images and not bad and subdirs:  # ImageFolder layout
-        classes = [d.name for d in subdirs]
-        by_file = {}
-        for k, d in enumerate(subdirs):
-            imgs, nms, bd = imageio.read_folder(d)
-            images += imgs
-            names += [f"{d.name}/{n}" for n in nms]
-            bad += [(f"{d.name}/{n}", why) for n, why in bd]
-            by_file.update({f"{d.name}/{n}": k for n in nms})
+    if not images and not bad:  # no image files at the top: an ImageFolder tree
+        images, names, bad = imageio.read_folder(folder, recursive=True, transform=_source_maker(side, resize))
+        classes = sorted({n.split("/")[0] for n in names if "/" in n})
+        if not classes:
+            raise ValueError(f"'{folder}' holds no image files, nor class sub-folders of image files")
+        by_file = {n: classes.index(n.split("/")[0]) for n in names if "/" in n}
+        images, names = zip(*[(im, n) for im, n in zip(images, names) if n in by_file]) if by_file else ([], [])
     elif labels is not None:
         by_file = labels if isinstance(labels, dict) else _labels_file(Path(labels))
         unlabelled = [n for n in names if n not in by_file]
         if unlabelled:
             raise ValueError(f"{len(unlabelled)} images have no label in the labels file, e.g. {unlabelled[:3]}; "
                              "label every image or remove the labels file for a label-free audit")
-    return _assemble(images, names, bad, classes, by_file, input_size + 2 * margin, margin, resize, max_images)
+    bad_named = [(Path(p).relative_to(folder).as_posix(), why) for p, why in bad]
+    return _assemble(list(images), list(names), bad_named, classes, by_file, side, margin, resize, max_images)
+
+
+def _source_maker(side: int, resize: str):  # noqa: ANN202
+    """``read_folder``'s transform: the (3, side, side) source of a decoded image as it is read, or the
+    full image when it cannot be one (too small: :func:`_assemble` names it), so that a folder of
+    large photos never sits in memory at full size."""
+    def make(pil_image: object) -> Tensor:
+        image = imageio.pil_to_tensor(pil_image)
+        try:
+            return make_source(image, side, resize)
+        except ValueError:
+            return image
+    return make
 
 
 def _assemble(images: list[Tensor], names: list[str], bad: list[tuple[str, str]], classes: list[str],
@@ -162,7 +172,8 @@ def _assemble(images: list[Tensor], names: list[str], bad: list[tuple[str, str]]
         if max_images is not None and len(kept) >= max_images:
             break
         try:
-            sources.append(make_source(image, side, resize, name))
+            done = tuple(image.shape) == (3, side, side)  # made while reading (_source_maker)
+            sources.append(image if done else make_source(image, side, resize, name))
             kept.append(name)
         except ValueError as err:
             bad.append((name, str(err)))
