@@ -69,6 +69,7 @@ def plot_agreement_maps(maps: pd.DataFrame) -> plt.Figure:
             ax = axes[i, j]
             im = ax.imshow(f.to_numpy(), vmin=low, vmax=1, cmap="viridis", origin="lower",
                            extent=(f.columns.min(), f.columns.max(), f.index.min(), f.index.max()))
+            ax.grid(False)
             ax.set_title(f"{m}\n{p}", fontsize=8)
             ax.set_xlabel("dx (px)", fontsize=8)
             ax.set_ylabel("dy (px)", fontsize=8)
@@ -98,20 +99,25 @@ def plot_layer_equivariance(layers: pd.DataFrame) -> plt.Figure:
     """Per-layer equivariance error by phase (log10 of the mean relative error), one heat map per
     torch model; rows = conv / pool layers in order, columns = the shift's phase within the layer's stride."""
     models = _models(layers) if not layers.empty else []
-    fig, axes = plt.subplots(1, max(1, len(models)), figsize=(4.6 * max(1, len(models)), 5.0), squeeze=False)
+    fig, axes = plt.subplots(1, max(1, len(models)), figsize=(3.6 * max(1, len(models)) + 1.5, 5.0), squeeze=False,
+                             constrained_layout=True)
     if not models:
-        axes[0, 0].text(0.5, 0.5, "no torch model: per-layer equivariance needs its layers", ha="center")
+        axes[0, 0].text(0.5, 0.5, "no hookable torch model: per-layer equivariance needs its layers", ha="center")
         axes[0, 0].set_axis_off()
         return fig
+    shown: list[str] = []
     for ax, m in zip(axes[0], models):
         f = layers[layers.model == m]
         table = f.pivot_table(index=["order", "layer", "stride"], columns="phase", values="mean_error").sort_index()
         values = np.log10(table.to_numpy().astype(float).clip(1e-12))
-        im = ax.imshow(values, aspect="auto", cmap="magma", vmin=-12, vmax=max(0.0, np.nanmax(values)))
+        im = ax.imshow(values, aspect="auto", cmap="magma", vmin=-12, vmax=max(0.0, float(np.nanmax(values))))
+        ax.grid(False)
         labels = [f"{layer} (/{s})" for _, layer, s in table.index]
         step = max(1, len(labels) // 24)
-        ax.set_yticks(range(0, len(labels), step), labels[::step], fontsize=6)
-        ax.set_xlabel("phase of the shift within the layer's stride (px)")
+        same = labels == shown  # the same layers as the panel on the left: its labels serve
+        ax.set_yticks(range(0, len(labels), step), [] if same else labels[::step], fontsize=6)
+        shown = labels
+        ax.set_xlabel("phase within the layer's stride (px)", fontsize=8)
         ax.set_title(m, fontsize=9)
     fig.colorbar(im, ax=axes, shrink=0.8, label="log10 equivariance error")
     return fig
@@ -148,6 +154,7 @@ def _class_map(ax: plt.Axes, shifts: np.ndarray, pred: np.ndarray) -> None:
     img = np.full((len(ys), len(xs)), np.nan)
     img[np.searchsorted(ys, shifts[:, 1]), np.searchsorted(xs, shifts[:, 0])] = [codes[c] for c in pred.tolist()]
     ax.imshow(img, cmap="tab20", vmin=0, vmax=19, origin="lower")
+    ax.grid(False)
     ax.set_xlabel(f"{len(codes)} classes over the grid", fontsize=6)
 
 
