@@ -48,18 +48,18 @@ MODEL: str = ""  # your model, see shiftinv.audit.loaders (a .tflite, a TorchScr
 WEIGHTS: str = ""  # state-dict file of MODEL (factory, torchvision or timm names)
 IMAGES: str = ""  # folder of images, or of class sub-folders (needed with MODEL)
 LABELS: str = ""  # CSV with columns file,label for a flat IMAGES folder (empty: label-free unless sub-folders)
-HEADS: str = "vgg/flatten,vgg/multi_gap,blur/multi_gap,aps/multi_gap"  # the workbook heads audited side by side
-PRESET: str = "default"  # smoke | default | full (shiftinv.audit.protocol.PRESETS)
-N_IMAGES: int = 0  # images audited (0: 32 workbook test images, or every image of the folder)
+HEADS: str = "vgg/flatten,vgg/multi_gap,aps/multi_gap"  # the workbook heads audited side by side
+PRESET: str = ""  # smoke | quick | default | full (empty: quick for the workbook heads, default otherwise)
+N_IMAGES: int = 0  # images audited (0: 16 workbook test images, or every image of the folder)
 DEVICE: str = ""  # cpu, cuda (empty: CUDA when available)
 BF16: bool = False  # bf16 autocast for torch models (its agreement with float32 is measured)
 
 # %%
 figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
 # derived settings (never in the parameters cell)
-preset = protocol.get_preset("smoke" if SMOKE else PRESET)
 choice = subject.choose_subject(PROFILE, SMOKE, model=MODEL, weights=WEIGHTS, images=IMAGES, labels=LABELS,
-                                heads=HEADS, n_images=N_IMAGES)
+                                heads=HEADS, n_images=N_IMAGES, preset=PRESET)
+preset = protocol.get_preset(choice.preset)
 print(f"auditing {choice.reason}; preset {preset.name}: {len(preset.shifts())} offsets x protocols "
       f"{preset.protocols}; results kept in {paths.results_dir() / 'audit'}")
 

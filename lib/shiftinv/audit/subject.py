@@ -51,6 +51,7 @@ class Subject:
     labels: str = ""
     heads: list[str] = field(default_factory=list)
     n_images: int | None = None
+    preset: str = "default"
 
 
 def _profile_data_present(profile: str) -> bool:
@@ -65,15 +66,27 @@ def _profile_data_present(profile: str) -> bool:
 
 
 #: Images audited when the notebook's ``N_IMAGES`` is 0: (workbook test images, smoke runs).
-DEFAULT_IMAGES: tuple[int, int] = (32, 4)
+DEFAULT_IMAGES: tuple[int, int] = (16, 4)
+
+
+#: Preset when the notebook's ``PRESET`` is empty: the workbook's heads (``make figures`` budget), others.
+DEFAULT_PRESETS: tuple[str, str] = ("quick", "default")
 
 
 def choose_subject(profile: str, smoke: bool = False, *, model: str = "", weights: str = "", images: str = "",
-                   labels: str = "", heads: str = "", n_images: int = 0) -> Subject:
+                   labels: str = "", heads: str = "", n_images: int = 0, preset: str = "") -> Subject:
     """The subject of an audit from notebook 11's parameters (module docstring); nothing is loaded.
 
     ``n_images`` 0: every image of a folder (4 in smoke runs), :data:`DEFAULT_IMAGES` workbook test images.
+    ``preset`` empty: :data:`DEFAULT_PRESETS` (``smoke`` in smoke runs).
     """
+    subject = _choose(profile, smoke, model, weights, images, labels, heads, n_images)
+    subject.preset = "smoke" if smoke else preset or DEFAULT_PRESETS[subject.kind != "workbook"]
+    return subject
+
+
+def _choose(profile: str, smoke: bool, model: str, weights: str, images: str, labels: str, heads: str,
+            n_images: int) -> Subject:
     n = n_images or (DEFAULT_IMAGES[1] if smoke else None)
     if model:
         if not images:
