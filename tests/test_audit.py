@@ -203,6 +203,11 @@ def test_workbook_heads_agree_with_the_notebooks_sweeps() -> None:
         ours = measures.per_image_measures(g, k, preset, labelled=True).diag_top1_change.mean()
         theirs = invariance.diagonal_stability(notebook.select_shifts(preset.diagonal_shifts()), k)
         assert ours == pytest.approx(theirs["p_top1_change"])
+    both = [models.from_module(vgg.VGGClassifier(trunk, h, input_size=32), k, 32) for k, h in heads.items()]
+    shared = grid.run_grids(both, imgs, preset, "zero", labels={k: labels for k in heads}, progress=False)
+    assert shared["flatten"].meta["config"]["heads"] == ["flatten", "multi_gap"]  # one trunk pass for both heads
+    for k in heads:
+        assert torch.allclose(shared[k].logits[k], notebook.logits[k], atol=1e-5)
     model = models.from_module(vgg.VGGClassifier(trunk, heads["multi_gap"], input_size=32), "m", 32)
     ours = periods.layer_equivariance(model, x, 2, max_shift=4).set_index(["layer", "phase"])  # nb 05: 0..4
     theirs = invariance.error_by_phase(invariance.equivariance_error(trunk, x[:2], ["pool1", "pool2"], mode="circular"))

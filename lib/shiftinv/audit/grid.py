@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..shifts import sweep
 from ..shifts.sweep_result import SweepResult
@@ -40,14 +40,40 @@ def reference_labels(model: AuditModel, images: AuditImages, device: torch.devic
     return torch.cat(preds)
 
 
-def grid_path(out_dir: Path, model: AuditModel, images: AuditImages, shifts: list[tuple[int, int]], protocol: str,
-              amp: str) -> Path:
-    """Where one grid is kept: ``<out_dir>/grids/<model>.<protocol>.<key>.sweep.pt``."""
-    key = cache.config_hash({"model": model.identity, "input": list(model.input_size), "output": model.output,
+def grid_path(out_dir: Path, models: list[AuditModel], images: AuditImages, shifts: list[tuple[int, int]],
+              protocol: str, amp: str) -> Path:
+    """Where one grid is kept: ``<out_dir>/grids/<model>.<protocol>.<key>.sweep.pt`` (several models
+    sharing one trunk: one file named after the first)."""
+    key = cache.config_hash({"models": [[m.identity, list(m.input_size), m.output] for m in models],
                              "names": images.names, "sum": round(float(images.sources.double().sum()), 4),
                              "margin": images.margin, "shifts": shifts, "protocol": protocol, "amp": amp})
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in model.name)
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in models[0].name)
     return Path(out_dir) / "grids" / f"{safe}.{protocol}.{key}.sweep.pt"
+
+
+def shared_trunk(model: AuditModel) -> nn.Module | None:
+    """The trunk of a workbook-style model (``net.trunk(x, taps)`` + ``net.head`` with ``taps``, its
+    normalisation inside the trunk), which several heads can share in one sweep; else ``None``."""
+    net = model.net
+    if net is None or not hasattr(net, "trunk") or not hasattr(getattr(net, "head", None), "taps"):
+        return None
+    plain = bool((model.mean == 0).all()) and bool((model.std == 1).all()) and model.output == "logits"
+    return net.trunk if plain else None
+
+
+def run_grids(models: list[AuditModel], images: AuditImages, preset: Preset, protocol: str, *,
+              labels: dict[str, Tensor], **kwargs: Any) -> dict[str, SweepResult]:
+    """The grids of several models under one protocol: ``{name: SweepResult}``. Heads on one trunk
+    (:func:`shared_trunk`) share its passes when their reference classes agree (labelled images),
+    as the sweep engine shares a trunk between heads; other models run alone (:func:`run_grid`)."""
+    groups: dict[int, list[AuditModel]] = {}
+    for m in models:
+        trunk = shared_trunk(m) if images.labelled else None
+        groups.setdefault(id(trunk) if trunk is not None else id(m), []).append(m)
+    out = {}
+    for group in groups.values():
+        out.update(_sweep(group, images, preset, protocol, labels[group[0].name], **kwargs))
+    return out
 
 
 def run_grid(model: AuditModel, images: AuditImages, preset: Preset, protocol: str, *, labels: Tensor,
@@ -56,12 +82,21 @@ def run_grid(model: AuditModel, images: AuditImages, preset: Preset, protocol: s
              shifts: list[tuple[int, int]] | None = None) -> SweepResult:
     """Every offset of ``preset`` (or only ``shifts``) under ``protocol`` for every image: a SweepResult
     with one head named ``model.name`` and its logits (S, N, K), resumable from ``out_dir/grids/``."""
+    return _sweep([model], images, preset, protocol, labels, out_dir=out_dir, device=device, amp=amp,
+                  batch_size=batch_size, progress=progress, shifts=shifts)[model.name]
+
+
+def _sweep(models: list[AuditModel], images: AuditImages, preset: Preset, protocol: str, labels: Tensor, *,
+           out_dir: Path | None = None, device: str | torch.device | None = None, amp: str | bool | None = False,
+           batch_size: int = 64, progress: bool = True,
+           shifts: list[tuple[int, int]] | None = None) -> dict[str, SweepResult]:
+    """One sweep of ``models`` (one model, or heads sharing ``shared_trunk``): ``{name: SweepResult}``."""
     if protocol not in preset.protocols:
         raise ValueError(f"protocol {protocol!r} is not in preset {preset.name!r} ({preset.protocols})")
-    h, w = model.input_size
+    h, w = models[0].input_size
     side = images.sources.shape[-1] - 2 * images.margin
     if (side, side) != (h, w):
-        raise ValueError(f"the images were prepared for {side} px inputs but {model.name} takes {h}x{w}: "
+        raise ValueError(f"the images were prepared for {side} px inputs but {models[0].name} takes {h}x{w}: "
                          "load them with the model's input size")
     if images.margin < preset.radius:
         raise ValueError(f"the sources have a {images.margin} px margin, the preset's radius is {preset.radius}: "
@@ -71,11 +106,17 @@ def run_grid(model: AuditModel, images: AuditImages, preset: Preset, protocol: s
     crop = protocol == "crop"
     inputs = _crop_sources(images, preset.radius) if crop else images.centre()
     offsets = preset.shifts() if shifts is None else list(shifts)
-    path = grid_path(out_dir, model, images, offsets, protocol, policy) if out_dir is not None else None
-    result = sweep.sweep(model, None, inputs.contiguous(), labels, offsets, protocol, batch_size=batch_size,
+    path = grid_path(out_dir, models, images, offsets, protocol, policy) if out_dir is not None else None
+    if len(models) == 1:
+        trunk, heads = models[0], None
+    else:
+        trunk, heads = shared_trunk(models[0]), {m.name: m.net.head for m in models}
+    result = sweep.sweep(trunk, heads, inputs.contiguous(), labels, offsets, protocol, batch_size=batch_size,
                          device=dev, out_path=path, keep_logits=True, amp=policy, channels_last=False,
                          out_size=(h, w) if crop else None, progress=progress)
-    return _rename(result, model.name)
+    if heads is None:
+        return {models[0].name: _rename(result, models[0].name)}
+    return {m.name: result.select([m.name]) for m in models}
 
 
 def _crop_sources(images: AuditImages, radius: int) -> Tensor:

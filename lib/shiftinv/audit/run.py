@@ -1,7 +1,8 @@
 """One call audits several models on the same images: :func:`audit` -> :class:`AuditResult`.
 
 For each model: reference classes (:func:`shiftinv.audit.grid.reference_labels`), one grid per
-protocol of the preset (resumable under ``out_dir/grids/``), every per-image measure and its
+protocol of the preset (resumable under ``out_dir/grids/``; heads on one trunk share its passes),
+every per-image measure and its
 summary with intervals, the 2-D agreement map, the diagonal curve, the line's spectrum and its
 periodicity at the model's own strides, per-layer equivariance (torch modules), and, with a
 reduced precision, its measured agreement with float32. Then paired comparisons: every other model
@@ -38,7 +39,7 @@ class AuditResult:
         comparisons: paired differences; maps: 2-D agreement maps; diagonal: diagonal curves.
         spectra, periodicity: the line's spectrum and its energy at the predicted periods.
         layers: per-layer equivariance by phase (torch modules); amp: precision agreement per model.
-        grids: ``{(model, protocol): SweepResult}``; seconds: wall-clock time per model.
+        grids: ``{(model, protocol): SweepResult}``; seconds: wall-clock time (grids and measures, total).
     """
 
     preset: Preset
@@ -85,24 +86,28 @@ def audit(models: Sequence[AuditModel], images: AuditImages, preset: Preset, *, 
     weights = measures.resamples(len(images))
     parts: dict[str, list[pd.DataFrame]] = {k: [] for k in ("per_image", "summary", "maps", "diagonal", "spectra",
                                                            "periodicity", "layers")}
-    result_grids, amp_info, seconds, frames = {}, {}, {}, {}
-    for model in models:
-        started = time.monotonic()
-        with runtime.reproducible():  # fixed threads, deterministic kernels: the same numbers on every run
-            labels = audit_grid.reference_labels(model, images, dev)
-            for protocol in preset.protocols:
-                g = audit_grid.run_grid(model, images, preset, protocol, labels=labels, device=dev, amp=amp,
-                                        out_dir=Path(out_dir) if out_dir else None, batch_size=batch_size,
-                                        progress=progress)
-                result_grids[model.name, protocol] = g
-                frames[model.name, protocol] = _measure(model, g, images, preset, protocol, weights, parts)
+    result_grids, amp_info, frames = {}, {}, {}
+    started = time.monotonic()
+    with runtime.reproducible():  # fixed threads, deterministic kernels: the same numbers on every run
+        labels = {m.name: audit_grid.reference_labels(m, images, dev) for m in models}
+        for protocol in preset.protocols:
+            grids = audit_grid.run_grids(list(models), images, preset, protocol, labels=labels, device=dev, amp=amp,
+                                         out_dir=Path(out_dir) if out_dir else None, batch_size=batch_size,
+                                         progress=progress)
+            for model in models:
+                result_grids[model.name, protocol] = grids[model.name]
+                frames[model.name, protocol] = _measure(model, grids[model.name], images, preset, protocol,
+                                                        weights, parts)
+        seconds = {"grids and measures": time.monotonic() - started}
+        for model in models:
             if runtime.resolve_amp(dev, amp) != "off":
                 main = result_grids[model.name, preset.protocols[0]]
                 amp_info[model.name] = audit_grid.amp_agreement(model, images, preset, preset.protocols[0], main,
-                                                                labels=labels, device=dev, batch_size=batch_size)
+                                                                labels=labels[model.name], device=dev,
+                                                                batch_size=batch_size)
             parts["layers"].append(periods.layer_equivariance(model, images.centre(), preset.equivariance_images,
                                                               dev).assign(model=model.name))
-        seconds[model.name] = time.monotonic() - started
+    seconds["total"] = time.monotonic() - started
     tables = {k: pd.concat(v, ignore_index=True) if v else pd.DataFrame() for k, v in parts.items()}
     comparisons = measures.compare(frames, weights, _pairs(names, preset.protocols)) if frames else pd.DataFrame()
     return AuditResult(preset, protocol_block(preset, models[0].input_size, images.origin),
