@@ -44,8 +44,10 @@ def grid_path(out_dir: Path, models: list[AuditModel], images: AuditImages, shif
               protocol: str, amp: str) -> Path:
     """Where one grid is kept: ``<out_dir>/grids/<model>.<protocol>.<key>.sweep.pt`` (several models
     sharing one trunk: one file named after the first)."""
-    key = cache.config_hash({"models": [[m.identity, list(m.input_size), m.output] for m in models],
-                             "names": images.names, "sum": round(float(images.sources.double().sum()), 4),
+    first = models[0]
+    which = ({"model": first.identity, "input": list(first.input_size), "output": first.output} if len(models) == 1
+             else {"models": [[m.identity, list(m.input_size), m.output] for m in models]})
+    key = cache.config_hash({**which, "names": images.names, "sum": round(float(images.sources.double().sum()), 4),
                              "margin": images.margin, "shifts": shifts, "protocol": protocol, "amp": amp})
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in models[0].name)
     return Path(out_dir) / "grids" / f"{safe}.{protocol}.{key}.sweep.pt"
