@@ -96,7 +96,7 @@ PRESETS: dict[str, Preset] = {
     "smoke": Preset("smoke", radius=4, grid_step=4, line_half=4, diagonal=2, protocols=("crop", "circular"),
                     equivariance_images=1, gallery=4),
     "quick": Preset("quick", radius=16, grid_step=8, line_half=16, diagonal=4, protocols=("crop", "circular"),
-                    equivariance_images=2, gallery=6),
+                    equivariance_images=1, gallery=6),
     "default": Preset("default", radius=16, grid_step=4, line_half=16, diagonal=8, protocols=("crop", "circular")),
     "full": Preset("full", radius=32, grid_step=4, line_half=32, diagonal=16,
                    protocols=("crop", "circular", "zero", "mean", "mosaic")),

@@ -105,8 +105,7 @@ def audit(models: Sequence[AuditModel], images: AuditImages, preset: Preset, *, 
                 amp_info[model.name] = audit_grid.amp_agreement(model, images, preset, preset.protocols[0], main,
                                                                 labels=labels[model.name], device=dev,
                                                                 batch_size=batch_size)
-            parts["layers"].append(periods.layer_equivariance(model, images.centre(), preset.equivariance_images,
-                                                              dev).assign(model=model.name))
+            parts["layers"].append(_layers(model, images, preset, dev, parts["layers"], models))
     seconds["total"] = time.monotonic() - started
     tables = {k: pd.concat(v, ignore_index=True) if v else pd.DataFrame() for k, v in parts.items()}
     comparisons = measures.compare(frames, weights, _pairs(names, preset.protocols)) if frames else pd.DataFrame()
@@ -131,6 +130,17 @@ def _measure(model: AuditModel, g: SweepResult, images: AuditImages, preset: Pre
     parts["spectra"].append(periods.line_spectrum(g, head, preset, predicted).assign(**tag))
     parts["periodicity"].append(periods.line_periodicity(g, head, preset, predicted).assign(source=source, **tag))
     return frame
+
+
+def _layers(model: AuditModel, images: AuditImages, preset: Preset, dev: torch.device, done: list[pd.DataFrame],
+            models: Sequence[AuditModel]) -> pd.DataFrame:
+    """Per-layer equivariance of ``model``; heads on a trunk already measured share its table (their conv
+    and pool layers are the same modules)."""
+    trunk = audit_grid.shared_trunk(model)
+    for other, table in zip(models, done):
+        if trunk is not None and audit_grid.shared_trunk(other) is trunk and not table.empty:
+            return table.assign(model=model.name)
+    return periods.layer_equivariance(model, images.centre(), preset.equivariance_images, dev).assign(model=model.name)
 
 
 def _pairs(names: list[str], protocols: Sequence[str]) -> list[tuple[tuple[str, str], tuple[str, str]]]:
