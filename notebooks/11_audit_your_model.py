@@ -50,7 +50,7 @@ IMAGES: str = ""  # folder of images, or of class sub-folders (needed with MODEL
 LABELS: str = ""  # CSV with columns file,label for a flat IMAGES folder (empty: label-free unless sub-folders)
 HEADS: str = "vgg/flatten,vgg/multi_gap,aps/multi_gap"  # the workbook heads audited side by side
 PRESET: str = ""  # smoke | quick | default | full (empty: quick for the workbook heads, default otherwise)
-N_IMAGES: int = 0  # images audited (0: 16 workbook test images, or every image of the folder)
+N_IMAGES: int = 0  # images audited (0: 12 workbook test images, or every image of the folder)
 DEVICE: str = ""  # cpu, cuda (empty: CUDA when available)
 BF16: bool = False  # bf16 autocast for torch models (its agreement with float32 is measured)
 

@@ -66,7 +66,7 @@ def _profile_data_present(profile: str) -> bool:
 
 
 #: Images audited when the notebook's ``N_IMAGES`` is 0: (workbook test images, smoke runs).
-DEFAULT_IMAGES: tuple[int, int] = (16, 4)
+DEFAULT_IMAGES: tuple[int, int] = (12, 4)
 
 
 #: Preset when the notebook's ``PRESET`` is empty: the workbook's heads (``make figures`` budget), others.
