@@ -185,17 +185,42 @@ def test_every_pin_is_used() -> None:
     assert not unused, f"pinned in requirements.txt but never imported: {sorted(unused)}"
 
 
+#: Extras whose packages the library imports lazily, inside the function that needs them (an
+#: ImportError there says what to install): ``shiftinv-audit`` on LiteRT files and timm names.
+RUNTIME_EXTRAS = ("audit-litert", "audit-timm")
+
+
 def test_dependencies_cover_what_the_library_and_notebooks_import() -> None:
     """Every third-party module that lib/ and notebooks/ import comes from a declared
-    dependency, or from a package a declared dependency requires."""
-    deps = {canonicalize_name(Requirement(r).name) for r in _pyproject()["project"]["dependencies"]}
+    dependency, or from a package a declared dependency requires, or (imported inside a function
+    only, so that the package imports without it) from a runtime extra."""
+    project = _pyproject()["project"]
+    deps = {canonicalize_name(Requirement(r).name) for r in project["dependencies"]}
     provided = set(deps)
     for dep in deps:
         provided |= {canonicalize_name(Requirement(r).name) for r in metadata.requires(dep) or []
                      if "extra ==" not in r}
+    optional = {canonicalize_name(Requirement(r).name) for e in RUNTIME_EXTRAS
+                for r in project["optional-dependencies"][e]}
+    top_level = _top_level_imports("lib")
     for module in sorted(_imported_modules("lib", "notebooks")):
         dists = _distributions(module)
+        if dists & optional:
+            assert module not in top_level, f"{module} (extra {dists}) must be imported inside the function using it"
+            continue
         assert dists & provided, f"{module} (from {dists or 'no installed distribution'}) is not a dependency"
+
+
+def _top_level_imports(folder: str) -> set[str]:
+    """Top-level packages imported in the body of a module (not inside a function) under ``folder``."""
+    found = set()
+    for path in (ROOT / folder).rglob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Import):
+                found |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    return found
 
 
 def test_conda_environment_installs_the_package_and_the_kernel_without_user() -> None:

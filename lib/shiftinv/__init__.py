@@ -1,6 +1,6 @@
 """shiftinv: the library behind the translation-invariance workbook.
 
-Six sub-packages, in the order the notebooks use them (each ``__init__`` lists its modules):
+Seven sub-packages, in the order the notebooks use them (each ``__init__`` lists its modules):
 
 - ``shiftinv.models``      the VGG-16 trunk, heads at every depth, anti-aliasing layers, weights
                            (notebooks 02-10)
@@ -9,10 +9,12 @@ Six sub-packages, in the order the notebooks use them (each ``__init__`` lists i
 - ``shiftinv.study``       the classification study: profiles, data, training, the model set, intervals
                            (notebooks 03-06)
 - ``shiftinv.perceptual``  LPIPS-style metrics, IQA data, statistics, metric training (notebooks 07-10)
+- ``shiftinv.audit``       audit any image classifier under shifts: models and images in, one grid of
+                           shifted views, every published measure, a report; ``shiftinv-audit`` (notebook 11)
 - ``shiftinv.viz``         figure saving and style, the plots, the explorer widget
 - ``shiftinv.workbook``    paths, caching, run conditions, the notebook runner, student versions
 
-Dependencies point one way: ``workbook`` <- ``models`` <- ``shifts`` <- ``study`` / ``perceptual``,
+Dependencies point one way: ``workbook`` <- ``models`` <- ``shifts`` <- ``study`` / ``perceptual`` / ``audit``,
 and ``viz`` draws what they compute (the notebook runner publishes through ``viz.figures``). Out of the package: ``benchmarks/`` (``make bench``) and
 ``tests/reference/`` (test-only references).
 """

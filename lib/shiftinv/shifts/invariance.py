@@ -106,26 +106,29 @@ def consistency(result: SweepResult, head: str, generator: torch.Generator, pair
     return float((pred[idx[0], cols] == pred[idx[1], cols]).double().mean())
 
 
-def expected_consistency(result: SweepResult, head: str) -> float:
+def expected_consistency(result: SweepResult, head: str, per_image: bool = False) -> float | Tensor:
     """Exact expectation of :func:`consistency`: ``mean_n sum_k (c_nk / S)^2``.
 
-    ``c_nk`` counts the shifts at which image ``n`` is predicted as class ``k``.
+    ``c_nk`` counts the shifts at which image ``n`` is predicted as class ``k``. With ``per_image``
+    the (N,) float64 tensor ``sum_k (c_nk / S)^2`` of every image instead of its mean.
     """
     result.check_head(head)
     pred = result.pred[head]  # (S, N)
     s, n = pred.shape
     k = int(pred.max()) + 1
     counts = torch.zeros(n, k, dtype=torch.float64).scatter_add_(1, pred.T, torch.ones(n, s, dtype=torch.float64))
-    return float(((counts / s) ** 2).sum(1).mean())
+    per = ((counts / s) ** 2).sum(1)  # (N,)
+    return per if per_image else float(per.mean())
 
 
-def diagonal_stability(result: SweepResult, head: str) -> dict[str, float]:
+def diagonal_stability(result: SweepResult, head: str, per_image: bool = False) -> dict[str, Any]:
     """Azulay & Weiss (2019): stability between consecutive 1-px diagonal shifts ``(d, d) -> (d+1, d+1)``.
 
     Returns:
         ``p_top1_change``: mean over images and consecutive pairs of [top-1 differs];
         ``mean_abs_change``: mean |p_true(d+1) - p_true(d)| (true-class probability);
-        ``pairs``: number of consecutive diagonal pairs used.
+        ``pairs``: number of consecutive diagonal pairs used. With ``per_image`` the first two are
+        (N,) float64 tensors (means over the pairs of each image).
     """
     result.check_head(head)
     s = result.shifts
@@ -136,11 +139,11 @@ def diagonal_stability(result: SweepResult, head: str) -> dict[str, float]:
                          "use shiftinv.shifts.translation.diagonal_shifts(a, b)")
     a, b = torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs])
     pred, prob = result.pred[head], result.p_true[head].double()
-    return {
-        "p_top1_change": float((pred[a] != pred[b]).double().mean()),
-        "mean_abs_change": float((prob[a] - prob[b]).abs().mean()),
-        "pairs": len(pairs),
-    }
+    change = (pred[a] != pred[b]).double().mean(0)  # (N,)
+    mac = (prob[a] - prob[b]).abs().mean(0)
+    if per_image:
+        return {"p_top1_change": change, "mean_abs_change": mac, "pairs": len(pairs)}
+    return {"p_top1_change": float(change.mean()), "mean_abs_change": float(mac.mean()), "pairs": len(pairs)}
 
 
 def relative_change(reference: Tensor, changed: Tensor, dims: int | Sequence[int] | None = None, *,

@@ -156,6 +156,13 @@ class SweepResult:
         return SweepResult(self.shifts, self.labels, self.mode, pick(self.loss), pick(self.correct),
                            pick(self.pred), pick(self.p_true), pick(self.logits), dict(self.meta))
 
+    def select_shifts(self, shifts: Sequence[tuple[int, int]]) -> "SweepResult":
+        """A result with only the rows of ``shifts`` (in that order); ``KeyError`` names a missing one."""
+        rows = torch.tensor([self.index(int(dx), int(dy)) for dx, dy in shifts], dtype=torch.long)
+        pick = lambda d: {h: v[rows] for h, v in d.items()}  # noqa: E731
+        return SweepResult(self.shifts[rows], self.labels, self.mode, pick(self.loss), pick(self.correct),
+                           pick(self.pred), pick(self.p_true), pick(self.logits), dict(self.meta))
+
     @staticmethod
     def merge(results: Mapping[str, "SweepResult"]) -> "SweepResult":
         """Combine results of several models on the same shifts/images; heads named ``model/head``."""

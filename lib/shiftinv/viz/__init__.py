@@ -6,4 +6,5 @@
 - ``aliasing_plots``      notebook 05
 - ``perceptual_plots``    notebooks 07-10
 - ``explorer``            the aliasing explorer (pure panels + an ipywidgets view), notebook 05
+- ``audit_plots``         the shift audit's figures and report publishing, notebook 11 and ``shiftinv-audit``
 """
