@@ -581,6 +581,7 @@ def _save_readme_screenshot(png: Path, stem: str, move: Move, out_dir: Path) -> 
     import matplotlib.pyplot as plt
 
     from shiftinv.viz import figures
+    from shiftinv.workbook import publish
 
     image = plt.imread(png)
     dpi = 100
@@ -593,7 +594,7 @@ def _save_readme_screenshot(png: Path, stem: str, move: Move, out_dir: Path) -> 
             "text_after": _short(move.text_after, 400), "images_changed": move.images_changed,
             "smoke_parameters": SMOKE, "made_by": "tests/test_browser.py (JupyterLab in headless Chromium)"}
     run = {"by": "tests/test_browser.py (SHIFTINV_README_SCREENSHOT=1)", "notebook": stem, "profile": "demo",
-           "smoke": SMOKE, "parameters": {"SMOKE": True} if SMOKE else {}, **figures.code_commit()}
+           "smoke": SMOKE, "parameters": {"SMOKE": True} if SMOKE else {}, **publish.code_commit()}
     written = figures.save_figure(fig, README_SCREENSHOT.stem, data, out_dir=out_dir, run=run)
     plt.close(fig)
     return written["png"]
