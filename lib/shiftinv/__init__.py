@@ -10,11 +10,14 @@ Six sub-packages, in the order the notebooks use them (each ``__init__`` lists i
                            (notebooks 03-06)
 - ``shiftinv.perceptual``  LPIPS-style metrics, IQA data, statistics, metric training (notebooks 07-10)
 - ``shiftinv.viz``         figure saving and style, the plots, the explorer widget
-- ``shiftinv.workbook``    paths, caching, run conditions, the notebook runner, student versions
+- ``shiftinv.workbook``    paths, caching, run conditions, publishing figures, the notebook runner, student
+                           versions, JupyterLab
+- ``shiftinv.commands``    the shell commands (``shiftinv-sweep``); nothing in the library imports them
 
 Dependencies point one way: ``workbook`` <- ``models`` <- ``shifts`` <- ``study`` / ``perceptual``,
-and ``viz`` draws what they compute (the notebook runner publishes through ``viz.figures``). Out of the package: ``benchmarks/`` (``make bench``) and
-``tests/reference/`` (test-only references).
+and ``viz`` draws what they compute (``viz.figures.save_figure`` hands its files to ``workbook.publish``).
+Each sub-package exports its main names (``from shiftinv.models import build_vgg16``). Out of the
+package: ``benchmarks/`` (``make bench``) and ``tests/reference/`` (test-only references).
 """
 
 __version__ = "0.1.0"

@@ -9,5 +9,4 @@
 - ``aliasing``, ``depth_heads``  notebook 05's settings, sweeps and periods; GAP heads at every depth
 - ``rotscale``      notebook 06's rotation and scaling protocols
 - ``authors``       the authors' result files, read safely and converted to the workbook's conventions
-- ``sweep_cli``     ``python -m shiftinv.study.sweep_cli`` (``torchrun``): the sweep of notebook 03's models
 """

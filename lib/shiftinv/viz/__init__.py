@@ -1,6 +1,7 @@
 """Figures: saving and style, the plots of each part of the workbook, the explorer widget.
 
-- ``figures``             ``save_figure`` (PNG + PDF + the data behind it), style, staged publishing
+- ``figures``             ``save_figure`` (PNG + PDF + the data behind it, published by
+                          :mod:`shiftinv.workbook.publish`), style
 - ``equivariance_plots``  notebooks 01, 02 and 05's per-phase equivariance
 - ``robustness_plots``    notebooks 03, 04 and 06
 - ``aliasing_plots``      notebook 05
