@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from benchmarks.reference import reference_sweep
 from shiftinv.commands import models_file
 from shiftinv.commands import sweep as sweep_command
-from shiftinv.shifts.sweep import sweep, sweep_models
+from shiftinv.shifts.engine import sweep, sweep_models
 from shiftinv.shifts.sweep_result import SweepResult
 from shiftinv.shifts.translation import shift_grid
 

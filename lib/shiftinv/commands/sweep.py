@@ -1,6 +1,6 @@
 """``shiftinv-sweep export|run`` (``python -m shiftinv.commands.sweep``): the translation sweep of
 notebook 03's models from the command line, on one or several GPUs (``torchrun``), with the engine of
-:mod:`shiftinv.shifts.sweep`.
+:mod:`shiftinv.shifts.engine`.
 
 - ``export --profile demo --out models.pt`` reads the trunks and heads notebook 03 trained
   (``results/``, via :func:`shiftinv.study.modelset.train_or_load_models`, loading only unless
@@ -30,7 +30,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from ..shifts.sweep import rank_and_world, sweep, sweep_models
+from ..shifts.engine import rank_and_world, sweep, sweep_models
 from ..shifts.translation import MODES
 from ..study import profiles
 from ..workbook import cache, runtime

@@ -117,7 +117,7 @@ class ModelSet:
 
     def sweep_models(self, trunks: list[str] | None = None, heads: list[str] | None = None, seeds: bool = False
                      ) -> dict[str, tuple[vgg.VGGTrunk, dict[str, vgg.Head]]]:
-        """``{trunk: (trunk, {head: Head})}`` for :func:`shiftinv.shifts.sweep.sweep_models` (heads of a
+        """``{trunk: (trunk, {head: Head})}`` for :func:`shiftinv.shifts.engine.sweep_models` (heads of a
         trunk share one trunk pass); optionally only some trunks / head names. With ``seeds`` the other
         seeds of every head ride on the same trunk passes, named ``"<head>@<seed>"``."""
         out = {}

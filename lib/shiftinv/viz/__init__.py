@@ -7,4 +7,17 @@
 - ``aliasing_plots``      notebook 05
 - ``perceptual_plots``    notebooks 07-10
 - ``explorer``            the aliasing explorer (pure panels + an ipywidgets view), notebook 05
+
+The main names are exported here (``from shiftinv.viz import ...``) and imported on first
+use; inside the library, modules import modules (see :mod:`shiftinv._lazy`).
 """
+
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    "save_figure": "figures", "set_style": "figures", "use_profile": "figures", "record_sources": "figures",
+    "explorer_widget": "explorer",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
