@@ -67,6 +67,7 @@ VGG_WEIGHTS: str = ""  # natural / paper: hed, keras:<path>, torchvision-feature
 figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
 profile = perceptual_zoo.perceptual_profile_from_params(PROFILE, SMOKE, vgg_weights=VGG_WEIGHTS, device=DEVICE,
                                            image_size=IMAGE_SIZE, recipe=RECIPE, epochs=EPOCHS).replace(seed=SEED)
+figures.record_sources(backbone=profile.weights or "random init")  # publishing keeps a profile's backbone
 gen = runtime.seed_everything(SEED)
 zoo = perceptual_zoo.profile_zoo(profile)
 kinds = evaluate.metric_kinds(zoo)

@@ -81,6 +81,8 @@ profile = perceptual_zoo.perceptual_profile_from_params(PROFILE, SMOKE, vgg_weig
 protocols = raid.anchor_protocols(profile, ANCHORS)
 gen = runtime.seed_everything(SEED)
 source, kodak_dir, responses_csv = raid.raid_inputs(profile, KODAK_DIR)
+# publishing never replaces this profile's figures by ones from another stimulus source or backbone
+figures.record_sources(data=source, backbone=profile.weights or "random init")
 zoo = perceptual_zoo.profile_zoo(profile)
 kinds = evaluate.metric_kinds(zoo)
 print(f"source: {source}; {profile.backbone_label()}; device {profile.torch_device()}; anchors {protocols}; "

@@ -60,6 +60,7 @@ profile = perceptual_zoo.perceptual_profile_from_params(PROFILE, SMOKE, vgg_weig
                                            image_size=IMAGE_SIZE)
 profile = profile.replace(seed=SEED, n_refs_shift=N_REFS or profile.n_refs_shift,
                           shifts=tuple(SHIFTS) or profile.shifts)
+figures.record_sources(backbone=profile.weights or "random init")  # publishing keeps a profile's backbone
 shifts = list(profile.shifts)
 measure = "srcc" if profile.human_scores else "monotonicity"
 gen = runtime.seed_everything(SEED)
