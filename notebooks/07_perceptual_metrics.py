@@ -151,6 +151,7 @@ figures.save_figure(fig, "07_distance_vs_level", long.assign(backbone=profile.ba
 #    What can then happen to a baseline "distance"?
 
 # %% tags=["solution"]
+# Exercise 1: the deepest tap alone against all five.
 deep = metrics.GAPMetric(zoo["gap/max"].trunk, ("pool5",))
 contrast = table[table["distortion"] == "contrast_change"]
 deep_values, _ = evaluate.evaluate_stimuli({"gap/pool5": deep, "gap/all": zoo["gap/max"]}, one, stimuli, contrast)
@@ -159,6 +160,7 @@ print(deep_values[["level", "gap/pool5", "gap/all"]])
 # stacked convolutions): the pool1/pool2 averages follow the image's mean and contrast most directly.
 
 # %% tags=["solution"]
+# Exercise 2: w and -w.
 gap = zoo["gap/max"]
 with torch.no_grad():
     a = gap(refs, noisy)

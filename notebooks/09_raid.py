@@ -165,6 +165,7 @@ display_table
 #    level 2. What does the difference say about how each metric treats a small shift?
 
 # %% tags=["solution"]
+# Exercise 1: both anchor protocols.
 if human:
     both, _ = evaluate.evaluate_stimuli(zoo, refs, images, table) if len(protocols) < 2 else (values, None)
     gains = []
@@ -177,6 +178,7 @@ if human:
 # any metric that is nonzero for all distorted pairs gains rank agreement for free.
 
 # %% tags=["solution"]
+# Exercise 2: a small translation, gap/max against lpips/max.
 trans = curves[(curves["transform"] == "trans") & (curves["level"] == 2)]
 print(trans[["source", "mean"]])
 # A spatial metric jumps at the first sub-pixel/pixel shift (every feature moves), while the GAP metric

@@ -107,6 +107,7 @@ summary.pivot(index="metric", columns="shift", values=measure).round(3)
 # 2. At which shift does `lpips/max` lose half of its unshifted monotonicity? Compute it from `summary`.
 
 # %% tags=["solution"]
+# Exercise 1: circular shifts.
 circ, _ = evaluate.srcc_under_shifts({k: zoo[k] for k in zoo if k.startswith("gap")}, refs, images, table, shifts[:2],
                               "score", score_kind, "circular")
 print(circ.pivot(index="metric", columns="shift", values="mean_distance"))
@@ -114,6 +115,7 @@ print(circ.pivot(index="metric", columns="shift", values="mean_distance"))
 # so gap/aps gives the same distances at every shift; max-pool and BlurPool trunks still alias.
 
 # %% tags=["solution"]
+# Exercise 2: where lpips/max loses half its monotonicity.
 lp = summary[summary["metric"] == "lpips/max"].set_index("shift")[measure]
 below = lp[lp < lp.loc[0] / 2]
 print("first shift below half:", below.index.min() if len(below) else "none within the tested shifts")
