@@ -4,7 +4,7 @@ notebook 03's models from the command line, on one or several GPUs (``torchrun``
 
 - ``export --profile demo --out models.pt`` reads the trunks and heads notebook 03 trained
   (``results/``, via :func:`shiftinv.study.modelset.train_or_load_models`, loading only unless
-  ``--train-missing``) and writes them to one file (:func:`models_state` documents the layout). A
+  ``--train-missing``) and writes them to one file (layout: :func:`~shiftinv.commands.models_file.models_state`). A
   model missing from the cache is reported before anything is computed; ``SHIFTINV_REFRESH``
   (``make ... REFRESH=1``) does not apply to reading the cache, only to ``--train-missing``.
 - ``run --models models.pt --out sweep.pt`` sweeps them over the profile's shift grid and test

@@ -139,17 +139,17 @@ def format_number(value: float) -> str:
     return f"{value:.{SIGNIFICANT_DIGITS}g}"
 
 
-def jsonable(obj: Any, digits: bool = True) -> Any:
+def _jsonable(obj: Any, digits: bool = True) -> Any:
     """``obj`` (mappings, sequences, numpy/torch values, paths) as JSON-ready values; ``digits``:
     floats to :data:`SIGNIFICANT_DIGITS` (data files), else as they are (run records)."""
     if isinstance(obj, Mapping):
-        return {str(k): jsonable(v, digits) for k, v in obj.items()}
+        return {str(k): _jsonable(v, digits) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [jsonable(v, digits) for v in obj]
+        return [_jsonable(v, digits) for v in obj]
     if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist(), digits)
+        return _jsonable(obj.tolist(), digits)
     if hasattr(obj, "detach") and hasattr(obj, "cpu"):  # torch tensor
-        return jsonable(obj.detach().cpu().numpy(), digits)
+        return _jsonable(obj.detach().cpu().numpy(), digits)
     if isinstance(obj, (np.bool_, bool)):
         return bool(obj)
     if isinstance(obj, (np.floating, float)):
@@ -169,7 +169,7 @@ def encode_data(data: pd.DataFrame | Mapping[str, Any]) -> tuple[str, bytes]:
     if isinstance(data, pd.DataFrame):
         return ".csv", data.to_csv(index=False, float_format=format_number, lineterminator="\n").encode()
     if isinstance(data, Mapping):
-        return ".json", (json.dumps(jsonable(data), indent=2, sort_keys=True) + "\n").encode()
+        return ".json", (json.dumps(_jsonable(data), indent=2, sort_keys=True) + "\n").encode()
     raise TypeError(f"figure data must be a pandas DataFrame or a dict, got {type(data).__name__}")
 
 
@@ -228,7 +228,7 @@ def run_info() -> dict[str, Any]:
 
 
 def _run_id(run: Mapping[str, Any]) -> str:
-    text = json.dumps(jsonable(run, digits=False), sort_keys=True)
+    text = json.dumps(_jsonable(run, digits=False), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -376,7 +376,7 @@ def publish_files(folder: Path, payloads: Mapping[str, bytes], run: Mapping[str,
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    run = jsonable(dict(run), digits=False)  # parameters as given, not rounded
+    run = _jsonable(dict(run), digits=False)  # parameters as given, not rounded
     run_id = _run_id(run)
     temps: dict[str, Path] = {}
     try:
@@ -425,7 +425,7 @@ def publish_folder(staging: Path, folder: Path, run: Mapping[str, Any]) -> tuple
     staging, folder = Path(staging), Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     sources = _staged_sources(staging)
-    run = jsonable({**run, **({"sources": sources} if sources else {})}, digits=False)
+    run = _jsonable({**run, **({"sources": sources} if sources else {})}, digits=False)
     run_id = _run_id(run)
     names = _figure_files(staging)
     with locked(folder):
