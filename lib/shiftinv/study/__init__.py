@@ -21,7 +21,7 @@ _EXPORTS = {
     "ModelSet": "modelset", "train_or_load_models": "modelset", "load_data": "modelset",
     "translation_sweep": "analysis", "robustness_table": "analysis",
     "TrainConfig": "training", "fit": "training", "train_or_load": "training",
-    "accuracy_intervals": "intervals", "relative_loss_intervals": "intervals",
+    "accuracy_intervals": "intervals", "sweep_intervals": "intervals",
 }
 
 __all__ = sorted(_EXPORTS)
