@@ -35,7 +35,7 @@ _TRUNK_SPEC = ("width", "batch_norm", "pool", "blur_size", "blur_pad", "circular
 
 
 _DATA_FIELDS = ("dataset", "data_root", "image_size", "digit_size", "max_train", "max_val", "max_test", "seed",
-                "n_sweep", "shift_mode", "shift_radius", "grid_step", "sweep_batch")
+                "n_sweep", "n_grid", "shift_mode", "shift_radius", "grid_step", "sweep_batch")
 
 
 def models_state(ms: modelset.ModelSet) -> dict[str, Any]:

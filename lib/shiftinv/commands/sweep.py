@@ -187,7 +187,7 @@ def _add_data_arguments(run: argparse.ArgumentParser) -> None:
     data.add_argument("--images", type=Path, help="ImageFolder-style folder (class sub-folders) of test images "
                                                   "(default with --models/--profile: the profile's test split)")
     data.add_argument("--n-images", type=int, default=None, help="with the profile's test split: how many "
-                                                                  "(default: the profile's n_sweep, as notebook 04)")
+                                                                  "(default: as many as notebook 04's grid sweep)")
     data.add_argument("--synthetic", type=int, default=0, help="use N random images instead (smoke runs)")
     data.add_argument("--size", type=int, default=256, help="input side in px for --images/--synthetic (resized to it)")
     data.add_argument("--resize", default="tf", choices=("tf", "antialias"),
@@ -348,12 +348,13 @@ def _run_images(args: argparse.Namespace, profile: profiles.Profile | None, chos
 
 
 def _profile_test_images(profile: profiles.Profile, n: int | None) -> tuple[Tensor, Tensor]:
-    """The first ``n`` (default ``n_sweep``) test images of the profile, as notebook 04 sweeps them
+    """The first ``n`` test images of the profile (default: as many as notebook 04's grid sweep of the
+    plain trunk, :meth:`~shiftinv.study.profiles.Profile.sweep_size`), as notebook 04 sweeps them
     (:meth:`shiftinv.study.modelset.ModelSet.test_tensors`)."""
     from ..study import datasets, modelset
 
     splits = modelset.load_data(profile)
-    n = profile.n_sweep if n is None else n
+    n = profile.sweep_size("grid") if n is None else n
     return datasets.as_tensors(datasets.take(splits.test, n, profile.seed + 3))
 
 
