@@ -12,22 +12,26 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..workbook import imageio
+
 # ----------------------------------------------------------------------------------------------
 # Images
 
 
 def load_image(path: Path | str, size: int | None = None) -> Tensor:
-    """Read an image file as (3, H, W) float in [0, 1] (RGB); ``size`` resizes the *shorter* side."""
+    """Read an image file as (3, H, W) float in [0, 1] (RGB); ``size`` resizes the *shorter* side.
+
+    Decoded by :func:`shiftinv.workbook.imageio.open_rgb`: a file that cannot be decoded raises an
+    :class:`~shiftinv.workbook.imageio.ImageReadError` naming it.
+    """
     from PIL import Image
 
-    with Image.open(path) as img:
-        img = img.convert("RGB")
-        if size is not None and min(img.size) != size:
-            w, h = img.size
-            scale = size / min(w, h)
-            img = img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BICUBIC)
-        arr = np.asarray(img, dtype=np.float32) / 255.0
-    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+    img = imageio.open_rgb(path)
+    if size is not None and min(img.size) != size:
+        w, h = img.size
+        scale = size / min(w, h)
+        img = img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BICUBIC)
+    return imageio.pil_to_tensor(img)
 
 
 def save_image(image: Tensor, path: Path | str) -> Path:

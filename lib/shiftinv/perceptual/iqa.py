@@ -37,7 +37,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from ..workbook import paths
+from ..workbook import imageio, paths
 from .images import read_for_metrics
 
 KADID_DISTORTIONS: tuple[str, ...] = (
@@ -79,19 +79,21 @@ def _require_root(root: Path | str | None, what: str, param: str, how: str) -> P
 def decode_check(paths_: Sequence[str], what: str, how: str, desc: str | None = None) -> dict[str, str]:
     """Decode every image file once (with a progress bar) and return ``{path: pixel hash}``.
 
-    A file that cannot be decoded (truncated, corrupt, not an image) raises a ``ValueError``
-    naming it and saying ``how`` to get a good copy, instead of PIL's bare ``OSError: image file
+    Files that cannot be decoded (truncated, corrupt, not an image) are collected and reported
+    together at the end in one :class:`~shiftinv.workbook.imageio.ImageReadError` (a ``ValueError``)
+    naming each and saying ``how`` to get a good copy, instead of PIL's bare ``OSError: image file
     is truncated`` in the middle of a scoring run. The hashes are :func:`image_hash`'s.
     """
     from ..workbook import runtime
 
     out: dict[str, str] = {}
+    bad: list[tuple[Path, str]] = []
     for path in runtime.progress(list(dict.fromkeys(paths_)), desc=desc or f"checking {what} images", unit="img"):
         try:
             out[path] = image_hash(path)
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise ValueError(f"{what}: image file '{path}' cannot be decoded ({type(exc).__name__}: {exc}). "
-                             f"{how}") from exc
+        except imageio.ImageReadError as err:
+            bad.append((Path(path), err.reason))
+    imageio.raise_for_bad(bad, f"{how} ({what})" if how else f"({what})")
     return out
 
 
@@ -302,10 +304,7 @@ def load_bapps(root: Path | str, split: str = "val", subsets: Sequence[str] | No
 
 def image_hash(path: Path | str) -> str:
     """SHA-1 of the decoded RGB pixels and their shape (identical pictures in different files/formats match)."""
-    from PIL import Image
-
-    with Image.open(path) as img:
-        arr = np.ascontiguousarray(np.asarray(img.convert("RGB")))
+    arr = np.ascontiguousarray(np.asarray(imageio.open_rgb(path)))
     return hashlib.sha1(str(arr.shape).encode() + arr.tobytes()).hexdigest()
 
 
@@ -357,21 +356,30 @@ def first_pairs_per_ref(table: pd.DataFrame, k: int, by: Sequence[str] = ("ref",
     return out
 
 
-def load_into_memory(table: pd.DataFrame, size: int | None = None, square: bool = True
+def load_into_memory(table: pd.DataFrame, size: int | None = None, square: bool = True, how: str = ""
                      ) -> tuple[Tensor, Tensor, pd.DataFrame]:
     """Read a pair table's images: ``(refs (R,3,H,W), images (M,3,H,W), table + ref_index/index)``.
 
     ``square=True`` takes the central square and resizes it to ``size`` (so every backbone,
     APS included, gets a side that is a multiple of 32 when ``size`` is); ``size`` 0 or ``None``
     keeps the native frame, centrally cropped to multiples of 32 (RAID 454 -> 448; KADID/TID
-    384x512 unchanged; all images of a dataset must then share one size).
+    384x512 unchanged; all images of a dataset must then share one size). Files that cannot be
+    decoded are named together in one :class:`~shiftinv.workbook.imageio.ImageReadError`, with ``how``.
     """
-    def read(path: str) -> Tensor:
-        return read_for_metrics(path, size, square)
+    bad: list[tuple[Path, str]] = []
+
+    def read(path: str) -> Tensor | None:
+        try:
+            return read_for_metrics(path, size, square)
+        except imageio.ImageReadError as err:  # collected: every bad file is named at the end
+            bad.append((Path(path), err.reason))
+            return None
 
     ref_paths = list(dict.fromkeys(table["ref_path"]))
-    refs = torch.stack([read(p) for p in ref_paths])
-    images = torch.stack([read(p) for p in table["dist_path"]])
+    refs = [read(p) for p in ref_paths]
+    images = [read(p) for p in table["dist_path"]]
+    imageio.raise_for_bad(bad, how or f"Get a good copy of the {table.attrs.get('dataset', 'dataset')} images.")
+    refs, images = torch.stack(refs), torch.stack(images)
     out = table.copy()
     out["ref_index"] = [ref_paths.index(p) for p in table["ref_path"]]
     out["index"] = np.arange(len(table))

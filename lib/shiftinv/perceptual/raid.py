@@ -62,7 +62,8 @@ def raid_stimuli(source: str, profile: PerceptualProfile, generator: torch.Gener
     if source == "raid":
         table = iqa.load_raid(raid_dir, include_anchors=True)
         table = iqa.first_pairs_per_ref(table, profile.max_pairs_per_ref, by=("ref", "transform"))
-        refs, images, table = iqa.load_into_memory(table, profile.image_size)
+        refs, images, table = iqa.load_into_memory(table, profile.image_size,
+                                                   how=f"Download RAID again ({iqa.RAID_URL}).")
         return refs, images, table, True
     if source == "raid-approx":
         refs, images, table = stimuli.raid_approx_table(responses_csv, kodak_dir, side, generator,

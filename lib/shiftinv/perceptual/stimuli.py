@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..workbook import paths
+from ..workbook import imageio, paths
 from .images import center_square, load_image
 from .iqa import RAID_TRANSFORMS, read_raid_responses
 
@@ -204,20 +204,28 @@ def make_raid_style(refs: Tensor, ref_names: Sequence[str], generator: torch.Gen
     return torch.stack(out), table
 
 
+#: Where the Kodak images come from (the references of RAID and of TID2008/TID2013).
+KODAK_HOW = ("Point KODAK_DIR at a folder with kodim01.png .. kodim24.png (the Kodak PhotoCD set, "
+             "http://r0k.us/graphics/kodak/; here ../shared/data/kodak).")
+
+
 def kodak_references(kodak_dir: Path | str, size: int, images: Sequence[int] = tuple(range(1, 25))
                      ) -> tuple[Tensor, list[str]]:
     """Kodak images ``kodimXX.png`` as RAID references ``img_XX``: central square, resized to ``size``."""
-    kodak_dir = paths.require_dir(kodak_dir, "Kodak images folder",
-                                  "Point KODAK_DIR at a folder with kodim01.png .. kodim24.png "
-                                  "(http://r0k.us/graphics/kodak/; here ../shared/data/kodak).")
-    out, names = [], []
-    for i in images:
-        path = Path(kodak_dir) / f"kodim{i:02d}.png"
-        if not path.is_file():
-            raise FileNotFoundError(f"Kodak image '{path}' is missing")
-        out.append(center_square(load_image(path), size))
-        names.append(f"img_{i:02d}")
-    return torch.stack(out), names
+    kodak_dir = paths.require_dir(kodak_dir, "Kodak images folder", KODAK_HOW)
+    files = [Path(kodak_dir) / f"kodim{i:02d}.png" for i in images]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(f"Kodak image(s) missing: {missing[:4]}{' ...' if len(missing) > 4 else ''}. "
+                                f"{KODAK_HOW}")
+    out, bad = [], []
+    for path in files:
+        try:
+            out.append(center_square(load_image(path), size))
+        except imageio.ImageReadError as err:  # collected: every bad file is named at the end
+            bad.append((path, err.reason))
+    imageio.raise_for_bad(bad, KODAK_HOW)
+    return torch.stack(out), [f"img_{i:02d}" for i in images]
 
 
 def raid_approx_table(responses_csv: Path | str, kodak_dir: Path | str, size: int, generator: torch.Generator,

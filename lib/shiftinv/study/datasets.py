@@ -20,7 +20,7 @@ import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
 from ..shifts.geometric import RESIZE_RULES
-from ..workbook import paths
+from ..workbook import imageio, paths
 
 
 @dataclass
@@ -117,13 +117,51 @@ def stratified_split(labels: np.ndarray, fractions: Sequence[float], seed: int) 
 
 
 def _load_folder_to_tensor(folder: Path) -> tuple[Tensor, Tensor, list[str]]:
-    """Read every image of an ImageFolder tree into uint8 (N, 3, H, W) (all images the same size)."""
-    from torchvision.datasets import ImageFolder
+    """Read every image of an ImageFolder tree into uint8 (N, 3, H, W) (all images the same size).
+
+    Files that cannot be decoded are named together at the end (:func:`shiftinv.workbook.imageio.raise_for_bad`).
+    """
     from torchvision.transforms.functional import pil_to_tensor
 
-    ds = ImageFolder(str(folder))
-    images = torch.stack([pil_to_tensor(ds.loader(p).convert("RGB")) for p, _ in ds.samples])
-    return images, torch.tensor(ds.targets, dtype=torch.int64), list(ds.classes)
+    ds = image_folder_dataset(folder)
+    images, bad = [], []
+    for path, _ in ds.samples:
+        try:
+            images.append(pil_to_tensor(imageio.open_rgb(path)))
+        except imageio.ImageReadError as err:
+            bad.append((Path(path), err.reason))
+    imageio.raise_for_bad(bad, f"Replace or remove them in '{folder}'.")
+    return torch.stack(images), torch.tensor(ds.targets, dtype=torch.int64), list(ds.classes)
+
+
+def image_folder_dataset(root: Path | str, transform: Callable | None = None) -> Dataset:
+    """A torchvision ``ImageFolder`` over ``<root>/<class>/<image>`` whose loader is
+    :func:`shiftinv.workbook.imageio.open_rgb`: a file that cannot be decoded raises an
+    :class:`~shiftinv.workbook.imageio.ImageReadError` naming it (not PIL's bare ``OSError``)."""
+    from torchvision.datasets import ImageFolder
+
+    return ImageFolder(str(root), transform=transform, loader=imageio.open_rgb)
+
+
+def image_folder_tensors(folder: Path | str, image_size: int, resize: str = "antialias") -> tuple[Tensor, Tensor]:
+    """Every image of an ImageFolder tree resized whole to ``image_size`` squares (:func:`resize_transform`):
+    ``(images (N, 3, S, S) float in [0, 1], labels (N,))``. Every file that cannot be decoded is read
+    past and all of them are named together at the end in one ``ImageReadError`` (for the sweep
+    command's ``--images``)."""
+    folder = paths.require_dir(folder, "image folder", "Pass a folder laid out as <root>/<class>/<image files>.")
+    ds = image_folder_dataset(folder)
+    transform = resize_transform(image_size, resize)
+    images, labels, bad = [], [], []
+    for path, label in ds.samples:
+        try:
+            images.append(transform(imageio.open_rgb(path)))
+            labels.append(label)
+        except imageio.ImageReadError as err:
+            bad.append((Path(path), err.reason))
+    imageio.raise_for_bad(bad, f"Replace or remove them in '{folder}'.")
+    if not images:
+        raise FileNotFoundError(f"no image files in the class folders of '{folder}'")
+    return torch.stack(images), torch.tensor(labels, dtype=torch.int64)
 
 
 CIFAR_HELP = (
@@ -214,10 +252,8 @@ def resize_transform(image_size: int, resize: str = "antialias"):
 
 def image_folder(root: Path | str, image_size: int = 256) -> Dataset:
     """Any ``<root>/<class>/<image>`` tree, images resized to ``image_size`` squares (float [0, 1])."""
-    from torchvision.datasets import ImageFolder
-
     root = paths.require_dir(root, "image folder", "Pass a folder laid out as <root>/<class>/<image files>.")
-    return ImageFolder(str(root), transform=resize_transform(image_size))
+    return image_folder_dataset(root, resize_transform(image_size))
 
 
 def imagenet160_classes() -> list[tuple[str, str]]:
@@ -248,7 +284,7 @@ def _restricted_folder(folder: Path, wnids: list[str], image_size: int, resize: 
             present = [w for w in wnids if (Path(directory) / w).is_dir()]
             return present, {w: label[w] for w in present}
 
-    return _Subset(str(folder), transform=resize_transform(image_size, resize))
+    return _Subset(str(folder), transform=resize_transform(image_size, resize), loader=imageio.open_rgb)
 
 
 def imagenet160(

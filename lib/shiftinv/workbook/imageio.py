@@ -4,7 +4,7 @@
 - :func:`read_image`   one file -> (3, H, W) float tensor in [0, 1]
 - :func:`read_folder`  every image under a folder; a bad file is listed, the others are kept
 - :func:`pil_to_tensor`  a decoded RGB ``PIL.Image`` -> (3, H, W) float tensor in [0, 1]
-- :func:`bad_files_message`  the list of bad files as one message (for the error a command raises)
+- :func:`raise_for_bad`, :func:`bad_files_message`  one error listing every bad file (for a caller that needs them all)
 
 A file that cannot be decoded (truncated, random bytes under an image suffix, a decompression
 bomb, a format PIL does not know) raises :class:`ImageReadError`, a ``ValueError`` naming the file,
@@ -30,12 +30,25 @@ DEFAULT_HOW = "Replace it with a good copy (download or export it again), or rem
 
 
 class ImageReadError(ValueError):
-    """An image file that cannot be decoded; ``path`` and ``reason`` say which and why."""
+    """Image files that cannot be decoded: ``path`` and ``reason`` say which and why (the first one),
+    ``bad`` lists every ``(path, reason)`` when several files of a folder or table failed."""
 
-    def __init__(self, path: Path | str, reason: str, how: str = DEFAULT_HOW):
+    def __init__(self, path: Path | str, reason: str, how: str = DEFAULT_HOW,
+                 bad: list[tuple[Path, str]] | None = None):
         self.path = Path(path)
         self.reason = reason
-        super().__init__(f"image file '{self.path}' cannot be decoded: {reason}. {how}".rstrip())
+        self.bad = [(Path(p), r) for p, r in bad] if bad else [(self.path, reason)]
+        if len(self.bad) == 1:
+            super().__init__(f"image file '{self.path}' cannot be decoded: {reason}. {how}".rstrip())
+        else:
+            super().__init__(bad_files_message(self.bad, "image", how))
+
+
+def raise_for_bad(bad: list[tuple[Path, str]], how: str = DEFAULT_HOW) -> None:
+    """Raise one :class:`ImageReadError` listing every ``(path, reason)`` of ``bad`` (nothing when empty):
+    for a caller that needs every file of a folder or a dataset table."""
+    if bad:
+        raise ImageReadError(bad[0][0], bad[0][1], how, bad)
 
 
 def _decode_errors() -> tuple[type[BaseException], ...]:
@@ -117,7 +130,7 @@ def read_folder(folder: Path | str, recursive: bool = True,
     float in [0, 1] (or ``transform(pil_rgb_image)`` when given, e.g. a resize to a common size);
     ``names`` their paths relative to ``folder`` (POSIX, so ``names[i].split("/")[0]`` is the class
     folder of an ImageFolder tree); ``bad`` the ``(path, reason)`` of every file that failed.
-    A caller that needs every file raises with :func:`bad_files_message` when ``bad`` is not empty.
+    A caller that needs every file calls :func:`raise_for_bad` (one error listing them all).
     """
     folder = Path(folder)
     images, names, bad = [], [], []
