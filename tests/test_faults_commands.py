@@ -220,3 +220,22 @@ def test_a_damaged_manifest_is_rebuilt_from_the_files_with_a_warning(tmp_path: P
     for name, entry in records.items():
         assert entry["sha256"] == hashlib.sha256((folder / name).read_bytes()).hexdigest(), name
     assert (folder / publish.DAMAGED_MANIFEST).read_bytes() == damaged  # the damaged copy is kept
+
+
+def test_run_names_every_image_of_a_folder_it_cannot_decode(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A truncated image and random bytes in `--images DIR`: one error naming both files, no result written."""
+    from PIL import Image
+
+    for cls in ("cat", "dog"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        Image.new("RGB", (40, 48), (10, 200, 30)).save(tmp_path / "imgs" / cls / "good.png")
+    whole = (tmp_path / "imgs" / "cat" / "good.png").read_bytes()
+    (tmp_path / "imgs" / "cat" / "cut.png").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "imgs" / "dog" / "noise.jpg").write_bytes(os.urandom(2000))
+    out = tmp_path / "r.pt"
+    args = ["--images", str(tmp_path / "imgs"), "--size", "32", "--width", "0.0625", "--num-classes", "2",
+            "--shifts", "1", "--device", "cpu", "--random-weights", "--out", str(out)]
+    assert sweep_command.main(args) == 2
+    err = capsys.readouterr().err
+    assert "cut.png" in err and "noise.jpg" in err and "Traceback" not in err
+    assert not out.exists() and not list(tmp_path.glob(".r.pt*"))

@@ -360,16 +360,11 @@ def _profile_test_images(profile: profiles.Profile, n: int | None) -> tuple[Tens
 
 def _load_folder(folder: Path, size: int, resize: str = "tf") -> tuple[Tensor, Tensor]:
     """(N, 3, size, size) in [0, 1] and (N,) labels from an ImageFolder (resized whole, no crop, like the paper;
-    ``resize``: ``"tf"`` the authors' tf.image.resize without antialiasing, ``"antialias"``)."""
-    from torchvision import datasets
+    ``resize``: ``"tf"`` the authors' tf.image.resize without antialiasing, ``"antialias"``). Files that cannot
+    be decoded are named together in one error (:func:`shiftinv.study.datasets.image_folder_tensors`)."""
+    from ..study.datasets import image_folder_tensors
 
-    from ..study.datasets import resize_transform
-    from ..workbook.paths import require_dir
-
-    require_dir(folder, "sweep test images", "Pass --images pointing to an ImageFolder (one sub-folder per class).")
-    ds = datasets.ImageFolder(str(folder), transform=resize_transform(size, resize))
-    xs, ys = zip(*[ds[i] for i in range(len(ds))])
-    return torch.stack(xs), torch.tensor(ys)
+    return image_folder_tensors(folder, size, resize)
 
 
 if __name__ == "__main__":
