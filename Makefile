@@ -35,7 +35,6 @@ else
   PY          := $(VENV)/bin/python
   STAMP       := $(VENV)/.installed
 endif
-KERNEL      := shiftinv
 PROFILE     ?= demo
 NOTEBOOKS   ?=
 # Extra notebook parameters, e.g. PARAMS="IMAGENET_DIR=/data/imagenet VGG_WEIGHTS=/models/vgg16.pth"
@@ -43,11 +42,16 @@ PARAMS      ?=
 # REFRESH=1: recompute every cached result once (trained models, sweeps) instead of reusing results/
 REFRESH     ?=
 PYTEST_ARGS ?=
+# make lab: the port and the folder JupyterLab serves, and more JupyterLab options (LAB_ARGS="--ServerApp.xyz=...")
+PORT        ?= 8888
+DIR         ?= notebooks
+LAB_ARGS    ?=
 # two workers (one per core); the browser tier stays on one worker (xdist_group)
 PYTEST_PAR  ?= -n 2 --dist loadgroup
 # Real data gathered for offline runs; a user points this at their own copy.
 SHIFTINV_DATA ?= $(abspath ../shared/data)
 export SHIFTINV_DATA
+# headless figures for `make figures` and the tests; `make lab` gives its kernels the inline backend
 export MPLBACKEND := Agg
 export PYTHONUNBUFFERED := 1
 
@@ -78,8 +82,8 @@ $(STAMP): $(REQUIREMENTS) pyproject.toml
 	# environments come without setuptools, which the build without isolation needs
 	$(PY) -c 'import setuptools' 2>/dev/null || $(PY) -m pip install -q "setuptools>=68"
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e . 2>&1 | { grep -v "is ignored" || true; }
-	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (shiftinv)" >/dev/null
-	$(PY) -m shiftinv.workbook.labsetup
+	# the kernel "Python (shiftinv)" inside the environment and JupyterLab's settings (shiftinv-lab-setup)
+	$(PY) -m shiftinv.workbook.labsetup >/dev/null
 	$(PY) -m shiftinv.workbook.labsetup --check
 	mkdir -p $(dir $(STAMP))
 	touch $(STAMP)
@@ -104,10 +108,8 @@ test-browser: $(STAMP)  ## open every notebook in JupyterLab in headless Chromiu
 figures: $(STAMP)  ## execute the notebooks in order (PROFILE=demo|natural|cifar|paper) into figures/<profile>/ (REFRESH=1: recompute)
 	SHIFTINV_REFRESH='$(REFRESH)' $(PY) -m shiftinv.workbook.runner --profile '$(PROFILE)' $(foreach p,$(PARAMS),-p '$(p)') $(NOTEBOOKS)
 
-lab: $(STAMP)  ## open JupyterLab on the notebooks (prints the URL with its token)
-	@echo ">> JupyterLab on http://127.0.0.1:8888/lab : open the URL with ?token=... printed below; .py notebooks open with the 'Python (shiftinv)' kernel"
-	$(PY) -m shiftinv.workbook.labsetup --check
-	$(PY) -m jupyterlab --ServerApp.root_dir=notebooks --ServerApp.ip=127.0.0.1 --ServerApp.port=8888 $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
+lab: $(STAMP)  ## JupyterLab on DIR (notebooks; DIR=build/student: the student copies) at PORT (8888), figures inline
+	$(PY) -m shiftinv.workbook.lab --port '$(PORT)' --dir '$(DIR)' $(LAB_ARGS)
 
 bench: $(STAMP)  ## speed benchmark of the sweep engine and head training (JSON in results/bench)
 	$(PY) -m benchmarks.bench

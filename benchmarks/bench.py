@@ -10,7 +10,7 @@ One run on one device measures (``python -m benchmarks.bench``, ``make bench``):
    models (flatten, final GAP, multi GAP, GAP + flatten), each re-running the same frozen
    trunk, one forward pass per model per shift, float32, the shifted images built on the
    CPU with NumPy from the mirrored mosaic (``numpy.pad(mode="symmetric")``).
-4. **engine**    :func:`shiftinv.shifts.sweep.sweep` on the same images and shifts: the four heads
+4. **engine**    :func:`shiftinv.shifts.engine.sweep` on the same images and shifts: the four heads
    share one trunk pass, many shifts are batched into one forward pass, the windows are
    gathered on the device (bf16 autocast and channels-last on a GPU).
 5. **training**  head training on trunk features cached once against re-running the frozen
@@ -346,7 +346,7 @@ def choose_batch_size(trunk: nn.Module, heads: Mapping[str, nn.Module], input_si
 
 def run_engine(trunk: nn.Module, heads: Mapping[str, nn.Module], images: Tensor, labels: Tensor,
                shifts: Sequence[tuple[int, int]], s: BenchSettings, device: torch.device) -> dict[str, Any]:
-    """:func:`shiftinv.shifts.sweep.sweep` on the same images and shifts as the baseline.
+    """:func:`shiftinv.shifts.engine.sweep` on the same images and shifts as the baseline.
 
     All heads share one trunk pass per shifted image; ``batch_size`` shifted images per
     forward pass (chosen to fit when ``s.batch_size`` is None); windows gathered on the
@@ -358,7 +358,7 @@ def run_engine(trunk: nn.Module, heads: Mapping[str, nn.Module], images: Tensor,
         "peak_memory_bytes", "trunk_passes", "accuracy": {head: (S,)}, "loss": {head: (S,)}}``
         with per-shift mean accuracy (fraction) and mean cross-entropy (float64, CPU).
     """
-    from shiftinv.shifts.sweep import sweep
+    from shiftinv.shifts.engine import sweep
 
     batch = s.batch_size or choose_batch_size(trunk, heads, s.input_size, device, s.bf16, s.channels_last)
     engine_trunk: nn.Module = trunk

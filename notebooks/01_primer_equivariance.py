@@ -92,7 +92,8 @@ figures.save_figure(fig, "01_downsampling_phase", phase)
 # vector: a rigidly shifted map has the same mean. So the GAP output is exactly invariant to every
 # circular shift when nothing aliases (no downsampling), and to the shifts that are multiples of the
 # total stride `2**depth` otherwise. In between, the aliasing of section 2 leaks through as a periodic
-# ripple: this is the **residual periodic aliasing** the paper reports for VGG-16 (five pools, period 32).
+# ripple: this is the **residual periodic aliasing** the paper reports for VGG-16. Which period do its five
+# pools give? (Exercise 1.)
 
 # %%
 gap = primer.primer_gap_table(image, shifts, SEED)

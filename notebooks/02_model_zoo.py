@@ -216,13 +216,13 @@ print("largest APS drift over all shifts and taps:", drift.loc[drift["pool"] == 
 #    drift table of section 5.
 
 # %% tags=["solution"]
-# 1. Same channel counts as the pools (64, 128, 256, 512, 512), so the same count as the multi-GAP head.
+# Exercise 1: same channel counts as the pools (64, 128, 256, 512, 512), so the same count as the multi-GAP head.
 with torch.device("meta"):
     lp = vgg.build_vgg16("multi_gap", gap_taps=vgg.LPIPS_TAPS)
 print("exercise 1:", accounting.count_parameters(lp, trainable_only=True))
 
 # %% tags=["solution"]
-# 2. 512 * s^2 * classes + classes must exceed the final-GAP total: s pool5 cells of 32 px a side.
+# Exercise 2: 512 * s^2 * classes + classes must exceed the final-GAP total: s pool5 cells of 32 px a side.
 final_total = t.loc["final_gap", "total"]
 with torch.device("meta"):
     for size in range(256, 641, 32):
@@ -232,6 +232,6 @@ with torch.device("meta"):
             break
 
 # %% tags=["solution"]
-# 3. pool3 sits after three halvings: period 2**3 = 8 px.
+# Exercise 3: pool3 sits after three halvings: period 2**3 = 8 px.
 d3 = drift[(drift["pool"] == "max") & (drift["tap"] == "pool3")]
 print("exercise 3: exact shifts for max-pool GAP(pool3):", d3.loc[d3["drift"] < 1e-12, "shift"].tolist())

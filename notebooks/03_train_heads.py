@@ -196,7 +196,7 @@ print(f"vgg/multi_gap on the first {check['n']} test images: accuracy through th
 #    `profiles.Variant`).
 
 # %% tags=["solution"]
-# 1. Same initial weights, same batches (the order of epoch e comes from a generator seeded by
+# Exercise 1: same initial weights, same batches (the order of epoch e comes from a generator seeded by
 #    (seed, e)), and the frozen trunk computes the same features either way.
 trunk = ms.trunks["vgg"]
 runtime.seed_everything(profile.seed)
@@ -210,7 +210,7 @@ training.fit(head_b, feats, feats, cfg)
 print("max weight difference:", float((head_a.linear.weight - head_b.linear.weight).abs().max()))
 
 # %% tags=["solution"]
-# 2. Flatten(pool5): C5 * (S / 32)^2 weights per class, growing with the square of the input side;
+# Exercise 2: Flatten(pool5): C5 * (S / 32)^2 weights per class, growing with the square of the input side;
 #    GAP heads: C5 (final) or the sum of the pool channels (multi), independent of the input size.
 for size in (128, 256, 512):
     t = vgg.build_trunk(width=1.0)
@@ -218,7 +218,7 @@ for size in (128, 256, 512):
                  for k in ("flatten", "final_gap", "multi_gap")})
 
 # %% tags=["solution"]
-# 3. A retrained BlurPool trunk (costs a second trunk training; cached afterwards): set
+# Exercise 3: a retrained BlurPool trunk (costs a second trunk training; cached afterwards): set
 #    RUN_HEAVY_SOLUTIONS = True to run it.
 if RUN_HEAVY_SOLUTIONS:
     ms_trained = modelset.train_or_load_models(profile.replace(variant_weights="trained"), splits)

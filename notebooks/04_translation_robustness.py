@@ -219,14 +219,14 @@ frag
 #    loss do, and why is that exact?
 
 # %% tags=["solution"]
-# 1. Ratio flatten / multi-GAP for every definition (NaN-safe).
+# Exercise 1: ratio flatten / multi-GAP for every definition (NaN-safe).
 r = relative_loss.relative_loss_table(grid).set_index("head")
 defs = list(relative_loss.RELATIVE_LOSS_DEFINITIONS)
 ratio = (r.loc["vgg/flatten", defs] / r.loc["vgg/multi_gap", defs].replace(0, np.nan)).astype(float)
 ratio.sort_values(ascending=False)
 
 # %% tags=["solution"]
-# 2. The region where flatten keeps half its accuracy, against the pool5 stride.
+# Exercise 2: the region where flatten keeps half its accuracy, against the pool5 stride.
 f = maps[maps["head"] == "vgg/flatten"]
 a0 = float(f[(f.dx == 0) & (f.dy == 0)].accuracy.iloc[0])
 good = f[f.accuracy >= a0 / 2]
@@ -234,7 +234,7 @@ print(f"flatten keeps >= half its accuracy for |dx| <= {good.dx.abs().max()} px,
       f"pool5 stride = {ms.trunks['vgg'].stride('pool5')} px")
 
 # %% tags=["solution"]
-# 3. APS picks the polyphase component of largest norm and the convolutions pad circularly, so a
+# Exercise 3: APS picks the polyphase component of largest norm and the convolutions pad circularly, so a
 #    circular shift of the input only permutes the features: GAP, and so the loss, is unchanged
 #    (up to float32 rounding: the sweep runs in float32 here, whatever the profile's precision).
 circ = analysis.main_runs(analysis.translation_sweep(ms, "profile", mode="circular", trunks=["aps"],

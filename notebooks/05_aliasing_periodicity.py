@@ -271,10 +271,9 @@ view = explorer.explorer_widget(
 display(view)
 
 # %% [markdown]
-# Things to try: `vgg+circular/multi_gap`, layer `pool3`, shift mode `circular`: shifts by
-# multiples of its stride (`2**3`) leave the aligned difference and the GAP change at zero, others
-# do not. Switch the layer to `pool5` and only multiples of `2**5` are exact. `aps/multi_gap` keeps the GAP change at zero for
-# every circular shift.
+# Things to try: choose `vgg+circular/multi_gap`, layer `pool3`, shift mode `circular`. Which shifts
+# leave the aligned difference and the GAP change at zero, and which do not (exercise 1)? What changes
+# when you switch the layer to `pool5`? Which head keeps the GAP change at zero for every circular shift?
 
 # %% [markdown]
 # ## Summary
@@ -286,23 +285,23 @@ display(view)
 #   periodicity index drops below 1 by the share of that drift; whether the period-32 ripple still stands
 #   out from noise on this profile's images is the `ripple` verdict above.
 # - APS pooling with circular padding makes the GAP heads invariant to every circular shift.
-#   <!-- claim: aps_exact_invariance holds --> How much BlurPool reduces the ripple is in the `ripple`
-#   column of the table in section 4 (this profile's data).
-# - Heads with a flatten part have no period below the image size: position itself matters.
+#   <!-- claim: aps_exact_invariance holds --> Whether BlurPool reduces the ripple is exercise 3 (the
+#   `ripple` column of the table in section 4, this profile's data).
+# - Heads with a flatten part read position itself: what period their response has is exercise 2.
 
 # %% [markdown]
 # ## Exercises
 #
 # 1. With the circular trunk, at `pool3`, compare shifts of 8 and 4 px in the explorer's panels
 #    (`explorer.compute_panels`). Which one is exact, and why?
-# 2. What is the smallest period of the flatten head's response under circular shifts? Use
-#    `periodicity.fundamental_period` with a `max_period` up to the image size on a full circle of
-#    shifts (`dx = 0 .. H-1`).
+# 2. What is the smallest period of the flatten head's response under circular shifts? Sweep a full
+#    circle of shifts (`dx = 0 .. H-1`, which repeats after H px by construction) and use
+#    `periodicity.fundamental_period` with `max_period` half the image size (two full cycles at least).
 # 3. Does BlurPool reduce the ripple? Compare the `ripple` column of `blur/multi_gap` and
 #    `vgg/multi_gap` in the protocol setting.
 
 # %% tags=["solution"]
-# 1. pool3 has stride 8: a circular shift by 8 px moves its map by exactly one cell (equivariant),
+# Exercise 1: pool3 has stride 8: a circular shift by 8 px moves its map by exactly one cell (equivariant),
 #    4 px falls between two cells (aliasing).
 m = explorer_models["vgg+circular/multi_gap"]
 for d in (8, 4):
@@ -310,16 +309,15 @@ for d in (8, 4):
     print(f"shift {d} px: aligned map difference {p.map_change:.2e}, GAP change {p.gap_change:.2e}")
 
 # %% tags=["solution"]
-# 2. Under circular shifts the flatten head sees the pool5 map rolled: its response repeats only
-#    after the whole image (H px); a sweep over the full circle shows it.
+# Exercise 2: under circular shifts the flatten head sees the pool5 map rolled, and each position has
+#    its own weights: its response need not repeat before the whole image (H px). NaN: no period found.
 size = profile.image_size
-full = sweep.sweep(circ, {"flatten": vgg_heads["flatten"]}, images[:4], labels[:4],
-                   [(dx, 0) for dx in range(size)], "circular",
-                   batch_size=profile.sweep_batch, device=profile.device, progress=False)
-print("flatten head: no period below the image size is found:",
-      periodicity.fundamental_period(full.loss["flatten"].double().mean(1).numpy(), max_period=size // 4))
+full = sweep(circ, {"flatten": vgg_heads["flatten"]}, images[:4], labels[:4], [(dx, 0) for dx in range(size)],
+             "circular", batch_size=profile.sweep_batch, device=profile.device, progress=False)
+period = periodicity.fundamental_period(full.loss["flatten"].double().mean(1).numpy(), max_period=size // 2)
+print(f"flatten head: smallest period up to {size // 2} px (half the image): {period}")
 
 # %% tags=["solution"]
-# 3. Ripple (std over dx of the image-mean response), protocol setting.
+# Exercise 3: ripple (std over dx of the image-mean response), protocol setting.
 period_table[(period_table["setting"] == "protocol") & period_table["head"].isin(["vgg/multi_gap", "blur/multi_gap"])][
     ["head", "field", "ripple", "invariance_deviation"]]

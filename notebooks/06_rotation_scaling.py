@@ -152,18 +152,18 @@ summary.round(3)
 #    centre copy). How much of the accuracy at small scales is due to the mirrored copies?
 
 # %% tags=["solution"]
-# 1. Quarter turns: the features of a rotated digit are different features, so accuracy falls even
+# Exercise 1: quarter turns: the features of a rotated digit are different features, so accuracy falls even
 #    though no pixel is interpolated; GAP pools over positions, not over orientations.
 quarter = geometric.evaluate_transforms(ms.predictor("vgg"), images, labels, "rotation", [0, 90, 180, 270],
                                          batch_size=profile.sweep_batch, device=device)
 quarter.pivot(index="value", columns="head", values="accuracy").round(3)
 
 # %% tags=["solution"]
-# 2. Ranking by mean accuracy over the scale factors (compare with 04_relative_loss).
+# Exercise 2: ranking by mean accuracy over the scale factors (compare with 04_relative_loss).
 summary[summary["kind"] == "scale"].sort_values("accuracy_mean", ascending=False)[["model", "accuracy_mean", "relative_drop"]]
 
 # %% tags=["solution"]
-# 3. Zero canvas instead of mirrored copies, for factors < 1: blank out everything but the centre copy.
+# Exercise 3: zero canvas instead of mirrored copies, for factors < 1: blank out everything but the centre copy.
 zero = rotscale.rotscale_zero_canvas_table(ms.predictor("vgg"), images, labels, [s for s in scales if s < 1],
                                               device, SCALE_RESIZE)
 mirror = table[(table["kind"] == "scale") & table["head"].str.startswith("vgg/") & (table["value"] < 1)].copy()

@@ -69,6 +69,7 @@ VGG_WEIGHTS: str = ""  # natural / paper: hed, keras:<path>, torchvision-feature
 figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
 profile = perceptual_zoo.perceptual_profile_from_params(PROFILE, SMOKE, vgg_weights=VGG_WEIGHTS, device=DEVICE,
                                            image_size=IMAGE_SIZE).replace(seed=SEED)
+figures.record_sources(backbone=profile.weights or "random init")  # publishing keeps a profile's backbone
 size = profile.image_size or profile.embedded_size
 gen = runtime.seed_everything(SEED)
 zoo = perceptual_zoo.profile_zoo(profile)
@@ -150,6 +151,7 @@ figures.save_figure(fig, "07_distance_vs_level", long.assign(backbone=profile.ba
 #    What can then happen to a baseline "distance"?
 
 # %% tags=["solution"]
+# Exercise 1: the deepest tap alone against all five.
 deep = metrics.GAPMetric(zoo["gap/max"].trunk, ("pool5",))
 contrast = table[table["distortion"] == "contrast_change"]
 deep_values, _ = evaluate.evaluate_stimuli({"gap/pool5": deep, "gap/all": zoo["gap/max"]}, one, stimuli, contrast)
@@ -158,6 +160,7 @@ print(deep_values[["level", "gap/pool5", "gap/all"]])
 # stacked convolutions): the pool1/pool2 averages follow the image's mean and contrast most directly.
 
 # %% tags=["solution"]
+# Exercise 2: w and -w.
 gap = zoo["gap/max"]
 with torch.no_grad():
     a = gap(refs, noisy)

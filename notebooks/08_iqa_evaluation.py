@@ -67,6 +67,7 @@ VGG_WEIGHTS: str = ""  # natural / paper: hed, keras:<path>, torchvision-feature
 figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
 profile = perceptual_zoo.perceptual_profile_from_params(PROFILE, SMOKE, vgg_weights=VGG_WEIGHTS, device=DEVICE,
                                            image_size=IMAGE_SIZE, recipe=RECIPE, epochs=EPOCHS).replace(seed=SEED)
+figures.record_sources(backbone=profile.weights or "random init")  # publishing keeps a profile's backbone
 gen = runtime.seed_everything(SEED)
 zoo = perceptual_zoo.profile_zoo(profile)
 kinds = evaluate.metric_kinds(zoo)
@@ -188,6 +189,7 @@ stats.compare_metric_pairs(values, kinds, pairs_to_compare, splits.score_col, sp
 #    explain with what GAP throws away.
 
 # %% tags=["solution"]
+# Exercise 1: resampling groups instead of references.
 name = "gap/max"
 mono = stats.monotonicity(values, name, metric_kind=kinds[name])
 by_ref = stats.monotonicity_summary(values, {name: kinds[name]}, torch.Generator().manual_seed(1),
@@ -202,6 +204,7 @@ print("interval over groups    :", np.nanquantile(boots, [0.025, 0.975]).round(3
 # resampling them as if they were understates the uncertainty.
 
 # %% tags=["solution"]
+# Exercise 2: the hardest distortions for gap/max.
 if per_distortion is not None:
     worst = per_distortion[per_distortion["metric"] == "gap/max"].sort_values("monotonicity").head(3)
     print(worst)

@@ -84,6 +84,8 @@ profile = perceptual_zoo.perceptual_profile_from_params(PROFILE, SMOKE, vgg_weig
 protocols = raid.anchor_protocols(profile, ANCHORS)
 gen = runtime.seed_everything(SEED)
 source, kodak_dir, responses_csv = raid.raid_inputs(profile, KODAK_DIR, RAID_DIR)  # its data checked here
+# publishing never replaces this profile's figures by ones from another stimulus source or backbone
+figures.record_sources(data=source, backbone=profile.weights or "random init")
 zoo = perceptual_zoo.profile_zoo(profile)
 kinds = evaluate.metric_kinds(zoo)
 print(f"source: {source}; {profile.backbone_label()}; device {profile.torch_device()}; anchors {protocols}; "
@@ -166,6 +168,7 @@ display_table
 #    level 2. What does the difference say about how each metric treats a small shift?
 
 # %% tags=["solution"]
+# Exercise 1: both anchor protocols.
 if human:
     both, _ = evaluate.evaluate_stimuli(zoo, refs, images, table) if len(protocols) < 2 else (values, None)
     gains = []
@@ -178,6 +181,7 @@ if human:
 # any metric that is nonzero for all distorted pairs gains rank agreement for free.
 
 # %% tags=["solution"]
+# Exercise 2: a small translation, gap/max against lpips/max.
 trans = curves[(curves["transform"] == "trans") & (curves["level"] == 2)]
 print(trans[["source", "mean"]])
 # A spatial metric jumps at the first sub-pixel/pixel shift (every feature moves), while the GAP metric

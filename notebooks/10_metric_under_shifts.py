@@ -60,6 +60,7 @@ profile = perceptual_zoo.perceptual_profile_from_params(PROFILE, SMOKE, vgg_weig
                                            image_size=IMAGE_SIZE)
 profile = profile.replace(seed=SEED, n_refs_shift=N_REFS or profile.n_refs_shift,
                           shifts=tuple(SHIFTS) or profile.shifts)
+figures.record_sources(backbone=profile.weights or "random init")  # publishing keeps a profile's backbone
 shifts = list(profile.shifts)
 measure = "srcc" if profile.human_scores else "monotonicity"
 gen = runtime.seed_everything(SEED)
@@ -106,6 +107,7 @@ summary.pivot(index="metric", columns="shift", values=measure).round(3)
 # 2. At which shift does `lpips/max` lose half of its unshifted monotonicity? Compute it from `summary`.
 
 # %% tags=["solution"]
+# Exercise 1: circular shifts.
 circ, _ = evaluate.srcc_under_shifts({k: zoo[k] for k in zoo if k.startswith("gap")}, refs, images, table, shifts[:2],
                               "score", score_kind, "circular")
 print(circ.pivot(index="metric", columns="shift", values="mean_distance"))
@@ -113,6 +115,7 @@ print(circ.pivot(index="metric", columns="shift", values="mean_distance"))
 # so gap/aps gives the same distances at every shift; max-pool and BlurPool trunks still alias.
 
 # %% tags=["solution"]
+# Exercise 2: where lpips/max loses half its monotonicity.
 lp = summary[summary["metric"] == "lpips/max"].set_index("shift")[measure]
 below = lp[lp < lp.loc[0] / 2]
 print("first shift below half:", below.index.min() if len(below) else "none within the tested shifts")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from shiftinv.shifts import geometric, sweep, translation
+from shiftinv.shifts import geometric, sweep, translation  # sweep: the engine's function
 from shiftinv.study import analysis, authors
 
 
@@ -95,7 +95,7 @@ def test_read_translation_pickle_matches_shift_frame(tmp_path: Path) -> None:
     # same columns as the workbook's own per-shift table
     images = torch.rand(2, 3, 8, 8)
     head = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 64, 4))
-    own = analysis.shift_frame(sweep.sweep(head, None, images, torch.tensor([0, 1]), translation.shift_grid(1),
+    own = analysis.shift_frame(sweep(head, None, images, torch.tensor([0, 1]), translation.shift_grid(1),
                                            device="cpu", progress=False))
     assert list(frame.columns) == list(own.columns)
     assert len(frame) == 25 and set(frame["head"]) == {"met_VGGGAP_IMA"}

@@ -1,11 +1,16 @@
 """Browser tier: every notebook opened in JupyterLab, in headless Chromium, the way a person does.
 
-One JupyterLab server (this environment's, on a free local port with a token)
-serves copies of ``notebooks/NN_*.py`` in which a cell after the ``parameters``
+One JupyterLab server, started exactly as a user starts it: ``make lab PORT=<free port>
+DIR=<folder>`` (the Makefile's environment, ``MPLBACKEND=Agg`` included, and its command line,
+``python -m shiftinv.workbook.lab``; the test only points ``STAMP`` at a fresh file so that make
+does not run the set-up, and passes a token in ``LAB_ARGS``). It serves copies of
+``notebooks/NN_*.py`` in which a cell after the ``parameters``
 cell sets ``SMOKE = True`` (papermill's convention). For each notebook the test
 double-clicks it in the file browser (it must open as a notebook through
 jupytext, with the project kernel and no kernel dialog), runs all cells from the
-Run menu, and checks that no cell shows an error. In every cell that shows
+Run menu, and checks that no cell shows an error, and that a notebook that draws
+figures shows at least one of them as an image (``<img>``) in a cell's output area
+(not only the paths ``save_figure`` returns). In every cell that shows
 sliders or dropdowns (an explorer) it moves up to two controls, sliders first
 and those described "shift..." before the others (a slider: focus its handle,
 press an arrow key; a dropdown: choose the next option), and checks that the
@@ -15,8 +20,9 @@ error appeared, and that a text "shift (dx, dy) = (a, b)" agrees with the
 at least one such control.
 
 Fixture notebooks in ``tests/browser_fixtures`` control the checker itself:
-working widgets (sliders, a dropdown) must pass, and two deliberately broken
-callbacks (one silent, one showing a traceback) must be reported.
+working widgets (sliders, a dropdown) must pass, two deliberately broken
+callbacks (one silent, one showing a traceback) must be reported, and so must a
+notebook whose figures are drawn by a headless backend (``agg_figure.py``).
 
 Artefacts: screenshots and a log per notebook in ``build/browser/``.
 ``SHIFTINV_BROWSER_ONLY="05"`` limits the tier to some notebooks (by prefix),
@@ -78,6 +84,8 @@ TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^-{20,}\s*\n\s*\w*(
 SHOWN_ERROR = re.compile(r"(?:^|[\s>|])(?:error|Error|ERROR):\s*([^\n|]{0,80})")
 #: Code that creates widgets; a notebook with such code must show at least one moving slider.
 WIDGET_CODE = re.compile(r"\bipywidgets\b|\bexplorer_widget\b|\binteract(ive)?\(")
+#: Code that draws figures; a notebook with such code must show at least one as an image.
+FIGURE_CODE = re.compile(r"\bsave_figure\(|\bplt\.(subplots|figure)\(")
 #: ``SHIFTINV_BROWSER_SMOKE=0`` runs the notebooks with their own parameters (for the README screenshot).
 SMOKE = os.environ.get("SHIFTINV_BROWSER_SMOKE", "1") != "0"
 #: ``SHIFTINV_BROWSER_ONLY="05 07"`` limits the tier to those notebooks (by prefix), for quick local runs.
@@ -115,6 +123,13 @@ def expects_widgets(source: Path) -> bool:
     return any(c.cell_type == "code" and WIDGET_CODE.search(c.source) for c in jupytext.read(source).cells)
 
 
+def expects_figures(source: Path) -> bool:
+    """True when a code cell of the notebook draws a figure (``save_figure``, ``plt.subplots``, ``plt.figure``)."""
+    import jupytext
+
+    return any(c.cell_type == "code" and FIGURE_CODE.search(c.source) for c in jupytext.read(source).cells)
+
+
 # --------------------------------------------------------------------------- processes
 
 
@@ -148,7 +163,10 @@ class LabServer:
         return self.state / "jupyterlab.log"
 
     def start(self, timeout_s: float = 90.0) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "MPLBACKEND"))}
+        """``make lab`` as a user runs it (see the module docstring), in its own process group."""
+        if shutil.which("make") is None:
+            pytest.skip("make is not installed: the browser tier starts JupyterLab with `make lab`")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "MAKE", "MFLAGS"))}
         env.update(
             SHIFTINV_FIGURES=str(self.state / "figures"),
             # Smoke runs keep their caches apart; a demo run (SHIFTINV_BROWSER_SMOKE=0)
@@ -163,14 +181,11 @@ class LabServer:
             JUPYTERLAB_WORKSPACES_DIR=str(self.state / "workspaces"),
             JUPYTER_PLATFORM_DIRS="1",
         )
-        cmd = [
-            sys.executable, "-m", "jupyterlab", "--no-browser",
-            "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0",
-            f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={self.root}",
-            "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: read state, never to act
-        ]
-        if hasattr(os, "geteuid") and os.geteuid() == 0:
-            cmd.append("--allow-root")
+        stamp = self.state / "setup-done.stamp"  # newer than requirements.txt: make skips the set-up
+        stamp.touch()
+        extra = f"--IdentityProvider.token={self.token} --LabApp.expose_app_in_browser=True"  # window.jupyterapp: read state
+        cmd = ["make", "--no-print-directory", "-C", str(paths.ROOT), "lab", f"PY={sys.executable}",
+               f"STAMP={stamp}", f"PORT={self.port}", f"DIR={self.root}", f"LAB_ARGS={extra}"]
         handle = open(self.log, "wb")
         self.process = subprocess.Popen(
             cmd, cwd=self.root, env=env, stdout=handle, stderr=subprocess.STDOUT,
@@ -238,6 +253,13 @@ _NOTEBOOK_STATE_JS = """() => {
           path: w.context.path, notebook: w.hasClass('jp-NotebookPanel')};
 }"""
 
+# Figures shown as pictures in the cells' own output areas (not inside a widget's output).
+_FIGURE_IMAGES_JS = """() => {
+  const w = window.jupyterapp.shell.currentWidget;
+  return Array.from(w.node.querySelectorAll('.jp-CodeCell .jp-OutputArea-output img'))
+    .filter(img => !img.closest('.jupyter-widgets')).length;
+}"""
+
 _STDERR_TEXTS_JS = """() => {
   const w = window.jupyterapp.shell.currentWidget;
   return Array.from(w.node.querySelectorAll('[data-mime-type="application/vnd.jupyter.stderr"]'))
@@ -289,12 +311,13 @@ class Report:
     problems: list[str] = field(default_factory=list)
     moves: list[Move] = field(default_factory=list)
     widget_cells: int = 0
+    figure_images: int = 0
     screenshots: list[Path] = field(default_factory=list)
     seconds: float = 0.0
 
     def summary(self) -> str:
-        lines = [f"{self.name}: {len(self.problems)} problem(s), {self.widget_cells} widget cell(s), "
-                 f"{len(self.moves)} control move(s), {self.seconds:.1f} s"]
+        lines = [f"{self.name}: {len(self.problems)} problem(s), {self.figure_images} figure(s) shown, "
+                 f"{self.widget_cells} widget cell(s), {len(self.moves)} control move(s), {self.seconds:.1f} s"]
         lines += [f"  - {p}" for p in self.problems]
         lines += [f"  * cell {m.cell} '{m.description}' {m.value_before} -> {m.value_after}: "
                   f"{_short(m.text_before)!r} -> {_short(m.text_after)!r} (images changed: {m.images_changed}, "
@@ -336,14 +359,16 @@ class LabPage:
         return self.page.evaluate(_NOTEBOOK_STATE_JS)
 
     # -- one notebook -------------------------------------------------------
-    def check(self, filename: str, expect_widgets: bool = False, readme_screenshot: Path | None = None) -> Report:
-        """Open ``filename`` (in the server root), run it, check errors and widgets; close it."""
+    def check(self, filename: str, expect_widgets: bool = False, readme_screenshot: Path | None = None,
+              expect_figures: bool = False) -> Report:
+        """Open ``filename`` (in the server root), run it, check errors, figures and widgets; close it."""
         report = Report(filename)
         start = time.monotonic()
         stem = Path(filename).stem
         try:
             if self._open(filename, report) and self._run_all(report):
                 self._check_errors(report, "after running all cells")
+                self._check_figures(report, expect_figures)
                 self._check_widgets(report, expect_widgets, stem, readme_screenshot)
         except Exception as err:  # the report says what broke; the test fails on it
             report.problems.append(f"browser check crashed: {type(err).__name__}: {err}")
@@ -433,6 +458,13 @@ class LabPage:
         for text in self.page.evaluate(_STDERR_TEXTS_JS):
             if TRACEBACK.search(text) and not any(e.split(": ", 1)[-1][:40] in text for e in state["errors"]):
                 report.problems.append(f"a traceback is displayed {when}: {_short(text, 300)!r}")
+
+    def _check_figures(self, report: Report, expect: bool) -> None:
+        """A notebook that draws figures must show at least one as an image in a cell's output area."""
+        report.figure_images = self.page.evaluate(_FIGURE_IMAGES_JS)
+        if expect and report.figure_images == 0:
+            report.problems.append("the notebook draws figures, but no cell output shows one as an image "
+                                   "(matplotlib's inline backend off? MPLBACKEND=Agg reached the kernel)")
 
     def _check_widgets(self, report: Report, expect: bool, stem: str, readme: Path | None) -> None:
         page = self.page
@@ -581,6 +613,7 @@ def _save_readme_screenshot(png: Path, stem: str, move: Move, out_dir: Path) -> 
     import matplotlib.pyplot as plt
 
     from shiftinv.viz import figures
+    from shiftinv.workbook import publish
 
     image = plt.imread(png)
     dpi = 100
@@ -593,7 +626,7 @@ def _save_readme_screenshot(png: Path, stem: str, move: Move, out_dir: Path) -> 
             "text_after": _short(move.text_after, 400), "images_changed": move.images_changed,
             "smoke_parameters": SMOKE, "made_by": "tests/test_browser.py (JupyterLab in headless Chromium)"}
     run = {"by": "tests/test_browser.py (SHIFTINV_README_SCREENSHOT=1)", "notebook": stem, "profile": "demo",
-           "smoke": SMOKE, "parameters": {"SMOKE": True} if SMOKE else {}, **figures.code_commit()}
+           "smoke": SMOKE, "parameters": {"SMOKE": True} if SMOKE else {}, **publish.code_commit()}
     written = figures.save_figure(fig, README_SCREENSHOT.stem, data, out_dir=out_dir, run=run)
     plt.close(fig)
     return written["png"]
@@ -672,7 +705,7 @@ def test_labsetup_merges_overrides_and_reports_what_is_missing(tmp_path: Path) -
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"@jupyterlab/apputils-extension:notification": {"doNotDisturbMode": True},
                                 "other:plugin": {"x": 1}}))
-    assert labsetup.main(tmp_path) == path
+    assert labsetup.write_overrides(tmp_path) == path
     written = json.loads(path.read_text())
     assert written["other:plugin"] == {"x": 1}  # the user's other settings are kept
     assert written["@jupyterlab/apputils-extension:notification"]["doNotDisturbMode"] is True
@@ -721,9 +754,18 @@ def test_checker_detects_a_broken_widget_callback(lab: LabPage, fixture: str, ex
 
 
 @pytest.mark.browser
+def test_checker_detects_figures_that_are_not_shown(lab: LabPage) -> None:
+    """A kernel drawing with Agg (what `make lab` gave before it set the inline backend) shows no figure."""
+    report = lab.check("agg_figure.py", expect_figures=True)
+    assert report.figure_images == 0 and any("no cell output shows one as an image" in p for p in report.problems), \
+        report.summary()
+
+
+@pytest.mark.browser
 @pytest.mark.parametrize("source", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
 def test_notebook_in_jupyterlab(lab: LabPage, source: Path) -> None:
-    report = lab.check(source.name, expect_widgets=expects_widgets(source), readme_screenshot=_readme_dir())
+    report = lab.check(source.name, expect_widgets=expects_widgets(source), readme_screenshot=_readme_dir(),
+                       expect_figures=expects_figures(source))
     assert report.problems == [], report.summary()
     if report.widget_cells:
         assert report.moves, report.summary()

@@ -145,7 +145,7 @@ def test_head_model_adapter(model, image) -> None:
 # ----------------------------------------------------------------------------- periodicity analysis
 
 from shiftinv.models import vgg
-from shiftinv.shifts import sweep
+from shiftinv.shifts import sweep  # the engine's function
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +178,7 @@ def test_predicted_period(tiny_vgg) -> None:
 def test_circular_sweep_is_exactly_periodic_with_predicted_period(tiny_vgg) -> None:
     trunk, heads, images, labels = tiny_vgg
     shifts_ = [(dx, 0) for dx in range(-16, 16)]
-    res = sweep.sweep(trunk, heads, images, labels, shifts_, "circular", device="cpu", keep_logits=True,
+    res = sweep(trunk, heads, images, labels, shifts_, "circular", device="cpu", keep_logits=True,
                       progress=False, batch_size=96)
     predicted = {h: periodicity.predicted_period(trunk, m) for h, m in heads.items()}
     table = periodicity.periodicity_summary(res, predicted, fields=("loss", "true_logit"), label="circular")
@@ -209,7 +209,7 @@ def test_aps_same_weights_is_exactly_invariant(tiny_vgg) -> None:
     assert not zero_pad.circular and not torch.allclose(zero_pad(x, ("pool3",))["pool3"], trunk(x, ("pool3",))["pool3"])
     aps = depth_heads.same_weights_trunk(trunk, pool="aps")
     gap = {"gap_pool3": heads["gap_pool3"]}
-    res = sweep.sweep(aps, gap, images, labels, [(dx, 0) for dx in range(-8, 8)], "circular", device="cpu",
+    res = sweep(aps, gap, images, labels, [(dx, 0) for dx in range(-8, 8)], "circular", device="cpu",
                       progress=False)
     row = periodicity.periodicity_summary(res, {"gap_pool3": periodicity.predicted_period(aps, gap["gap_pool3"])}).iloc[0]
     assert row.predicted_period == 1 and row.invariance_deviation < 1e-4 and row.exact_period == 1
@@ -217,7 +217,7 @@ def test_aps_same_weights_is_exactly_invariant(tiny_vgg) -> None:
 
 def test_response_profile_errors(tiny_vgg) -> None:
     trunk, heads, images, labels = tiny_vgg
-    res = sweep.sweep(trunk, {"gap_pool1": heads["gap_pool1"]}, images, labels, [(0, 0), (2, 0)], "circular",
+    res = sweep(trunk, {"gap_pool1": heads["gap_pool1"]}, images, labels, [(0, 0), (2, 0)], "circular",
                       device="cpu", progress=False)
     with pytest.raises(ValueError, match="consecutive"):
         invariance.response_profile(res, "gap_pool1")

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from shiftinv.viz import figures
-from shiftinv.workbook import cache, paths, runtime
+from shiftinv.workbook import cache, paths, publish, runtime
 
 
 def test_paths_do_not_depend_on_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -130,8 +130,8 @@ def figure_roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("SHIFTINV_RUN", raising=False)
     monkeypatch.setattr(paths, "FIGURES", tmp_path / "figures")
     monkeypatch.setattr(paths, "SMOKE_FIGURES", tmp_path / "build" / "smoke" / "figures")
-    monkeypatch.setitem(figures._ACTIVE, "profile", None)
-    monkeypatch.setitem(figures._ACTIVE, "smoke", False)
+    monkeypatch.setitem(publish._ACTIVE, "profile", None)
+    monkeypatch.setitem(publish._ACTIVE, "smoke", False)
     return tmp_path
 
 
@@ -191,14 +191,14 @@ def test_not_a_clone_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_numbers_are_written_to_fixed_significant_digits(tmp_path: Path) -> None:
     # the primer's round-off difference between two machines must not change the data file
-    a = figures.encode_data(pd.DataFrame({"v": [0.00585665, 13.70000001, 4.7e-7], "n": [1, 2, 3]}))
-    b = figures.encode_data(pd.DataFrame({"v": [0.00585666, 13.69999999, 4.7000001e-7], "n": [1, 2, 3]}))
+    a = publish.encode_data(pd.DataFrame({"v": [0.00585665, 13.70000001, 4.7e-7], "n": [1, 2, 3]}))
+    b = publish.encode_data(pd.DataFrame({"v": [0.00585666, 13.69999999, 4.7000001e-7], "n": [1, 2, 3]}))
     assert a == b
     assert a[1].decode().splitlines()[1:] == ["0.005857,1", "13.7,2", "4.7e-07,3"]
-    assert figures.format_number(14_714_688.0) == "14714688"  # counts stored as floats stay exact
-    assert figures.format_number(-0.0) == "0"
-    ja = figures.encode_data({"v": np.float64(0.00585665), "w": [0.1 + 0.2]})
-    jb = figures.encode_data({"v": np.float64(0.00585666), "w": [0.3]})
+    assert publish.format_number(14_714_688.0) == "14714688"  # counts stored as floats stay exact
+    assert publish.format_number(-0.0) == "0"
+    ja = publish.encode_data({"v": np.float64(0.00585665), "w": [0.1 + 0.2]})
+    jb = publish.encode_data({"v": np.float64(0.00585666), "w": [0.3]})
     assert ja == jb and json.loads(ja[1]) == {"v": 0.005857, "w": [0.3]}
 
 
@@ -277,7 +277,7 @@ def test_concurrent_saves_of_one_figure_leave_a_consistent_set(tmp_path: Path) -
     for ext in ("png", "pdf", "csv"):  # every file of the figure from the same writer
         assert (shared / f"00_race.{ext}").read_bytes() == (tmp_path / f"ref{writer}" / f"00_race.{ext}").read_bytes(), ext
     assert sorted(p.name for p in shared.iterdir()) == ["00_race.csv", "00_race.pdf", "00_race.png", "MANIFEST.json"]
-    manifest = figures.read_manifest(shared)
+    manifest = publish.read_manifest(shared)
     for name, entry in manifest["files"].items():
         import hashlib
 
@@ -287,18 +287,18 @@ def test_concurrent_saves_of_one_figure_leave_a_consistent_set(tmp_path: Path) -
 
 def test_manifest_names_the_run_and_reruns_are_byte_identical(tmp_path: Path) -> None:
     run = {"by": "python -m shiftinv.workbook.runner", "notebook": "01_x", "profile": "demo", "smoke": False,
-           "parameters": {"PROFILE": "demo", "EPOCHS": 3, "LR": 0.00123456}, **figures.code_commit()}
+           "parameters": {"PROFILE": "demo", "EPOCHS": 3, "LR": 0.00123456}, **publish.code_commit()}
     folder = tmp_path / "figures" / "demo"
 
-    def publish(names: list[str]) -> None:
+    def run_notebook(names: list[str]) -> None:
         staging = folder / ".staging-01_x-1-abcd"
         staging.mkdir(parents=True)
         for name in names:
             figures.save_figure(_figure(), name, pd.DataFrame({"v": [1.0]}), out_dir=staging, run=run)
-        figures.publish_folder(staging, folder, run)
+        publish.publish_folder(staging, folder, run)
 
-    publish(["01_a", "01_b"])
-    first = (folder / figures.MANIFEST).read_bytes()
+    run_notebook(["01_a", "01_b"])
+    first = (folder / publish.MANIFEST).read_bytes()
     manifest = json.loads(first)
     assert set(manifest["files"]) == {f"01_{s}.{e}" for s in "ab" for e in ("png", "pdf", "csv")}
     (entry,) = manifest["runs"].values()
@@ -306,11 +306,11 @@ def test_manifest_names_the_run_and_reruns_are_byte_identical(tmp_path: Path) ->
     assert entry["profile"] == "demo" and "commit" in entry and "code_modified" in entry
     text = first.decode().lower()
     assert not any(word in text for word in ("time", "date", "host")), "the manifest must not change between reruns"
-    publish(["01_a", "01_b"])
-    assert (folder / figures.MANIFEST).read_bytes() == first
-    publish(["01_a"])  # the notebook no longer makes 01_b: its old files are stale, removed
+    run_notebook(["01_a", "01_b"])
+    assert (folder / publish.MANIFEST).read_bytes() == first
+    run_notebook(["01_a"])  # the notebook no longer makes 01_b: its old files are stale, removed
     assert not (folder / "01_b.png").exists() and (folder / "01_a.png").exists()
-    assert set(figures.read_manifest(folder)["files"]) == {"01_a.png", "01_a.pdf", "01_a.csv"}
+    assert set(publish.read_manifest(folder)["files"]) == {"01_a.png", "01_a.pdf", "01_a.csv"}
     assert not list(folder.glob(".staging-*"))
     plt.close("all")
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from shiftinv.shifts import invariance, relative_loss
-from shiftinv.shifts.sweep import sweep
+from shiftinv.shifts.engine import sweep
 from shiftinv.shifts.sweep_result import SweepResult
 from shiftinv.shifts.translation import diagonal_shifts, shift_grid
 from shiftinv.viz import equivariance_plots

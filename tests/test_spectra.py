@@ -106,7 +106,7 @@ def test_bad_input() -> None:
 def test_circular_vgg_responses_have_the_predicted_periods() -> None:
     """Circular padding + circular shifts: a GAP after pool-k gives a response periodic in 2**k."""
     models = pytest.importorskip("shiftinv.models.vgg")
-    from shiftinv.shifts.sweep import sweep
+    from shiftinv.shifts.engine import sweep
     from shiftinv.shifts.translation import shift_grid
 
     torch.manual_seed(0)

@@ -18,36 +18,50 @@ def _toy_notebook() -> nbformat.NotebookNode:
     v4 = nbformat.v4
     nb = v4.new_notebook()
     nb.cells = [
-        v4.new_markdown_cell("# 99 · Toy"),
+        v4.new_markdown_cell("# 99 · Toy\n1. Not an exercise: the intro's list."),
         v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
         v4.new_code_cell("y = x + 1", outputs=[v4.new_output("stream", text="2\n")], execution_count=3),
-        v4.new_markdown_cell("## Exercises\n1. Double y.\n2. Explain."),
-        v4.new_code_cell("print(2 * y)  # SECRET-1", metadata={"tags": ["solution"]}),
-        v4.new_markdown_cell("Because SECRET-2.", metadata={"tags": ["solution", "other"]}),
+        v4.new_markdown_cell("## Exercises\n1. Double y.\n2. Explain why y is\n   two."),
+        v4.new_code_cell("# Exercise 1: SECRET-0\nprint(2 * y)  # SECRET-1", metadata={"tags": ["solution"]}),
+        v4.new_code_cell("# Exercise 1 (continued)\nprint(4 * y)  # SECRET-4", metadata={"tags": ["solution"]}),
+        v4.new_markdown_cell("**Exercise 2.** Because SECRET-2.", metadata={"tags": ["solution", "other"]}),
         v4.new_markdown_cell("3. Triple y."),
-        v4.new_code_cell("print(3 * y)  # SECRET-3", metadata={"tags": ["solution"]}),
+        v4.new_code_cell("# Exercise 3\nprint(3 * y)  # SECRET-3", metadata={"tags": ["solution"]}),
     ]
     return nb
 
 
-def test_strip_solutions_replaces_each_run_of_solutions_by_one_answer_cell() -> None:
+def _answers(nb: nbformat.NotebookNode) -> list[str]:
+    return [cell.source for cell in nb.cells if student.is_answer(cell)]
+
+
+def test_each_exercise_gets_one_answer_cell_with_its_prompt() -> None:
     nb = _toy_notebook()
     out = student.strip_solutions(nb)
-    assert student.solution_count(nb) == 3  # the input is untouched
+    assert student.solution_count(nb) == 4  # the input is untouched
     assert student.solution_count(out) == 0
-    text = "\n".join(cell.source for cell in out.cells)
-    assert "SECRET" not in text
-    answers = [cell for cell in out.cells if student.ANSWER_TAG in cell.metadata.get("tags", [])]
-    assert len(answers) == 2  # two runs of solution cells -> two answer slots
+    assert "SECRET" not in "\n".join(cell.source for cell in out.cells)
+    assert student.exercise_prompts(nb) == {1: "Double y.", 2: "Explain why y is two.", 3: "Triple y."}
+    answers = _answers(out)
+    assert [a.splitlines()[0] for a in answers] == ["# Exercise 1: Double y.", "# Exercise 2: Explain why y is two.",
+                                                    "# Exercise 3: Triple y."]
+    assert all(a.endswith(student.ANSWER_TEXT) for a in answers)
     assert [cell.source for cell in out.cells[:4]] == [cell.source for cell in nb.cells[:4]]
     assert out.cells[2].outputs == [] and out.cells[2].execution_count is None
     assert out.cells[1].metadata["tags"] == ["parameters"]
+    assert out.cells[6].source == "3. Triple y." and student.is_answer(out.cells[7])  # answers stay in place
 
 
-def test_solution_without_exercise_section_is_an_error() -> None:
+@pytest.mark.parametrize("change, message", [
+    (lambda nb: setattr(nb.cells[3], "source", "## Questions\n1. Double y."), "no markdown cell before it mentions"),
+    (lambda nb: setattr(nb.cells[5], "source", "print(4 * y)"), "solution cell 5 does not say which exercise"),
+    (lambda nb: setattr(nb.cells[8], "source", "# Exercise 4\nprint(3 * y)"), r"answer \[4\] that are not in it"),
+    (lambda nb: nb.cells.pop(6), r"none answers \[2\]"),
+])
+def test_solutions_that_do_not_match_the_exercises_are_an_error(change, message: str) -> None:
     nb = _toy_notebook()
-    nb.cells[3].source = "## Questions"
-    with pytest.raises(student.StudentError, match="no markdown cell before it mentions the exercises"):
+    change(nb)
+    with pytest.raises(student.StudentError, match=message):
         student.strip_solutions(nb, name="99_toy.py")
 
 
@@ -80,7 +94,10 @@ def test_student_version_has_no_solution(source: Path, tmp_path: Path) -> None:
         if student.is_solution(cell) and cell.source.strip():
             assert cell.source.strip() not in text, f"a solution of {source.name} leaked into the student version"
     kept = [c.source for c in teacher.cells if not student.is_solution(c)]
-    assert kept == [c.source for c in nb.cells if student.ANSWER_TAG not in c.metadata.get("tags", [])]
+    assert kept == [c.source for c in nb.cells if not student.is_answer(c)]
+    prompts = student.exercise_prompts(teacher)
+    assert len(_answers(nb)) == len(prompts) >= 2, f"{source.name}: one answer cell per exercise"
+    assert [a.split(":", 1)[0] for a in _answers(nb)] == [f"# Exercise {n}" for n in sorted(prompts)]
 
 
 def _code_runs_after_a_solution(source: Path) -> bool:

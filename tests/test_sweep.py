@@ -15,10 +15,11 @@ import torch.multiprocessing as mp
 from torch import Tensor, nn
 
 from benchmarks.reference import reference_sweep
-from shiftinv.shifts.sweep import sweep, sweep_models
+from shiftinv.commands import models_file
+from shiftinv.commands import sweep as sweep_command
+from shiftinv.shifts.engine import sweep, sweep_models
 from shiftinv.shifts.sweep_result import SweepResult
 from shiftinv.shifts.translation import shift_grid
-from shiftinv.study import sweep_cli
 
 # ----------------------------------------------------------------------------- stand-ins (shiftinv.models.vgg protocol)
 
@@ -260,14 +261,14 @@ def test_command_line_under_torchrun(tmp_path: Path) -> None:
     args = ["--synthetic", "3", "--size", "32", "--width", "0.0625", "--num-classes", "4", "--shifts", "1",
             "--device", "cpu", "--random-weights"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
-           "-m", "shiftinv.study.sweep_cli", *args, "--out", str(out)]
+           "-m", "shiftinv.commands.sweep", *args, "--out", str(out)]
     env = dict(os.environ, OMP_NUM_THREADS="1", SHIFTINV_PROGRESS="0")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "swept 9 shifts x 3 images" in proc.stdout and "RANDOM WEIGHTS" in proc.stdout
     sharded = SweepResult.load(out)
     single_out = tmp_path / "single.pt"
-    assert sweep_cli.main([*args, "--out", str(single_out)]) == 0
+    assert sweep_command.main([*args, "--out", str(single_out)]) == 0
     single = SweepResult.load(single_out)
     for k in ("flatten", "final_gap", "multi_gap", "gap_flatten"):
         assert torch.equal(sharded.loss[k], single.loss[k]), k
@@ -283,14 +284,14 @@ def test_torchrun_sweeps_the_models_notebook_03_trained(tmp_path: Path, monkeypa
     monkeypatch.setenv("SHIFTINV_RESULTS", str(results))
     profile = profiles.get_profile("demo", smoke=True)
     ms = modelset.train_or_load_models(profile)  # what notebook 03 caches
-    library = analysis.translation_sweep(ms, "grid")  # what notebook 04 sweeps
-    models_file = tmp_path / "models.pt"
-    assert sweep_cli.main(["export", "--profile", "demo", "--smoke", "--out", str(models_file)]) == 0
-    state = torch.load(models_file, weights_only=True)
-    assert state["format"] == sweep_cli.MODELS_FORMAT and set(state["trunks"]) == {"vgg", "blur", "aps"}
+    library = analysis.translation_sweep(ms, "grid", seeds=False)  # what notebook 04 sweeps (main seeds)
+    models_path = tmp_path / "models.pt"
+    assert sweep_command.main(["export", "--profile", "demo", "--smoke", "--out", str(models_path)]) == 0
+    state = torch.load(models_path, weights_only=True)
+    assert state["format"] == models_file.MODELS_FORMAT and set(state["trunks"]) == {"vgg", "blur", "aps"}
     out = tmp_path / "cli.pt"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
-           "-m", "shiftinv.study.sweep_cli", "run", "--models", str(models_file), "--device", "cpu", "--dtype", "float32",
+           "-m", "shiftinv.commands.sweep", "run", "--models", str(models_path), "--device", "cpu", "--dtype", "float32",
            "--out", str(out)]
     env = dict(os.environ, OMP_NUM_THREADS="1", SHIFTINV_PROGRESS="0", SHIFTINV_RESULTS=str(results))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
@@ -304,7 +305,7 @@ def test_torchrun_sweeps_the_models_notebook_03_trained(tmp_path: Path, monkeypa
     assert any(library.correct[h].any() for h in library.heads)  # something to agree on
     # --profile reads the same cache directly (one process)
     direct = tmp_path / "direct.pt"
-    assert sweep_cli.main(["run", "--profile", "demo", "--smoke", "--heads", "vgg", "--device", "cpu",
+    assert sweep_command.main(["run", "--profile", "demo", "--smoke", "--heads", "vgg", "--device", "cpu",
                            "--out", str(direct)]) == 0
     d = SweepResult.load(direct)
     assert d.heads == tuple(h for h in library.heads if h.startswith("vgg/"))
@@ -316,30 +317,30 @@ def test_command_line_refuses_random_weights_and_bad_files(tmp_path: Path, capsy
     out = str(tmp_path / "r.pt")
     base = ["--synthetic", "2", "--size", "32", "--width", "0.0625", "--num-classes", "2", "--shifts", "1",
             "--device", "cpu", "--out", out]
-    assert sweep_cli.main(base) == 2
+    assert sweep_command.main(base) == 2
     assert "no trained weights" in capsys.readouterr().err and not Path(out).exists()
-    assert sweep_cli.main(["run", "--models", str(tmp_path / "none.pt"), "--out", out]) == 2
+    assert sweep_command.main(["run", "--models", str(tmp_path / "none.pt"), "--out", out]) == 2
     assert "models file not found" in capsys.readouterr().err
     (tmp_path / "junk.pt").write_bytes(b"junk")
-    assert sweep_cli.main(["run", "--models", str(tmp_path / "junk.pt"), "--out", out]) == 2
-    assert "written by `python -m shiftinv.study.sweep_cli export`" in capsys.readouterr().err
+    assert sweep_command.main(["run", "--models", str(tmp_path / "junk.pt"), "--out", out]) == 2
+    assert "written by `python -m shiftinv.commands.sweep export`" in capsys.readouterr().err
     torch.save({"format": "something else"}, tmp_path / "other.pt")
-    assert sweep_cli.main(["run", "--models", str(tmp_path / "other.pt"), "--out", out]) == 2
+    assert sweep_command.main(["run", "--models", str(tmp_path / "other.pt"), "--out", out]) == 2
     assert "not a models file" in capsys.readouterr().err
     torch.save({"flatten": {}}, tmp_path / "heads.pt")
-    assert sweep_cli.main([*base, "--head-weights", str(tmp_path / "heads.pt")]) == 2
+    assert sweep_command.main([*base, "--head-weights", str(tmp_path / "heads.pt")]) == 2
     assert "without --weights" in capsys.readouterr().err
     monkeypatch.setenv("SHIFTINV_RESULTS", str(tmp_path / "empty"))
-    assert sweep_cli.main(["export", "--profile", "demo", "--smoke", "--out", str(tmp_path / "m.pt")]) == 2
+    assert sweep_command.main(["export", "--profile", "demo", "--smoke", "--out", str(tmp_path / "m.pt")]) == 2
     err = capsys.readouterr().err
     assert "not in the cache" in err and "Traceback" not in err and not (tmp_path / "m.pt").exists()
     # the command line shows its defaults
     with pytest.raises(SystemExit):
-        sweep_cli.main(["run", "--help"])
+        sweep_command.main(["run", "--help"])
     text = capsys.readouterr().out
     assert "(default: 256)" in text and "--random-weights" in text and "float32" in text
     # the message reaches the shell: non-zero exit status, no traceback
-    proc = subprocess.run([sys.executable, "-m", "shiftinv.study.sweep_cli", *base], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "shiftinv.commands.sweep", *base], capture_output=True, text=True,
                           env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=120)
     assert proc.returncode == 2 and "no trained weights" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -401,8 +402,8 @@ def test_command_line_reads_an_image_folder(tmp_path: Path) -> None:
         Image.fromarray(arr).save(tmp_path / "imgs" / cls / "a.png")
     args = ["--size", "32", "--width", "0.0625", "--num-classes", "2", "--heads", "final_gap,multi_gap",
             "--shifts", "diag:-1:1", "--device", "cpu", "--random-weights", "--out", str(tmp_path / "r.pt")]
-    assert sweep_cli.main(["--images", str(tmp_path / "imgs"), *args]) == 0
+    assert sweep_command.main(["--images", str(tmp_path / "imgs"), *args]) == 0
     res = SweepResult.load(tmp_path / "r.pt")
     assert res.heads == ("final_gap", "multi_gap") and res.labels.tolist() == [0, 1]
     assert res.shifts.tolist() == [[-1, -1], [0, 0], [1, 1]]
-    assert sweep_cli.main(["--images", str(tmp_path / "nowhere"), *args]) == 2
+    assert sweep_command.main(["--images", str(tmp_path / "nowhere"), *args]) == 2

@@ -12,11 +12,14 @@ Seven sub-packages, in the order the notebooks use them (each ``__init__`` lists
 - ``shiftinv.audit``       audit any image classifier under shifts: models and images in, one grid of
                            shifted views, every published measure, a report; ``shiftinv-audit`` (notebook 11)
 - ``shiftinv.viz``         figure saving and style, the plots, the explorer widget
-- ``shiftinv.workbook``    paths, caching, run conditions, the notebook runner, student versions
+- ``shiftinv.workbook``    paths, caching, run conditions, publishing figures, the notebook runner, student
+                           versions, JupyterLab
+- ``shiftinv.commands``    the shell commands (``shiftinv-sweep``); nothing in the library imports them
 
 Dependencies point one way: ``workbook`` <- ``models`` <- ``shifts`` <- ``study`` / ``perceptual`` / ``audit``,
-and ``viz`` draws what they compute (the notebook runner publishes through ``viz.figures``). Out of the package: ``benchmarks/`` (``make bench``) and
-``tests/reference/`` (test-only references).
+and ``viz`` draws what they compute (``viz.figures.save_figure`` hands its files to ``workbook.publish``).
+Each sub-package exports its main names (``from shiftinv.models import build_vgg16``). Out of the
+package: ``benchmarks/`` (``make bench``) and ``tests/reference/`` (test-only references).
 """
 
 __version__ = "0.1.0"

@@ -10,4 +10,22 @@
 - ``iqa_evaluation``   notebook 08's pipeline (KADID-10k, TID)
 - ``raid``             notebook 09's pipeline (RAID, both anchor protocols)
 - ``stats``            correlations, bootstrap intervals, tests comparing metrics
+
+The main names are exported here (``from shiftinv.perceptual import ...``) and imported on first
+use; inside the library, modules import modules (see :mod:`shiftinv._lazy`).
 """
+
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    "PerceptualMetric": "metrics", "LinearTapMetric": "metrics", "GAPMetric": "metrics", "psnr": "metrics",
+    "ssim": "metrics",
+    "PerceptualProfile": "zoo", "get_perceptual_profile": "zoo", "profile_zoo": "zoo", "metric_zoo": "zoo",
+    "evaluate_pairs": "evaluate", "evaluate_stimuli": "evaluate", "srcc_under_shifts": "evaluate",
+    "MetricTrainConfig": "metric_training", "train_metric": "metric_training",
+    "srcc": "stats", "krcc": "stats", "plcc": "stats", "bootstrap_ci": "stats",
+    "load_image": "images",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

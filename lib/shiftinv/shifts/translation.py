@@ -30,7 +30,7 @@ Modes (``MODES``):
 Two entry points: :func:`translate` (one shift) and :func:`shift_windows`
 (``S`` shifts of ``N`` images at once, gathered from the images on their own
 device with a single indexing operation, the building block of
-:mod:`shiftinv.shifts.sweep`).
+:mod:`shiftinv.shifts.engine`).
 """
 
 from __future__ import annotations

@@ -9,5 +9,20 @@
 - ``aliasing``, ``depth_heads``  notebook 05's settings, sweeps and periods; GAP heads at every depth
 - ``rotscale``      notebook 06's rotation and scaling protocols
 - ``authors``       the authors' result files, read safely and converted to the workbook's conventions
-- ``sweep_cli``     ``python -m shiftinv.study.sweep_cli`` (``torchrun``): the sweep of notebook 03's models
+
+The main names are exported here (``from shiftinv.study import ...``) and imported on first
+use; inside the library, modules import modules (see :mod:`shiftinv._lazy`).
 """
+
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    "Profile": "profiles", "get_profile": "profiles", "profile_from_params": "profiles",
+    "ModelSet": "modelset", "train_or_load_models": "modelset", "load_data": "modelset",
+    "translation_sweep": "analysis", "robustness_table": "analysis",
+    "TrainConfig": "training", "fit": "training", "train_or_load": "training",
+    "accuracy_intervals": "intervals", "sweep_intervals": "intervals",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -8,7 +8,7 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 import torch
 
-from ..shifts import invariance, periodicity, sweep, sweep_result
+from ..shifts import engine, invariance, periodicity, sweep_result
 from ..workbook import cache
 from . import depth_heads
 
@@ -53,7 +53,7 @@ def aliasing_run_setting(name: str, setting: tuple[dict, str], images: torch.Ten
     config = {**key, "setting": name, "mode": mode, "line": [max_shift], "n": int(images.shape[0]),
               "precision": [precision, channels_last],
               "heads": {t: {h: cache.state_fingerprint(m) for h, m in hs.items()} for t, (_, hs) in chosen.items()}}
-    state = cache.cached("aliasing_sweep", config, lambda: sweep.sweep_models(
+    state = cache.cached("aliasing_sweep", config, lambda: engine.sweep_models(
         chosen, images, labels, line, mode, batch_size=batch_size, device=device, amp=precision,
         channels_last=channels_last, keep_logits=True, progress=True).to_state(),
         validate=sweep_result.SweepResult.from_state)

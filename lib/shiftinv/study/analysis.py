@@ -51,7 +51,7 @@ def translation_sweep(ms: ModelSet, kind: str = "grid", mode: str | None = None,
         :class:`shiftinv.shifts.sweep_result.SweepResult` with heads named ``"<trunk>/<head>[@<seed>]"``,
         run in the profile's precision (``profile.precision``, ``profile.channels_last``).
     """
-    from ..shifts import sweep
+    from ..shifts import engine
 
     p = ms.profile
     mode = mode or p.shift_mode
@@ -71,7 +71,7 @@ def translation_sweep(ms: ModelSet, kind: str = "grid", mode: str | None = None,
         except ValueError as err:  # truncated / damaged: set aside, sweep again
             cache.set_aside(path, str(err).split("\n")[0])
     with runtime.reproducible():
-        result = sweep.sweep_models(chosen, images, labels, shift_list, mode,
+        result = engine.sweep_models(chosen, images, labels, shift_list, mode,
                                     out_path=path.with_suffix(".part.pt"), batch_size=p.sweep_batch,
                                     device=p.device, progress=True, amp=p.precision,
                                     channels_last=p.channels_last, keep_logits=keep_logits)

@@ -45,7 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from ..models import accounting, pretrained, vgg
-from ..workbook import cache, runtime
+from ..workbook import cache, paths, runtime
 from . import datasets, digits, feature_data, seeded_heads, training
 from .profiles import Profile, Variant, backbone_label
 
@@ -117,7 +117,7 @@ class ModelSet:
 
     def sweep_models(self, trunks: list[str] | None = None, heads: list[str] | None = None, seeds: bool = False
                      ) -> dict[str, tuple[vgg.VGGTrunk, dict[str, vgg.Head]]]:
-        """``{trunk: (trunk, {head: Head})}`` for :func:`shiftinv.shifts.sweep.sweep_models` (heads of a
+        """``{trunk: (trunk, {head: Head})}`` for :func:`shiftinv.shifts.engine.sweep_models` (heads of a
         trunk share one trunk pass); optionally only some trunks / head names. With ``seeds`` the other
         seeds of every head ride on the same trunk passes, named ``"<head>@<seed>"``."""
         out = {}
@@ -222,8 +222,32 @@ def _build_trunk(profile: Profile, v: Variant, weights: Any = None) -> vgg.VGGTr
                               circular=v.circular, weights=weights)
 
 
+class ModelNotCachedError(LookupError):
+    """A model :func:`train_or_load_models` was asked only to load is not in the cache."""
+
+
+class _NotTrained:
+    """The training data of one step in ``load_only`` mode: a step asks for its data (calls it, or reads
+    it) only when it must train, and then this raises :class:`ModelNotCachedError` naming the model,
+    before anything is computed for it (features, batches)."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, model: str, profile: Profile) -> None:
+        self.message = (f"{model} of profile {profile.name} (smoke={profile.smoke}) is not in the cache under "
+                        f"'{paths.results_dir()}' (notebook 03 trains it with the same profile and parameters)")
+
+    def refuse(self, *args: object, **kwargs: object) -> None:
+        raise ModelNotCachedError(self.message)
+
+    __call__ = __len__ = __iter__ = __getitem__ = refuse
+
+    def __getattr__(self, name: str) -> None:
+        self.refuse()
+
+
 def train_or_load_models(profile: Profile, splits: datasets.Splits | None = None,
-                         refresh: bool = False) -> ModelSet:
+                         refresh: bool = False, *, load_only: bool = False) -> ModelSet:
     """Train every trunk and head of ``profile`` (or load them from ``results/``) and test them.
 
     Steps: (1) the plain trunk: pretrained weights (``paper``) or trained from scratch with
@@ -233,13 +257,16 @@ def train_or_load_models(profile: Profile, splits: datasets.Splits | None = None
     (``l2`` on ``l2_heads``); (4) ``vgg/flatten_aug`` trained through the frozen trunk with
     random shifts of up to ``aug_shift`` px; (5) test accuracy and loss of every model.
     Every training run is cached by its configuration and resumes after an interruption.
+
+    ``load_only``: train nothing; a trunk or head missing from the cache raises
+    :class:`ModelNotCachedError` naming it before anything is computed for it (its features).
     """
     splits = splits if splits is not None else load_data(profile)
     if profile.num_classes != splits.num_classes:
         raise ValueError(f"profile {profile.name} expects {profile.num_classes} classes, data has {splits.num_classes}")
     b = _Build(profile, splits, refresh, runtime.default_device(profile.device), _data_key(profile, splits),
                dataclasses.replace(profile.trunk_train, device=profile.device),
-               dataclasses.replace(profile.head_train, device=profile.device))
+               dataclasses.replace(profile.head_train, device=profile.device), load_only=load_only)
     _setup_trunks(b)  # (1)-(2)
     for v in profile.variants:
         _train_variant_heads(b, v)  # (3)-(5)
@@ -260,6 +287,7 @@ class _Build:
     dkey: dict[str, Any]
     tcfg: training.TrainConfig
     hcfg: training.TrainConfig
+    load_only: bool = False  # train nothing: a model missing from the cache is an error (_NotTrained)
     rows: list[dict[str, Any]] = field(default_factory=list)  # one summary row per model
     histories: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     trunks: dict[str, vgg.VGGTrunk] = field(default_factory=dict)
@@ -307,7 +335,8 @@ def _train_trunk(b: _Build, v: Variant) -> vgg.VGGTrunk:
     if replicate:  # a retrained trunk: its own initial weights and batch order
         key["init_seed"] = profile.trunk_seed
         cfg = dataclasses.replace(cfg, seed=profile.trunk_seed)
-    res = training.train_or_load("trunk", key, model, b.splits.train, b.splits.val, cfg, refresh=b.refresh,
+    train, val = _data(b, f"the {v.name} trunk", b.splits.train, b.splits.val)
+    res = training.train_or_load("trunk", key, model, train, val, cfg, refresh=b.refresh,
                                  desc=f"train {v.name} trunk" + (f" (seed {profile.trunk_seed})" if replicate else ""))
     b.histories[f"{v.name}/trunk"] = res.history
     b.trunk_info[v.name] = {"trunk_epochs": len(res.history), "trunk_val_acc": res.best_val_acc,
@@ -390,9 +419,10 @@ def _train_head(b: _Build, v: Variant, tkey: dict[str, Any], kind: str, heads: d
     cfg = _head_config(b, kind)
     key = {"trunk": tkey, "head": kind, "classes": b.profile.num_classes}
     taps = next(iter(heads.values())).taps
-    results = seeded_heads.train_or_load_seeds(
-        "heads", key, heads, lambda: features("train").select(taps), lambda: features("val").select(taps), cfg,
-        monitor=cfg.monitor, refresh=b.refresh, desc=f"{v.name}/{kind}")
+    train, val = _data(b, f"{v.name}/{kind}", lambda: features("train").select(taps),
+                       lambda: features("val").select(taps))
+    results = seeded_heads.train_or_load_seeds("heads", key, heads, train, val, cfg, monitor=cfg.monitor,
+                                               refresh=b.refresh, desc=f"{v.name}/{kind}")
     _keep(b, v, kind, heads, results, cfg.l2)
 
 
@@ -431,16 +461,25 @@ def _train_aug_head(b: _Build, v: Variant, tkey: dict[str, Any], heads: dict[int
             return feature_data.extract_features(lambda x: trunk(x, taps), copies, (), b.hcfg.eval_batch_size,
                                                  b.device, getattr(torch, profile.feature_dtype),
                                                  amp=profile.precision, desc="vgg shifted-copy features")
-        results = seeded_heads.train_or_load_seeds("heads", key, heads, aug_features,
-                                                   lambda: features("val").select(taps), cfg, monitor=cfg.monitor,
+        train, val = _data(b, "vgg/flatten_aug", aug_features, lambda: features("val").select(taps))
+        results = seeded_heads.train_or_load_seeds("heads", key, heads, train, val, cfg, monitor=cfg.monitor,
                                                    refresh=b.refresh, desc="vgg/flatten_aug")
     else:  # fresh random shifts every batch, through the frozen trunk: one run per seed
-        results = {s: training.train_or_load("head", {**key, "seed": s}, head, b.splits.train, b.splits.val,
+        train, val = _data(b, "vgg/flatten_aug", b.splits.train, b.splits.val)
+        results = {s: training.train_or_load("head", {**key, "seed": s}, head, train, val,
                                              dataclasses.replace(cfg, seed=s),
                                              extractor=lambda x, taps=taps: trunk(x, taps), refresh=b.refresh,
                                              desc=f"vgg/flatten_aug seed {s}")
                    for s, head in heads.items()}
     _keep(b, v, "flatten_aug", heads, results, cfg.l2)
+
+
+def _data(b: _Build, model: str, train: Any, val: Any) -> tuple[Any, Any]:
+    """A training step's ``(train, val)`` data (or callables giving it); placeholders that refuse to train
+    ``model`` in ``load_only`` mode (:class:`_NotTrained`)."""
+    if b.load_only:
+        return _NotTrained(model, b.profile), _NotTrained(model, b.profile)
+    return train, val
 
 
 def _run_row(model: str, trunk: str, head: str, l2: float, res: training.TrainResult) -> dict[str, Any]:

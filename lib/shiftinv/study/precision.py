@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ..shifts import sweep
+from ..shifts import engine
 from ..workbook import cache, runtime
 from . import feature_data, intervals
 
@@ -57,9 +57,9 @@ def _measure(ms: Any, chosen: dict, n_sweep: int, n_features: int) -> list[dict[
     images, labels = ms.test_tensors(n_sweep)
     line = sweep_shifts(p, "profile")
     with runtime.reproducible():
-        low = sweep.sweep_models(chosen, images, labels, line, p.shift_mode, batch_size=p.sweep_batch,
+        low = engine.sweep_models(chosen, images, labels, line, p.shift_mode, batch_size=p.sweep_batch,
                                  device=p.device, amp=p.precision, channels_last=p.channels_last, progress=False)
-        ref = sweep.sweep_models(chosen, images, labels, line, p.shift_mode, batch_size=p.sweep_batch,
+        ref = engine.sweep_models(chosen, images, labels, line, p.shift_mode, batch_size=p.sweep_batch,
                                  device=p.device, amp="float32", channels_last=False, progress=False)
     rows = []
     uniform = torch.full((1, ref.num_images), 1.0 / ref.num_images, dtype=torch.float64)

@@ -9,4 +9,20 @@
 - ``imageio``      reading image files: errors name the file, a folder keeps its good files
 - ``labsetup``     JupyterLab set-up and its check
 - ``readme``       the README's generated results blocks and the claims checked on their intervals
+
+The main names are exported here (``from shiftinv.workbook import ...``) and imported on first
+use; inside the library, modules import modules (see :mod:`shiftinv._lazy`).
 """
+
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    "data_dir": "paths", "results_dir": "paths",
+    "cached": "cache", "atomic_torch_save": "cache", "safe_torch_load": "cache", "code_version": "cache",
+    "seed_everything": "runtime", "default_device": "runtime",
+    "record_sources": "publish", "publish_folder": "publish",
+    "run_notebook": "runner", "list_notebooks": "runner", "write_student_versions": "student",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

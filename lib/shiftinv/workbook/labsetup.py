@@ -1,10 +1,17 @@
-"""Configure the environment's JupyterLab so ``notebooks/*.py`` open as notebooks.
+"""Register the project kernel and configure the environment's JupyterLab for the notebooks.
 
-Run by ``make setup``: writes ``<venv>/share/jupyter/lab/settings/overrides.json``
-so that double-clicking a jupytext ``py:percent`` file opens it as a notebook
-(with the project kernel named in its header) rather than in the text editor,
-and turns off JupyterLab's network news/update pop-up. :func:`problems` says
-what is missing (the browser test tier checks it before starting JupyterLab).
+``python -m shiftinv.workbook.labsetup`` (the console script ``shiftinv-lab-setup``; ``make setup``
+runs it) does both halves of the set-up, in the active environment:
+
+- registers the Jupyter kernel ``shiftinv`` ("Python (shiftinv)") that runs this environment's
+  Python, inside the environment (``ipykernel install --sys-prefix``: a per-user kernel would
+  shadow other environments' kernels);
+- writes ``<env>/share/jupyter/lab/settings/overrides.json`` so that double-clicking a jupytext
+  ``py:percent`` file opens it as a notebook rather than in the text editor, and turns off
+  JupyterLab's network news/update pop-up.
+
+After ``pip install -e ".[lab,test]"`` it is the one command that makes ``make lab`` / ``shiftinv-lab``
+work. :func:`problems` says what is missing (``--check``; ``make lab`` and the browser tier check it first).
 """
 
 from __future__ import annotations
@@ -54,14 +61,13 @@ def problems(prefix: str | Path | None = None) -> list[str]:
         for key, value in settings.items():
             if current.get(plugin, {}).get(key) != value:
                 found.append(f"JupyterLab setting {plugin} {key} is not {value!r} in {path}: "
-                             "run `make setup` (or `python -m shiftinv.workbook.labsetup`)")
+                             "run `make setup` (or `shiftinv-lab-setup`)")
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
     try:
         spec = KernelSpecManager().get_kernel_spec(KERNEL)
     except NoSuchKernel:
-        found.append(f"no Jupyter kernel named {KERNEL!r}: run `make setup` "
-                     f"(python -m ipykernel install --sys-prefix --name {KERNEL})")
+        found.append(f"no Jupyter kernel named {KERNEL!r}: run `make setup` (or `shiftinv-lab-setup`)")
     else:
         if Path(spec.argv[0]).resolve() != Path(sys.executable).resolve():
             found.append(f"kernel {KERNEL!r} runs {spec.argv[0]}, not this environment's {sys.executable}: "
@@ -72,7 +78,14 @@ def problems(prefix: str | Path | None = None) -> list[str]:
     return found
 
 
-def main(prefix: str | Path | None = None) -> Path:
+def install_kernel(prefix: str | Path | None = None) -> Path:
+    """Register the :data:`KERNEL` kernel (this Python) under ``prefix`` (default: this environment); return its folder."""
+    from ipykernel.kernelspec import install
+
+    return Path(install(kernel_name=KERNEL, display_name=f"Python ({KERNEL})", prefix=str(prefix or sys.prefix)))
+
+
+def write_overrides(prefix: str | Path | None = None) -> Path:
     """Merge :data:`OVERRIDES` into the environment's ``overrides.json``; return its path."""
     path = overrides_path(prefix)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,15 +96,17 @@ def main(prefix: str | Path | None = None) -> Path:
     return path
 
 
-def cli(argv: list[str] | None = None) -> int:
-    """``python -m shiftinv.workbook.labsetup [--check]``: write the settings (or only check them)."""
+def main(argv: list[str] | None = None) -> int:
+    """``python -m shiftinv.workbook.labsetup [--check]``: register the kernel and write the settings (or only
+    check them); exit status 1 when ``--check`` finds a problem."""
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="only report what is missing; exit 1 if anything is")
     args = parser.parse_args(argv)
     if not args.check:
-        print(f"JupyterLab settings written to {main()}")
+        print(f"kernel {KERNEL!r} registered in {install_kernel()}")
+        print(f"JupyterLab settings written to {write_overrides()}")
     found = problems()
     for problem in found:
         print(f"{'ERROR' if args.check else 'WARNING'}: {problem}", file=sys.stderr)
@@ -101,4 +116,4 @@ def cli(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    sys.exit(main())

@@ -15,7 +15,9 @@ parameters its cell declares.
 Figures: each notebook writes into a staging folder of its own (``$SHIFTINV_FIGURES``,
 inherited by the kernel); only when it succeeds are its files moved into
 ``figures/<profile>/`` and recorded in that folder's ``MANIFEST.json`` (see
-:mod:`shiftinv.viz.figures`). Smoke runs publish into ``build/smoke/figures/<profile>/``.
+:mod:`shiftinv.workbook.publish`). Smoke runs publish into ``build/smoke/figures/<profile>/``. A
+notebook whose files would replace or delete files made from another data source or backbone
+publishes nothing: its files are kept in ``build/refused/<profile>/<notebook>/`` and the run stops.
 
 A failing cell raises :class:`NotebookError` naming the notebook, the cell and
 the error, and the command line exits non-zero with that message; that
@@ -41,11 +43,15 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence, TextIO
 
-from . import paths
+from . import paths, publish
 from .labsetup import KERNEL
 from .parameters import NotebookError, Parameter, ParameterError, parse_parameter, resolve_parameters, unquote
+
+if TYPE_CHECKING:
+    from nbformat import NotebookNode
+    from papermill.engines import NotebookExecutionManager
 
 ENGINE = "shiftinv-progress"
 
@@ -104,7 +110,7 @@ def _engine() -> str:
     return ENGINE
 
 
-def _report_cells(nb_man: Any, out: Any = None) -> None:
+def _report_cells(nb_man: NotebookExecutionManager, out: TextIO | None = None) -> None:
     """Wrap ``nb_man``'s cell hooks: "   [ 3/21] first line of the cell ... 4.2 s"."""
     out = out or sys.stdout
     code = [i for i, c in enumerate(nb_man.nb.cells) if c.cell_type == "code"]
@@ -113,19 +119,19 @@ def _report_cells(nb_man: Any, out: Any = None) -> None:
     start_hook, complete_hook = nb_man.cell_start, nb_man.cell_complete
     started: dict[int, float] = {}
 
-    def first_line(cell: Any) -> str:
+    def first_line(cell: NotebookNode) -> str:
         lines = [ln.strip() for ln in cell.source.splitlines() if ln.strip() and not ln.strip().startswith("#")]
         text = lines[0] if lines else (cell.source.strip().splitlines() or [""])[0]
         return text[:60]
 
-    def cell_start(cell: Any, cell_index: int | None = None, **kwargs: Any) -> Any:
+    def cell_start(cell: NotebookNode, cell_index: int | None = None, **kwargs: Any) -> Any:
         if cell_index in number:
             started[cell_index] = time.perf_counter()
             out.write(f"   [{number[cell_index]:>{width}}/{len(code)}] {first_line(cell)} ...")
             out.flush()
         return start_hook(cell, cell_index=cell_index, **kwargs)
 
-    def cell_complete(cell: Any, cell_index: int | None = None, **kwargs: Any) -> Any:
+    def cell_complete(cell: NotebookNode, cell_index: int | None = None, **kwargs: Any) -> Any:
         if cell_index in started:
             failed = cell.get("metadata", {}).get("papermill", {}).get("status") == "failed"
             out.write(f" {time.perf_counter() - started.pop(cell_index):.1f} s{' FAILED' if failed else ''}\n")
@@ -217,25 +223,23 @@ def _remove_orphan_staging(folder: Path) -> None:
 
 
 def run_notebooks(notebooks: Sequence[Path], parameters: Mapping[str, Mapping[str, Any]], profile: str,
-                  smoke: bool, figures_dir: Path, executed_dir: Path, out: Any = None) -> int:
+                  smoke: bool, figures_dir: Path, executed_dir: Path, out: TextIO | None = None) -> int:
     """Run ``notebooks`` in order; publish each one's figures into ``figures_dir`` when it succeeds.
 
     ``parameters`` maps a notebook stem to its parameters (:func:`resolve_parameters`).
     Each notebook writes into ``figures_dir/.staging-<notebook>-<pid>-<random>/`` (the kernel
     inherits ``$SHIFTINV_FIGURES``, ``$SHIFTINV_PROFILE`` and ``$SHIFTINV_RUN``, the manifest
-    record); on success :func:`shiftinv.viz.figures.publish_folder` moves the files into
+    record); on success :func:`shiftinv.workbook.publish.publish_folder` moves the files into
     ``figures_dir``, on failure the staging folder is deleted and the run stops.
 
     Returns:
         0 when every notebook succeeded, 1 otherwise (the error is printed to stderr).
     """
-    from ..viz import figures
-
     out = out or sys.stdout
     figures_dir = Path(figures_dir)
     figures_dir.mkdir(parents=True, exist_ok=True)
     _remove_orphan_staging(figures_dir)
-    version = figures.code_commit()
+    version = publish.code_commit()
     total = time.perf_counter()
     for nb in notebooks:
         params = dict(parameters.get(nb.stem, {}))
@@ -256,13 +260,29 @@ def run_notebooks(notebooks: Sequence[Path], parameters: Mapping[str, Mapping[st
                       "(figures of the notebooks before it were)", file=sys.stderr)
                 return 1
             raise
-        published, stale = figures.publish_folder(staging, figures_dir, run)
+        try:
+            published, stale = publish.publish_folder(staging, figures_dir, run)
+        except publish.PublishError as err:
+            kept = _keep_refused(staging, figures_dir.name, nb.stem)
+            print(f"ERROR: {nb.name} ran, but {err}\n   nothing of {nb.stem} was published; its files are kept "
+                  f"in {kept}", file=sys.stderr)
+            return 1
         note = f"; removed {len(stale)} stale file(s) of an earlier run: {', '.join(stale)}" if stale else ""
         print(f"   done in {time.perf_counter() - start:.1f} s; {len(published)} file(s) published{note}",
               file=out, flush=True)
     print(f">> all notebooks done in {time.perf_counter() - total:.1f} s; figures in {figures_dir}, "
           f"executed copies in {executed_dir}", file=out, flush=True)
     return 0
+
+
+def _keep_refused(staging: Path, profile: str, notebook: str) -> Path:
+    """Move a staging folder that publishing refused to ``build/refused/<profile>/<notebook>/``
+    (replacing an earlier refused copy), so the run's files are not lost; return it."""
+    target = paths.BUILD / "refused" / profile / notebook
+    shutil.rmtree(target, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(staging), str(target))
+    return target
 
 
 def main(argv: Sequence[str] | None = None) -> int:

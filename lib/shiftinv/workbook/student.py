@@ -1,14 +1,16 @@
-"""Student versions of the notebooks: the same notebooks without their solutions.
+"""Student versions of the notebooks: the same notebooks, one empty answer cell per exercise.
 
-Every notebook ends with exercises whose solutions sit in cells tagged
-``solution``. This module generates (never hand-copies) student versions from
-the versioned ``notebooks/NN_name.py`` files: each run of consecutive solution
-cells is replaced by one empty code cell tagged ``answer`` ("# Your answer
-here"), every other cell is kept as it is, outputs and execution counts are
-dropped. The result opens in JupyterLab with the project kernel like the
-original.
+Every notebook ends with a numbered list of exercises (``## Exercises``, ``1. ...``) whose solutions
+sit in cells tagged ``solution``, each opening with the exercise it answers (``# Exercise 2: ...``;
+a solution may take several cells). This module generates (never hand-copies) student versions from
+the versioned ``notebooks/NN_name.py`` files: the solution cells of exercise N become one code cell
+tagged ``answer`` that repeats the prompt (``# Exercise N: <the question>``) above "# Your answer
+here", every other cell is kept as it is, outputs and execution counts are dropped. A notebook whose
+solutions do not name their exercise, or whose exercises lack a solution, is refused with the cell
+to fix. The result opens in JupyterLab with the project kernel like the original
+(``make lab DIR=build/student``).
 
-Command line (``make student``)::
+Command line (``make student``, ``shiftinv-student``)::
 
     python -m shiftinv.workbook.student                     # every notebook -> build/student/*.ipynb
     python -m shiftinv.workbook.student 03 05 --format py   # selected, as py:percent files
@@ -18,12 +20,17 @@ from __future__ import annotations
 
 import argparse
 import copy
+import re
 import sys
+import textwrap
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from . import paths
 from .cache import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from nbformat import NotebookNode
 
 SOLUTION_TAG = "solution"
 
@@ -34,6 +41,15 @@ ANSWER_TAG = "answer"
 ANSWER_TEXT = "# Your answer here (the solution is in the teacher's version of this notebook)."
 
 
+#: The first line of a solution cell names its exercise: ``# Exercise 2: ...`` (code) or ``Exercise 2 ...``.
+SOLUTION_HEADER = re.compile(r"^\W*Exercise\s+(\d+)\b", re.I)
+
+
+#: The heading of the exercise list, and an item of it: ``1. Question`` (continuation lines indented).
+_HEADING = re.compile(r"^#{1,6}\s*Exercises?\b", re.I | re.M)
+_ITEM = re.compile(r"^\s*(\d+)\.\s+(.*)$")
+
+
 #: Output formats: file extension and jupytext format name.
 FORMATS = {"ipynb": ("ipynb", "ipynb"), "py": ("py", "py:percent")}
 
@@ -42,57 +58,100 @@ class StudentError(RuntimeError):
     """A notebook cannot be turned into a student version (the message says why)."""
 
 
-def _tags(cell: Any) -> list[str]:
+def _tags(cell: NotebookNode) -> list[str]:
     tags = cell.get("metadata", {}).get("tags", [])
     return list(tags) if isinstance(tags, (list, tuple)) else [str(tags)]
 
 
-def is_solution(cell: Any) -> bool:
+def is_solution(cell: NotebookNode) -> bool:
     """True for a cell tagged ``solution`` (code or markdown)."""
     return SOLUTION_TAG in _tags(cell)
 
 
-def strip_solutions(notebook: Any, name: str = "notebook") -> Any:
-    """Return a copy of ``notebook`` (an ``nbformat`` node) without solution cells.
+def is_answer(cell: NotebookNode) -> bool:
+    """True for an answer cell of a student version."""
+    return ANSWER_TAG in _tags(cell)
 
-    Each maximal run of consecutive solution cells becomes one empty code cell
-    tagged ``answer``; outputs and execution counts of the kept code cells are
-    cleared.
 
-    Raises:
-        StudentError: the notebook has solutions but no exercise prompt before
-            them (no markdown cell mentioning "exercise"), so a student version
-            would show answers slots with no question; ``name`` is used in the message.
-    """
+def exercise_prompts(notebook: NotebookNode) -> dict[int, str]:
+    """``{N: question}`` of the numbered exercise list: the items of the markdown cells from the one with the
+    ``## Exercises`` heading on, solution cells excepted, in order."""
+    cells = [c for c in notebook.cells if not is_solution(c)]
+    start = next((i for i, c in enumerate(cells) if c.cell_type == "markdown" and _HEADING.search(c.source)), None)
+    prompts: dict[int, str] = {}
+    for cell in [] if start is None else cells[start:]:
+        if cell.cell_type != "markdown":
+            continue
+        current = None
+        for line in cell.source.splitlines():
+            item = _ITEM.match(line)
+            if item:
+                current = int(item[1])
+                prompts[current] = item[2].strip()
+            elif current is not None and line.startswith((" ", "\t")) and line.strip():
+                prompts[current] += " " + line.strip()
+            elif not line.strip() or line.lstrip().startswith("#"):
+                current = None
+    return prompts
+
+
+def solution_exercise(cell: NotebookNode, index: int, name: str = "notebook") -> int:
+    """The exercise a solution cell answers, read from its first line (``# Exercise N: ...``)."""
+    first = next((ln for ln in cell.source.splitlines() if ln.strip()), "")
+    found = SOLUTION_HEADER.match(first)
+    if not found:
+        raise StudentError(f"{name}: solution cell {index} does not say which exercise it answers: start it "
+                           f"with '# Exercise N: ...' (it starts with {first[:60]!r})")
+    return int(found[1])
+
+
+def answer_cell(number: int, prompt: str) -> NotebookNode:
+    """The student's empty code cell for exercise ``number``: the question as comments, then :data:`ANSWER_TEXT`."""
     import nbformat
 
+    lines = textwrap.wrap(f"Exercise {number}: {prompt}", width=100, subsequent_indent="  ")
+    text = "\n".join(f"# {line}" for line in lines) + "\n" + ANSWER_TEXT
+    return nbformat.v4.new_code_cell(text, metadata={"tags": [ANSWER_TAG]})
+
+
+def strip_solutions(notebook: NotebookNode, name: str = "notebook") -> NotebookNode:
+    """Return a copy of ``notebook`` (an ``nbformat`` node) with one answer cell per exercise instead of
+    its solutions; outputs and execution counts of the kept code cells are cleared.
+
+    The answer cell of exercise N stands where its first solution cell stood.
+
+    Raises:
+        StudentError: a solution cell does not name an exercise of the list, an exercise has no
+            solution, or there are solutions but no exercise list before them; ``name`` is used in the message.
+    """
     result = copy.deepcopy(notebook)
-    cells: list[Any] = []
-    previous_was_solution = False
-    for cell in result.cells:
-        if is_solution(cell):
-            if not previous_was_solution:
-                cells.append(nbformat.v4.new_code_cell(ANSWER_TEXT, metadata={"tags": [ANSWER_TAG]}))
-            previous_was_solution = True
+    prompts = exercise_prompts(result)
+    solutions = [(i, c) for i, c in enumerate(result.cells) if is_solution(c)]
+    if solutions and not prompts:
+        raise StudentError(f"{name}: cell {solutions[0][0]} is tagged 'solution' but no markdown cell before it "
+                           "mentions the exercises: add an '## Exercises' section (a numbered list) before the solutions")
+    answered = {i: solution_exercise(c, i, name) for i, c in solutions}
+    unknown = sorted({n for n in answered.values() if n not in prompts})
+    missing = sorted(set(prompts) - set(answered.values())) if solutions else []
+    if unknown or missing:
+        raise StudentError(f"{name}: exercises {sorted(prompts)} in the list; solutions answer {unknown} that are not "
+                           f"in it, and none answers {missing}: number the solution cells '# Exercise N' as the list")
+    cells, placed = [], set()
+    for i, cell in enumerate(result.cells):
+        if i in answered:
+            if answered[i] not in placed:
+                cells.append(answer_cell(answered[i], prompts[answered[i]]))
+                placed.add(answered[i])
             continue
-        previous_was_solution = False
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
         cells.append(cell)
-    first_solution = next((i for i, cell in enumerate(result.cells) if is_solution(cell)), None)
-    if first_solution is not None:
-        before = result.cells[:first_solution]
-        if not any(c.cell_type == "markdown" and "exercise" in c.source.lower() for c in before):
-            raise StudentError(
-                f"{name}: cell {first_solution} is tagged 'solution' but no markdown cell before it "
-                "mentions the exercises; add an '## Exercises' section before the solutions"
-            )
     result.cells = cells
     return result
 
 
-def solution_count(notebook: Any) -> int:
+def solution_count(notebook: NotebookNode) -> int:
     """Number of cells tagged ``solution`` in ``notebook``."""
     return sum(is_solution(cell) for cell in notebook.cells)
 

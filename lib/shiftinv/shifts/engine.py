@@ -20,7 +20,7 @@ The protocol the engine relies on (see :mod:`shiftinv.models.vgg`):
 ``head.taps`` naming the maps it reads.
 
 What a sweep returns (:class:`~shiftinv.shifts.sweep_result.SweepResult`) is in
-:mod:`shiftinv.shifts.sweep_result`; the command line (``torchrun``) in :mod:`shiftinv.study.sweep_cli`.
+:mod:`shiftinv.shifts.sweep_result`; the command line (``torchrun``) in :mod:`shiftinv.commands.sweep`.
 """
 
 from __future__ import annotations
