@@ -194,7 +194,7 @@ def test_workbook_heads_agree_with_the_notebooks_sweeps() -> None:
     labels = torch.tensor([0, 1, 2, 3])
     preset = protocol.get_preset("smoke", protocols=("zero",), equivariance_images=0)
     imgs = images.from_tensors(x, preset.radius, labels=labels)
-    notebook = sweep.sweep(trunk, heads, x, labels, preset.shifts(), "zero", progress=False, keep_logits=True)
+    notebook = sweep(trunk, heads, x, labels, preset.shifts(), "zero", progress=False, keep_logits=True)
     for k, head in heads.items():
         model = models.from_module(vgg.VGGClassifier(trunk, head, input_size=32), k, 32)
         g = grid.run_grid(model, imgs, preset, "zero", labels=labels, progress=False)

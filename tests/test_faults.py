@@ -28,7 +28,7 @@ from reference import standins as reference_standins
 from shiftinv.models import pretrained, vgg
 from shiftinv.perceptual import images, iqa, metric_training, metrics, raid, stimuli
 from shiftinv.perceptual import zoo as perceptual_zoo
-from shiftinv.shifts import sweep, sweep_result
+from shiftinv.shifts import engine, sweep_result
 from shiftinv.study import authors, datasets, depth_heads, feature_data, training
 from shiftinv.workbook import cache, checkpoints, imageio, parameters
 
@@ -202,13 +202,13 @@ def _sweep_case(tmp_path: Path) -> tuple[nn.Module, torch.Tensor, torch.Tensor, 
 def test_damaged_sweep_result_is_set_aside_and_swept_again(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     model, x, y, shifts = _sweep_case(tmp_path)
     out = tmp_path / "result.sweep.pt"
-    first = sweep.sweep(model, None, x, y, shifts, "circular", out_path=out, progress=False)
+    first = engine.sweep(model, None, x, y, shifts, "circular", out_path=out, progress=False)
     damage.cut_in_half(out)
     with pytest.raises(ValueError) as info:
         sweep_result.SweepResult.load(out)
     assert str(out) in str(info.value) and "sweep result" in str(info.value)
     assert "state dict" not in str(info.value)  # not the advice meant for weights files
-    again = sweep.sweep(model, None, x, y, shifts, "circular", out_path=out, progress=False)
+    again = engine.sweep(model, None, x, y, shifts, "circular", out_path=out, progress=False)
     assert torch.equal(again.loss["model"], first.loss["model"]) and (tmp_path / "result.sweep.pt.corrupt").is_file()
     assert "set aside" in capsys.readouterr().err
 
@@ -219,7 +219,7 @@ def test_sweep_never_overwrites_a_file_of_another_kind(tmp_path: Path) -> None:
     cache.atomic_torch_save({"trunks": {}, "heads": {"vgg": {"flatten": torch.ones(2)}}}, models_file)
     before = models_file.read_bytes()
     with pytest.raises(ValueError, match=r"m\.pt' exists and is not a sweep result.*another out_path"):
-        sweep.sweep(model, None, x, y, shifts, "circular", out_path=models_file, progress=False)
+        engine.sweep(model, None, x, y, shifts, "circular", out_path=models_file, progress=False)
     assert models_file.read_bytes() == before
 
 

@@ -176,7 +176,7 @@ def test_relative_loss_from_the_authors_pickle(tmp_path) -> None:
     res = {(h, v): {"loss": 1.0 + abs(h) + abs(v), "accuracy": 1.0 - 0.1 * (abs(h) + abs(v))}
            for h in (-1, 0, 1) for v in (-1, 0, 1)}
     (tmp_path / "met.pkl").write_bytes(pickle.dumps(res))
-    table = authors.read_results(tmp_path / "met.pkl", head="authors")
+    table = authors.read_results(tmp_path / "met.pkl", head="authors", convention="imagenet")
     # 8 non-zero shifts: 4 at distance 1 (L = 2), 4 at distance 2 (L = 3); L(0) = 1
     assert relative_loss.relative_loss_from_table(table, "authors", "dataset_signed") == pytest.approx((4 * 1 + 4 * 2) / 8)
     assert relative_loss.relative_loss_from_table(table, "authors", "acc_drop") == pytest.approx((4 * 0.1 + 4 * 0.2) / 8)

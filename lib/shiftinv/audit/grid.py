@@ -1,7 +1,7 @@
 """The one grid of shifted views per image and protocol, computed once by the sweep engine.
 
 :func:`run_grid` sweeps one model over every offset of a preset under one protocol with
-:func:`shiftinv.shifts.sweep.sweep` (the model as a plain callable, logits kept), so every measure of
+:func:`shiftinv.shifts.engine.sweep` (the model as a plain callable, logits kept), so every measure of
 :mod:`shiftinv.audit.measures` is read from the same :class:`~shiftinv.shifts.sweep_result.SweepResult`.
 The file of each grid is keyed by the model's identity, the images, the offsets, the protocol and
 the precision: an interrupted audit resumes where it stopped, a finished one is read back.
@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..shifts import sweep
+from ..shifts import engine
 from ..shifts.sweep_result import SweepResult
 from ..workbook import cache, runtime
 from .images import AuditImages
@@ -113,7 +113,7 @@ def _sweep(models: list[AuditModel], images: AuditImages, preset: Preset, protoc
         trunk, heads = models[0], None
     else:
         trunk, heads = shared_trunk(models[0]), {m.name: m.net.head for m in models}
-    result = sweep.sweep(trunk, heads, inputs.contiguous(), labels, offsets, protocol, batch_size=batch_size,
+    result = engine.sweep(trunk, heads, inputs.contiguous(), labels, offsets, protocol, batch_size=batch_size,
                          device=dev, out_path=path, keep_logits=True, amp=policy, channels_last=False,
                          out_size=(h, w) if crop else None, progress=progress)
     if heads is None:

@@ -85,6 +85,15 @@ def _union_taps(trunk: Any, heads: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(taps)
 
 
+def float_features(feats: Any) -> Any:
+    """A trunk's output as float32: ``{tap: map}`` (or a tensor) from a bf16 / fp16 pass, so that heads run in
+    float32 (they are small, and were trained in float32 on cached features; a bf16 head would add its own
+    rounding, e.g. a global average summed in bf16)."""
+    if isinstance(feats, Mapping):
+        return {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in feats.items()}
+    return feats.float() if torch.is_tensor(feats) and feats.is_floating_point() else feats
+
+
 def rank_and_world() -> tuple[int, int]:
     """``(rank, world size)`` under ``torch.distributed``, ``(0, 1)`` in a single process."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -313,15 +322,23 @@ class _SweepRun:
             + (f" [rank {self.rank}]" if self.world > 1 else ""),
             disable=(not progress) or os.environ.get("SHIFTINV_PROGRESS", "1") == "0")
         try:
-            with torch.inference_mode(), runtime.autocast(self.dev, amp):
+            whole = isinstance(self.trunk, _WholeModelTrunk)
+            with torch.inference_mode():
                 for i in todo:
                     s0, s1, n0, n1 = self.plan[i]
                     x = shift_windows(x_all[n0:n1], s_all[s0:s1], self.mode, out_size=self.out_size,
                                       channels_last=cl, validate=False)  # (B, C, h, w), B = (s1-s0)*(n1-n0)
-                    feats = self.trunk(x, self.taps)
+                    with runtime.autocast(self.dev, amp):  # the trunk in the asked precision ...
+                        feats = self.trunk(x, self.taps)
+                    if whole:  # a plain model(x) is all "head": it runs in the asked precision too
+                        with runtime.autocast(self.dev, amp):
+                            outs = {name: head(feats).float() for name, head in self.heads.items()}
+                    else:  # ... heads on a trunk in float32, as they were trained
+                        feats = float_features(feats)
+                        outs = {name: head(feats).float() for name, head in self.heads.items()}
                     y = y_all[n0:n1].repeat(s1 - s0)  # (B,)
-                    for name, head in self.heads.items():
-                        self._record(name, head(feats).float(), y, self.plan[i])
+                    for name, logits in outs.items():
+                        self._record(name, logits, y, self.plan[i])
                     self.done[i] = True
                     bar.update((s1 - s0) * (n1 - n0))
                     now = time.monotonic()

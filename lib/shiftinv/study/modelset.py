@@ -45,6 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from ..models import accounting, pretrained, vgg
+from ..shifts import engine
 from ..workbook import cache, paths, runtime
 from . import datasets, digits, feature_data, seeded_heads, training
 from .profiles import Profile, Variant, backbone_label
@@ -140,8 +141,11 @@ class ModelSet:
 
         def predict(x: Tensor) -> dict[str, Tensor]:
             x = x.contiguous(memory_format=torch.channels_last) if cl else x
-            with torch.no_grad(), runtime.autocast(device, amp):
-                return {k: v.float() for k, v in vgg.run_heads(t, hs, x).items()}
+            with torch.no_grad():
+                with runtime.autocast(device, amp):  # the trunk in the profile's precision ...
+                    feats = t(x, vgg.union_taps(hs))
+                feats = engine.float_features(feats)  # ... the heads in float32, as trained
+                return {k: h(feats).float() for k, h in hs.items()}
 
         return predict
 
