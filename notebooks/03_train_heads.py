@@ -24,9 +24,9 @@
 import pandas as pd
 
 from shiftinv.models import accounting, vgg
-from shiftinv.study import analysis, datasets, feature_data, intervals, modelset, profiles, replicates, training
+from shiftinv.study import analysis, datasets, feature_data, modelset, profiles, replicates, training
 from shiftinv.viz import figures, robustness_plots
-from shiftinv.workbook import claims, paths, runtime
+from shiftinv.workbook import claims, runtime
 
 figures.set_style()
 pd.set_option("display.width", 160)
@@ -50,6 +50,7 @@ figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (s
 profile = profiles.profile_from_params(PROFILE, SMOKE, data_dir=IMAGENET_DIR or CIFAR_DIR or MNIST_DIR,
                                        weights=VGG_WEIGHTS, device=DEVICE, overrides=OVERRIDES,
                                        precision=PRECISION, recipe=RECIPE)
+figures.record_sources(data=profile.dataset, backbone=profile.weights or "trained here")  # kept by publishing
 runtime.set_threads()  # the same thread count on every machine (runtime.default_threads): same float rounding
 print(f"profile {profile.name} (smoke={profile.smoke}): {profile.dataset}, {profile.image_size} px, "
       f"width {profile.width}, batch norm {profile.batch_norm}, device {runtime.default_device(profile.device)}, "
@@ -70,7 +71,7 @@ print("models:", ", ".join(profile.model_names()))
 
 # %%
 differences = profiles.paper_differences(profile)
-figures.save_data(differences, paths.figures_dir() / "03_paper_differences")  # the README quotes it
+figures.save_data(differences, figures.output_dir() / "03_paper_differences")  # the README quotes it
 differences.style.hide(axis="index")
 
 # %% [markdown]
@@ -119,9 +120,7 @@ print(f"augmentation: {profile.aug_copies} copies per image (0: new shifts every
 ms = modelset.train_or_load_models(profile, splits)
 reps = replicates.trunk_replicates(ms)  # [ms], plus retrained trunks where the profile trains its own
 print(analysis.runs_text(reps))
-# test accuracy as the mean over every run, its 95% interval over test images and runs, and its range
-summary = ms.summary.rename(columns={"test_acc": "test_acc_main_run"}).merge(
-    intervals.accuracy_intervals(reps), on="model", how="left")
+summary = analysis.accuracy_table(reps)  # test accuracy: mean over runs, 95% interval over images and runs
 summary[["model", "test_acc", "test_acc_lo", "test_acc_hi", "test_acc_seed_min", "test_acc_seed_max", "runs",
          "head_params", "total_params", "trunk_source"]]
 
@@ -132,9 +131,7 @@ summary[["model", "test_acc", "test_acc_lo", "test_acc_hi", "test_acc_seed_min",
 # %%
 hist = analysis.history_frame(ms)
 fig = robustness_plots.plot_heads_training_curves(hist)
-hist_data, hist_timings = analysis.split_timings(hist)  # wall-clock seconds: their own file
-figures.save_figure(fig, "03_training_curves", hist_data)
-figures.save_data(hist_timings.assign(**runtime.run_conditions()), paths.figures_dir() / "03_training_curves_timings")
+figures.save_figure_timed(fig, "03_training_curves", hist)  # wall-clock seconds go to 03_training_curves_timings
 
 # %% [markdown]
 # ## 4. Accuracy against parameters
@@ -147,9 +144,7 @@ figures.save_data(hist_timings.assign(**runtime.run_conditions()), paths.figures
 
 # %%
 fig = robustness_plots.plot_heads_accuracy_params(summary)
-summary_data, summary_timings = analysis.split_timings(summary)
-figures.save_figure(fig, "03_accuracy_params", summary_data)
-figures.save_data(summary_timings.assign(**runtime.run_conditions()), paths.figures_dir() / "03_accuracy_params_timings")
+figures.save_figure_timed(fig, "03_accuracy_params", summary)
 claims.show("03", figures.output_dir())
 
 # %% [markdown]

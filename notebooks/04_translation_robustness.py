@@ -50,6 +50,7 @@ figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (s
 profile = profiles.profile_from_params(PROFILE, SMOKE, data_dir=IMAGENET_DIR or CIFAR_DIR or MNIST_DIR,
                                        weights=VGG_WEIGHTS, device=DEVICE, overrides=OVERRIDES,
                                        precision=PRECISION, recipe=RECIPE)
+figures.record_sources(data=profile.dataset, backbone=profile.weights or "trained here")  # kept by publishing
 print(f"profile {profile.name} (smoke={profile.smoke}): shifts {profile.shift_mode} +-{profile.shift_radius} px; "
       f"2-D grid every {profile.grid_step} px on {profile.sweep_size('grid')} images; 1-D line every "
       f"{profile.profile_step} px on {profile.sweep_size('profile')} images ({profile.sweep_size('profile', 'aps')} "

@@ -42,17 +42,13 @@
 
 # %%
 # library
-import dataclasses
-
 import pandas as pd
 from IPython.display import display
 
-from shiftinv.models import vgg as models_vgg
 from shiftinv.shifts import invariance, periodicity, sweep
 from shiftinv.study import aliasing, analysis, modelset, profiles, replicates
-from shiftinv.study import depth_heads as study_depth_heads
 from shiftinv.viz import aliasing_plots, equivariance_plots, explorer, figures
-from shiftinv.workbook import cache, claims, runtime
+from shiftinv.workbook import claims, runtime
 
 figures.set_style()
 pd.set_option("display.width", 180)
@@ -84,6 +80,7 @@ figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (s
 profile = profiles.profile_from_params(PROFILE, SMOKE, data_dir=IMAGENET_DIR or CIFAR_DIR or MNIST_DIR,
                                        weights=VGG_WEIGHTS, device=DEVICE, overrides=OVERRIDES,
                                        precision=PRECISION, recipe=RECIPE)
+figures.record_sources(data=profile.dataset, backbone=profile.weights or "trained here")  # kept by publishing
 device = runtime.default_device(profile.device)
 n_images = N_IMAGES or profile.n_aliasing or profile.n_sweep
 max_shift = min(16 if SMOKE else MAX_SHIFT, profile.image_size // 2)
@@ -101,14 +98,7 @@ print(f"profile {profile.name} (smoke={profile.smoke}), {n_images} images, dx = 
 
 # %%
 ms = modelset.train_or_load_models(profile)
-vgg = ms.trunks["vgg"]
-fingerprint = cache.state_fingerprint(vgg)  # identifies the trunk's weights in cache keys
-depth_heads, depth_table = study_depth_heads.train_depth_heads(
-    vgg, ms.splits.train, ms.splits.val, profile.num_classes,
-    cfg=dataclasses.replace(profile.head_train, device=profile.device),
-    key={"profile": profile.to_dict(), "trunk": "vgg", "trunk_fingerprint": fingerprint},
-    test_data=ms.splits.test, input_size=profile.image_size, seed=profile.seed, source=ms.features.get("vgg"),
-)
+vgg_heads, depth_table, circ = aliasing.aliasing_models(ms)  # + gap_pool1..5, and the circular-padding copy
 depth_table
 
 # %% [markdown]
@@ -125,16 +115,7 @@ depth_table
 # Sweeps are cached by their configuration.
 
 # %%
-images, labels = ms.test_tensors(n_images)  # (N, 3, H, W), (N,)
-vgg_heads = {**ms.heads["vgg"], **depth_heads}
-circ = study_depth_heads.same_weights_trunk(vgg, circular=True)
-settings = aliasing.aliasing_settings(ms, vgg_heads, circ, profile.shift_mode)
-key = {"profile": profile.to_dict(), "trunk": fingerprint}
-exact = min(EXACT_IMAGES, n_images)  # the exact settings run in float32 on fewer images
-results = {name: aliasing.aliasing_run_setting(
-    name, setting, *((images[:exact], labels[:exact]) if name in aliasing.EXACT_SETTINGS else (images, labels)),
-    max_shift, key, batch_size=profile.sweep_batch, device=profile.device, precision=profile.precision,
-    channels_last=profile.channels_last) for name, setting in settings.items()}
+results = aliasing.aliasing_sweeps(ms, vgg_heads, circ, n_images, max_shift, EXACT_IMAGES)
 {name: f"{r.num_shifts} shifts x {r.num_images} images x {len(r.heads)} heads" for name, r in results.items()}
 
 # %% [markdown]
@@ -147,11 +128,10 @@ results = {name: aliasing.aliasing_run_setting(
 # of `1/2**k`; what is left between them is float round-off.
 
 # %%
-shown = [study_depth_heads.depth_head_name(t) for t in models_vgg.POOL_TAPS] + ["multi_gap", "flatten"]
-periods = {h: periodicity.predicted_period(vgg, vgg_heads[h]) for h in shown}
-curves = aliasing.aliasing_spectra_curves(results, shown)
+curves = aliasing.aliasing_spectra_curves(results, aliasing.SPECTRUM_HEADS)
 fig = aliasing_plots.plot_aliasing_spectra(
-    curves, periods, f"{profile.name}: residual response of each head over a dense line of shifts, and its spectrum")
+    curves, aliasing.predicted_periods(ms.trunks["vgg"], vgg_heads, aliasing.SPECTRUM_HEADS),
+    f"{profile.name}: residual response of each head over a dense line of shifts, and its spectrum")
 figures.save_figure(fig, "05_profiles_spectra", curves)
 
 # %% [markdown]
@@ -167,8 +147,7 @@ figures.save_figure(fig, "05_profiles_spectra", curves)
 # `max |R(dx) - R(0)|`.
 
 # %%
-trunk_of = {"vgg": vgg, "blur": ms.trunks["blur"], "aps": ms.trunks["aps"]}
-period_table = aliasing.aliasing_period_table(results, trunk_of, {**ms.heads, "vgg": vgg_heads}, circ)
+period_table = aliasing.aliasing_period_table(results, ms.trunks, {**ms.heads, "vgg": vgg_heads}, circ)
 cols = ["setting", "head", "field", "predicted_period", "exact_period", "fraction", "chance", "fundamental_period",
         "periodic_deviation", "invariance_deviation", "ripple"]
 period_table[period_table["field"] == "true_logit"][cols].round(4)
@@ -234,8 +213,9 @@ claims.show("05", figures.output_dir())
 # `EQUIV_IMAGES` test images. `relu1_2` (stride 1) is the control: equivariant to every shift.
 
 # %%
-equiv_taps = ("relu1_2", *models_vgg.POOL_TAPS)
-equiv = invariance.equivariance_error(circ, images[:EQUIV_IMAGES], equiv_taps, mode="circular", device=device)
+images, labels = ms.test_tensors(n_images)  # (N, 3, H, W) in [0, 1], (N,): the images swept above
+equiv = invariance.equivariance_error(circ, images[:EQUIV_IMAGES], aliasing.EQUIVARIANCE_TAPS, mode="circular",
+                                     device=device)
 fig = equivariance_plots.plot_equivariance_by_phase(
     equiv, title=f"{profile.name}: equivariance error of each layer of the circular trunk, by phase within its stride")
 figures.save_figure(fig, "05_phase_equivariance", equiv)
@@ -263,7 +243,7 @@ figures.save_figure(fig, "05_explorer", explorer.panels_data(panels))
 
 # %%
 view = explorer.explorer_widget(
-    explorer_models, images, labels, layers=models_vgg.POOL_TAPS, max_shift=max_shift,
+    explorer_models, images, labels, layers=aliasing.POOL_TAPS, max_shift=max_shift,
     modes=(profile.shift_mode, "circular") if profile.shift_mode != "circular" else ("circular",),
     class_names=class_names,
     initial={"head": EXPLORER_HEAD, "layer": EXPLORER_LAYER, "image": EXPLORER_IMAGE},

@@ -68,6 +68,7 @@ figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (s
 profile = profiles.profile_from_params(PROFILE, SMOKE, data_dir=IMAGENET_DIR or CIFAR_DIR or MNIST_DIR,
                                        weights=VGG_WEIGHTS, device=DEVICE, overrides=OVERRIDES,
                                        precision=PRECISION, recipe=RECIPE)
+figures.record_sources(data=profile.dataset, backbone=profile.weights or "trained here")  # kept by publishing
 device = runtime.default_device(profile.device)
 n_images = N_IMAGES or profile.n_transform or profile.n_sweep
 angles = (0.0, 10.0, 20.0) if SMOKE else geometric.PAPER_ANGLES

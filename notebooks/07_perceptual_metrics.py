@@ -25,7 +25,7 @@
 # Each learned metric runs on any backbone of the model zoo: plain max-pool, BlurPool (Zhang 2019)
 # and APS (Chaman & Dokmanic 2021, circular padding).
 #
-# **Backbone weights, per profile** (`PROFILE`; `shiftinv.perceptual.zoo.get_perceptual_profile` holds
+# **Backbone weights, per profile** (`PROFILE`; `shiftinv.perceptual.profiles.get_perceptual_profile` holds
 # every setting, a profile changes data, sizes and weights, never which cells run):
 #
 # | profile | backbone |
@@ -48,9 +48,7 @@
 # %%
 import torch
 
-from shiftinv.perceptual import evaluate, metrics
-from shiftinv.perceptual import stimuli as perceptual_stimuli
-from shiftinv.perceptual import zoo as perceptual_zoo
+from shiftinv.perceptual import evaluate, metrics, profiles, stimuli, zoo
 from shiftinv.viz import figures, perceptual_plots
 from shiftinv.workbook import runtime
 
@@ -67,16 +65,16 @@ VGG_WEIGHTS: str = ""  # natural / paper: hed, keras:<path>, torchvision-feature
 # %%
 # derived settings (never in the parameters cell)
 figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
-profile = perceptual_zoo.perceptual_profile_from_params(PROFILE, SMOKE, vgg_weights=VGG_WEIGHTS, device=DEVICE,
+profile = profiles.perceptual_profile_from_params(PROFILE, SMOKE, vgg_weights=VGG_WEIGHTS, device=DEVICE,
                                            image_size=IMAGE_SIZE).replace(seed=SEED)
 figures.record_sources(backbone=profile.weights or "random init")  # publishing keeps a profile's backbone
 size = profile.image_size or profile.embedded_size
 gen = runtime.seed_everything(SEED)
-zoo = perceptual_zoo.profile_zoo(profile)
-kinds = evaluate.metric_kinds(zoo)
-lpips_note = perceptual_zoo.lpips_weights_note(profile)
+metric_set = zoo.profile_zoo(profile)
+kinds = evaluate.metric_kinds(metric_set)
+lpips_note = profiles.lpips_weights_note(profile)
 print(f"profile {profile.name}: {profile.backbone_label()}; device {profile.torch_device()}")
-print(f"images {size}x{size} px; backbones {profile.pools}; metrics: {list(zoo)}")
+print(f"images {size}x{size} px; backbones {profile.pools}; metrics: {list(metric_set)}")
 print(lpips_note)
 
 # %% [markdown]
@@ -86,7 +84,7 @@ print(lpips_note)
 # backbone parameters (counted in the table).
 
 # %%
-perceptual_zoo.family_table(zoo)
+zoo.family_table(metric_set)
 
 # %% [markdown]
 # ## 2. Our LPIPS is the published LPIPS
@@ -97,9 +95,9 @@ perceptual_zoo.family_table(zoo)
 # (`tests/test_perceptual.py`); smoke runs and pretrained backbones leave it to the tests.
 
 # %%
-refs, names = perceptual_stimuli.demo_references(size, perceptual_stimuli.DEMO_IMAGES[:2])
+refs, names = stimuli.demo_references(size, stimuli.DEMO_IMAGES[:2])
 noisy = (refs + 0.05 * torch.randn(refs.shape, generator=gen)).clamp(0, 1)
-print(perceptual_zoo.lpips_parity(profile, zoo["lpips/max"], refs, noisy))
+print(zoo.lpips_parity(profile, metric_set["lpips/max"], refs, noisy))
 
 # %% [markdown]
 # ## 3. The official LPIPS v0.1 weights
@@ -108,7 +106,7 @@ print(perceptual_zoo.lpips_parity(profile, zoo["lpips/max"], refs, noisy))
 # small, a few channels dominate, and (by construction: training clamps them) none is negative.
 
 # %%
-weights_df = perceptual_zoo.lpips_weight_table(zoo["lpips/max"])
+weights_df = zoo.lpips_weight_table(metric_set["lpips/max"])
 fig, share = perceptual_plots.plot_lpips_weights(weights_df, lpips_note)
 figures.save_figure(fig, "07_lpips_weights", weights_df)
 share.round(3)
@@ -122,10 +120,10 @@ share.round(3)
 
 # %%
 one = refs[:1]
-stimuli, table = perceptual_stimuli.make_kadid_style(one, names[:1], gen,
+stimuli_set, table = stimuli.make_kadid_style(one, names[:1], gen,
                                       distortions=["gaussian_blur", "white_noise", "jpeg", "contrast_change"])
-values, _ = evaluate.evaluate_stimuli(zoo, one, stimuli, table, progress="scoring")
-long = perceptual_zoo.normalised_responses(values, kinds)
+values, _ = evaluate.evaluate_stimuli(metric_set, one, stimuli_set, table, progress="scoring")
+long = zoo.normalised_responses(values, kinds)
 fig = perceptual_plots.plot_distance_vs_level(long, profile.backbone_label())
 figures.save_figure(fig, "07_distance_vs_level", long.assign(backbone=profile.backbone_label()))
 
@@ -152,16 +150,16 @@ figures.save_figure(fig, "07_distance_vs_level", long.assign(backbone=profile.ba
 
 # %% tags=["solution"]
 # Exercise 1: the deepest tap alone against all five.
-deep = metrics.GAPMetric(zoo["gap/max"].trunk, ("pool5",))
+deep = metrics.GAPMetric(metric_set["gap/max"].trunk, ("pool5",))
 contrast = table[table["distortion"] == "contrast_change"]
-deep_values, _ = evaluate.evaluate_stimuli({"gap/pool5": deep, "gap/all": zoo["gap/max"]}, one, stimuli, contrast)
+deep_values, _ = evaluate.evaluate_stimuli({"gap/pool5": deep, "gap/all": metric_set["gap/max"]}, one, stimuli_set, contrast)
 print(deep_values[["level", "gap/pool5", "gap/all"]])
 # Deep features are increasingly normalised away from absolute intensity (ReLU thresholds and many
 # stacked convolutions): the pool1/pool2 averages follow the image's mean and contrast most directly.
 
 # %% tags=["solution"]
 # Exercise 2: w and -w.
-gap = zoo["gap/max"]
+gap = metric_set["gap/max"]
 with torch.no_grad():
     a = gap(refs, noisy)
     gap.weight.mul_(-1)

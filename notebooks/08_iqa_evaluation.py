@@ -42,8 +42,7 @@
 import numpy as np  # (numpy and torch: the exercise solutions)
 import torch
 
-from shiftinv.perceptual import evaluate, iqa_evaluation, stats
-from shiftinv.perceptual import zoo as perceptual_zoo
+from shiftinv.perceptual import evaluate, iqa_evaluation, profiles, stats, zoo
 from shiftinv.viz import figures, perceptual_plots
 from shiftinv.workbook import runtime
 
@@ -65,17 +64,17 @@ VGG_WEIGHTS: str = ""  # natural / paper: hed, keras:<path>, torchvision-feature
 # %%
 # derived settings (never in the parameters cell)
 figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
-profile = perceptual_zoo.perceptual_profile_from_params(PROFILE, SMOKE, vgg_weights=VGG_WEIGHTS, device=DEVICE,
+profile = profiles.perceptual_profile_from_params(PROFILE, SMOKE, vgg_weights=VGG_WEIGHTS, device=DEVICE,
                                            image_size=IMAGE_SIZE, recipe=RECIPE, epochs=EPOCHS).replace(seed=SEED)
 figures.record_sources(backbone=profile.weights or "random init")  # publishing keeps a profile's backbone
 gen = runtime.seed_everything(SEED)
-zoo = perceptual_zoo.profile_zoo(profile)
-kinds = evaluate.metric_kinds(zoo)
-trainable = iqa_evaluation.trainable_metrics(zoo)
+metric_set = zoo.profile_zoo(profile)
+kinds = evaluate.metric_kinds(metric_set)
+trainable = iqa_evaluation.trainable_metrics(metric_set)
 print(f"profile {profile.name}: {profile.backbone_label()}; device {profile.torch_device()}; "
       f"images {f'{profile.image_size} px' if profile.image_size else 'native'}; recipe {profile.recipe}; "
-      f"{profile.n_boot} bootstrap draws; metrics {list(zoo)}")
-print(perceptual_zoo.lpips_weights_note(profile))
+      f"{profile.n_boot} bootstrap draws; metrics {list(metric_set)}")
+print(profiles.lpips_weights_note(profile))
 
 # %% [markdown]
 # ## 1. Data
@@ -110,7 +109,7 @@ print(iqa_evaluation.hygiene_report(sets))
 # frozen. Dataset folders are streamed from disk, one reference at a time.
 
 # %%
-scored = iqa_evaluation.score_pair_sets(zoo, sets, profile)
+scored = iqa_evaluation.score_pair_sets(metric_set, sets, profile)
 splits = iqa_evaluation.iqa_splits(scored, trainable, profile)
 values, feats = scored[splits.test]
 values.head()
@@ -133,11 +132,11 @@ values.head()
 # it optimises, not a perceptual result. The trained weights then rescore the stored pair features.
 
 # %%
-history = iqa_evaluation.train_metric_weights(zoo, trainable, splits, profile)
+history = iqa_evaluation.train_metric_weights(metric_set, trainable, splits, profile)
 fig = perceptual_plots.plot_training(history, f"recipe {profile.recipe}; {profile.backbone_label()}",
                       pseudo_scores=not profile.human_scores)
 figures.save_figure(fig, "08_training", history)
-values = iqa_evaluation.rescore(zoo, values, feats, trainable)
+values = iqa_evaluation.rescore(metric_set, values, feats, trainable)
 
 # %% [markdown]
 # ## 5. Results

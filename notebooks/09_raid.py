@@ -57,8 +57,7 @@
 # %%
 import pandas as pd  # (the exercise solutions)
 
-from shiftinv.perceptual import evaluate, raid, stats
-from shiftinv.perceptual import zoo as perceptual_zoo
+from shiftinv.perceptual import evaluate, profiles, raid, stats, zoo
 from shiftinv.viz import figures, perceptual_plots
 from shiftinv.workbook import runtime
 
@@ -79,18 +78,18 @@ VGG_WEIGHTS: str = ""  # natural / paper: hed, keras:<path>, torchvision-feature
 # %%
 # derived settings (never in the parameters cell)
 figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
-profile = perceptual_zoo.perceptual_profile_from_params(PROFILE, SMOKE, vgg_weights=VGG_WEIGHTS, device=DEVICE,
+profile = profiles.perceptual_profile_from_params(PROFILE, SMOKE, vgg_weights=VGG_WEIGHTS, device=DEVICE,
                                            image_size=IMAGE_SIZE, raid_source=RAID_SOURCE).replace(seed=SEED)
 protocols = raid.anchor_protocols(profile, ANCHORS)
 gen = runtime.seed_everything(SEED)
 source, kodak_dir, responses_csv = raid.raid_inputs(profile, KODAK_DIR, RAID_DIR)  # its data checked here
 # publishing never replaces this profile's figures by ones from another stimulus source or backbone
 figures.record_sources(data=source, backbone=profile.weights or "random init")
-zoo = perceptual_zoo.profile_zoo(profile)
-kinds = evaluate.metric_kinds(zoo)
+metric_set = zoo.profile_zoo(profile)
+kinds = evaluate.metric_kinds(metric_set)
 print(f"source: {source}; {profile.backbone_label()}; device {profile.torch_device()}; anchors {protocols}; "
       f"{profile.n_boot} bootstrap draws")
-print(perceptual_zoo.lpips_weights_note(profile))
+print(profiles.lpips_weights_note(profile))
 
 # %% [markdown]
 # ## 1. Stimuli and human responses
@@ -114,8 +113,8 @@ fig = perceptual_plots.plot_raid_examples(images, table)
 # matters here: linear like people for the affine transforms, saturating for noise?
 
 # %%
-values, _ = evaluate.evaluate_stimuli(zoo, refs, images, table, batch_size=profile.batch_size, progress="scoring")
-shown = [m for m in ("lpips/max", "baseline/max", "gap/max", "gap/blur", "gap/aps", "psnr", "ssim") if m in zoo]
+values, _ = evaluate.evaluate_stimuli(metric_set, refs, images, table, batch_size=profile.batch_size, progress="scoring")
+shown = [m for m in ("lpips/max", "baseline/max", "gap/max", "gap/blur", "gap/aps", "psnr", "ssim") if m in metric_set]
 curves = stats.response_curves(values, shown, kinds, human_col="curve" if human else None)
 figures.save_figure(perceptual_plots.plot_response_curves(curves), "09_raid_curves", curves)
 
@@ -170,7 +169,7 @@ display_table
 # %% tags=["solution"]
 # Exercise 1: both anchor protocols.
 if human:
-    both, _ = evaluate.evaluate_stimuli(zoo, refs, images, table) if len(protocols) < 2 else (values, None)
+    both, _ = evaluate.evaluate_stimuli(metric_set, refs, images, table) if len(protocols) < 2 else (values, None)
     gains = []
     for protocol in ("excluded", "included"):
         ev = stats.evaluation_table(both[raid.anchor_rows(both, protocol)], kinds, "distortion", gen,

@@ -34,8 +34,7 @@
 # Figures: `10_srcc_vs_shift`.
 
 # %%
-from shiftinv.perceptual import evaluate
-from shiftinv.perceptual import zoo as perceptual_zoo
+from shiftinv.perceptual import evaluate, profiles, zoo
 from shiftinv.viz import figures, perceptual_plots
 from shiftinv.workbook import runtime
 
@@ -56,7 +55,7 @@ VGG_WEIGHTS: str = ""  # natural / paper: hed, keras:<path>, torchvision-feature
 # %%
 # derived settings (never in the parameters cell)
 figures.use_profile(PROFILE, smoke=SMOKE)  # figures go to figures/<PROFILE>/ (smoke runs: build/smoke/figures/)
-profile = perceptual_zoo.perceptual_profile_from_params(PROFILE, SMOKE, vgg_weights=VGG_WEIGHTS, device=DEVICE,
+profile = profiles.perceptual_profile_from_params(PROFILE, SMOKE, vgg_weights=VGG_WEIGHTS, device=DEVICE,
                                            image_size=IMAGE_SIZE)
 profile = profile.replace(seed=SEED, n_refs_shift=N_REFS or profile.n_refs_shift,
                           shifts=tuple(SHIFTS) or profile.shifts)
@@ -64,8 +63,8 @@ figures.record_sources(backbone=profile.weights or "random init")  # publishing 
 shifts = list(profile.shifts)
 measure = "srcc" if profile.human_scores else "monotonicity"
 gen = runtime.seed_everything(SEED)
-zoo = perceptual_zoo.profile_zoo(profile, classical=("psnr",) if profile.smoke else ("psnr", "ssim"))
-kinds = evaluate.metric_kinds(zoo)
+metric_set = zoo.profile_zoo(profile, classical=("psnr",) if profile.smoke else ("psnr", "ssim"))
+kinds = evaluate.metric_kinds(metric_set)
 print(f"profile {profile.name}: {profile.backbone_label()}; device {profile.torch_device()}; "
       f"{profile.n_refs_shift} references")
 
@@ -82,7 +81,7 @@ print(f"{len(table)} pairs, {tuple(images.shape[-2:])} px, shifts {shifts} px ({
 # The unshifted pairs are scored once and reused; each shift rescores all pairs.
 
 # %%
-summary, per_pair = evaluate.srcc_under_shifts(zoo, refs, images, table, shifts, "score", score_kind, MODE,
+summary, per_pair = evaluate.srcc_under_shifts(metric_set, refs, images, table, shifts, "score", score_kind, MODE,
                                         batch_size=profile.batch_size, progress=True)
 fig = perceptual_plots.plot_srcc_vs_shift(summary, kinds, measure, profile.human_scores, profile.backbone_label())
 figures.save_figure(fig, "10_srcc_vs_shift", summary.assign(backbone=profile.backbone_label()))
@@ -108,7 +107,7 @@ summary.pivot(index="metric", columns="shift", values=measure).round(3)
 
 # %% tags=["solution"]
 # Exercise 1: circular shifts.
-circ, _ = evaluate.srcc_under_shifts({k: zoo[k] for k in zoo if k.startswith("gap")}, refs, images, table, shifts[:2],
+circ, _ = evaluate.srcc_under_shifts({k: metric_set[k] for k in metric_set if k.startswith("gap")}, refs, images, table, shifts[:2],
                               "score", score_kind, "circular")
 print(circ.pivot(index="metric", columns="shift", values="mean_distance"))
 # With circular shifts, APS + circular padding is exactly shift-invariant before GAP for every shift,

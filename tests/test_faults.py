@@ -27,7 +27,7 @@ import damage
 from reference import standins as reference_standins
 from shiftinv.models import pretrained, vgg
 from shiftinv.perceptual import images, iqa, metric_training, metrics, raid, stimuli
-from shiftinv.perceptual import zoo as perceptual_zoo
+from shiftinv.perceptual import profiles as perceptual_profiles
 from shiftinv.shifts import engine, sweep_result
 from shiftinv.study import authors, datasets, depth_heads, feature_data, training
 from shiftinv.workbook import cache, checkpoints, imageio, parameters
@@ -73,15 +73,15 @@ def standins(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def test_missing_raid_data_is_an_error_not_a_silent_switch(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("SHIFTINV_DATA", str(tmp_path))  # an empty data folder
-    natural = perceptual_zoo.perceptual_profile_from_params("natural", True, raid_source="auto")
+    natural = perceptual_profiles.perceptual_profile_from_params("natural", True, raid_source="auto")
     with pytest.raises(FileNotFoundError) as info:
         raid.raid_inputs(natural)
     text = str(info.value)
     assert str(tmp_path / "kodak") in text and "kodim01.png" in text and str(tmp_path / "raid" / "responses.csv") in text
     assert iqa.KODAK_URL.split()[0] in text and iqa.RAID_URL.split()[0] in text and "RAID_SOURCE=embedded" in text
-    named = perceptual_zoo.perceptual_profile_from_params("natural", True, raid_source="embedded")
+    named = perceptual_profiles.perceptual_profile_from_params("natural", True, raid_source="embedded")
     assert raid.raid_inputs(named)[0] == "embedded"  # the fallback asked for by name
-    paper = perceptual_zoo.perceptual_profile_from_params("paper", True)
+    paper = perceptual_profiles.perceptual_profile_from_params("paper", True)
     with pytest.raises(ValueError, match="RAID_DIR"):
         raid.raid_inputs(paper)
 
@@ -103,7 +103,7 @@ def test_notebook_09_stops_in_its_settings_cell_without_its_data(monkeypatch: py
                 exec(compile(source, "09_raid derived settings", "exec"), scope)
         else:
             exec(compile(source, f"09_raid cell {i}", "exec"), scope)
-    assert "zoo" not in scope and "refs" not in scope  # stopped before building a metric or a stimulus
+    assert "metric_set" not in scope and "refs" not in scope  # stopped before building a metric or a stimulus
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # and wrote nothing
 
 

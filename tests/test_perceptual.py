@@ -12,6 +12,7 @@ import torch
 from reference import taps
 from shiftinv.perceptual import evaluate, iqa_evaluation, raid
 from shiftinv.perceptual import metrics as perceptual_metrics
+from shiftinv.perceptual import profiles as perceptual_profiles
 from shiftinv.perceptual import zoo as perceptual_zoo
 from shiftinv.viz import perceptual_plots
 
@@ -206,38 +207,38 @@ def test_evaluate_stimuli_matches_direct_calls_and_shift_study() -> None:
 def test_backbone_weights_per_profile(tmp_path) -> None:
     from torchvision.models import VGG16_Weights
 
-    assert perceptual_zoo.backbone_weights("demo", "ignored.pth") is None
-    assert perceptual_zoo.backbone_weights("cifar") == "hed"  # the classification half's backbone
-    assert perceptual_zoo.backbone_weights("paper", str(tmp_path / "w.pth")) == str(tmp_path / "w.pth")
-    assert perceptual_zoo.backbone_weights("paper") is VGG16_Weights.IMAGENET1K_V1
-    assert perceptual_zoo.backbone_weights("natural") == "hed"
-    assert perceptual_zoo.backbone_weights("natural", "keras:/x.h5") == "keras:/x.h5"
+    assert perceptual_profiles.backbone_weights("demo", "ignored.pth") is None
+    assert perceptual_profiles.backbone_weights("cifar") == "hed"  # the classification half's backbone
+    assert perceptual_profiles.backbone_weights("paper", str(tmp_path / "w.pth")) == str(tmp_path / "w.pth")
+    assert perceptual_profiles.backbone_weights("paper") is VGG16_Weights.IMAGENET1K_V1
+    assert perceptual_profiles.backbone_weights("natural") == "hed"
+    assert perceptual_profiles.backbone_weights("natural", "keras:/x.h5") == "keras:/x.h5"
     with pytest.raises(ValueError, match="PROFILE must be one of"):
-        perceptual_zoo.backbone_weights("imagenet")
+        perceptual_profiles.backbone_weights("imagenet")
 
 
 def test_perceptual_profiles_change_data_and_sizes() -> None:
-    demo, cifar = perceptual_zoo.get_perceptual_profile("demo"), perceptual_zoo.get_perceptual_profile("cifar")
-    assert perceptual_zoo.get_perceptual_profile("natural").replace(name="cifar") == cifar
+    demo, cifar = perceptual_profiles.get_perceptual_profile("demo"), perceptual_profiles.get_perceptual_profile("cifar")
+    assert perceptual_profiles.get_perceptual_profile("natural").replace(name="cifar") == cifar
     assert demo.backbone_weights() is None
-    paper = perceptual_zoo.get_perceptual_profile("paper")
+    paper = perceptual_profiles.get_perceptual_profile("paper")
     # the authors' settings: native frames, their recipes, both RAID anchor protocols
     assert (paper.image_size, paper.recipe, paper.data, paper.raid_source) == (0, "paper", "datasets", "raid")
     assert paper.anchor_protocols == ("excluded", "included")
-    smoke = perceptual_zoo.get_perceptual_profile("paper", smoke=True, device="cpu")
+    smoke = perceptual_profiles.get_perceptual_profile("paper", smoke=True, device="cpu")
     assert smoke.image_size == 0 and smoke.torch_device().type == "cpu" and smoke.max_pairs_per_ref > 0
-    natural = perceptual_zoo.get_perceptual_profile("natural")
+    natural = perceptual_profiles.get_perceptual_profile("natural")
     assert natural.weights == "hed" and natural.pools == ("max", "blur", "aps") and natural.n_images == 24
     assert "HED" in natural.backbone_label()
-    p = perceptual_zoo.perceptual_profile_from_params("demo", False, vgg_weights="ignored.pth", image_size=-1, epochs=-1, recipe="")
+    p = perceptual_profiles.perceptual_profile_from_params("demo", False, vgg_weights="ignored.pth", image_size=-1, epochs=-1, recipe="")
     assert p == demo
-    assert perceptual_zoo.perceptual_profile_from_params("paper", False, image_size=64, recipe="lpips").image_size == 64
+    assert perceptual_profiles.perceptual_profile_from_params("paper", False, image_size=64, recipe="lpips").image_size == 64
     with pytest.raises(ValueError, match="multiple of 32"):
-        perceptual_zoo.perceptual_profile_from_params("paper", False, image_size=100)
+        perceptual_profiles.perceptual_profile_from_params("paper", False, image_size=100)
     with pytest.raises(ValueError, match="RECIPE"):
-        perceptual_zoo.perceptual_profile_from_params("paper", False, recipe="keras")
+        perceptual_profiles.perceptual_profile_from_params("paper", False, recipe="keras")
     with pytest.raises(ValueError, match="unknown profile"):
-        perceptual_zoo.get_perceptual_profile("typo")
+        perceptual_profiles.get_perceptual_profile("typo")
 
 
 def test_evaluate_table_streams_native_frames(tmp_path) -> None:
@@ -292,7 +293,7 @@ def test_metrics_and_training_on_cuda_match_the_cpu() -> None:
 def test_profile_label_of_the_hed_trunk_is_the_weights_label() -> None:
     from shiftinv.models import pretrained
 
-    assert perceptual_zoo.get_perceptual_profile("natural").backbone_label() == pretrained.label("hed")
+    assert perceptual_profiles.get_perceptual_profile("natural").backbone_label() == pretrained.label("hed")
 
 
 def test_notebook_07_helpers_on_a_random_trunk() -> None:
@@ -303,7 +304,7 @@ def test_notebook_07_helpers_on_a_random_trunk() -> None:
     assert list(family["metric"]) == ["lpips/max", "gap/max"] and (family["weights"] == 1472).all()
     weights_df = perceptual_zoo.lpips_weight_table(zoo["lpips/max"])
     assert len(weights_df) == 1472 and (weights_df.groupby("tap")["weight"].diff().dropna() <= 0).all()
-    smoke = perceptual_zoo.get_perceptual_profile("demo", smoke=True)
+    smoke = perceptual_profiles.get_perceptual_profile("demo", smoke=True)
     assert "unit tests" in perceptual_zoo.lpips_parity(smoke, zoo["lpips/max"], *_pair(1, 32))  # smoke runs skip the check
     refs, names = _pair(1, 32)[0], ["a"]
     from shiftinv.perceptual import stimuli
@@ -319,7 +320,7 @@ def test_notebook_07_helpers_on_a_random_trunk() -> None:
 
 def test_notebook_08_pipeline_on_embedded_pairs(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("SHIFTINV_RESULTS", str(tmp_path))
-    profile = perceptual_zoo.get_perceptual_profile("demo", smoke=True).replace(n_refs=2, epochs=1, n_boot=20)
+    profile = perceptual_profiles.get_perceptual_profile("demo", smoke=True).replace(n_refs=2, epochs=1, n_boot=20)
     gen = torch.Generator().manual_seed(0)
     sets = iqa_evaluation.iqa_pair_sets(profile, gen)
     assert list(sets) == ["embedded"] and "2 references x 3 distortions x 5 levels" in iqa_evaluation.describe_pair_sets(sets)
@@ -347,14 +348,14 @@ def test_notebook_08_pipeline_on_embedded_pairs(monkeypatch, tmp_path) -> None:
 
 def test_notebook_09_source_and_protocols(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("SHIFTINV_DATA", str(tmp_path))  # no Kodak images, no responses
-    profile = perceptual_zoo.get_perceptual_profile("demo", smoke=True)
+    profile = perceptual_profiles.get_perceptual_profile("demo", smoke=True)
     assert raid.anchor_protocols(profile) == ("excluded",)
     assert raid.anchor_protocols(profile, "both") == ("excluded", "included")
     with pytest.raises(ValueError, match="ANCHORS"):
         raid.anchor_protocols(profile, "some")
     source, kodak, responses = raid.raid_inputs(profile)  # demo: embedded, whatever data there are
     assert source == "embedded" and kodak == str(tmp_path / "kodak") and responses == tmp_path / "raid" / "responses.csv"
-    natural = perceptual_zoo.get_perceptual_profile("natural", smoke=True)
+    natural = perceptual_profiles.get_perceptual_profile("natural", smoke=True)
     with pytest.raises(FileNotFoundError, match=f"{tmp_path / 'kodak'}.*RAID_SOURCE=embedded"):
         raid.raid_inputs(natural)  # no silent fall-back to stimuli without human responses
     assert raid.raid_inputs(natural.replace(raid_source="embedded"))[0] == "embedded"  # asked by name
@@ -364,7 +365,7 @@ def test_notebook_09_source_and_protocols(monkeypatch, tmp_path) -> None:
 
 
 def test_notebook_10_pairs_on_embedded_data() -> None:
-    profile = perceptual_zoo.get_perceptual_profile("demo", smoke=True)
+    profile = perceptual_profiles.get_perceptual_profile("demo", smoke=True)
     refs, images, table, kind = evaluate.shift_pairs(profile, torch.Generator().manual_seed(0))
     assert kind == "distortion" and len(refs) == profile.n_refs_shift
     assert (table["score"] == table["level"]).all() and table["distortion"].nunique() == 2

@@ -2,7 +2,8 @@
 
 - ``metrics``          LPIPS-style metrics on any VGG trunk (LPIPS, the paper's baseline, the GAP metric),
                        PSNR and SSIM
-- ``zoo``              perceptual profiles and the metric zoo built from them; notebook 07's tables
+- ``profiles``         perceptual profiles: data, backbone, sizes and recipe of notebooks 07-10 in one object
+- ``zoo``              the metric zoo built from a profile; notebook 07's tables
 - ``evaluate``         scoring image pairs and stimuli; SRCC under shifts (notebook 10)
 - ``metric_training``  training the metrics' weights (the authors' recipes and LPIPS's)
 - ``iqa``, ``images``, ``stimuli``  IQA datasets in their official layouts; reading images;
@@ -20,7 +21,7 @@ from .._lazy import lazy_exports
 _EXPORTS = {
     "PerceptualMetric": "metrics", "LinearTapMetric": "metrics", "GAPMetric": "metrics", "psnr": "metrics",
     "ssim": "metrics",
-    "PerceptualProfile": "zoo", "get_perceptual_profile": "zoo", "profile_zoo": "zoo", "metric_zoo": "zoo",
+    "PerceptualProfile": "profiles", "get_perceptual_profile": "profiles", "profile_zoo": "zoo", "metric_zoo": "zoo",
     "evaluate_pairs": "evaluate", "evaluate_stimuli": "evaluate", "srcc_under_shifts": "evaluate",
     "MetricTrainConfig": "metric_training", "train_metric": "metric_training",
     "srcc": "stats", "krcc": "stats", "plcc": "stats", "bootstrap_ci": "stats",

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from ..workbook import runtime
 from .metrics import PerceptualMetric, check_pair
-from .zoo import PerceptualProfile
+from .profiles import PerceptualProfile
 
 
 def _device_of(metrics: Mapping[str, nn.Module]) -> torch.device:

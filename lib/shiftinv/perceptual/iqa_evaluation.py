@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from ..workbook import cache
 from .evaluate import evaluate_stimuli, evaluate_table
-from .zoo import PerceptualProfile
+from .profiles import PerceptualProfile
 
 # ----------------------------------------------------------------------------------------------
 # Notebook 08: one evaluation pipeline, parameterised by the profile

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from ..workbook import paths
-from .zoo import PerceptualProfile
+from .profiles import PerceptualProfile
 
 # ----------------------------------------------------------------------------------------------
 # Notebook 09: RAID

@@ -14,6 +14,57 @@ from . import depth_heads
 
 # ============================================================================ notebook 05 · aliasing periodicity
 
+#: The plain trunk's pools: a GAP after pool k has the predicted period 2**k (the explorer's layers too).
+POOL_TAPS: tuple[str, ...] = ("pool1", "pool2", "pool3", "pool4", "pool5")
+
+
+#: The maps of the per-layer equivariance figure: ``relu1_2`` (stride 1, the control) and every pool.
+EQUIVARIANCE_TAPS: tuple[str, ...] = ("relu1_2", *POOL_TAPS)
+
+
+#: The heads of the spectra figure: GAP at each depth alone, then the model set's multi GAP and flatten.
+SPECTRUM_HEADS: tuple[str, ...] = (*(depth_heads.depth_head_name(t) for t in POOL_TAPS), "multi_gap", "flatten")
+
+
+def aliasing_models(ms: Any) -> tuple[dict[str, Any], pd.DataFrame, Any]:
+    """What notebook 05 studies on the plain trunk of model set ``ms``:
+
+    - ``vgg_heads``: its heads plus the GAP-depth ablation, one head per pool reading only that pool's global
+      average (``gap_pool1`` ... ``gap_pool5``), trained (cached) on the model set's own features;
+    - ``depth_table``: the ablation's heads with their stride and accuracy;
+    - ``circ``: the same trunk weights with circular padding (no border at all).
+    """
+    import dataclasses
+
+    p, trunk = ms.profile, ms.trunks["vgg"]
+    heads, table = depth_heads.train_depth_heads(
+        trunk, ms.splits.train, ms.splits.val, p.num_classes, cfg=dataclasses.replace(p.head_train, device=p.device),
+        key={"profile": p.to_dict(), "trunk": "vgg", "trunk_fingerprint": cache.state_fingerprint(trunk)},
+        test_data=ms.splits.test, input_size=p.image_size, seed=p.seed, source=ms.features.get("vgg"))
+    return {**ms.heads["vgg"], **heads}, table, depth_heads.same_weights_trunk(trunk, circular=True)
+
+
+def aliasing_sweeps(ms: Any, vgg_heads: Mapping[str, Any], circ: Any, n_images: int, max_shift: int,
+                    exact_images: int) -> dict[str, sweep_result.SweepResult]:
+    """Every setting of :func:`aliasing_settings` swept over ``dx = -max_shift .. max_shift - 1`` (cached): the
+    protocol setting on the first ``n_images`` test images in the profile's precision, the exact settings
+    (:data:`EXACT_SETTINGS`) on the first ``exact_images`` of them in float32."""
+    p = ms.profile
+    images, labels = ms.test_tensors(n_images)
+    exact = min(exact_images, n_images)
+    key = {"profile": p.to_dict(), "trunk": cache.state_fingerprint(ms.trunks["vgg"])}
+    out = {}
+    for name, setting in aliasing_settings(ms, vgg_heads, circ, p.shift_mode).items():
+        x, y = (images[:exact], labels[:exact]) if name in EXACT_SETTINGS else (images, labels)
+        out[name] = aliasing_run_setting(name, setting, x, y, max_shift, key, batch_size=p.sweep_batch,
+                                         device=p.device, precision=p.precision, channels_last=p.channels_last)
+    return out
+
+
+def predicted_periods(trunk: Any, heads: Mapping[str, Any], names: Sequence[str]) -> dict[str, int | None]:
+    """``{head: period}`` the architecture predicts for each of ``names`` (:func:`periodicity.predicted_period`)."""
+    return {h: periodicity.predicted_period(trunk, heads[h]) for h in names}
+
 
 def aliasing_settings(ms: Any, vgg_heads: Mapping[str, Any], circ: Any, shift_mode: str) -> dict[str, tuple[dict, str]]:
     """The three settings of notebook 05: ``{name: ({trunk: (trunk, {head: Head})}, shift mode)}``.

@@ -10,7 +10,7 @@ import torch
 
 from ..shifts import sweep_result, translation
 from ..workbook import cache, runtime
-from . import datasets, feature_data, intervals, replicates
+from . import datasets, intervals, replicates
 from .modelset import ModelSet
 from .profiles import Profile
 
@@ -100,6 +100,15 @@ def robustness_intervals(results: Sequence[sweep_result.SweepResult], model_sets
     runs and its main run's value (:func:`shiftinv.study.intervals.sweep_intervals`)."""
     heads = list(main_runs(results[0]).heads)
     return intervals.sweep_intervals(results, replicates.run_names(model_sets, heads))
+
+
+def accuracy_table(model_sets: Sequence[ModelSet]) -> pd.DataFrame:
+    """The main model set's summary (parameters, training, trunk) with each model's test accuracy over every
+    run of ``model_sets`` (the main one, then its trunk replicates): ``test_acc`` the mean over runs,
+    ``test_acc_lo/_hi`` its 95% interval over test images and runs, ``test_acc_seed_min/_max`` its range,
+    ``test_acc_main`` the main run's (figures), ``runs``, ``n_images`` (:func:`intervals.accuracy_intervals`)."""
+    summary = model_sets[0].summary.drop(columns=["test_acc"])
+    return summary.merge(intervals.accuracy_intervals(model_sets), on="model", how="left")
 
 
 def runs_text(model_sets: Sequence[ModelSet]) -> str:

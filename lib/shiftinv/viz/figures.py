@@ -62,6 +62,20 @@ def _render(fig: plt.Figure, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
+def save_figure_timed(fig: plt.Figure, name: str, frame: pd.DataFrame, keys: tuple[str, ...] = ("model", "epoch")
+                      ) -> dict[str, Path]:
+    """:func:`save_figure` with ``frame``'s wall-clock columns (:data:`shiftinv.study.analysis.TIMING_COLUMNS`)
+    moved to ``<name>_timings.csv`` beside the run conditions: the figure's data file holds only the numbers
+    a rerun must reproduce, the timings file what the machine took."""
+    from ..study import analysis
+    from ..workbook import runtime
+
+    data, timings = analysis.split_timings(frame, keys)
+    paths_written = save_figure(fig, name, data)
+    save_data(timings.assign(**runtime.run_conditions()), output_dir() / f"{name}_timings")
+    return paths_written
+
+
 def save_figure(
     fig: plt.Figure,
     name: str,
