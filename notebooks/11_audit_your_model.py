@@ -211,14 +211,14 @@ audit_plots.save_report(result, figs, "11_report", title=f"Shift audit: {choice.
 #    consistency from the crop protocol's?
 
 # %% tags=["solution"]
-# 1. Consistency per model under the main protocol, and the paired differences against the first model.
+# Exercise 1: consistency per model under the main protocol, and paired differences to the first.
 main = preset.protocols[0]
 cons = result.summary[(result.summary.measure == "consistency") & (result.summary.protocol == main)]
 print(cons[["model", "value", "lo", "hi"]].sort_values("value", ascending=False).to_string(index=False))
 result.comparisons[(result.comparisons.measure == "consistency") & result.comparisons.a.str.endswith(main)]
 
 # %% tags=["solution"]
-# 2. Never changing, and the median smallest change among those that change.
+# Exercise 2: never changing, and the median smallest change among those that change.
 first = next(iter(result.models))
 rows = result.per_image[(result.per_image.model == first) & (result.per_image.protocol == main)]
 changed = rows[rows.never_changes == 0]
@@ -226,7 +226,7 @@ print(f"{first}: {rows.never_changes.mean():.2f} of the images never change; med
       f"{changed.min_change_radius.median() if len(changed) else float('nan')} px (max(|dx|, |dy|))")
 
 # %% tags=["solution"]
-# 3. The canvas protocols on a few images (same offsets, same model).
+# Exercise 3: the canvas protocols on a few images (same offsets, same model).
 canvas = protocol.get_preset("smoke", protocols=("crop", "zero", "mean", "mosaic"), equivariance_images=0)
 small = run.audit(models[:1], images.take(4), canvas, device=DEVICE or None, progress=False)
 small.summary[small.summary.measure == "consistency"][["protocol", "value", "lo", "hi"]]

@@ -86,7 +86,10 @@ def test_model_set_on_tiny_digits(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert all(not prm.requires_grad for t in ms.trunks.values() for prm in t.parameters())
     # the whole set sweeps in one call; heads are named trunk/head; a second call loads the cache
     res = analysis.translation_sweep(ms, "profile")
-    assert set(res.heads) == set(p.model_names()) and res.num_images == 6
+    assert set(analysis.main_runs(res).heads) == set(p.model_names()) and res.num_images == 6
+    # every other seed of every head rides on the same trunk passes
+    assert set(res.heads) == {r for m in p.model_names() for r in ms.run_names(m)}
+    assert len(res.heads) == len(p.model_names()) * len(p.head_seed_list())
     table = analysis.robustness_table(res)
     assert ((table.acc_min <= table.acc0 + 1e-9) & (table.acc0 <= 1)).all()
     again = analysis.translation_sweep(ms, "profile")
@@ -160,7 +163,7 @@ def test_paper_profile_runs_notebooks_03_and_04(tmp_path: Path, session_tmp: Pat
     assert (summary.trunk_params == 14_714_688).all()  # the full VGG-16 conv trunk
     assert summary.head_params[summary.model == "vgg/final_gap"].item() == 512 * 160 + 160
     rel = pd.read_csv(figs / "04_relative_loss.csv")
-    assert {"dataset_signed", "image_signed", "acc_drop"} <= set(rel.columns)
+    assert {"dataset_signed", "acc_loss", "acc_loss_lo", "acc_loss_hi", "pred_change"} <= set(rel.columns)
     maps = pd.read_csv(figs / "04_shift_maps_accuracy.csv")
     assert {"head", "dx", "dy", "accuracy", "loss"} <= set(maps.columns)
     executed = json.loads((out / "04_translation_robustness.ipynb").read_text())

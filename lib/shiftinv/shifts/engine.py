@@ -85,13 +85,21 @@ def _union_taps(trunk: Any, heads: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(taps)
 
 
+def _at_least_float32(t: Any) -> Any:
+    """``t`` in float32 when it is a half-precision float tensor (bf16 / fp16); anything else unchanged
+    (a float64 pass stays float64)."""
+    if torch.is_tensor(t) and t.is_floating_point() and t.element_size() < 4:
+        return t.float()
+    return t
+
+
 def float_features(feats: Any) -> Any:
-    """A trunk's output as float32: ``{tap: map}`` (or a tensor) from a bf16 / fp16 pass, so that heads run in
-    float32 (they are small, and were trained in float32 on cached features; a bf16 head would add its own
-    rounding, e.g. a global average summed in bf16)."""
+    """A trunk's output in at least float32: ``{tap: map}`` (or a tensor) from a bf16 / fp16 pass, so that heads
+    run in float32 (they are small, and were trained in float32 on cached features; a bf16 head would add its own
+    rounding, e.g. a global average summed in bf16). Float32 and float64 outputs pass unchanged."""
     if isinstance(feats, Mapping):
-        return {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in feats.items()}
-    return feats.float() if torch.is_tensor(feats) and feats.is_floating_point() else feats
+        return {k: _at_least_float32(v) for k, v in feats.items()}
+    return _at_least_float32(feats)
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -332,10 +340,10 @@ class _SweepRun:
                         feats = self.trunk(x, self.taps)
                     if whole:  # a plain model(x) is all "head": it runs in the asked precision too
                         with runtime.autocast(self.dev, amp):
-                            outs = {name: head(feats).float() for name, head in self.heads.items()}
+                            outs = {name: _at_least_float32(head(feats)) for name, head in self.heads.items()}
                     else:  # ... heads on a trunk in float32, as they were trained
                         feats = float_features(feats)
-                        outs = {name: head(feats).float() for name, head in self.heads.items()}
+                        outs = {name: _at_least_float32(head(feats)) for name, head in self.heads.items()}
                     y = y_all[n0:n1].repeat(s1 - s0)  # (B,)
                     for name, logits in outs.items():
                         self._record(name, logits, y, self.plan[i])

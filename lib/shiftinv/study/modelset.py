@@ -443,7 +443,7 @@ def _keep(b: _Build, v: Variant, kind: str, heads: dict[int, vgg.Head], results:
     for s, r in results.items():
         b.runs.append({"model": f"{v.name}/{kind}", "seed": s, "main": s == main, "epochs": len(r.history),
                        "best_epoch": r.best_epoch, "val_acc": r.best_val_acc,
-                       "train_seconds": sum(rec["seconds"] for rec in r.history)})
+                       "train_seconds": sum(rec["seconds"] for rec in r.history), "cached": r.loaded})
 
 
 def _train_aug_head(b: _Build, v: Variant, tkey: dict[str, Any], heads: dict[int, vgg.Head],
@@ -490,7 +490,7 @@ def _run_row(model: str, trunk: str, head: str, l2: float, res: training.TrainRe
     """The training columns of one model's summary row (its main seed)."""
     return {"model": model, "trunk": trunk, "head": head, "l2": l2, "epochs": len(res.history),
             "best_epoch": res.best_epoch, "val_acc": res.best_val_acc,
-            "train_seconds": sum(r["seconds"] for r in res.history)}
+            "train_seconds": sum(r["seconds"] for r in res.history), "cached": res.loaded}
 
 
 def _test_heads(b: _Build, v: Variant, tkey: dict[str, Any], features: Callable[[str], feature_data.FeatureData]
