@@ -16,7 +16,9 @@ One run on one device measures (``python -m benchmarks.bench``, ``make bench``):
 5. **training**  head training on trunk features cached once against re-running the frozen
    trunk every epoch (:mod:`shiftinv.study.training`).
 6. **precision** the trunk's images per second in float32 against bf16 (channels-last) on the same
-   machine, as a ratio, with the bf16 maps' relative error (:mod:`benchmarks.precision`).
+   machine, as a ratio, with the bf16 maps' relative error (:mod:`benchmarks.precision`); and the
+   BlurPool / APS trunks against the plain one with the pooling and padding kernels behind them
+   (:mod:`benchmarks.pools`).
 
 It reports shifted images per second, achieved TFLOP/s (trunk + head FLOPs of every
 shifted image, counted once per trunk pass) and their fraction of the peak, the engine's
@@ -548,6 +550,9 @@ def run_benchmark(settings: BenchSettings, out_path: Path | None = None) -> dict
         from benchmarks import precision
 
         report["precision"] = precision.run_precision(trunk, s.input_size, device, seed=s.seed)
+        from benchmarks import pools
+
+        report["pools"] = pools.run_pools(s.width, s.input_size, device)
     report["projection"] = _projection(s, report, base_rate)
     report["targets"] = _targets(report)
     path = Path(out_path) if out_path is not None else paths.results_dir() / "bench" / f"bench_{device.type}.json"
@@ -709,6 +714,10 @@ def format_table(report: Mapping[str, Any]) -> str:
         from benchmarks import precision
 
         lines += precision.format_lines(report["precision"])
+    if "pools" in report:
+        from benchmarks import pools
+
+        lines += pools.format_lines(report["pools"])
     lines.append(_projection_line(report["projection"], s["input_size"]))
     t = report["targets"]
     met = {k[: -len("_met")]: v for k, v in t.items() if k.endswith("_met") and v is not None}

@@ -119,6 +119,10 @@ def test_tiny_run_writes_every_field(tiny_report: dict) -> None:
     assert q["ways"]["float32"]["pool5_rel_error"] == 0.0 and 0 < q["bf16_pool5_rel_error"] < 0.05
     assert q["bf16_speedup"] == pytest.approx(q["ways"]["bf16 channels-last"]["images_per_s"]
                                               / q["ways"]["float32"]["images_per_s"])
+    k = r["pools"]
+    assert set(k["trunks"]) == {"max", "blur", "aps"} and k["trunks"]["max"]["relative_to_max"] == 1.0
+    assert set(k["kernels"]) == {"dense 2x2 max", "circular pad", "reflect pad"}  # values checked equal there
+    assert all(v["speedup"] == pytest.approx(v["torch_s"] / v["workbook_s"]) for v in k["kernels"].values())
     p = r["projection"]
     assert p["shifts"] == 10_201 and p["test_images"] == 100
     assert p["engine_hours"] == pytest.approx(100 * 10_201 / r["engine"]["shifted_images_per_s"] / 3600)

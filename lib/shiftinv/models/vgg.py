@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from torchvision.models.vgg import cfgs as _TV_CFGS
 from torchvision.models.vgg import make_layers
 
-from .layers import APSPool, MaxBlurPool
+from .layers import APSPool, MaxBlurPool, make_circular
 from .pretrained import (
     CAFFE_MEAN_BGR,
     TORCHVISION_FEATURES_MEAN_RGB,
@@ -142,7 +142,7 @@ class VGGTrunk(nn.Module):
         self.features = make_layers(self.cfg, batch_norm=batch_norm)  # torchvision's own builder
         for i, layer in enumerate(self.features):
             if isinstance(layer, nn.Conv2d) and circular:
-                layer.padding_mode = "circular"
+                make_circular(layer)
             elif isinstance(layer, nn.MaxPool2d) and pool == "blur":
                 self.features[i] = MaxBlurPool(blur_size, pad=blur_pad, circular=circular)  # type: ignore[arg-type]
             elif isinstance(layer, nn.MaxPool2d) and pool == "aps":
