@@ -47,7 +47,7 @@ PORT        ?= 8888
 DIR         ?= notebooks
 LAB_ARGS    ?=
 # two workers (one per core); the browser tier stays on one worker (xdist_group)
-PYTEST_PAR  ?= -n 2 --dist loadgroup
+PYTEST_PAR  ?= -n 2 --dist loadgroup --durations=25
 # Real data gathered for offline runs; a user points this at their own copy.
 SHIFTINV_DATA ?= $(abspath ../shared/data)
 export SHIFTINV_DATA

@@ -241,17 +241,18 @@ def differences(a: Path, b: Path, rtol: float = 0.0) -> list[str]:
 
 @pytest.mark.notebooks
 @pytest.mark.slow
-def test_notebooks_01_to_04_give_the_same_data_files_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_notebooks_03_and_04_give_the_same_data_files_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     runs = []
     for run in ("a", "b"):
         figs, results = tmp_path / run / "figures", tmp_path / run / "results"
         monkeypatch.setenv("SHIFTINV_FIGURES", str(figs))
         monkeypatch.setenv("SHIFTINV_RESULTS", str(results))
         monkeypatch.delenv(cache.REFRESH_ENV, raising=False)
-        for nb in runner.list_notebooks(["01", "02", "03", "04"]):
+        # 03-04 train and sweep (01-02 are seeded toy networks, run by the smoke tier)
+        for nb in runner.list_notebooks(["03", "04"]):
             runner.run_notebook(nb, {"PROFILE": "demo", "SMOKE": True}, tmp_path / run / "executed")
         runs.append(figs)
     first, second = data_files(runs[0]), data_files(runs[1])
-    assert len(first) >= 10 and sorted(first) == sorted(second)
+    assert len(first) >= 8 and sorted(first) == sorted(second)
     diffs = [d for name in first for d in differences(first[name], second[name])]
     assert not diffs, diffs
