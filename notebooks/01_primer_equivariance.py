@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from shiftinv.shifts import primer
 from shiftinv.viz import equivariance_plots, figures
+from shiftinv.workbook import see
 
 figures.set_style()
 
@@ -72,6 +73,9 @@ print(f"max relative error over shifts 0..{max_shift}: {conv_err.max():.2e}")
 fig = equivariance_plots.plot_primer_conv_equivariance(image, a, b, shown_shift, shifts, conv_err)
 figures.save_figure(fig, "01_conv_equivariance", pd.DataFrame({"shift_px": shifts, "relative_error": conv_err.numpy()}))
 
+# %%
+see.show("01_conv_equivariance", figures.output_dir())
+
 # %% [markdown]
 # ## 2. Downsampling breaks equivariance, with a period set by the stride
 #
@@ -84,6 +88,9 @@ figures.save_figure(fig, "01_conv_equivariance", pd.DataFrame({"shift_px": shift
 phase = primer.primer_phase_table(image, shifts, SEED)
 fig = equivariance_plots.plot_primer_phase(phase, max_shift)
 figures.save_figure(fig, "01_downsampling_phase", phase)
+
+# %%
+see.show("01_downsampling_phase", figures.output_dir())
 
 # %% [markdown]
 # ## 3. Global average pooling gives invariance
@@ -100,6 +107,9 @@ gap = primer.primer_gap_table(image, shifts, SEED)
 fig = equivariance_plots.plot_primer_gap(gap)
 figures.save_figure(fig, "01_gap_invariance", gap)
 
+# %%
+see.show("01_gap_invariance", figures.output_dir())
+
 # %% [markdown]
 # ## 4. Blurring before subsampling reduces aliasing
 #
@@ -112,6 +122,9 @@ blur = primer.primer_blur_table(image, shifts, SEED, gap, depth=blur_depth)
 fig = equivariance_plots.plot_primer_blur(blur, blur_depth)
 figures.save_figure(fig, "01_blurpool", blur)
 blur
+
+# %%
+see.show("01_blurpool", figures.output_dir())
 
 # %% [markdown]
 # ## Summary

@@ -31,7 +31,7 @@ import torch
 from shiftinv.models import accounting, vgg
 from shiftinv.shifts import invariance
 from shiftinv.viz import equivariance_plots, figures
-from shiftinv.workbook import runtime
+from shiftinv.workbook import runtime, see
 
 figures.set_style()
 
@@ -104,6 +104,9 @@ arch = pd.concat([accounting.describe_architecture(m).assign(model=name) for nam
 fig = equivariance_plots.draw_architectures(full, INPUT_SIZE, fig=plt.figure(figsize=(19, 7.5)))
 figures.save_figure(fig, "02_architectures", arch)
 
+# %%
+see.show("02_architectures", figures.output_dir())
+
 # %% [markdown]
 # ## 3. The parameter table, computed
 #
@@ -140,6 +143,9 @@ derivation
 fig = equivariance_plots.plot_zoo_parameters(table, red)
 figures.save_figure(fig, "02_params", table.assign(reduction_trainable=red["trainable"], reduction_total=red["total"]))
 
+# %%
+see.show("02_params", figures.output_dir())
+
 # %% [markdown]
 # ## 4. Strides and receptive fields per layer
 #
@@ -154,6 +160,9 @@ rf = accounting.zoo_receptive_field_table(INPUT_SIZE)
 fig = equivariance_plots.plot_zoo_receptive_fields(rf)
 figures.save_figure(fig, "02_receptive_field", rf)
 rf[rf["name"].isin(vgg.POOL_TAPS)].pivot(index="name", columns="pool", values=["receptive_field", "stride"])
+
+# %%
+see.show("02_receptive_field", figures.output_dir())
 
 # %% [markdown]
 # ## 5. Which circular shifts leave the GAP features unchanged?
@@ -173,6 +182,9 @@ x = torch.rand(N_IMAGES, 3, CHECK_SIZE, CHECK_SIZE, generator=gen, dtype=torch.f
 drift = invariance.zoo_circular_drift(x, SHIFTS, WIDTH, SEED)
 fig = equivariance_plots.plot_zoo_circular_drift(drift, SHIFTS)
 figures.save_figure(fig, "02_circular_shift_drift", drift)
+
+# %%
+see.show("02_circular_shift_drift", figures.output_dir())
 
 # %%
 # the shifts at which each tap's GAP is exact (drift at float64 rounding level)

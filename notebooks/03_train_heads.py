@@ -26,7 +26,7 @@ import pandas as pd
 from shiftinv.models import accounting, vgg
 from shiftinv.study import analysis, datasets, feature_data, modelset, profiles, replicates, training
 from shiftinv.viz import figures, robustness_plots
-from shiftinv.workbook import claims, runtime
+from shiftinv.workbook import claims, runtime, see
 
 figures.set_style()
 pd.set_option("display.width", 160)
@@ -91,6 +91,9 @@ print(splits.name, splits.sizes(), f"{splits.num_classes} classes, pool5 grid {c
 fig = robustness_plots.plot_heads_data_samples(splits)
 figures.save_figure(fig, "03_data_samples", analysis.heads_split_sizes(splits))
 
+# %%
+see.show("03_data_samples", figures.output_dir())
+
 # %% [markdown]
 # ## 3. Train (or load) every model
 #
@@ -133,6 +136,9 @@ hist = analysis.history_frame(ms)
 fig = robustness_plots.plot_heads_training_curves(hist)
 figures.save_figure_timed(fig, "03_training_curves", hist)  # wall-clock seconds go to 03_training_curves_timings
 
+# %%
+see.show("03_training_curves", figures.output_dir())
+
 # %% [markdown]
 # ## 4. Accuracy against parameters
 #
@@ -146,6 +152,9 @@ figures.save_figure_timed(fig, "03_training_curves", hist)  # wall-clock seconds
 fig = robustness_plots.plot_heads_accuracy_params(summary)
 figures.save_figure_timed(fig, "03_accuracy_params", summary)
 claims.show("03", figures.output_dir())
+
+# %%
+see.show("03_accuracy_params", figures.output_dir())
 
 # %% [markdown]
 # At the paper's scale (full-width VGG-16, the paper's input size and classes: notebook 02's

@@ -27,7 +27,7 @@ from IPython.display import Markdown, display
 from shiftinv.shifts import invariance, relative_loss
 from shiftinv.study import analysis, modelset, precision, profiles, replicates
 from shiftinv.viz import figures, robustness_plots
-from shiftinv.workbook import claims, runtime
+from shiftinv.workbook import claims, runtime, see
 
 figures.set_style()
 pd.set_option("display.width", 160)
@@ -100,9 +100,12 @@ fig = robustness_plots.plot_shift_maps(maps, "loss", ncols=len(grid.heads))
 fig.suptitle(f"cross-entropy over the shift grid ({grid.num_images} images; main seed)", y=1.04)
 figures.save_figure(fig, "04_shift_maps_loss", maps)
 
+# %%
+see.show("04_shift_maps_loss", figures.output_dir())
+
 # %% [markdown]
-# The loss maps carry the same pattern with more resolution than accuracy: look for the rings of low loss
-# at multiples of the pool strides.
+# The loss is a finer reading than accuracy (it moves before the answer flips): a lattice of low loss at
+# multiples of a pool stride, if there is one, is aliasing.
 #
 # ## 3. One-dimensional profiles: every model, BlurPool and APS included
 #
@@ -118,10 +121,10 @@ fig.suptitle(f"along dx at dy = 0: plain trunk on {line.num_images} images, Blur
              f"{others.num_images} (main seed)", y=1.03)
 figures.save_figure(fig, "04_shift_profiles", curves)
 
+# %%
+see.show("04_shift_profiles", figures.output_dir())
+
 # %% [markdown]
-# What to see: where each curve falls off, and whether it ripples. The flatten heads fall as soon as the
-# content leaves the pool5 cells it was trained on; the GAP heads' curves are flatter but not flat.
-#
 # ## 4. How much each head loses: accuracy drop, relative loss, flip rate
 #
 # Three numbers per head, each with its 95% interval over images and runs:
@@ -137,6 +140,9 @@ fig = robustness_plots.plot_robustness_relative_loss(rel)
 figures.save_figure(fig, "04_relative_loss", rel)
 rel[["head", "acc0", "acc_mean", "acc_loss", "acc_loss_lo", "acc_loss_hi", "loss0", "dataset_signed",
      "dataset_signed_lo", "dataset_signed_hi", "pred_change", "runs", "n_images"]].round(4)
+
+# %%
+see.show("04_relative_loss", figures.output_dir())
 
 # %% [markdown]
 # A relative loss divides by the centred loss L(0), printed beside each bar. A head that is unsure even on
@@ -157,6 +163,9 @@ long = relative_loss.relative_loss_long(grid)
 order = relative_loss.relative_loss_definitions()
 fig = robustness_plots.plot_robustness_definitions(long, order, list(grid.heads))
 figures.save_figure(fig, "04_relative_loss_definitions", long.merge(order[["definition", "formula"]], on="definition"))
+
+# %%
+see.show("04_relative_loss_definitions", figures.output_dir())
 
 # %% [markdown]
 # What this profile's data decide (each claim holds only when the intervals do not overlap):
@@ -194,9 +203,12 @@ fig.suptitle(f"{diag.num_images} test images, main seed", y=1.02)
 figures.save_figure(fig, "04_one_pixel", frag)
 frag
 
+# %%
+see.show("04_one_pixel", figures.output_dir())
+
 # %% [markdown]
-# What to see: a bar of zero means the head never changed its answer between neighbouring 1-px shifts; only
-# an exactly invariant architecture (APS under circular shifts) can promise that.
+# A bar of zero means the head never changed its answer between neighbouring 1-px shifts: only an exactly
+# invariant architecture (APS under circular shifts) can promise that.
 #
 # ## Summary
 #
@@ -239,7 +251,7 @@ print(f"flatten keeps >= half its accuracy for |dx| <= {good.dx.abs().max()} px,
 #    circular shift of the input only permutes the features: GAP, and so the loss, is unchanged
 #    (up to float32 rounding: the sweep runs in float32 here, whatever the profile's precision).
 circ = analysis.main_runs(analysis.translation_sweep(ms, "profile", mode="circular", trunks=["aps"],
-                                                     precision="float32"))
+                                                     precision="float32", n_images=8))
 for h in circ.heads:
     per_shift = circ.loss[h].double().mean(1)
     print(h, "max |L(s) - L(0)| =", float((per_shift - per_shift[circ.index(0, 0)]).abs().max()))

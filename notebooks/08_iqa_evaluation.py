@@ -18,23 +18,8 @@
 # test of the difference between two metrics on the same pairs (Williams' t and Zou's interval), and
 # data-hygiene checks.
 #
-# Profiles:
-#
-# - **`paper`** (real data, GPU advised): train the baseline and GAP weights with the authors' recipes
-#   (Pearson loss, section 4) on TID2008 (selection on TID2013, which *shares its reference images* with
-#   TID2008, so it is not a held-out check: the hygiene section prints the overlap), then evaluate every
-#   metric on KADID-10k: SRCC with a 95 % interval, KRCC, PLCC raw and after a 5-parameter logistic fit.
-#   Images at their native frame, as the authors feed them (both sides are multiples of 32, so every
-#   backbone, APS included, takes them whole); `IMAGE_SIZE=S` uses central S x S squares instead.
-# - **`demo`** (random-init backbone) and **`natural`** (the HED trunk, a real natural-image VGG-16;
-#   see notebook 07), embedded images, CPU: there are no human scores here. We measure something weaker
-#   and label it so: **monotonicity** - the Spearman correlation of each metric with the distortion
-#   *level* within each reference and distortion type (+1 = the metric always grows with the level). A
-#   metric can be perfectly monotonic and still disagree with humans across distortion types. The
-#   weight training is shown on *pseudo-scores* (the level), only to exercise the training pipeline.
-#
-# Sign convention: every reported correlation is positive when the metric agrees with the scores
-# (distances vs quality scores are negated; see `shiftinv.perceptual.stats.agreement_sign`). Ties: average ranks.
+# Only `paper` has human scores (KADID-10k); the CPU profiles measure something weaker and say so
+# (section 1).
 #
 # Figures: `08_monotonicity` (demo), `08_training`, `08_kadid_table` (paper).
 
@@ -78,6 +63,24 @@ print(profiles.lpips_weights_note(profile))
 
 # %% [markdown]
 # ## 1. Data
+#
+# Profiles:
+#
+# - **`paper`** (real data, GPU advised): train the baseline and GAP weights with the authors' recipes
+#   (Pearson loss, section 4) on TID2008 (selection on TID2013, which *shares its reference images* with
+#   TID2008, so it is not a held-out check: the hygiene section prints the overlap), then evaluate every
+#   metric on KADID-10k: SRCC with a 95 % interval, KRCC, PLCC raw and after a 5-parameter logistic fit.
+#   Images at their native frame, as the authors feed them (both sides are multiples of 32, so every
+#   backbone, APS included, takes them whole); `IMAGE_SIZE=S` uses central S x S squares instead.
+# - **`demo`** (random-init backbone) and **`natural`**, **`cifar`** (the HED trunk, a natural-image VGG-16;
+#   see notebook 07), embedded images, CPU: there are no human scores here. We measure something weaker
+#   and label it so: **monotonicity** - the Spearman correlation of each metric with the distortion
+#   *level* within each reference and distortion type (+1 = the metric always grows with the level). A
+#   metric can be perfectly monotonic and still disagree with humans across distortion types. The
+#   weight training is shown on *pseudo-scores* (the level), only to exercise the training pipeline.
+#
+# Sign convention: every reported correlation is positive when the metric agrees with the scores
+# (distances vs quality scores are negated; see `shiftinv.perceptual.stats.agreement_sign`). Ties: average ranks.
 #
 # `demo`, `natural`: embedded reference images (scikit-image) with KADID-style distortions at five
 # levels. `paper`: the three datasets in their official layouts, streamed from disk. Every image is

@@ -12,45 +12,12 @@
 # # 09 · RAID: metric responses to rotation, translation, scaling and noise vs human curves
 #
 # RAID (Daudén-Oliver et al., Scientific Data 2026) measured how different 24 Kodak images look after a
-# rotation, a translation, a scaling or Gaussian noise at nine levels, with Maximum Likelihood
-# Difference Scaling (MLDS): the result is one perceptual *response curve* per image and transform
-# (0 at the undistorted anchor, level_01). People respond almost linearly to the affine transforms and
-# in a saturating way to noise. The paper reports that LPIPS on the invariant backbone follows these
-# curves (Spearman 0.95). This notebook draws every metric's response curve next to the human one, per
-# transform, and computes Spearman correlations per transform and pooled, with intervals over images.
-#
-# Sources (`RAID_SOURCE`):
-#
-# - **`raid`** (`paper` profile): the real RAID folder (`imagenes_bd/`, `responses.csv`), at RAID's
-#   native side centrally cropped to a multiple of 32 (`IMAGE_SIZE=0`, the default; the size is
-#   printed below): APS halves the size five times and needs even sides at every pool. Cropping drops
-#   a few pixels at each border and invents no pixels; reflect-padding to the next multiple would add
-#   mirrored borders that the metrics would compare as image content (and that move differently from
-#   the content under rotation and scaling).
-# - **`raid-approx`** (`natural`): the RAID images are not on this machine, but the Kodak
-#   references and the real human responses are. We rebuild RAID-like stimuli from the Kodak images
-#   and evaluate against the real responses. *Approximations*: central square crops of the Kodak
-#   images resized to `IMAGE_SIZE` (smaller than RAID's images); transform amplitudes spaced linearly
-#   up to the published maxima (`shiftinv.perceptual.stimuli.raid_transform`) - not RAID's exact per-level values. Correlations are
-#   therefore indicative; the ordering of levels within a transform, which drives Spearman, is exact.
-# - **`embedded`** (`demo`, `cifar`): scikit-image photographs, the same transforms, no human data:
-#   metric curves only, no data to download.
-#
-# `auto` (default) is the profile's source. A source never falls back to another: when its data are
-# missing the run stops with an error naming the folder, the files and where to get them; pass
-# `RAID_SOURCE=embedded` to run without human data, or `RAID_SOURCE=raid-approx` to use the Kodak
-# images and RAID responses under another profile.
-#
-# Anchors: level_01 pairs have distance 0 and response 0 by construction; including them inflates
-# correlations. Two protocols (`ANCHORS`): `excluded` (our default: level_01 rows left out) and
-# `included` (all rows pooled, anchors in, the protocol of the RAID group's later benchmark; the
-# number of rows pooled is in each panel's title). `paper` and `natural` report both; `demo` only `excluded`. The authors published no
-# metric-vs-RAID code, so neither is known to be theirs.
-#
-# Backbone (see notebook 07): random-init VGG-16 in `demo`; the HED trunk in `natural` (plain, BlurPool
-# and APS pooling on the same weights; the baseline and GAP metrics keep their initial weights 1,
-# since TID2008 is not on this machine to train them, and LPIPS's v0.1 weights were fitted to
-# torchvision's VGG-16, applied to the HED trunk); ImageNet weights in `paper`.
+# rotation, a translation, a scaling or Gaussian noise at nine levels (Maximum Likelihood Difference
+# Scaling): one perceptual *response curve* per image and transform, 0 at the undistorted anchor. The paper
+# reports that LPIPS on the invariant backbone follows these curves (Spearman 0.95). This notebook draws
+# every metric's response curve next to the human one and computes Spearman correlations per transform
+# and pooled, with intervals over images. Where the stimuli come from (`RAID_SOURCE`), how the anchors are
+# counted (`ANCHORS`) and which backbone each profile uses: section 1.
 #
 # Figures: `09_raid_curves`, `09_raid_srcc` (with human data).
 
@@ -59,12 +26,12 @@ import pandas as pd  # (the exercise solutions)
 
 from shiftinv.perceptual import evaluate, profiles, raid, stats, zoo
 from shiftinv.viz import figures, perceptual_plots
-from shiftinv.workbook import runtime
+from shiftinv.workbook import runtime, see
 
 figures.set_style()
 
 # %% tags=["parameters"]
-PROFILE: str = "demo"  # demo | cifar (as demo here) | natural (HED trunk, raid-approx) | paper (real RAID folder)
+PROFILE: str = "demo"  # demo (embedded photos) | natural, cifar (HED trunk, raid-approx) | paper (real RAID folder)
 SMOKE: bool = False  # tiny sizes, used by the test tier
 SEED: int = 0  # backbone init, noise stimuli, bootstrap
 DEVICE: str = ""  # cpu, cuda, ... (empty: CUDA when available, else CPU)
@@ -93,6 +60,29 @@ print(profiles.lpips_weights_note(profile))
 
 # %% [markdown]
 # ## 1. Stimuli and human responses
+#
+# Sources (`RAID_SOURCE`; `auto` is the profile's, and a source never falls back to another: missing data
+# stop the run with an error naming the folder, the files and where to get them):
+#
+# - **`raid`** (`paper`): the real RAID folder (`imagenes_bd/`, `responses.csv`), at RAID's native side
+#   centrally cropped to a multiple of 32 (`IMAGE_SIZE=0`): APS halves the size five times and needs even
+#   sides at every pool; cropping invents no pixels, where reflect-padding would add mirrored borders that
+#   move differently from the content under rotation and scaling.
+# - **`raid-approx`** (`natural`, `cifar`): the Kodak references and the real human responses are on this machine,
+#   the RAID images are not; RAID-like stimuli are rebuilt from Kodak. *Approximations*: central square
+#   crops resized to `IMAGE_SIZE`, transform amplitudes spaced linearly up to the published maxima
+#   (`shiftinv.perceptual.stimuli.raid_transform`), not RAID's exact per-level values. Correlations are
+#   indicative; the order of levels within a transform, which drives Spearman, is exact.
+# - **`embedded`** (`demo`): scikit-image photographs, the same transforms, no human data: metric
+#   curves only.
+#
+# Anchors: level_01 pairs have distance 0 and response 0 by construction, and including them inflates
+# correlations. `excluded` (the default) leaves them out; `included` pools all rows (the protocol of the
+# RAID group's later benchmark). The authors published no metric-vs-RAID code, so neither is known to be
+# theirs. Backbone (notebook 07): random-init VGG-16 in `demo`; the HED trunk in `natural` and `cifar` (plain, BlurPool
+# and APS pools on the same weights; the baseline and GAP metrics keep their initial weights 1, since
+# TID2008 is not here to train them; LPIPS's v0.1 weights, fitted to torchvision's VGG-16, applied to
+# HED); ImageNet weights in `paper`.
 #
 # Every row is loaded and scored once, anchors included; each protocol then selects its rows.
 
@@ -139,6 +129,10 @@ if human:
 else:
     display_table = "embedded stimuli: no human responses, see the curves only"
 display_table
+
+# %%
+if human:
+    see.show("09_raid_srcc", figures.output_dir())
 
 # %% [markdown]
 # ## Summary

@@ -36,7 +36,7 @@
 # %%
 from shiftinv.perceptual import evaluate, profiles, zoo
 from shiftinv.viz import figures, perceptual_plots
-from shiftinv.workbook import runtime
+from shiftinv.workbook import runtime, see
 
 figures.set_style()
 
@@ -86,6 +86,9 @@ summary, per_pair = evaluate.srcc_under_shifts(metric_set, refs, images, table, 
 fig = perceptual_plots.plot_srcc_vs_shift(summary, kinds, measure, profile.human_scores, profile.backbone_label())
 figures.save_figure(fig, "10_srcc_vs_shift", summary.assign(backbone=profile.backbone_label()))
 summary.pivot(index="metric", columns="shift", values=measure).round(3)
+
+# %%
+see.show("10_srcc_vs_shift", figures.output_dir())
 
 # %% [markdown]
 # ## Summary
