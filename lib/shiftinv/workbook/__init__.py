@@ -8,7 +8,10 @@
 - ``student``      student versions of the notebooks (solutions stripped)
 - ``imageio``      reading image files: errors name the file, a folder keeps its good files
 - ``labsetup``     JupyterLab set-up and its check
-- ``readme``       the README's generated results blocks and the claims checked on their intervals
+- ``claims``       the result sentences, each decided on the data's intervals (holds / does not hold / undecided)
+- ``see``          "what to see" after each figure, read from the figure's own data file
+- ``readme``       the README's generated results blocks
+- ``rerun``        does a rerun land inside the intervals a run printed, and keep its verdicts?
 
 The main names are exported here (``from shiftinv.workbook import ...``) and imported on first
 use; inside the library, modules import modules (see :mod:`shiftinv._lazy`).
