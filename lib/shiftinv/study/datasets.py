@@ -165,9 +165,11 @@ def image_folder_tensors(folder: Path | str, image_size: int, resize: str = "ant
 
 
 CIFAR_HELP = (
-    "Get CIFAR-10 with cifar10(root, download=True) (torchvision fetches cifar-10-python.tar.gz from "
-    "https://www.cs.toronto.edu/~kriz/cifar.html), or point root at an ImageFolder copy with "
-    "train/<class>/*.png and test/<class>/*.png (here: $SHIFTINV_DATA/cifar10_jpg)."
+    "Either download it once with torchvision (163 MB, from https://www.cs.toronto.edu/~kriz/cifar.html):\n"
+    "    python -c \"import torchvision; torchvision.datasets.CIFAR10('/data/cifar10', download=True)\"\n"
+    "and run with the notebook parameter CIFAR_DIR=/data/cifar10 (make figures PROFILE=cifar "
+    "PARAMS=CIFAR_DIR=/data/cifar10), or point it at an ImageFolder copy with train/<class>/*.png|jpg and "
+    "test/<class>/*.png|jpg (the one shipped here: $SHIFTINV_DATA/cifar10_jpg)."
 )
 
 
