@@ -25,7 +25,10 @@ callbacks (one silent, one showing a traceback) must be reported, and so must a
 notebook whose figures are drawn by a headless backend (``agg_figure.py``).
 
 Artefacts: screenshots and a log per notebook in ``build/browser/``.
-``SHIFTINV_BROWSER_ONLY="05"`` limits the tier to some notebooks (by prefix),
+By default the tier opens notebooks 01 (the lesson's figures inline), 05 (the explorer's widgets) and 11
+(the audit's figures): every notebook already runs headless in the smoke tier, and these three hold every
+kind of output the browser adds (inline images, sliders, dropdowns). ``SHIFTINV_BROWSER_ONLY="all"`` opens
+every notebook, ``SHIFTINV_BROWSER_ONLY="05"`` some (by prefix),
 ``SHIFTINV_BROWSER_TIMEOUT`` sets the seconds one notebook may run (300),
 ``SHIFTINV_BROWSER_SMOKE=0`` runs the notebooks with their own parameters. With
 ``SHIFTINV_README_SCREENSHOT=1`` the first explorer met (notebooks run in
@@ -88,8 +91,11 @@ WIDGET_CODE = re.compile(r"\bipywidgets\b|\bexplorer_widget\b|\binteract(ive)?\(
 FIGURE_CODE = re.compile(r"\bsave_figure\(|\bplt\.(subplots|figure)\(")
 #: ``SHIFTINV_BROWSER_SMOKE=0`` runs the notebooks with their own parameters (for the README screenshot).
 SMOKE = os.environ.get("SHIFTINV_BROWSER_SMOKE", "1") != "0"
-#: ``SHIFTINV_BROWSER_ONLY="05 07"`` limits the tier to those notebooks (by prefix), for quick local runs.
-NOTEBOOKS = runner.list_notebooks(os.environ.get("SHIFTINV_BROWSER_ONLY", "").split() or None)
+#: The notebooks the tier opens by default (module docstring); ``SHIFTINV_BROWSER_ONLY="all"`` opens every one,
+#: ``SHIFTINV_BROWSER_ONLY="05 07"`` those (by prefix).
+DEFAULT_NOTEBOOKS = ("01", "05", "11")
+_ONLY = os.environ.get("SHIFTINV_BROWSER_ONLY", "").split() or list(DEFAULT_NOTEBOOKS)
+NOTEBOOKS = runner.list_notebooks(None if _ONLY == ["all"] else _ONLY)
 
 
 # --------------------------------------------------------------------------- served copies
