@@ -74,6 +74,12 @@ def _period(zeros: list[int]) -> int | None:
     return int(np.gcd.reduce(zeros)) if zeros else None
 
 
+def _runs(g: pd.DataFrame) -> str:
+    """``"3 runs"`` or ``"3-9 runs"`` from a ``runs`` column."""
+    lo, hi = int(g.runs.min()), int(g.runs.max())
+    return f"{lo} runs" if lo == hi else f"{lo}-{hi} runs"
+
+
 def _between(g: pd.DataFrame, col: str) -> str:
     """``"min (row) to max (row)"`` of ``col`` over rows indexed by name."""
     lo, hi = g[col].idxmin(), g[col].idxmax()
@@ -193,7 +199,7 @@ def _curves(df: pd.DataFrame) -> str:
 def _acc_params(df: pd.DataFrame) -> str:
     g = df.set_index("model")
     n = f", n = {int(g.n_images.iloc[0])} test images" if "n_images" in g else ""
-    runs = f" and {int(g.runs.min())}-{int(g.runs.max())} runs per model" if "runs" in g else ""
+    runs = f" and {_runs(g)} per model" if "runs" in g else ""
     lines = [f"- `{m}`: {r.test_acc:.3f} [{r.test_acc_lo:.3f}, {r.test_acc_hi:.3f}] with {int(r.head_params):,} "
              "head parameters" for m, r in g.sort_values("test_acc", ascending=False).iterrows()]
     return f"centred test accuracy, mean with 95% interval{n}{runs}:\n\n" + "\n".join(lines)
@@ -238,7 +244,7 @@ def _relative_loss(df: pd.DataFrame) -> str:
     lines = [f"- `{h}`: accuracy drop {r.acc_loss:.3f} [{r.acc_loss_lo:.3f}, {r.acc_loss_hi:.3f}], relative loss "
              f"{r.dataset_signed:.3g} [{r.dataset_signed_lo:.3g}, {r.dataset_signed_hi:.3g}] on L(0) = {r.loss0:.3g}, "
              f"flip rate {r.pred_change:.3f}" for h, r in g.iterrows()]
-    n = f" (n = {int(g.n_images.iloc[0])} images, {int(g.runs.min())}-{int(g.runs.max())} runs)" if "runs" in g else ""
+    n = f" (n = {int(g.n_images.iloc[0])} images, {_runs(g)})" if "runs" in g else ""
     return f"three measures of the damage per head, mean and 95% interval{n}:\n\n" + "\n".join(lines)
 
 
@@ -294,8 +300,9 @@ def _periodicity(df: pd.DataFrame) -> str:
 def _ripple(df: pd.DataFrame) -> str:
     lines = [f"- `{r.head}`: {r.ripple:.3g} [{r.ripple_lo:.3g}, {r.ripple_hi:.3g}] times chance at period "
              f"{int(r.predicted_period)} px" for r in df.itertuples()]
-    return ("energy at the predicted period relative to white noise (1 = no ripple), mean and 95% interval over "
-            f"{int(df.n_images.iloc[0])} images and {int(df.runs.min())}-{int(df.runs.max())} runs:\n\n" + "\n".join(lines))
+    return ("the response's energy at the predicted period and its harmonics, as a multiple of what white noise "
+            "would put there (above 1: a ripple at that period; at or below 1: none beyond noise), mean and 95% "
+            f"interval over {int(df.n_images.iloc[0])} images and {_runs(df)}:\n\n" + "\n".join(lines))
 
 
 @_reader("05_boundary_vs_aliasing")
