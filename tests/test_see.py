@@ -65,6 +65,7 @@ def _committed() -> list[tuple[str, str]]:
             for name in see.figures_with_readers() if (folder / f"{name}.csv").exists()]
 
 
+@pytest.mark.functional
 @pytest.mark.parametrize(("profile", "figure"), _committed())
 def test_every_reader_reads_the_committed_data(profile: str, figure: str) -> None:
     """Every reader runs on every profile's committed table and quotes at least one of its numbers."""
