@@ -164,19 +164,35 @@ def test_circular_shifts_give_exactly_the_predicted_periods(profile_dir: Path) -
 # --------------------------------------------------------------------------- APS: exact invariance
 
 
+def _one_pixel_is_circular_in_float32(profile_dir: Path) -> bool:
+    """Whether notebook 04's 1-px steps are circular shifts in float32 arithmetic: a zero canvas (a digit that
+    stays inside moves as under a circular shift) and no bf16 trunk (``04_precision.csv`` absent). A mirror
+    mosaic is not a circular shift, and bf16 rounding can tip APS between two components of nearly equal norm,
+    so elsewhere the theorem is checked on notebook 05's circular sweep (float64) only."""
+    if (profile_dir / "04_precision.csv").exists():
+        return False
+    diffs = profile_dir / "03_paper_differences.csv"
+    if not diffs.exists():
+        return True
+    table = pd.read_csv(diffs)
+    ours = table[table.iloc[:, 0] == "shifts"].iloc[:, 2].astype(str)  # columns: what, authors, this profile
+    return not ours.str.contains("mosaic").any()
+
+
 def test_aps_is_invariant(profile_dir: Path) -> None:
     """04 and 05: APS GAP heads never change their top-1 over 1-px diagonal steps and their response is flat
     under circular shifts (float round-off), while some plain head does change its mind. (A flatten head on
     the APS trunk sees positions, so it is not invariant: left out.)"""
-    frag = read_data(profile_dir, "04_one_pixel")
-    require_columns(frag, {"head", "p_top1_change", "mean_abs_change"}, "04_one_pixel")
-    aps = frag[frag["head"].str.startswith("aps/") & ~frag["head"].str.contains("flatten")]
-    assert len(aps), f"no APS head in 04_one_pixel: {list(frag['head'])}"
-    _, p_hi = bounds(aps, "p_top1_change")
-    assert (p_hi == 0).all(), aps
-    assert (aps["mean_abs_change"].abs() < ROUND_OFF).all(), aps
-    others_lo, _ = bounds(frag[~frag["head"].str.startswith("aps/")], "p_top1_change")
-    assert others_lo.max() > 0, "no plain head changes its prediction under 1-px shifts"
+    if _one_pixel_is_circular_in_float32(profile_dir):
+        frag = read_data(profile_dir, "04_one_pixel")
+        require_columns(frag, {"head", "p_top1_change", "mean_abs_change"}, "04_one_pixel")
+        aps = frag[frag["head"].str.startswith("aps/") & ~frag["head"].str.contains("flatten")]
+        assert len(aps), f"no APS head in 04_one_pixel: {list(frag['head'])}"
+        _, p_hi = bounds(aps, "p_top1_change")
+        assert (p_hi == 0).all(), aps
+        assert (aps["mean_abs_change"].abs() < ROUND_OFF).all(), aps
+        others_lo, _ = bounds(frag[~frag["head"].str.startswith("aps/")], "p_top1_change")
+        assert others_lo.max() > 0, "no plain head changes its prediction under 1-px shifts"
 
     table = read_data(profile_dir, "05_periodicity")
     require_columns(table, {"setting", "head", "invariance_deviation"}, "05_periodicity")
