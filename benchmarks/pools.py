@@ -38,6 +38,7 @@ def run_pools(width: float, input_size: int, device: torch.device, batch: int = 
               ) -> dict[str, Any]:
     """Kernel seconds (PyTorch's against the workbook's, same values checked) on a (batch, 64, S/2, S/2) bf16
     channels-last map, and trunk images per second per pooling (bf16 autocast, channels-last)."""
+    input_size = max(input_size, 64)  # BlurPool's reflect padding needs pool5's input to be at least 2x2
     amp = "bf16" if device.type == "cpu" else "off"
     dtype = torch.bfloat16 if device.type == "cpu" else torch.float32
     x = torch.randn(batch, 64, input_size // 2, input_size // 2, device=device, dtype=dtype)
