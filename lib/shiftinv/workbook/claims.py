@@ -253,13 +253,10 @@ def markdown(folder: Path, notebook: str | None = None) -> str:
 def show(notebook: str, folder: Path) -> None:
     """Display the verdicts of ``notebook``'s claims on the data just written to ``folder``
     (``figures.output_dir()``), as Markdown in a notebook, as text elsewhere."""
-    text = "**What this profile's data decide** (95% intervals over images and runs):\n\n" + markdown(folder, notebook)
-    try:
-        from IPython.display import Markdown, display
+    from .see import show_markdown
 
-        display(Markdown(text))
-    except ImportError:  # pragma: no cover - IPython ships with the workbook
-        print(text)
+    show_markdown("**What this profile's data decide** (95% intervals over images and runs):\n\n"
+                  + markdown(folder, notebook))
 
 
 # ----------------------------------------------------------------------------- prose

@@ -44,6 +44,11 @@ def show(figure: str, folder: Path, **context: Any) -> None:
         text = what_to_see(figure, pd.read_csv(Path(folder) / f"{figure}.csv"), **context)
     except Exception as err:  # noqa: BLE001 - a sentence must never cost a run its figures; tests call what_to_see
         text = f"*(no 'what to see' for {figure}: {type(err).__name__}: {err})*"
+    show_markdown(text)
+
+
+def show_markdown(text: str) -> None:
+    """``text`` as Markdown in a notebook, printed elsewhere (what :func:`show` and ``claims.show`` display)."""
     try:
         from IPython.display import Markdown, display
 
