@@ -5,8 +5,9 @@ APS trunk too). On channels-last maps, which every bf16 trunk pass uses, PyTorch
 and ``F.pad(..., mode="circular" | "reflect" | "replicate")`` take slow paths; the workbook computes the same
 values with elementwise maxima of shifted views (``layers.dense_max2x2``) and concatenated views
 (``layers.pad2d``). This measures both kernels against PyTorch's on one map, and the images per second of the
-three trunks (max, BlurPool, APS with circular padding) in bf16 channels-last, each the fastest of
-``repeats`` runs.
+three trunks (max, BlurPool, APS with circular padding) in bf16 channels-last, and a training step of the max and
+APS trunks (the APS selection and the dense max take PyTorch's differentiable paths there), each the fastest
+of ``repeats`` runs.
 """
 
 from __future__ import annotations
@@ -66,7 +67,28 @@ def run_pools(width: float, input_size: int, device: torch.device, batch: int = 
     plain = out["trunks"]["max"]["images_per_s"]
     for t in out["trunks"].values():
         t["relative_to_max"] = t["images_per_s"] / plain
+    out["training"] = _training_steps(width, input_size, device, batch, repeats)
     return out
+
+
+def _training_steps(width: float, input_size: int, device: torch.device, batch: int, repeats: int
+                    ) -> dict[str, dict[str, float]]:
+    """Seconds of one training step (forward and backward to the input weights, float32 channels-last) of the
+    max and APS trunks: the cost of training an APS trunk of its own (the ``demo`` profile does)."""
+    images = torch.rand(batch, 3, input_size, input_size, device=device).contiguous(memory_format=torch.channels_last)
+    steps: dict[str, dict[str, float]] = {}
+    for pool in ("max", "aps"):
+        trunk = vgg.build_trunk(width=width, batch_norm=True, pool=pool, circular=pool == "aps").to(device).train()
+        trunk = trunk.to(memory_format=torch.channels_last)
+
+        def step() -> None:
+            trunk.zero_grad()
+            trunk(images, ("pool5",))["pool5"].square().mean().backward()
+
+        steps[pool] = {"step_s": _best(step, repeats, device)}
+    for t in steps.values():
+        t["relative_to_max"] = t["step_s"] / steps["max"]["step_s"]
+    return steps
 
 
 def format_lines(p: dict[str, Any]) -> list[str]:
@@ -77,4 +99,7 @@ def format_lines(p: dict[str, Any]) -> list[str]:
               for k, v in p["kernels"].items()]
     lines.append("trunks (bf16 channels-last): " + ", ".join(
         f"{k} {v['images_per_s']:.1f} img/s ({v['relative_to_max']:.2f}x max)" for k, v in p["trunks"].items()))
+    if "training" in p:
+        lines.append(f"training steps (float32 channels-last, batch {p['batch']}, forward + backward): " + ", ".join(
+            f"{k} {v['step_s'] * 1e3:.0f} ms ({v['relative_to_max']:.2f}x max)" for k, v in p["training"].items()))
     return lines

@@ -16,7 +16,7 @@
 # a head on global average pools has none. How much does each lose when the image moves?
 #
 # Figures: `04_shift_maps_accuracy`, `04_shift_maps_loss`, `04_shift_profiles`, `04_relative_loss`,
-# `04_relative_loss_definitions`, `04_precision` (bf16 profiles), `04_one_pixel`.
+# `04_relative_loss_definitions`, `04_precision` (profiles not in plain float32), `04_one_pixel`.
 
 # %%
 # library
@@ -176,8 +176,9 @@ claims.show("04", figures.output_dir())
 # %% [markdown]
 # ## 5. What the fast arithmetic changes
 #
-# Profiles that run their trunk in bf16 (or store float16 features) measure it here against float32: the
-# same line of shifts on a few images, and the test accuracy from cached features computed both ways.
+# Profiles that run their trunk in bf16 or channels-last (NHWC), or store float16 features, measure it here
+# against plain float32: the same line of shifts on a few images, and the test accuracy from cached features
+# computed both ways.
 
 # %%
 agreement = precision.precision_agreement(ms)

@@ -123,6 +123,8 @@ def test_tiny_run_writes_every_field(tiny_report: dict) -> None:
     assert set(k["trunks"]) == {"max", "blur", "aps"} and k["trunks"]["max"]["relative_to_max"] == 1.0
     assert set(k["kernels"]) == {"dense 2x2 max", "circular pad", "reflect pad"}  # values checked equal there
     assert all(v["speedup"] == pytest.approx(v["torch_s"] / v["workbook_s"]) for v in k["kernels"].values())
+    assert set(k["training"]) == {"max", "aps"} and k["training"]["max"]["relative_to_max"] == 1.0
+    assert all(v["step_s"] > 0 for v in k["training"].values())
     p = r["projection"]
     assert p["shifts"] == 10_201 and p["test_images"] == 100
     assert p["engine_hours"] == pytest.approx(100 * 10_201 / r["engine"]["shifted_images_per_s"] / 3600)

@@ -166,10 +166,12 @@ def test_circular_shifts_give_exactly_the_predicted_periods(profile_dir: Path) -
 
 def _one_pixel_is_circular_in_float32(profile_dir: Path) -> bool:
     """Whether notebook 04's 1-px steps are circular shifts in float32 arithmetic: a zero canvas (a digit that
-    stays inside moves as under a circular shift) and no bf16 trunk (``04_precision.csv`` absent). A mirror
-    mosaic is not a circular shift, and bf16 rounding can tip APS between two components of nearly equal norm,
-    so elsewhere the theorem is checked on notebook 05's circular sweep (float64) only."""
-    if (profile_dir / "04_precision.csv").exists():
+    stays inside moves as under a circular shift) and a float32 trunk (``04_precision.csv`` absent, or saying
+    float32: channels-last alone keeps float32). A mirror mosaic is not a circular shift, and bf16 rounding can
+    tip APS between two components of nearly equal norm, so elsewhere the theorem is checked on notebook 05's
+    circular sweep (float64) only."""
+    precision_file = profile_dir / "04_precision.csv"
+    if precision_file.exists() and (pd.read_csv(precision_file)["precision"].astype(str) != "float32").any():
         return False
     diffs = profile_dir / "03_paper_differences.csv"
     if not diffs.exists():

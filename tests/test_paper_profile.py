@@ -100,10 +100,16 @@ def test_model_set_on_tiny_digits(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     for h in circ.heads:
         spread = (circ.loss[h] - circ.loss[h][circ.index(0, 0)]).abs().max()
         assert float(spread) < 1e-4, h
-    # training again loads every run from the cache
+    # training again loads every run from the cache, the BlurPool trunk's re-estimated BatchNorm statistics too
+    def no_recalibration(*args: object, **kwargs: object) -> None:
+        raise AssertionError("BatchNorm statistics re-estimated although they are cached")
+
+    monkeypatch.setattr(modelset, "recalibrate_batchnorm", no_recalibration)
     ms2 = modelset.train_or_load_models(p)
     assert ms2.summary.cached.all()
     pd.testing.assert_series_equal(ms2.summary.test_acc, ms.summary.test_acc)
+    for k, t in ms.trunks["blur"].state_dict().items():
+        assert torch.equal(ms2.trunks["blur"].state_dict()[k], t), k
 
 
 # ----------------------------------------------------------------------------- paper profile, end to end

@@ -105,6 +105,20 @@ def test_code_version_ignores_comments_and_sees_code(tmp_path: Path, monkeypatch
     assert cache._tree_digest("x = 1\n") != cache._tree_digest("x = 2\n")
 
 
+def test_module_closure_sees_an_import_added_in_the_same_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the parsed imports are kept per file version (a notebook kernel asks for them on every cached
+    # value): an edit that adds an import must still reach the closure, and so the code version
+    pkg = tmp_path / "shiftinv"
+    shutil.copytree(cache._LIB_DIR, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(cache, "_LIB_DIR", pkg)
+    assert "shiftinv.perceptual.metrics" not in cache.module_closure(["shiftinv.shifts.primer"])
+    before = cache.code_version("shifts.primer")
+    primer = pkg / "shifts" / "primer.py"
+    primer.write_text(primer.read_text() + "\n\ndef _uses_metrics():\n    from ..perceptual import metrics\n    return metrics\n")
+    assert "shiftinv.perceptual.metrics" in cache.module_closure(["shiftinv.shifts.primer"])
+    assert cache.code_version("shifts.primer") != before
+
+
 def test_refresh_env_recomputes_values_written_before_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("SHIFTINV_RESULTS", str(tmp_path))
     monkeypatch.setenv(cache.REFRESH_ENV, "")

@@ -348,14 +348,27 @@ def _train_trunk(b: _Build, v: Variant) -> vgg.VGGTrunk:
     return trunk
 
 
+_BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+
+
 def _shared_trunk(b: _Build, v: Variant, plain: Variant) -> vgg.VGGTrunk:
-    """The trunk of ``v`` with the conv weights of the ``plain`` trunk (BatchNorm re-estimated)."""
+    """The trunk of ``v`` with the conv weights of the ``plain`` trunk, its BatchNorm statistics re-estimated on
+    the training images (:func:`recalibrate_batchnorm`; cached by the conv weights and the data)."""
     profile = b.profile
     trunk = _build_trunk(profile, v)
     conv = {f"features.{n}": p for n, p in b.trunks[plain.name].features.state_dict().items()}
     pretrained.load_trunk_weights(trunk, conv, source=f"{plain.name} trunk")
     trunk = trunk.to(b.device)
-    recalibrate_batchnorm(trunk, b.splits.train, profile.trunk_train.eval_batch_size, b.device)
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in trunk.modules()):
+        key = {"data": b.dkey, "trunk": _trunk_spec(profile, v), "conv": cache.state_fingerprint(b.trunks[plain.name]),
+               "batch_size": profile.trunk_train.eval_batch_size}
+
+        def statistics() -> dict[str, Tensor]:
+            recalibrate_batchnorm(trunk, b.splits.train, profile.trunk_train.eval_batch_size, b.device)
+            return {k: t.cpu() for k, t in trunk.state_dict().items() if k.rsplit(".", 1)[-1] in _BN_BUFFERS}
+
+        trunk.load_state_dict(cache.cached("batchnorm", key, statistics, refresh=b.refresh), strict=False)
+        trunk.eval()
     b.trunk_info[v.name] = {"trunk_source": f"{plain.name} conv weights + BN re-estimated"
                             if profile.batch_norm else f"{plain.name} conv weights"}
     return trunk

@@ -181,10 +181,21 @@ def module_file(module: str) -> Path | None:
     return next((f for f in candidates if f.is_file()), None)
 
 
+_IMPORTS: dict[tuple[str, str, int, int], frozenset[str]] = {}
+
+
 def _local_imports(module: str) -> set[str]:
     """Modules of this package that ``module`` (a ``shiftinv.*`` name) imports, read from its source
-    (function-local imports included)."""
+    (function-local imports included); parsed once per version of the file (name, mtime, size)."""
     file = module_file(module)
+    stat = file.stat()
+    memo = (module, str(file), stat.st_mtime_ns, stat.st_size)
+    if memo not in _IMPORTS:
+        _IMPORTS[memo] = frozenset(_parse_local_imports(module, file))
+    return set(_IMPORTS[memo])
+
+
+def _parse_local_imports(module: str, file: Path) -> set[str]:
     package = module if file.name == "__init__.py" else module.rsplit(".", 1)[0]
     found: set[str] = set()
     for node in ast.walk(ast.parse(file.read_text())):
