@@ -2,9 +2,9 @@
 
 BlurPool and APS evaluate a max densely (stride 1) and pad the maps (APS pads circularly, every conv of the
 APS trunk too). On channels-last maps, which every bf16 trunk pass uses, PyTorch's ``F.max_pool2d(x, 2, 1)``
-and ``F.pad(..., mode="circular" | "reflect" | "replicate")`` take slow paths; the workbook computes the same
-values with elementwise maxima of shifted views (``layers.dense_max2x2``) and concatenated views
-(``layers.pad2d``). This measures both kernels against PyTorch's on one map, and the images per second of the
+and ``F.pad(..., mode="circular")`` take slow paths (its reflect and replicate kernels do not: the workbook uses
+them); the workbook computes the same values with elementwise maxima of shifted views (``layers.dense_max2x2``)
+and concatenated views (``layers.pad2d``). This measures both kernels against PyTorch's on one map, and the images per second of the
 three trunks (max, BlurPool, APS with circular padding) in bf16 channels-last, and a training step of the max and
 APS trunks (the APS selection and the dense max take PyTorch's differentiable paths there), each the fastest
 of ``repeats`` runs.
@@ -48,7 +48,6 @@ def run_pools(width: float, input_size: int, device: torch.device, batch: int = 
         "dense 2x2 max": (lambda: F.max_pool2d(x, 2, 1), lambda: layers.dense_max2x2(x)),
         "circular pad": (lambda: F.pad(x, (1, 1, 1, 1), mode="circular"),
                          lambda: layers.pad2d(x, (1, 1, 1, 1), "circular")),
-        "reflect pad": (lambda: F.pad(x, (1, 1, 1, 1), mode="reflect"), lambda: layers.pad2d(x, (1, 1, 1, 1), "reflect")),
     }
     out: dict[str, Any] = {"batch": batch, "input_size": input_size, "width": width, "kernels": {}, "trunks": {}}
     with torch.no_grad():
@@ -58,12 +57,16 @@ def run_pools(width: float, input_size: int, device: torch.device, batch: int = 
             a, b = _best(theirs, repeats, device), _best(ours, repeats, device)
             out["kernels"][name] = {"torch_s": a, "workbook_s": b, "speedup": a / b}
         images = torch.rand(batch, 3, input_size, input_size, device=device).contiguous(memory_format=torch.channels_last)
-        for pool in ("max", "blur", "aps"):
-            trunk = vgg.build_trunk(width=width, pool=pool, circular=pool == "aps").to(device).eval()
-            trunk = trunk.to(memory_format=torch.channels_last)
-            with runtime.autocast(device, amp):
-                seconds = _best(lambda: trunk(images, ("pool5",)), repeats, device)
-            out["trunks"][pool] = {"images_per_s": batch / seconds}
+        trunks = {pool: vgg.build_trunk(width=width, pool=pool, circular=pool == "aps").to(device).eval()
+                  .to(memory_format=torch.channels_last) for pool in ("max", "blur", "aps")}
+        seconds = {pool: float("inf") for pool in trunks}
+        with runtime.autocast(device, amp):
+            for trunk in trunks.values():  # oneDNN builds its kernels on the first passes: none of that is timed
+                trunk(images, ("pool5",))
+            for _ in range(2):  # round-robin, best of each: a trunk measured first is not penalised
+                for pool, trunk in trunks.items():
+                    seconds[pool] = min(seconds[pool], _best(lambda: trunk(images, ("pool5",)), repeats, device))
+        out["trunks"] = {pool: {"images_per_s": batch / s} for pool, s in seconds.items()}
     plain = out["trunks"]["max"]["images_per_s"]
     for t in out["trunks"].values():
         t["relative_to_max"] = t["images_per_s"] / plain
