@@ -359,7 +359,7 @@ def _shared_trunk(b: _Build, v: Variant, plain: Variant) -> vgg.VGGTrunk:
     conv = {f"features.{n}": p for n, p in b.trunks[plain.name].features.state_dict().items()}
     pretrained.load_trunk_weights(trunk, conv, source=f"{plain.name} trunk")
     trunk = trunk.to(b.device)
-    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in trunk.modules()):
+    if profile.batch_norm:  # the trunk has BatchNorm layers (_build_trunk)
         key = {"data": b.dkey, "trunk": _trunk_spec(profile, v), "conv": cache.state_fingerprint(b.trunks[plain.name]),
                "batch_size": profile.trunk_train.eval_batch_size}
 
